@@ -1,0 +1,224 @@
+"""Typed settings.
+
+The defaults live in one place, ``config/siegel.toml`` (every setting with a one-line comment).
+An operator's file (``--config`` or ``SIEGEL_CONFIG``) overrides some of them, and
+``SIEGEL_<SECTION>_<KEY>`` environment variables override both. Relative paths are taken
+relative to the data directory (``--data-dir`` / ``SIEGEL_DATA_DIR``, default ``./var``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from server.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "siegel.toml"
+
+
+def _secret() -> Any:
+    return field(metadata={"secret": True})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    workers: int
+    public_base_url: str
+    max_request_bytes: int
+    max_xml_depth: int
+    thread_pool_size: int
+    shutdown_grace_seconds: float
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = _secret()
+    pool_size: int = 0
+
+
+@dataclass(frozen=True)
+class HsmSettings:
+    module: str
+    token_label: str
+    pin_file: str
+    so_pin_file: str
+    softhsm_conf: str
+    token_dir: str
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    credential_cache_seconds: float
+    realm: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one Siegel instance."""
+
+    data_dir: Path
+    server: ServerSettings
+    database: DatabaseSettings
+    hsm: HsmSettings
+    store: StoreSettings
+    log: LogSettings
+    auth: AuthSettings
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative ones taken from the data directory."""
+        p = Path(value)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.path('siegel.db')}"
+
+    def show(self) -> dict[str, dict[str, Any]]:
+        """The effective settings as plain data, secrets masked."""
+        out: dict[str, dict[str, Any]] = {"": {"data_dir": str(self.data_dir)}}
+        for section in _section_types():
+            obj = getattr(self, section)
+            values: dict[str, Any] = {}
+            for f in dataclasses.fields(obj):
+                v = getattr(obj, f.name)
+                if f.metadata.get("secret"):
+                    v = mask_secret(v)
+                values[f.name] = v
+            out[section] = values
+        return out
+
+
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def mask_secret(value: str) -> str:
+    """Hide a secret; URLs keep their shape with the password replaced."""
+    if not value:
+        return value
+    if "://" in value:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+    return "***"
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {name: t for name, t in hints.items() if name != "data_dir"}
+
+
+def _coerce(where: str, raw: Any, typ: type) -> Any:
+    expected = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[typ]
+    if isinstance(raw, str) and typ is not str:
+        text = raw.strip()
+        try:
+            if typ is bool:
+                if text.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if text.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(text)
+            return typ(text)
+        except ValueError:
+            raise ConfigError(f"setting {where}: {raw!r} is not {expected}") from None
+    if typ is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if typ is bool and not isinstance(raw, bool) or typ is not bool and isinstance(raw, bool) or not isinstance(raw, typ):
+        raise ConfigError(f"setting {where}: {raw!r} is not {expected}")
+    return raw
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def load(
+    config_file: Path | None = None,
+    data_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults, then the operator's file, then the environment."""
+    env = os.environ if environ is None else environ
+    merged = _read_toml(DEFAULTS_FILE)
+    chosen = config_file or (Path(env["SIEGEL_CONFIG"]) if env.get("SIEGEL_CONFIG") else None)
+    sources = [merged]
+    if chosen is not None:
+        sources.append(_read_toml(chosen))
+    types = _section_types()
+    values: dict[str, dict[str, Any]] = {name: {} for name in types}
+    for source in sources:
+        for section, body in source.items():
+            if section not in types or not isinstance(body, dict):
+                raise ConfigError(f"unknown configuration section [{section}] (known: {', '.join(types)})")
+            names = {f.name: f for f in dataclasses.fields(types[section])}
+            for key, raw in body.items():
+                if key not in names:
+                    raise ConfigError(f"unknown setting {section}.{key} (known: {', '.join(names)})")
+                values[section][key] = raw
+    prefix = "SIEGEL_"
+    for section, typ in types.items():
+        for f in dataclasses.fields(typ):
+            name = f"{prefix}{section.upper()}_{f.name.upper()}"
+            if name in env:
+                values[section][f.name] = env[name]
+    built: dict[str, Any] = {}
+    for section, typ in types.items():
+        hints = typing.get_type_hints(typ)
+        kwargs = {}
+        for f in dataclasses.fields(typ):
+            if f.name not in values[section]:
+                raise ConfigError(f"setting {section}.{f.name} is missing from {DEFAULTS_FILE}")
+            kwargs[f.name] = _coerce(f"{section}.{f.name}", values[section][f.name], hints[f.name])
+        built[section] = typ(**kwargs)
+    root = data_dir or Path(env.get("SIEGEL_DATA_DIR") or "var")
+    settings = Settings(data_dir=root.resolve(), **built)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    def need(ok: bool, where: str, form: str) -> None:
+        if not ok:
+            raise ConfigError(f"setting {where}: expected {form}")
+
+    need(0 < s.server.port < 65536, "server.port", "a TCP port from 1 to 65535")
+    need(1 <= s.server.workers <= 256, "server.workers", "a number of processes from 1 to 256")
+    need(re.match(r"^https?://[^/\s]+(/\S*)?$", s.server.public_base_url) is not None,
+         "server.public_base_url", "an http:// or https:// URL such as http://127.0.0.1:8080")
+    need(s.server.max_request_bytes >= 1024, "server.max_request_bytes", "a size in bytes of at least 1024")
+    need(8 <= s.server.max_xml_depth <= 10000, "server.max_xml_depth", "a nesting depth from 8 to 10000")
+    need(s.server.thread_pool_size >= 1, "server.thread_pool_size", "at least 1 thread")
+    need(s.server.shutdown_grace_seconds >= 0, "server.shutdown_grace_seconds", "seconds, 0 or more")
+    need(s.database.url == "" or re.match(r"^(sqlite|postgresql)(\+\w+)?://", s.database.url) is not None,
+         "database.url", "empty (SQLite under the data directory), sqlite:///PATH or postgresql://USER@HOST/DB")
+    need(s.database.pool_size >= 0, "database.pool_size", "0 (driver default) or a number of connections")
+    need(s.hsm.module != "", "hsm.module", "the path of a PKCS#11 library")
+    need(s.hsm.token_label != "", "hsm.token_label", "a token label")
+    need(s.hsm.pool_size >= 1, "hsm.pool_size", "at least 1 session")
+    need(s.log.level.upper() in _LEVELS, "log.level", "one of " + ", ".join(sorted(_LEVELS)))
+    need(s.log.format in ("json", "text"), "log.format", "json or text")
+    need(s.auth.credential_cache_seconds >= 0, "auth.credential_cache_seconds", "seconds, 0 or more")
