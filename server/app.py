@@ -1,0 +1,107 @@
+"""The one wiring place: builds the services from the settings and the site from the services."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from twisted.web import resource
+
+from adapters.hsm.pkcs11 import Pkcs11Hsm
+from adapters.hsm.softhsm import softhsm_environment
+from server.audit import AuditLog
+from server.config import Settings
+from server.db import engine as db
+from server.errors import Code, SiegelError
+from server.identity.users import Role, UserService
+
+
+@dataclass
+class Hsm:
+    """Opens the PKCS#11 token on first use, so the server starts (and reports 503) while the HSM is away."""
+
+    settings: Settings
+    _hsm: Pkcs11Hsm | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Pkcs11Hsm:
+        with self._lock:
+            if self._hsm is None:
+                self._hsm = open_hsm(self.settings)
+            return self._hsm
+
+    def check(self) -> dict[str, Any]:
+        try:
+            self.get().check()
+        except SiegelError:
+            self.close()
+            raise
+        return {"token": self.settings.hsm.token_label}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._hsm is not None:
+                self._hsm.close()
+                self._hsm = None
+
+
+def read_secret(settings: Settings, configured: str, what: str) -> str:
+    path = settings.path(configured)
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SiegelError(Code.HSM_LOGIN, f"{what} file {path} cannot be read: {exc.strerror}") from None
+
+
+def open_hsm(settings: Settings) -> Pkcs11Hsm:
+    if settings.hsm.softhsm_conf:
+        softhsm_environment(settings.path(settings.hsm.softhsm_conf))
+    pin = read_secret(settings, settings.hsm.pin_file, "HSM user PIN")
+    return Pkcs11Hsm(settings.hsm.module, settings.hsm.token_label, pin, pool_size=settings.hsm.pool_size)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    audit: AuditLog
+    users: UserService
+    hsm: Hsm
+
+    def close(self) -> None:
+        self.hsm.close()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    engine = db.make_engine(settings.database_url, settings.database.pool_size)
+    audit = AuditLog(engine)
+    return Services(settings=settings, engine=engine, audit=audit,
+                    users=UserService(engine, audit, settings.auth.credential_cache_seconds),
+                    hsm=Hsm(settings))
+
+
+def build_root(services: Services) -> resource.Resource:
+    """The URL tree of ARCHITECTURE.md's stable contract."""
+    from server.web.dss import build_dss_resource
+    from server.web.rest import ApiV1
+    from server.web.status import Health, Metrics
+
+    s = services.settings
+    root = resource.Resource()
+    root.putChild(b"health", Health({"database": lambda: (db.check(services.engine), {})[1],
+                                     "hsm": services.hsm.check}))
+    root.putChild(b"metrics", Metrics())
+    root.putChild(b"dss", _protect(services, build_dss_resource(s), public_reads=True))
+    api = resource.Resource()
+    api.putChild(b"v1", _protect(services, ApiV1()))
+    root.putChild(b"api", api)
+    return root
+
+
+def _protect(services: Services, wrapped: resource.IResource, public_reads: bool = False) -> resource.IResource:
+    from server.web.auth import protect
+
+    return protect(wrapped, services.users, services.settings.auth.realm, tuple(Role), public_reads)

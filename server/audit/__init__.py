@@ -1,0 +1,5 @@
+"""Append-only, hash-chained audit log."""
+
+from server.audit.log import AuditLog, ChainFault
+
+__all__ = ["AuditLog", "ChainFault"]

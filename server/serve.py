@@ -1,0 +1,141 @@
+"""``siegel serve``: one process, or a supervisor with N workers sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+
+from server.config import Settings
+from server.errors import Code, SiegelError
+
+log = logging.getLogger("siegel.serve")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking socket that other processes may bind to as well."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the Twisted server on the asyncio reactor until SIGTERM/SIGINT, then drain and stop."""
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install()
+    from twisted.internet import reactor
+
+    from server.app import build_root, build_services
+    from server.web.http import SiegelSite
+
+    services = build_services(settings)
+    site = SiegelSite(build_root(services), settings)
+    sock = listen_socket(settings.server.host, settings.server.port)
+    port = reactor.adoptStreamPort(sock.fileno(), sock.family, site)  # type: ignore[attr-defined]
+    sock.close()
+    reactor.suggestThreadPoolSize(settings.server.thread_pool_size)  # type: ignore[attr-defined]
+
+    def drain() -> object:
+        log.info("draining", extra={"fields": {"pid": os.getpid()}})
+        d = port.stopListening()
+        d.addCallback(lambda _: site.drain(settings.server.shutdown_grace_seconds))
+        return d
+
+    reactor.addSystemEventTrigger("before", "shutdown", drain)  # type: ignore[attr-defined]
+    services.audit.append("system", "server.start", f"pid {os.getpid()}",
+                          host=settings.server.host, port=settings.server.port)
+    log.info("listening", extra={"fields": {"host": settings.server.host, "port": settings.server.port,
+                                            "pid": os.getpid(), "data_dir": str(settings.data_dir)}})
+    reactor.run()  # type: ignore[attr-defined]
+    services.audit.append("system", "server.stop", f"pid {os.getpid()}")
+    services.close()
+    log.info("stopped", extra={"fields": {"pid": os.getpid()}})
+
+
+def _refuse_taken_port(host: str, port: int) -> None:
+    """SO_REUSEPORT would let a second server share a port silently: refuse when one answers there."""
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        listen_socket(host, port).close()  # fails clearly when the port cannot be bound at all
+        return
+    raise SiegelError(Code.CONFIG, f"another server is listening on {host}:{port} (setting server.port)")
+
+
+def _metrics_dir(settings: Settings) -> None:
+    """A fresh directory for the workers' shared Prometheus values."""
+    path = settings.path("run/metrics")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+    server = settings.server
+    settings = replace(settings, server=replace(
+        server, host=host or server.host, port=port or server.port, workers=workers or server.workers))
+    _refuse_taken_port(settings.server.host, settings.server.port)
+    _metrics_dir(settings)
+    if settings.server.workers == 1:
+        run_worker(settings)
+        return
+    _supervise(settings)
+
+
+def _supervise(settings: Settings) -> None:
+    """Fork the workers, restart one that dies, pass SIGTERM/SIGINT on and wait for all."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                run_worker(settings)
+            finally:
+                os._exit(0)
+        children[pid] = slot
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(settings.server.workers):
+        spawn(slot)
+    log.info("supervising", extra={"fields": {"workers": settings.server.workers, "pid": os.getpid()}})
+    from prometheus_client import multiprocess
+
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        multiprocess.mark_process_dead(pid)
+        if slot is not None and not stopping:
+            log.error("worker died; restarting", extra={"fields": {"pid": pid, "status": status}})
+            time.sleep(1)
+            spawn(slot)
+    sys.exit(0)

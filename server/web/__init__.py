@@ -1,0 +1,1 @@
+"""Transports: turn requests into calls of the domain and back; no cryptography here."""

@@ -1,0 +1,199 @@
+"""The HTTP plumbing shared by every endpoint.
+
+``SiegelRequest`` enforces the request-size limit while the body streams in, gives every request
+an id, refuses new requests while the server drains for shutdown, and ``SiegelSite`` writes one
+JSON log line and the Prometheus counters per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.web import http, server
+from twisted.web.resource import IResource
+
+from server import metrics
+from server.errors import Code, SiegelError
+
+log = logging.getLogger("siegel.http")
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+SOAP_PREFIXES = (b"/dss", b"/archive/s4", b"/soap/")
+KNOWN_ROUTES = {"dss", "api", "health", "metrics", "archive", "soap", "csc", "tsa", "ocsp", "crl", "ca", "portal"}
+
+
+def route_of(path: bytes) -> str:
+    """The metrics label of a path: its first segment when it is one of ours."""
+    first = path.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0].decode("latin-1")
+    return "/" + first if first in KNOWN_ROUTES else ("/" if not first else "other")
+
+
+def problem(status: int, title: str, detail: str, code: str) -> bytes:
+    """An RFC 9457 problem document."""
+    return json.dumps({"type": f"urn:siegel:problem:{code}", "title": title, "status": status,
+                       "detail": detail}).encode()
+
+
+def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
+    """Content type and body for an error on ``path``: a SOAP fault on SOAP endpoints, else problem JSON."""
+    if path.startswith(SOAP_PREFIXES):
+        from server.web.soap import soap_fault
+
+        return b"text/xml; charset=utf-8", soap_fault(error)
+    kind = error.kind
+    return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
+
+
+class SiegelRequest(server.Request):
+    """A request with an id, a streamed size limit and drain awareness."""
+
+    site: "SiegelSite"
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        self.started = time.monotonic()
+        self.request_id = uuid.uuid4().hex
+        self._received = 0
+        self._refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self.channel.site.settings.server.max_request_bytes
+        if length is not None and length > limit:
+            self._refuse_oversized(limit)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        limit = self.channel.site.settings.server.max_request_bytes
+        if self._received > limit:
+            self._refuse_oversized(limit)
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_oversized(self, limit: int) -> None:
+        """Answer 413 at once and drop the connection: the rest of the body is never read."""
+        self._refused = True
+        path = getattr(self.channel, "_path", b"") or b""
+        error = SiegelError(Code.REQUEST_TOO_LARGE, f"the request body exceeds the limit of {limit} bytes")
+        ctype, body = error_body(path, error)
+        head = (b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: " + ctype
+                + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        self.channel.transport.write(head + body)
+        self.channel.transport.loseConnection()
+        metrics.HTTP_REQUESTS.labels(route_of(path), self.channel._command.decode("latin-1", "replace")
+                                     if getattr(self.channel, "_command", None) else "?", "413").inc()
+        log.warning("request refused", extra={"fields": {"status": 413, "path": path.decode("latin-1"),
+                                                            "reason": "too large"}})
+
+    def process(self) -> None:
+        if self._refused:
+            return
+        given = self.getHeader(b"x-request-id")
+        if given and _REQUEST_ID.match(given.encode("latin-1")):
+            self.request_id = given
+        self.setHeader(b"x-request-id", self.request_id.encode())
+        site = self.channel.site
+        if site.draining:
+            self.setResponseCode(503)
+            self.setHeader(b"connection", b"close")
+            self.setHeader(b"retry-after", b"1")
+            ctype, body = error_body(self.uri, SiegelError(Code.INTERNAL, "the server is shutting down"))
+            self.setHeader(b"content-type", ctype)
+            self.write(body)
+            self.finish()
+            return
+        site.request_started(self)
+        super().process()
+
+
+class SiegelSite(server.Site):
+    """The site: per-request log lines and metrics, and the in-flight count for draining."""
+
+    requestFactory = SiegelRequest
+    displayTracebacks = False
+
+    def __init__(self, root: IResource, settings: Any) -> None:
+        super().__init__(root)
+        self.settings = settings
+        self.draining = False
+        self._inflight = 0
+        self._idle: list[defer.Deferred[None]] = []
+
+    def request_started(self, request: SiegelRequest) -> None:
+        self._inflight += 1
+        request.notifyFinish().addBoth(self._request_ended)
+
+    def _request_ended(self, _: object) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    def drain(self, grace: float) -> defer.Deferred[None]:
+        """Refuse new requests and fire once in-flight ones have finished (or ``grace`` seconds passed)."""
+        self.draining = True
+        if self._inflight == 0:
+            return defer.succeed(None)
+        from twisted.internet import reactor
+
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        timer = reactor.callLater(grace, lambda: d.called or d.callback(None))  # type: ignore[attr-defined]
+        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        return d
+
+    def log(self, request: SiegelRequest) -> None:  # type: ignore[override]
+        elapsed = time.monotonic() - request.started
+        route = route_of(request.path)
+        status = str(request.code)
+        metrics.HTTP_REQUESTS.labels(route, request.method.decode("latin-1"), status).inc()
+        metrics.HTTP_LATENCY.labels(route).observe(elapsed)
+        log.info("request", extra={"fields": {
+            "request_id": request.request_id,
+            "method": request.method.decode("latin-1"),
+            "path": request.path.decode("latin-1"),
+            "status": request.code,
+            "bytes": request.sentLength,
+            "ms": round(elapsed * 1000, 2),
+            "client": getattr(request.getClientAddress(), "host", ""),
+            "user": getattr(getattr(request, "principal", None), "name", None),
+        }})
+
+
+def json_response(request: server.Request, status: int, body: Any,
+                  content_type: bytes = b"application/json") -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body).encode()
+
+
+def render_deferred(request: server.Request, work: Callable[[], defer.Deferred[bytes]]) -> int:
+    """Run ``work`` and write its bytes; a failure becomes a problem response, never a traceback."""
+
+    def write(body: bytes) -> None:
+        if not request.finished and not request._disconnected:  # type: ignore[attr-defined]
+            request.write(body)
+            request.finish()
+
+    def fail(failure: Any) -> None:
+        error = failure.value if isinstance(failure.value, SiegelError) else SiegelError(Code.INTERNAL, "internal error")
+        if not isinstance(failure.value, SiegelError):
+            log.error("unhandled error", exc_info=(failure.type, failure.value, failure.getTracebackObject()))
+        ctype, body = error_body(request.path, error)
+        request.setResponseCode(error.kind.http_status)
+        request.setHeader(b"content-type", ctype)
+        write(body)
+
+    work().addCallbacks(write, fail)
+    return server.NOT_DONE_YET
