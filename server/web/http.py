@@ -61,12 +61,18 @@ class SiegelRequest(server.Request):
         self.request_id = uuid.uuid4().hex
         self._received = 0
         self._refused = False
+        self._late = False
 
     def gotLength(self, length: int | None) -> None:
-        limit = self.channel.site.settings.server.max_request_bytes
+        site = self.channel.site
+        limit = site.settings.server.max_request_bytes
         if length is not None and length > limit:
             self._refuse_oversized(limit)
             return
+        # From here the request is in flight: a drain waits for it, unless it began after the drain did.
+        self._late = site.draining
+        if not self._late:
+            site.request_started(self)
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -101,8 +107,7 @@ class SiegelRequest(server.Request):
         if given and _REQUEST_ID.match(given.encode("latin-1")):
             self.request_id = given
         self.setHeader(b"x-request-id", self.request_id.encode())
-        site = self.channel.site
-        if site.draining:
+        if self._late:
             self.setResponseCode(503)
             self.setHeader(b"connection", b"close")
             self.setHeader(b"retry-after", b"1")
@@ -111,7 +116,6 @@ class SiegelRequest(server.Request):
             self.write(body)
             self.finish()
             return
-        site.request_started(self)
         super().process()
 
 

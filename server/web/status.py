@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -11,9 +12,6 @@ from twisted.web import resource
 from server import __version__, metrics
 from server.errors import SiegelError
 from server.web.http import json_response, render_deferred
-
-Check = Callable[[], dict[str, Any]]
-
 
 class Health(resource.Resource):
     """Runs every named check off the reactor thread and reports each one."""
@@ -25,7 +23,7 @@ class Health(resource.Resource):
         self._checks = checks
 
     def _run(self) -> tuple[int, dict[str, Any]]:
-        report: dict[str, Any] = {"version": __version__}
+        report: dict[str, Any] = {"version": __version__, "pid": os.getpid()}
         healthy = True
         for name, check in self._checks.items():
             try:
