@@ -1,0 +1,29 @@
+"""`python -m bench [NAME ...]`: run the benchmarks (all by default) and print where results went."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+from pathlib import Path
+
+BENCHMARKS = ["bench_http"]
+
+
+def main(names: list[str]) -> int:
+    chosen = names or BENCHMARKS
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="siegel-bench-") as tmp:
+        for name in chosen:
+            module = importlib.import_module(f"bench.{name}")
+            path = module.run(Path(tmp))
+            print(f"{name}: {path}")
+            print(path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
