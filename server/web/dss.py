@@ -210,19 +210,20 @@ class Contract:
     schemas: dict[str, etree._Element]
 
     @classmethod
-    def load(cls, wsdl_file: Path = WSDL_FILE, schema_dir: Path = SCHEMA_DIR) -> "Contract":
-        """Read the WSDL and, transitively, every schema file it imports from ``schema_dir``."""
-        wsdl = parse_trusted_file(wsdl_file)
+    def load(cls) -> "Contract":
+        """Read wsdl/dss.wsdl and, transitively, every file of schemas/ it imports."""
+        wsdl = parse_trusted_file(WSDL_FILE)
         schemas: dict[str, etree._Element] = {}
         pending = _imported_names(wsdl)
         while pending:
             name = pending.pop()
             if name not in schemas:
-                schemas[name] = parse_trusted_file(schema_dir / name)
+                schemas[name] = parse_trusted_file(SCHEMA_DIR / name)
                 pending.extend(_imported_names(schemas[name]))
         return cls(wsdl, schemas)
 
     def render_wsdl(self, base_url: str) -> bytes:
+        """The WSDL with its service address and schema locations under ``base_url``."""
         doc = copy.deepcopy(self.wsdl)
         for address in doc.iter(f"{{{_WSDL_SOAP}}}address"):
             address.set("location", base_url + PATH)
