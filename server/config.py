@@ -73,6 +73,36 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class PkiSettings:
+    root_common_name: str
+    issuing_common_name: str
+    organization: str
+    country: str
+    key_algorithm: str
+    root_lifetime_days: int
+    issuing_lifetime_days: int
+    user_lifetime_days: int
+    service_lifetime_days: int
+    crl_interval_minutes: int
+    crl_validity_hours: int
+    ocsp_validity_minutes: int
+
+
+@dataclass(frozen=True)
+class TsaSettings:
+    policy_oid: str
+    accuracy_seconds: int
+    clients: str
+    client_timeout_seconds: float
+    client_retries: int
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    poll_seconds: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -83,6 +113,9 @@ class Settings:
     store: StoreSettings
     log: LogSettings
     auth: AuthSettings
+    pki: PkiSettings
+    tsa: TsaSettings
+    jobs: JobsSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -221,4 +254,22 @@ def _validate(s: Settings) -> None:
     need(s.hsm.pool_size >= 1, "hsm.pool_size", "at least 1 session")
     need(s.log.level.upper() in _LEVELS, "log.level", "one of " + ", ".join(sorted(_LEVELS)))
     need(s.log.format in ("json", "text"), "log.format", "json or text")
+    keys = ("rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
+    need(s.pki.key_algorithm in keys, "pki.key_algorithm", "one of " + ", ".join(keys))
+    need(re.match(r"^[A-Z]{2}$", s.pki.country) is not None, "pki.country", "a two-letter ISO 3166 country code such as DE")
+    for name in ("root_lifetime_days", "issuing_lifetime_days", "user_lifetime_days", "service_lifetime_days",
+                 "crl_interval_minutes", "crl_validity_hours", "ocsp_validity_minutes"):
+        need(getattr(s.pki, name) >= 1, f"pki.{name}", "a whole number of at least 1")
+    need(s.pki.issuing_lifetime_days <= s.pki.root_lifetime_days, "pki.issuing_lifetime_days",
+         "at most pki.root_lifetime_days")
+    need(s.pki.crl_validity_hours * 60 > s.pki.crl_interval_minutes, "pki.crl_validity_hours",
+         "longer than pki.crl_interval_minutes, so a new CRL exists before the old one expires")
+    need(re.match(r"^[0-2](\.(0|[1-9][0-9]*))+$", s.tsa.policy_oid) is not None, "tsa.policy_oid",
+         "a dotted object identifier such as 1.3.6.1.4.1.99999.1.1")
+    need(s.tsa.accuracy_seconds >= 0, "tsa.accuracy_seconds", "seconds, 0 or more")
+    need(all(c.strip() == "internal" or re.match(r"^https?://\S+$", c.strip()) for c in s.tsa.clients.split(",")),
+         "tsa.clients", "a comma-separated list of TSA URLs, or internal for this server's /tsa")
+    need(s.tsa.client_timeout_seconds > 0, "tsa.client_timeout_seconds", "seconds, more than 0")
+    need(s.tsa.client_retries >= 0, "tsa.client_retries", "a number of retries, 0 or more")
+    need(s.jobs.poll_seconds > 0, "jobs.poll_seconds", "seconds, more than 0")
     need(s.auth.credential_cache_seconds >= 0, "auth.credential_cache_seconds", "seconds, 0 or more")

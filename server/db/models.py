@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -49,3 +49,74 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class CertificateAuthority(Base):
+    """A CA of the internal PKI; its key lives in the HSM under ``key_label``."""
+
+    __tablename__ = "certificate_authorities"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent: Mapped[str | None] = mapped_column(String(64), ForeignKey("certificate_authorities.name"), nullable=True)
+    key_label: Mapped[str] = mapped_column(String(200), nullable=False)
+    certificate_serial: Mapped[str] = mapped_column(String(64), nullable=False)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    crl_number: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Certificate(Base):
+    """Every certificate the internal CAs issued (CA certificates included)."""
+
+    __tablename__ = "certificates"
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)  # lower-case hex
+    issuer: Mapped[str] = mapped_column(String(64), nullable=False)  # CA name; a root names itself
+    profile: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(String(1000), nullable=False)
+    user_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id"), nullable=True)
+    key_label: Mapped[str] = mapped_column(String(200), nullable=False)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Crl(Base):
+    """An issued CRL; the newest per CA is served at /crl/<ca>.crl."""
+
+    __tablename__ = "crls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ca: Mapped[str] = mapped_column(String(64), ForeignKey("certificate_authorities.name"), nullable=False)
+    number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    this_update: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class IssuedTimestamp(Base):
+    """One RFC 3161 token; the autoincrement key is its serial number, unique across processes and nodes."""
+
+    __tablename__ = "issued_timestamps"
+
+    serial: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                        autoincrement=True)
+    gen_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    hash_algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    imprint: Mapped[str] = mapped_column(String(128), nullable=False)
+    policy: Mapped[str] = mapped_column(String(100), nullable=False)
+
+
+class Job(Base):
+    """A scheduled job; a node runs it only while it holds the lease, so no two nodes run it at once."""
+
+    __tablename__ = "jobs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_run: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_ok: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
