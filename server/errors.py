@@ -42,6 +42,7 @@ class Code(Enum):
     HSM_LOGIN = "hsm-login"
     KEY_NOT_FOUND = "key-not-found"
     DATABASE = "database"
+    TSA_FAILED = "tsa-failed"
     INTERNAL = "internal"
 
 
@@ -61,6 +62,7 @@ KINDS: dict[Code, ErrorKind] = {
     Code.HSM_LOGIN: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "HSM login failed"),
     Code.KEY_NOT_FOUND: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "KeyLookupFailed", 404, "Key not found"),
     Code.DATABASE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Database unavailable"),
+    Code.TSA_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Timestamp authority failed"),
     Code.INTERNAL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Internal error"),
 }
 

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.smtp",
     "tests.fixtures.server",
+    "tests.fixtures.tsa",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
