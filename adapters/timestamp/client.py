@@ -532,7 +532,8 @@ class TimestampClient:
             raise _Failure(f"TSA {tsa.url} returned an unusable response ({content_type or 'no content type'}, "
                            f"{len(body)} bytes): {exc.detail}", False) from None
         if not status.granted:
-            raise _Failure(f"TSA {tsa.url} rejected the request: {status.describe()}", False)
+            verb = "rejected" if status.status == "rejection" else "did not grant"
+            raise _Failure(f"TSA {tsa.url} {verb} the request: {status.describe()}", False)
         try:
             if token is None:
                 raise InvalidToken("status", f"{status.describe()} but no token in the response")

@@ -125,6 +125,7 @@ def test_unsupported_hash_rejected_with_bad_alg(reference_tsa: ReferenceTsa) -> 
     ("/tampered", "signature"),
     ("/no-eku", "EKU timeStamping"),
     ("/eku-not-critical", "EKU timeStamping"),
+    ("/expired-signer", "signer certificate"),
     ("/other-ca", "trust anchor"),
 ])
 def test_bad_token_refused_naming_tsa_and_check(reference_tsa: ReferenceTsa, path: str, check: str) -> None:
