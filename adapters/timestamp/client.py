@@ -455,8 +455,9 @@ class _Failure(Exception):
 class TimestampClient:
     """Asks the TSAs in order; ``retries`` extra attempts per TSA on network errors, then the next TSA.
 
-    ``timeout`` bounds each attempt (connect and every read), so one TSA takes at most
-    ``timeout × (retries + 1)`` before the client fails over.
+    ``timeout`` is each attempt's socket timeout (connect, and every read), so a silent TSA costs
+    about ``timeout × (retries + 1)`` before the client fails over. The calls block (urllib): run
+    them in a worker thread, never on the reactor.
     """
 
     def __init__(self, tsas: Sequence[TsaEndpoint], timeout: float, retries: int) -> None:
