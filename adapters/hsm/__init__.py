@@ -1,0 +1,1 @@
+"""KeySource and key management over PKCS#11 (SoftHSM2 in tests and the embedded setup, any HSM in production)."""

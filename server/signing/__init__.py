@@ -1,0 +1,1 @@
+"""Signature formats as prepare / sign / assemble, and the KeySource that signs a digest."""
