@@ -42,7 +42,7 @@ from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from server.errors import Code, SiegelError
-from server.signing.keysource import (DigestAlgorithm, KeyKind, SignatureAlgorithm, check_digest, digest_info,
+from server.signing.keysource import (DigestAlgorithm, KeyKind, SignatureScheme, check_digest, digest_info,
                                       ecdsa_raw_to_der)
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -374,26 +374,30 @@ class Pkcs11Hsm:
                                                       f"{len(found)} public key objects, not one")
             return _public_key(found[0])
 
-    def sign(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm,
-             scheme: SignatureAlgorithm) -> bytes:
+    def sign_digest(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm | str,
+                    scheme: SignatureScheme) -> bytes:
         """The signature value of ``digest`` by key ``key_label``; ECDSA values are DER-encoded."""
-        check_digest(digest, digest_algorithm)
+        digest_algorithm = check_digest(digest, digest_algorithm)
         with self._lease() as lease:
             key = self._private_key(lease, key_label)
-            wanted = KeyType.EC if scheme is SignatureAlgorithm.ECDSA else KeyType.RSA
+            wanted = KeyType.EC if scheme is SignatureScheme.ECDSA else KeyType.RSA
             if key.key_type is not wanted:
                 raise SiegelError(Code.BAD_REQUEST, f"key {key_label!r} is an {key.key_type.name} key; "
                                                     f"it cannot sign with {scheme}")
-            if scheme is SignatureAlgorithm.ECDSA:
+            if scheme is SignatureScheme.ECDSA:
                 return ecdsa_raw_to_der(key.sign(digest, mechanism=Mechanism.ECDSA))
-            if scheme is SignatureAlgorithm.RSA_PSS:
+            if scheme is SignatureScheme.RSA_PSS:
                 hash_mechanism, mgf = _PSS[digest_algorithm]
                 return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
                                       mechanism_param=(hash_mechanism, mgf, digest_algorithm.size)))
-            return bytes(key.sign(digest_info(digest_algorithm, digest), mechanism=Mechanism.RSA_PKCS))
+            return bytes(key.sign(digest_info(digest, digest_algorithm), mechanism=Mechanism.RSA_PKCS))
 
     def store_certificate(self, label: str, der: bytes) -> None:
-        """Store an X.509 certificate under ``label`` (the key's own or one of its issuers)."""
+        """Store an X.509 certificate under ``label`` (the key's own or one of its issuers).
+
+        It replaces the certificates stored under ``label`` with the same subject (an older one of the
+        key, or of that issuer), so a renewed certificate takes the old one's place.
+        """
         try:
             cert = x509.load_der_x509_certificate(der)
         except ValueError as exc:
@@ -405,10 +409,11 @@ class Pkcs11Hsm:
             Attribute.SERIAL_NUMBER: Integer(cert.serial_number).dump(), Attribute.VALUE: der,
         }
         with self._write_lock, self._lease() as lease:
-            if any(True for _ in lease.session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE,
-                                                            Attribute.LABEL: label, Attribute.VALUE: der})):
-                raise SiegelError(Code.CONFLICT, f"this certificate is stored under {label!r} already")
+            older = list(lease.session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label,
+                                                    Attribute.SUBJECT: template[Attribute.SUBJECT]}))
             lease.session.create_object(template)
+            for obj in older:
+                obj.destroy()
 
     def certificate_chain(self, key_label: str) -> list[bytes]:
         """The certificates stored under ``key_label``, the key's own (newest) first, then its issuers."""
@@ -417,8 +422,8 @@ class Pkcs11Hsm:
                     lease.session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: key_label})]
         return _chain([x509.load_der_x509_certificate(d) for d in ders])
 
-    def check(self) -> bool:
-        """True when a pooled session answers and is logged in (for /health); else the SiegelError."""
+    def check(self) -> None:
+        """Raise SiegelError unless a pooled session answers and is logged in (for /health)."""
         with self._lease() as lease:
             rv, state = self._module.cryptoki.session_state(lease.session.handle)
         if rv != _CKR_OK:
@@ -426,7 +431,6 @@ class Pkcs11Hsm:
                                                     f"does not answer (CK_RV {rv:#x})")
         if state not in _CKS_USER_FUNCTIONS:
             raise SiegelError(Code.HSM_LOGIN, f"token {self.token_label!r} is no longer logged in")
-        return True
 
     def close(self) -> None:
         """Close the sessions (waiting for busy ones); the token logs out when the process's last one closes."""

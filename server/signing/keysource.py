@@ -31,6 +31,15 @@ class DigestAlgorithm(StrEnum):
         return self.hash().digest_size
 
     @classmethod
+    def parse(cls, value: str) -> DigestAlgorithm:
+        """Ours for a name such as "sha256" (or a member); other names are refused."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise SiegelError(Code.NOT_SUPPORTED, f"digest algorithm {value!r} is not supported "
+                                                  f"(use one of {', '.join(cls)})") from None
+
+    @classmethod
     def from_hash(cls, algorithm: hashes.HashAlgorithm) -> DigestAlgorithm:
         """Ours for a ``cryptography`` hash; SHA-1, MD5 and the rest are refused."""
         for digest, typ in _HASHES.items():
@@ -54,7 +63,7 @@ _DIGEST_INFO_PREFIX: dict[DigestAlgorithm, bytes] = {
 }
 
 
-class SignatureAlgorithm(StrEnum):
+class SignatureScheme(StrEnum):
     """How a digest becomes a signature value."""
 
     RSA_PKCS1V15 = "rsa-pkcs1v15"
@@ -71,17 +80,18 @@ class KeyKind(StrEnum):
     EC_P384 = "ec-p384"
 
 
-def check_digest(digest: bytes, digest_algorithm: DigestAlgorithm) -> None:
-    """Refuse a digest whose length does not fit its algorithm."""
-    if len(digest) != digest_algorithm.size:
-        raise SiegelError(Code.BAD_REQUEST, f"a {digest_algorithm} digest has {digest_algorithm.size} bytes, "
+def check_digest(digest: bytes, digest_algorithm: DigestAlgorithm | str) -> DigestAlgorithm:
+    """The algorithm, after refusing an unknown one or a digest whose length does not fit it."""
+    algorithm = DigestAlgorithm.parse(digest_algorithm)
+    if len(digest) != algorithm.size:
+        raise SiegelError(Code.BAD_REQUEST, f"a {algorithm} digest has {algorithm.size} bytes, "
                                             f"this one has {len(digest)}")
+    return algorithm
 
 
-def digest_info(digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+def digest_info(digest: bytes, digest_algorithm: DigestAlgorithm | str) -> bytes:
     """DER ``DigestInfo`` (algorithm identifier and digest), the input of RSA PKCS#1 v1.5 signing."""
-    check_digest(digest, digest_algorithm)
-    return _DIGEST_INFO_PREFIX[digest_algorithm] + digest
+    return _DIGEST_INFO_PREFIX[check_digest(digest, digest_algorithm)] + digest
 
 
 def ecdsa_raw_to_der(raw: bytes) -> bytes:
@@ -107,8 +117,8 @@ def ecdsa_der_to_raw(der: bytes, curve: ec.EllipticCurve) -> bytes:
 class KeySource(Protocol):
     """Turns a digest into a signature value with a named key (HSM, remote signing service, card)."""
 
-    def sign(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm,
-             scheme: SignatureAlgorithm) -> bytes:
+    def sign_digest(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm | str,
+                    scheme: SignatureScheme) -> bytes:
         """The signature value over ``digest``; ECDSA values are DER-encoded."""
         ...
 

@@ -24,10 +24,10 @@ from cryptography.x509.oid import NameOID
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 
-from adapters.hsm.keys import HsmPrivateKey
+from adapters.hsm.keys import hsm_private_key
 from adapters.hsm.pkcs11 import Pkcs11Hsm, key_id
 from server.errors import Code, SiegelError
-from server.signing.keysource import DigestAlgorithm, KeyKind, SignatureAlgorithm
+from server.signing.keysource import DigestAlgorithm, KeyKind, SignatureScheme
 from tests.fixtures.softhsm import SoftHsmToken
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ def test_generate_key_returns_the_public_key_of_the_new_pair(hsm: Pkcs11Hsm) -> 
     label = fresh_label("fresh")
     public = hsm.generate_key(label, KeyKind.EC_P256)
     digest = _digest(DigestAlgorithm.SHA256, b"x")
-    signature = hsm.sign(label, digest, DigestAlgorithm.SHA256, SignatureAlgorithm.ECDSA)
+    signature = hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA)
     public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
 
@@ -118,15 +118,15 @@ def test_generating_an_existing_label_is_a_conflict(hsm: Pkcs11Hsm, keys: dict[K
 
 
 RSA_CASES = [(kind, scheme, alg) for kind in (KeyKind.RSA_3072, KeyKind.RSA_4096)
-             for scheme in (SignatureAlgorithm.RSA_PKCS1V15, SignatureAlgorithm.RSA_PSS) for alg in DigestAlgorithm]
-EC_CASES = [(kind, SignatureAlgorithm.ECDSA, alg) for kind in (KeyKind.EC_P256, KeyKind.EC_P384) for alg in DigestAlgorithm]
+             for scheme in (SignatureScheme.RSA_PKCS1V15, SignatureScheme.RSA_PSS) for alg in DigestAlgorithm]
+EC_CASES = [(kind, SignatureScheme.ECDSA, alg) for kind in (KeyKind.EC_P256, KeyKind.EC_P384) for alg in DigestAlgorithm]
 
 
-def _verify(public: Any, signature: bytes, digest: bytes, alg: DigestAlgorithm, scheme: SignatureAlgorithm) -> None:
+def _verify(public: Any, signature: bytes, digest: bytes, alg: DigestAlgorithm, scheme: SignatureScheme) -> None:
     prehashed = utils.Prehashed(alg.hash())
-    if scheme is SignatureAlgorithm.ECDSA:
+    if scheme is SignatureScheme.ECDSA:
         public.verify(signature, digest, ec.ECDSA(prehashed))
-    elif scheme is SignatureAlgorithm.RSA_PSS:
+    elif scheme is SignatureScheme.RSA_PSS:
         public.verify(signature, digest, padding.PSS(mgf=padding.MGF1(alg.hash()), salt_length=alg.size), prehashed)
     else:
         public.verify(signature, digest, padding.PKCS1v15(), prehashed)
@@ -134,12 +134,12 @@ def _verify(public: Any, signature: bytes, digest: bytes, alg: DigestAlgorithm, 
 
 @pytest.mark.parametrize(("kind", "scheme", "alg"), RSA_CASES + EC_CASES, ids=lambda v: str(v))
 def test_signature_verifies_with_cryptography(hsm: Pkcs11Hsm, keys: dict[KeyKind, str], kind: KeyKind,
-                                              scheme: SignatureAlgorithm, alg: DigestAlgorithm) -> None:
+                                              scheme: SignatureScheme, alg: DigestAlgorithm) -> None:
     digest = _digest(alg, os.urandom(64))
-    signature = hsm.sign(keys[kind], digest, alg, scheme)
+    signature = hsm.sign_digest(keys[kind], digest, alg, scheme)
     public = hsm.public_key(keys[kind])
     _verify(public, signature, digest, alg, scheme)
-    if scheme is SignatureAlgorithm.ECDSA:
+    if scheme is SignatureScheme.ECDSA:
         utils.decode_dss_signature(signature)  # DER, not r || s
     other = bytes([digest[0] ^ 1]) + digest[1:]
     with pytest.raises(InvalidSignature):
@@ -150,18 +150,18 @@ def test_sign_refuses_a_scheme_the_key_cannot_do_and_a_digest_of_the_wrong_size(
                                                                                  keys: dict[KeyKind, str]) -> None:
     digest = _digest(DigestAlgorithm.SHA256, b"x")
     with pytest.raises(SiegelError) as wrong_type:
-        hsm.sign(keys[KeyKind.EC_P256], digest, DigestAlgorithm.SHA256, SignatureAlgorithm.RSA_PSS)
+        hsm.sign_digest(keys[KeyKind.EC_P256], digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PSS)
     assert wrong_type.value.code is Code.BAD_REQUEST and "EC key" in wrong_type.value.message
     with pytest.raises(SiegelError) as wrong_size:
-        hsm.sign(keys[KeyKind.RSA_3072], digest, DigestAlgorithm.SHA512, SignatureAlgorithm.RSA_PKCS1V15)
+        hsm.sign_digest(keys[KeyKind.RSA_3072], digest, DigestAlgorithm.SHA512, SignatureScheme.RSA_PKCS1V15)
     assert wrong_size.value.code is Code.BAD_REQUEST
 
 
 def test_eight_threads_sign_while_keys_are_generated(hsm: Pkcs11Hsm, keys: dict[KeyKind, str]) -> None:
     """Six signers and two key managers at once; SoftHSM2 crashes here unless initialised for threads."""
-    cases = [(KeyKind.EC_P256, SignatureAlgorithm.ECDSA), (KeyKind.RSA_3072, SignatureAlgorithm.RSA_PSS)]
+    cases = [(KeyKind.EC_P256, SignatureScheme.ECDSA), (KeyKind.RSA_3072, SignatureScheme.RSA_PSS)]
     publics = {kind: hsm.public_key(keys[kind]) for kind, _ in cases}
-    signed: list[tuple[KeyKind, SignatureAlgorithm, bytes, bytes]] = []
+    signed: list[tuple[KeyKind, SignatureScheme, bytes, bytes]] = []
     generated: list[tuple[str, Any]] = []
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -170,7 +170,7 @@ def test_eight_threads_sign_while_keys_are_generated(hsm: Pkcs11Hsm, keys: dict[
         kind, scheme = cases[n % 2]
         for i in range(30):
             digest = _digest(DigestAlgorithm.SHA256, f"{n}-{i}".encode())
-            signed.append((kind, scheme, digest, hsm.sign(keys[kind], digest, DigestAlgorithm.SHA256, scheme)))
+            signed.append((kind, scheme, digest, hsm.sign_digest(keys[kind], digest, DigestAlgorithm.SHA256, scheme)))
 
     def manager(n: int) -> None:
         for i in range(15):
@@ -199,21 +199,28 @@ def test_eight_threads_sign_while_keys_are_generated(hsm: Pkcs11Hsm, keys: dict[
         assert label in listed and hsm.public_key(label) == public
 
 
+def test_the_digest_algorithm_may_be_given_by_name(hsm: Pkcs11Hsm, keys: dict[KeyKind, str]) -> None:
+    digest = _digest(DigestAlgorithm.SHA384, b"by name")
+    signature = hsm.sign_digest(keys[KeyKind.RSA_3072], digest, "sha384", SignatureScheme.RSA_PKCS1V15)
+    _verify(hsm.public_key(keys[KeyKind.RSA_3072]), signature, digest, DigestAlgorithm.SHA384,
+            SignatureScheme.RSA_PKCS1V15)
+
+
 def test_a_wrong_pin_is_refused_while_the_process_is_logged_in(softhsm_token: SoftHsmToken, hsm: Pkcs11Hsm) -> None:
     with pytest.raises(SiegelError) as err:
         Pkcs11Hsm(softhsm_token.module, softhsm_token.label, "not-the-pin")
     assert err.value.code is Code.HSM_LOGIN
     assert "PIN" in err.value.message and softhsm_token.label in err.value.message
-    assert hsm.check() is True  # the refused attempt did not log the process out
+    hsm.check()  # the refused attempt did not log the process out
 
 
 def test_a_second_instance_with_the_right_pin_shares_the_login(softhsm_token: SoftHsmToken, hsm: Pkcs11Hsm,
                                                                keys: dict[KeyKind, str]) -> None:
     second = Pkcs11Hsm(softhsm_token.module, softhsm_token.label, softhsm_token.user_pin, pool_size=1)
     second.close()
-    assert hsm.check() is True  # closing the second did not log the first out
+    hsm.check()  # closing the second did not log the first out
     digest = _digest(DigestAlgorithm.SHA256, b"still signing")
-    hsm.sign(keys[KeyKind.EC_P256], digest, DigestAlgorithm.SHA256, SignatureAlgorithm.ECDSA)
+    hsm.sign_digest(keys[KeyKind.EC_P256], digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA)
 
 
 CHILD = """
@@ -223,7 +230,7 @@ from server.errors import SiegelError
 module, label, pin = sys.argv[1:4]
 try:
     hsm = Pkcs11Hsm(module, label, pin)
-    print(json.dumps({"ok": hsm.check(), "keys": len(hsm.list_keys())}))
+    print(json.dumps({"ok": hsm.check() is None, "keys": len(hsm.list_keys())}))
     hsm.close()
 except SiegelError as exc:
     print(json.dumps({"code": exc.code.value, "message": exc.message}))
@@ -269,9 +276,9 @@ def test_a_file_that_is_no_pkcs11_module_is_unavailable(tmp_path: Path) -> None:
 
 def test_an_unknown_key_label_is_key_not_found(hsm: Pkcs11Hsm) -> None:
     digest = _digest(DigestAlgorithm.SHA256, b"x")
-    for call in (lambda: hsm.sign("no-such-key", digest, DigestAlgorithm.SHA256, SignatureAlgorithm.ECDSA),
+    for call in (lambda: hsm.sign_digest("no-such-key", digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA),
                  lambda: hsm.public_key("no-such-key"),
-                 lambda: HsmPrivateKey.load(hsm, "no-such-key")):
+                 lambda: hsm_private_key(hsm, "no-such-key")):
         with pytest.raises(SiegelError) as err:
             call()
         assert err.value.code is Code.KEY_NOT_FOUND and "no-such-key" in err.value.message
@@ -321,7 +328,7 @@ PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIG
                          ids=["rsa-pkcs1v15", "rsa-pss", "ec-p256", "ec-p384"])
 def test_hsm_private_key_signs_a_self_signed_certificate(hsm: Pkcs11Hsm, keys: dict[KeyKind, str], tmp_path: Path,
                                                          kind: KeyKind, rsa_padding: Any) -> None:
-    key = HsmPrivateKey.load(hsm, keys[kind])
+    key = hsm_private_key(hsm, keys[kind])
     assert key.public_key() == hsm.public_key(keys[kind])
     cert = _certificate("HSM Root", key.public_key(), "HSM Root", key, ca=True, rsa_padding=rsa_padding)
     cert.verify_directly_issued_by(cert)
@@ -331,7 +338,7 @@ def test_hsm_private_key_signs_a_self_signed_certificate(hsm: Pkcs11Hsm, keys: d
 
 @pytest.mark.parametrize("kind", [KeyKind.RSA_3072, KeyKind.EC_P384])
 def test_hsm_private_key_signs_crls_and_ocsp_responses(hsm: Pkcs11Hsm, keys: dict[KeyKind, str], kind: KeyKind) -> None:
-    key = HsmPrivateKey.load(hsm, keys[kind])
+    key = hsm_private_key(hsm, keys[kind])
     root = _certificate("HSM CA", key.public_key(), "HSM CA", key, ca=True)
     now = dt.datetime.now(dt.timezone.utc)
     crl = (x509.CertificateRevocationListBuilder().issuer_name(root.subject).last_update(now)
@@ -352,7 +359,7 @@ def test_hsm_private_key_signs_crls_and_ocsp_responses(hsm: Pkcs11Hsm, keys: dic
 
 
 def test_hsm_private_key_keeps_its_secrets(hsm: Pkcs11Hsm, keys: dict[KeyKind, str]) -> None:
-    key = HsmPrivateKey.load(hsm, keys[KeyKind.RSA_3072])
+    key = hsm_private_key(hsm, keys[KeyKind.RSA_3072])
     for call in (key.private_numbers,
                  lambda: key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()),
@@ -368,7 +375,7 @@ def test_certificate_chain_round_trip(hsm: Pkcs11Hsm, keys: dict[KeyKind, str], 
     ca_label, leaf_label = fresh_label("chain-ca"), fresh_label("chain-leaf")
     hsm.generate_key(ca_label, KeyKind.EC_P256)
     hsm.generate_key(leaf_label, KeyKind.EC_P256)
-    ca_key = HsmPrivateKey.load(hsm, ca_label)
+    ca_key = hsm_private_key(hsm, ca_label)
     root = _certificate("Chain Root", ca_key.public_key(), "Chain Root", ca_key, ca=True)
     old = _certificate("Chain Leaf", hsm.public_key(leaf_label), "Chain Root", ca_key, ca=False, days_ago=20)
     new = _certificate("Chain Leaf", hsm.public_key(leaf_label), "Chain Root", ca_key, ca=False, days_ago=2)
@@ -378,11 +385,12 @@ def test_certificate_chain_round_trip(hsm: Pkcs11Hsm, keys: dict[KeyKind, str], 
     hsm.store_certificate(leaf_label, der[1])
     hsm.store_certificate(leaf_label, der[2])
     hsm.store_certificate(ca_label, der[0])
-    assert hsm.certificate_chain(leaf_label) == [der[2], der[0]]
+    assert hsm.certificate_chain(leaf_label) == [der[2], der[0]]  # the newer leaf replaced the older
     assert hsm.certificate_chain(ca_label) == [der[0]]
-    with pytest.raises(SiegelError) as twice:
-        hsm.store_certificate(ca_label, der[0])
-    assert twice.value.code is Code.CONFLICT
+    hsm.store_certificate(ca_label, der[0])  # storing again replaces, it does not duplicate
+    assert hsm.certificate_chain(ca_label) == [der[0]]
+    hsm.store_certificate(leaf_label, der[1])  # whatever was stored last is the key's certificate
+    assert hsm.certificate_chain(leaf_label) == [der[1], der[0]]
     with pytest.raises(SiegelError) as garbage:
         hsm.store_certificate(ca_label, b"not a certificate")
     assert garbage.value.code is Code.BAD_REQUEST

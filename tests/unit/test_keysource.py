@@ -30,7 +30,7 @@ def test_digest_info_is_what_cryptography_pads_into_pkcs1_v15(alg: DigestAlgorit
     numbers = RSA_KEY.public_key().public_numbers()
     size = (numbers.n.bit_length() + 7) // 8
     encoded = pow(int.from_bytes(signature, "big"), numbers.e, numbers.n).to_bytes(size, "big")
-    expected = digest_info(alg, _digest(alg, message))
+    expected = digest_info(_digest(alg, message), alg)
     # EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo
     assert encoded == b"\x00\x01" + b"\xff" * (size - len(expected) - 3) + b"\x00" + expected
 
@@ -38,16 +38,16 @@ def test_digest_info_is_what_cryptography_pads_into_pkcs1_v15(alg: DigestAlgorit
 @pytest.mark.parametrize("alg", list(DigestAlgorithm))
 def test_digest_info_is_the_der_of_asn1_digest_info(alg: DigestAlgorithm) -> None:
     digest = _digest(alg, b"siegel")
-    parsed = DigestInfo.load(digest_info(alg, digest))
+    parsed = DigestInfo.load(digest_info(digest, alg))
     assert parsed["digest_algorithm"]["algorithm"].native == str(alg)
     assert parsed["digest_algorithm"]["parameters"].native is None
     assert parsed["digest"].native == digest
-    assert parsed.dump(force=True) == digest_info(alg, digest)
+    assert parsed.dump(force=True) == digest_info(digest, alg)
 
 
 def test_digest_info_refuses_a_digest_of_the_wrong_length() -> None:
     with pytest.raises(SiegelError) as err:
-        digest_info(DigestAlgorithm.SHA384, bytes(32))
+        digest_info(bytes(32), DigestAlgorithm.SHA384)
     assert err.value.code is Code.BAD_REQUEST and "48 bytes" in err.value.message
 
 
@@ -97,3 +97,11 @@ def test_digest_algorithm_from_hash_refuses_sha1() -> None:
     with pytest.raises(SiegelError) as err:
         DigestAlgorithm.from_hash(hashes.SHA1())
     assert err.value.code is Code.NOT_SUPPORTED
+
+
+def test_digest_algorithms_may_be_given_by_name() -> None:
+    digest = _digest(DigestAlgorithm.SHA512, b"siegel")
+    assert digest_info(digest, "sha512") == digest_info(digest, DigestAlgorithm.SHA512)
+    with pytest.raises(SiegelError) as err:
+        digest_info(bytes(20), "sha1")
+    assert err.value.code is Code.NOT_SUPPORTED and "sha1" in err.value.message
