@@ -15,9 +15,6 @@ HTTP_REQUESTS = Counter("siegel_http_requests_total", "HTTP requests by route, m
                         ["route", "method", "status"])
 HTTP_LATENCY = Histogram("siegel_http_request_duration_seconds", "HTTP request latency by route", ["route"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-SIGNATURES = Counter("siegel_signatures_total", "Signatures created by format and level", ["format", "level"])
-VERIFICATIONS = Counter("siegel_verifications_total", "Verifications by format and indication",
-                        ["format", "indication"])
 
 
 def render() -> bytes:

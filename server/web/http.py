@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+import weakref
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -70,6 +71,7 @@ class SiegelRequest(server.Request):
             self._refuse_oversized(limit)
             return
         # From here the request is in flight: a drain waits for it, unless it began after the drain did.
+        site._channels.add(self.channel)
         self._late = site.draining
         if not self._late:
             site.request_started(self)
@@ -104,8 +106,8 @@ class SiegelRequest(server.Request):
         if self._refused:
             return
         given = self.getHeader(b"x-request-id")
-        if given and _REQUEST_ID.match(given.encode("latin-1")):
-            self.request_id = given
+        if given and _REQUEST_ID.match(given):
+            self.request_id = given.decode("ascii")
         self.setHeader(b"x-request-id", self.request_id.encode())
         if self._late:
             self.setResponseCode(503)
@@ -131,6 +133,7 @@ class SiegelSite(server.Site):
         self.draining = False
         self._inflight = 0
         self._idle: list[defer.Deferred[None]] = []
+        self._channels: weakref.WeakSet[http.HTTPChannel] = weakref.WeakSet()  # those that sent a request
 
     def request_started(self, request: SiegelRequest) -> None:
         self._inflight += 1
@@ -144,17 +147,36 @@ class SiegelSite(server.Site):
                 d.callback(None)
 
     def drain(self, grace: float) -> defer.Deferred[None]:
-        """Refuse new requests and fire once in-flight ones have finished (or ``grace`` seconds passed)."""
-        self.draining = True
-        if self._inflight == 0:
-            return defer.succeed(None)
-        from twisted.internet import reactor
+        """Refuse new requests; fire once in-flight ones have finished and their answers are sent.
 
-        d: defer.Deferred[None] = defer.Deferred()
-        self._idle.append(d)
-        timer = reactor.callLater(grace, lambda: d.called or d.callback(None))  # type: ignore[attr-defined]
-        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
-        return d
+        The reactor drops open connections at shutdown without flushing them, so every connection is
+        closed politely here (written data first) and waited for; ``grace`` seconds bound the whole.
+        """
+        from twisted.internet import reactor, task
+
+        self.draining = True
+        deadline = time.monotonic() + grace
+        requests_done: defer.Deferred[None] = defer.Deferred()
+        if self._inflight == 0:
+            requests_done.callback(None)
+        else:
+            self._idle.append(requests_done)
+            timer = reactor.callLater(grace, lambda: requests_done.called or requests_done.callback(None))  # type: ignore[attr-defined]
+            requests_done.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+
+        def close_connections(_: object) -> defer.Deferred[None]:
+            for channel in list(self._channels):
+                if channel.transport is not None and channel.transport.connected:
+                    channel.transport.loseConnection()
+            return _until(lambda: time.monotonic() >= deadline or not any(
+                c.transport is not None and c.transport.connected for c in self._channels))
+
+        def _until(done: Callable[[], bool]) -> defer.Deferred[None]:
+            if done():
+                return defer.succeed(None)
+            return task.deferLater(reactor, 0.02, _until, done)  # type: ignore[arg-type]
+
+        return requests_done.addCallback(close_connections)
 
     def log(self, request: SiegelRequest) -> None:  # type: ignore[override]
         elapsed = time.monotonic() - request.started

@@ -44,7 +44,7 @@ def test_basic_auth_on_api(siegel_server: SiegelInstance) -> None:
     url = siegel_server.url + "/api/v1/whoami"
     r = requests.get(url, timeout=10)
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert r.headers["WWW-Authenticate"].lower().startswith("basic realm=")
     assert requests.get(url, auth=(siegel_server.user, "wrong password"), timeout=10).status_code == 401
     assert requests.get(url, auth=("nobody", "whatever1"), timeout=10).status_code == 401
     r = requests.get(url, auth=siegel_server.auth, timeout=10)
@@ -83,7 +83,6 @@ def test_metrics_count_requests_by_route_and_status(siegel_server: SiegelInstanc
             if ln.startswith("siegel_http_requests_total{") and 'route="/api"' in ln and 'status="401"' in ln]
     assert line and float(line[0].rsplit(" ", 1)[1]) >= 3
     assert "siegel_http_request_duration_seconds_bucket" in text
-    assert "siegel_signatures_total" in text or "# HELP siegel_signatures_total" in text
 
 
 def _raw(port: int, data: bytes, wait: float = 5.0) -> bytes:
@@ -136,7 +135,10 @@ def test_sigterm_lets_in_flight_requests_finish(siegel_instance: SiegelInstance)
     s.sendall(body[10:])
     answer = b""
     while b"\r\n\r\n" not in answer:
-        answer += s.recv(65536)
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
     s.close()
     assert answer.startswith(b"HTTP/1.1 405") or answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert siegel_instance.process.wait(20) == 0
