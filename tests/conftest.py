@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.softhsm",
+    "tests.fixtures.pki",
     "tests.fixtures.postgres",
     "tests.fixtures.slapd",
     "tests.fixtures.smtp",

@@ -336,6 +336,11 @@ class Pkcs11Hsm:
         return any(True for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
                    for _ in session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label}))
 
+    def has_key(self, label: str) -> bool:
+        """Whether a private or public key object is labelled ``label``."""
+        with self._lease() as lease:
+            return self._exists(lease.session, label)
+
     def generate_key(self, label: str, kind: KeyKind) -> PublicKey:
         """Generate a key pair of ``kind`` that never leaves the token; its public key."""
         if not label:
