@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from twisted.web import resource
 
+from adapters.hsm.keys import hsm_private_key
 from adapters.hsm.pkcs11 import Pkcs11Hsm
 from adapters.hsm.softhsm import softhsm_environment
 from server.audit import AuditLog
@@ -16,6 +18,10 @@ from server.config import Settings
 from server.db import engine as db
 from server.errors import Code, SiegelError
 from server.identity.users import Role, UserService
+from server.jobs import JobSpec
+from server.pki.ca import CertificateAuthorityService
+from server.pki.ocsp import OcspResponder
+from server.pki.tsa import TimestampAuthority
 
 
 @dataclass
@@ -69,6 +75,9 @@ class Services:
     audit: AuditLog
     users: UserService
     hsm: Hsm
+    ca: CertificateAuthorityService
+    tsa: TimestampAuthority
+    ocsp: OcspResponder
 
     def close(self) -> None:
         self.hsm.close()
@@ -78,14 +87,25 @@ class Services:
 def build_services(settings: Settings) -> Services:
     engine = db.make_engine(settings.database_url, settings.database.pool_size)
     audit = AuditLog(engine)
+    hsm = Hsm(settings)
+    ca = CertificateAuthorityService(engine, audit, settings, hsm.get, hsm_private_key)
     return Services(settings=settings, engine=engine, audit=audit,
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds),
-                    hsm=Hsm(settings))
+                    hsm=hsm, ca=ca,
+                    tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
+                    ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki))
+
+
+def scheduled_jobs(services: Services) -> list[JobSpec]:
+    """The jobs every node offers to run; the scheduler's leases let one node at a time run each."""
+    return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
+                    services.ca.issue_all_crls)]
 
 
 def build_root(services: Services) -> resource.Resource:
     """The URL tree of ARCHITECTURE.md's stable contract."""
     from server.web.dss import build_dss_resource
+    from server.web.pki_http import Ocsp, Published, Tsa
     from server.web.rest import ApiV1
     from server.web.status import Health, Metrics
 
@@ -98,6 +118,10 @@ def build_root(services: Services) -> resource.Resource:
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, ApiV1()))
     root.putChild(b"api", api)
+    root.putChild(b"tsa", Tsa(services.tsa))
+    root.putChild(b"ocsp", Ocsp(services.ocsp))
+    root.putChild(b"crl", Published(services.ca.current_crl, b".crl", b"application/pkix-crl"))
+    root.putChild(b"ca", Published(services.ca.ca_certificate_der, b".crt", b"application/pkix-cert"))
     return root
 
 

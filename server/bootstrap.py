@@ -43,6 +43,7 @@ def init(settings: Settings) -> list[str]:
         migrate(engine)
         if fresh:
             done.append(f"created database schema in {settings.database_url.split('@')[-1]}")
+        done += _init_pki(settings)
         if done:
             from server.audit import AuditLog
 
@@ -50,6 +51,17 @@ def init(settings: Settings) -> list[str]:
     finally:
         engine.dispose()
     return done
+
+
+def _init_pki(settings: Settings) -> list[str]:
+    """The CA hierarchy, OCSP signer and TSA where missing (the CA service audits each)."""
+    from server.app import build_services
+
+    services = build_services(settings)
+    try:
+        return services.ca.init("cli")
+    finally:
+        services.close()
 
 
 def ensure_ready(settings: Settings) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from server import __version__
 from server.config import Settings, load
 from server.errors import Code, SiegelError
+
+if TYPE_CHECKING:
+    from server.app import Services
 
 # Exit codes follow sysexits.h, so scripts can tell the kinds of failure apart.
 EXIT_FAILED = 1
@@ -93,20 +99,102 @@ def cmd_hsm_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _services(args: argparse.Namespace) -> Iterator[Services]:
+    """The services on an up-to-date schema, closed afterwards."""
     from server.app import build_services
     from server.db.engine import migrate
 
-    if not args.password_stdin:
-        raise SiegelError(Code.BAD_REQUEST, "give the password on standard input with --password-stdin")
-    password = sys.stdin.readline().rstrip("\r\n")
     services = build_services(_settings(args))
     try:
         migrate(services.engine)
-        user = services.users.add(args.name, args.email, args.role, password)
+        yield services
     finally:
         services.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    if not args.password_stdin:
+        raise SiegelError(Code.BAD_REQUEST, "give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    with _services(args) as services:
+        user = services.users.add(args.name, args.email, args.role, password)
     print(f"user {user.name} added (id {user.user_id}, role {user.role.value})")
+    return 0
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
+_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` or ``2w``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise SiegelError(Code.BAD_REQUEST, f"duration {text!r}: expected a number and a unit, e.g. 30d, 12h, 90m, 2w")
+    return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        done = services.ca.init()
+    for line in done or ["the CA hierarchy, the OCSP signer and the TSA exist; nothing to do"]:
+        print(line)
+    return 0
+
+
+def _print_certificate(cert: object) -> None:
+    from server.db.models import Certificate
+
+    assert isinstance(cert, Certificate)
+    state = f"revoked {cert.revoked_at:%Y-%m-%d} ({cert.revocation_reason})" if cert.revoked_at else "valid"
+    print(f"{cert.serial}\t{cert.profile}\t{cert.subject}\t{cert.key_label}\t"
+          f"{cert.not_after:%Y-%m-%d %H:%M}Z\t{state}")
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        cert = services.ca.issue_user(args.user)
+    print(f"issued certificate {cert.serial} to {cert.subject} (key {cert.key_label!r} in the HSM, "
+          f"valid until {cert.not_after:%Y-%m-%d})")
+    return 0
+
+
+def cmd_ca_issue_tls(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        cert = services.ca.issue_tls_server(args.names)
+    print(f"issued TLS server certificate {cert.serial} for {', '.join(args.names)} (key {cert.key_label!r} "
+          f"in the HSM, valid until {cert.not_after:%Y-%m-%d})")
+    return 0
+
+
+def cmd_ca_revoke(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        crl = services.ca.revoke(args.serial, args.reason)
+    print(f"{args.reason}: certificate {args.serial}; CRL number {crl.number} of the {crl.ca} CA issued")
+    return 0
+
+
+def cmd_ca_list(args: argparse.Namespace) -> int:
+    within = parse_duration(args.expiring_within) if args.expiring_within else None
+    with _services(args) as services:
+        rows = services.ca.list(within)
+    print("serial\tprofile\tsubject\tkey\tnot after\tstate")
+    for cert in rows:
+        _print_certificate(cert)
+    return 0
+
+
+def cmd_ca_export(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        sys.stdout.write(services.ca.export(args.name))
+    return 0
+
+
+def cmd_ca_crl(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        crl = services.ca.issue_crl(args.name, "cli")
+    print(f"issued CRL number {crl.number} of the {crl.ca} CA (next update {crl.next_update:%Y-%m-%d %H:%M}Z)")
     return 0
 
 
@@ -141,6 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     p.add_argument("--role", required=True, choices=["admin", "signer", "integration"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    from server.pki.ca import REASONS
+
+    ca = sub.add_parser("ca", help="internal PKI").add_subparsers(dest="sub", required=True, metavar="SUB")
+    command("init", cmd_ca_init, "create the root and issuing CA, OCSP signer and TSA where missing", ca)
+    p = command("issue", cmd_ca_issue, "a new HSM key and user-signing certificate for an account", ca)
+    p.add_argument("user", help="account name")
+    p = command("issue-tls", cmd_ca_issue_tls, "a new HSM key and TLS server certificate", ca)
+    p.add_argument("names", nargs="+", metavar="NAME", help="host names or IP addresses; the first is the CN")
+    p = command("revoke", cmd_ca_revoke, "revoke a certificate and issue the CRL at once", ca)
+    p.add_argument("serial", help="serial number in hexadecimal (colons allowed)")
+    p.add_argument("--reason", required=True, choices=list(REASONS), help="RFC 5280 CRLReason")
+    p = command("list", cmd_ca_list, "issued certificates (tab-separated)", ca)
+    p.add_argument("--expiring-within", metavar="DURATION", help="only valid ones expiring within, e.g. 30d")
+    p = command("export", cmd_ca_export, "a CA certificate as PEM", ca)
+    p.add_argument("name", type=str.upper, choices=["ROOT", "ISSUING"])
+    p = command("crl", cmd_ca_crl, "issue a fresh CRL of a CA now", ca)
+    p.add_argument("name", type=str.upper, choices=["ROOT", "ISSUING"])
     return parser
 
 

@@ -36,10 +36,18 @@ def run_worker(settings: Settings) -> None:
     asyncioreactor.install()
     from twisted.internet import reactor
 
-    from server.app import build_root, build_services
+    from twisted.internet import task, threads
+
+    from server.app import build_root, build_services, scheduled_jobs
+    from server.jobs import Scheduler
     from server.web.http import SiegelSite
 
     services = build_services(settings)
+    scheduler = Scheduler(services.engine)
+    for spec in scheduled_jobs(services):
+        scheduler.register(spec)
+    jobs = task.LoopingCall(lambda: threads.deferToThread(scheduler.run_due).addErrback(
+        lambda failure: log.error("scheduler failed", extra={"fields": {"error": failure.getErrorMessage()}})))
     site = SiegelSite(build_root(services), settings)
     sock = listen_socket(settings.server.host, settings.server.port)
     port = reactor.adoptStreamPort(sock.fileno(), sock.family, site)  # type: ignore[attr-defined]
@@ -48,6 +56,8 @@ def run_worker(settings: Settings) -> None:
 
     def drain() -> object:
         log.info("draining", extra={"fields": {"pid": os.getpid()}})
+        if jobs.running:
+            jobs.stop()
         d = port.stopListening()
         d.addCallback(lambda _: site.drain(settings.server.shutdown_grace_seconds))
         return d
@@ -57,6 +67,7 @@ def run_worker(settings: Settings) -> None:
                           host=settings.server.host, port=settings.server.port)
     log.info("listening", extra={"fields": {"host": settings.server.host, "port": settings.server.port,
                                             "pid": os.getpid(), "data_dir": str(settings.data_dir)}})
+    jobs.start(settings.jobs.poll_seconds, now=True)
     reactor.run()  # type: ignore[attr-defined]
     services.audit.append("system", "server.stop", f"pid {os.getpid()}")
     services.close()

@@ -15,6 +15,8 @@ increase without gaps or repeats across processes and nodes.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -43,6 +45,8 @@ REASONS: dict[str, x509.ReasonFlags] = {flag.value: flag for flag in x509.Reason
 HOLD = x509.ReasonFlags.certificate_hold.value
 RELEASE = x509.ReasonFlags.remove_from_crl.value
 _MAX_LABEL_TRIES = 1000
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_MAX_COMMON_NAME = 64  # ub-common-name, RFC 5280 appendix A.1
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,26 @@ def parse_serial(text: str) -> str:
         return serial_hex(int(cleaned, 16))
     except ValueError:
         raise SiegelError(Code.BAD_REQUEST, f"serial {text!r} is not a hexadecimal number") from None
+
+
+def check_host_names(names: list[str]) -> None:
+    """Host names (LDH labels, a leading ``*.`` allowed) or IP addresses; the first one fits a CN."""
+    if not names:
+        raise SiegelError(Code.BAD_REQUEST, "a TLS server certificate needs host names or IP addresses")
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+            continue
+        except ValueError:
+            pass
+        labels = name.split(".")
+        labels = labels[1:] if labels[0] == "*" else labels
+        if len(name) > 253 or not labels or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+            raise SiegelError(Code.BAD_REQUEST, f"{name!r} is neither an IP address nor a host name (letters, digits "
+                                                "and inner hyphens, dots between; international names as xn-- labels)")
+    if len(names[0]) > _MAX_COMMON_NAME:
+        raise SiegelError(Code.BAD_REQUEST, f"the first name becomes the subject CN, which holds at most "
+                                            f"{_MAX_COMMON_NAME} characters; name a shorter one first")
 
 
 def parse_reason(text: str) -> str:
@@ -182,8 +206,7 @@ class CertificateAuthorityService:
 
     def issue_tls_server(self, names: list[str], actor: str = "cli") -> Certificate:
         """A TLS server certificate for host names and IP addresses (the first one is the CN)."""
-        if not names or any(not n or len(n) > 253 for n in names):
-            raise SiegelError(Code.BAD_REQUEST, "a TLS server certificate needs host names or IP addresses")
+        check_host_names(names)
         subject = profiles.ca_name(names[0], self._pki)
         return self._issue(self._keys(), KeyKind(self._pki.key_algorithm), "tls-server", profiles.TLS_SERVER,
                            subject, profiles.dns_or_ip(names), None, actor)
@@ -282,6 +305,8 @@ class CertificateAuthorityService:
                                                         f"{RELEASE} only releases a {HOLD}")
                 cert.revoked_at, cert.revocation_reason = None, None
             else:
+                if previous == HOLD and reason == HOLD:
+                    raise SiegelError(Code.CONFLICT, f"certificate {key} is on hold already")
                 if cert.revoked_at is not None and previous != HOLD:
                     raise SiegelError(Code.CONFLICT, f"certificate {key} was revoked already on "
                                                      f"{_utc(cert.revoked_at).isoformat()} ({previous})")
@@ -362,6 +387,12 @@ class CertificateAuthorityService:
     def ca_certificate_der(self, name: str) -> bytes:
         with self._sessions() as session:
             return self._ca(session, name).der
+
+    def ca_key(self, name: str) -> tuple[str, bytes]:
+        """Key label and certificate (DER) of the CA ``name``."""
+        with self._sessions() as session:
+            row = self._ca(session, name)
+            return row.key_label, row.der
 
     def current_crl(self, ca_name: str) -> bytes:
         """The newest CRL of ``ca_name`` (one is issued when there is none yet)."""

@@ -26,6 +26,8 @@ log = logging.getLogger("siegel.http")
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 SOAP_PREFIXES = (b"/dss", b"/archive/s4", b"/soap/")
+SMALL_BODY_PREFIXES = (b"/tsa", b"/ocsp")  # a TimeStampReq or OCSPRequest has a few hundred bytes
+SMALL_BODY_LIMIT = 64 * 1024
 KNOWN_ROUTES = {"dss", "api", "health", "metrics", "archive", "soap", "csc", "tsa", "ocsp", "crl", "ca", "portal"}
 
 
@@ -47,6 +49,11 @@ def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
         from server.web.soap import soap_fault
 
         return b"text/xml; charset=utf-8", soap_fault(error)
+    from server.web.pki_http import protocol_error
+
+    spoken = protocol_error(path, error)
+    if spoken is not None:
+        return spoken
     kind = error.kind
     return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
 
@@ -66,7 +73,7 @@ class SiegelRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site
-        limit = site.settings.server.max_request_bytes
+        limit = self._limit()
         if length is not None and length > limit:
             self._refuse_oversized(limit)
             return
@@ -77,11 +84,17 @@ class SiegelRequest(server.Request):
             site.request_started(self)
         super().gotLength(length)
 
+    def _limit(self) -> int:
+        """The body size limit of this request's path."""
+        limit = int(self.channel.site.settings.server.max_request_bytes)
+        path = getattr(self.channel, "_path", b"") or b""
+        return min(limit, SMALL_BODY_LIMIT) if path.startswith(SMALL_BODY_PREFIXES) else limit
+
     def handleContentChunk(self, data: bytes) -> None:
         if self._refused:
             return
         self._received += len(data)
-        limit = self.channel.site.settings.server.max_request_bytes
+        limit = self._limit()
         if self._received > limit:
             self._refuse_oversized(limit)
             return
@@ -221,5 +234,5 @@ def render_deferred(request: server.Request, work: Callable[[], defer.Deferred[b
         request.setHeader(b"content-type", ctype)
         write(body)
 
-    work().addCallbacks(write, fail)
+    defer.maybeDeferred(work).addCallbacks(write, fail)
     return server.NOT_DONE_YET

@@ -1,0 +1,227 @@
+"""The RFC 3161 time-stamping authority (with the ESSCertIDv2 of RFC 5816).
+
+A request is parsed with asn1crypto; the TSTInfo gets the configured policy, accuracy, the echoed
+nonce, the time and a serial number that is the autoincrement key of its ``issued_timestamps`` row
+(unique across processes and nodes). The key store is opened first, so an HSM that cannot be reached
+costs no serial number; then the row and its audit entry commit together before the token is signed,
+so a failure after that (the signature itself) leaves a gap, never a duplicate.
+
+The signer is the TSA's current certificate, looked up for every request: a revoked or expired one
+is not used, a renewed one is picked up. The CMS SignedData carries the signed attributes
+content-type, message-digest, signing-time and signing-certificate-v2; their DER is hashed here and
+only the digest goes to the HSM (step 2 of hash → sign → assemble).
+
+Every answer is a TimeStampResp: bad input gets ``rejection`` with the failInfo RFC 3161 names
+(badAlg, badRequest, badDataFormat, unacceptedPolicy, unacceptedExtension), a failing HSM or
+database ``rejection``/systemFailure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from asn1crypto import algos, cms, core, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from server.audit import AuditLog
+from server.config import TsaSettings
+from server.db.models import IssuedTimestamp
+from server.errors import SiegelError
+from server.pki.ca import CertificateAuthorityService
+from server.pki.keystore import KeyStore
+from server.pki.profiles import signature_hash
+from server.signing.keysource import DigestAlgorithm, SignatureScheme
+
+log = logging.getLogger("siegel.tsa")
+
+IMPRINT_ALGORITHMS = {"sha256": DigestAlgorithm.SHA256, "sha384": DigestAlgorithm.SHA384,
+                      "sha512": DigestAlgorithm.SHA512}
+
+
+@dataclass(frozen=True)
+class TsaReply:
+    """The DER TimeStampResp, and why it is a rejection (None when granted)."""
+
+    der: bytes
+    problem: str | None = None
+
+
+class Rejected(Exception):
+    """A request the TSA refuses, with the failInfo bit to report."""
+
+    def __init__(self, fail_info: str, message: str) -> None:
+        super().__init__(message)
+        self.fail_info = fail_info
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """The TSA's key and what tokens say about its certificate, as DER: asn1crypto values parse lazily
+    and are not safe to share between threads, so every request builds its own from these bytes."""
+
+    key_label: str
+    scheme: SignatureScheme
+    digest: DigestAlgorithm
+    certificate: bytes  # the TSA's certificate
+    chain: tuple[bytes, ...]  # the TSA's certificate and its issuers, root excluded
+    issuer: bytes  # the Name of the certificate's issuer
+    serial: int  # the certificate's serial number
+    ess_cert_id: bytes  # the SigningCertificateV2 naming the certificate
+
+
+class _TimeStampResp(tsp.TimeStampResp):
+    """RFC 3161 TimeStampResp; asn1crypto's declares the token mandatory, but rejections carry none."""
+
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+def rejection(fail_info: str, message: str) -> bytes:
+    """A TimeStampResp with status rejection, the failInfo bit and a status string."""
+    return _TimeStampResp({"status": tsp.PKIStatusInfo({
+        "status": "rejection", "status_string": [message], "fail_info": tsp.PKIFailureInfo({fail_info})})}).dump()
+
+
+def parse_request(der: bytes, policy: str) -> tsp.TimeStampReq:
+    """The request, checked; :class:`Rejected` says what is wrong with it."""
+    try:
+        request = tsp.TimeStampReq.load(der, strict=True)
+        request.native  # asn1crypto parses lazily: reach every field now
+    except Exception as exc:  # asn1crypto raises ValueError, TypeError, OverflowError... for garbage
+        raise Rejected("bad_data_format", f"not a DER TimeStampReq: {exc.__class__.__name__}") from None
+    if request["version"].native != "v1":
+        raise Rejected("bad_request", f"TimeStampReq version {request['version'].native} is not v1")
+    imprint = request["message_imprint"]
+    algorithm = imprint["hash_algorithm"]["algorithm"]
+    if algorithm.native not in IMPRINT_ALGORITHMS:
+        raise Rejected("bad_alg", f"hash algorithm {algorithm.dotted} is not accepted (SHA-256, SHA-384, SHA-512 are)")
+    size = IMPRINT_ALGORITHMS[algorithm.native].size
+    if len(imprint["hashed_message"].native) != size:
+        raise Rejected("bad_data_format", f"a {algorithm.native} imprint has {size} bytes, "
+                                          f"this one has {len(imprint['hashed_message'].native)}")
+    requested = request["req_policy"]
+    if requested.native is not None and requested.dotted != policy:
+        raise Rejected("unaccepted_policy", f"policy {requested.dotted} is not offered (this TSA's is {policy})")
+    if len(request["extensions"]):
+        raise Rejected("unaccepted_extensions", "this TSA accepts no request extensions")
+    return request
+
+
+class TimestampAuthority:
+    """Answers TimeStampReq DER with TimeStampResp DER."""
+
+    def __init__(self, engine: Engine, audit: AuditLog, ca: CertificateAuthorityService,
+                 keys: Callable[[], KeyStore], settings: TsaSettings) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._audit = audit
+        self._ca = ca
+        self._keys = keys
+        self._settings = settings
+        self._signer: _Signer | None = None
+        self._lock = threading.Lock()
+
+    def respond(self, der: bytes) -> TsaReply:
+        try:
+            request = parse_request(der, self._settings.policy_oid)
+        except Rejected as exc:
+            return TsaReply(rejection(exc.fail_info, exc.message), exc.message)
+        try:
+            return TsaReply(self._grant(request))
+        except SiegelError as exc:
+            problem, code = exc.message, exc.code.value
+        except SQLAlchemyError as exc:
+            problem, code = f"database error: {exc.__class__.__name__}", "database"
+        log.error("timestamp not issued", extra={"fields": {"error": problem, "code": code}})
+        return TsaReply(rejection("system_failure", "the TSA cannot issue a token now"), problem)
+
+    def _signer_info(self) -> _Signer:
+        """The signer of the TSA's current certificate (built again when the certificate changed)."""
+        label, chain = self._ca.service_credentials("tsa")
+        with self._lock:
+            if self._signer is None or self._signer.key_label != label or self._signer.certificate != chain[0]:
+                public_key = x509.load_der_x509_certificate(chain[0]).public_key()
+                ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
+                parsed = asn1_x509.Certificate.load(chain[0])
+                ess = tsp.SigningCertificateV2({"certs": [tsp.ESSCertIDv2({  # hash algorithm: SHA-256, the default
+                    "cert_hash": hashlib.sha256(chain[0]).digest(),
+                    "issuer_serial": {"issuer": [asn1_x509.GeneralName({"directory_name": parsed.issuer})],
+                                      "serial_number": parsed.serial_number}})]})
+                self._signer = _Signer(label, SignatureScheme.ECDSA if ec_key else SignatureScheme.RSA_PKCS1V15,
+                                       DigestAlgorithm.from_hash(signature_hash(public_key)),  # type: ignore[arg-type]
+                                       chain[0], tuple(chain[:-1]), parsed.issuer.dump(), parsed.serial_number,
+                                       ess.dump())
+            return self._signer
+
+    def _reserve(self, request: tsp.TimeStampReq, gen_time: datetime) -> int:
+        """The serial number: the key of a new ``issued_timestamps`` row, recorded with its audit entry."""
+        imprint = request["message_imprint"]
+        row = IssuedTimestamp(gen_time=gen_time, hash_algorithm=imprint["hash_algorithm"]["algorithm"].native,
+                              imprint=imprint["hashed_message"].native.hex(), policy=self._settings.policy_oid)
+        with self._sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            self._audit.append_in(session, "tsa", "tsa.issue", str(row.serial), hash_algorithm=row.hash_algorithm,
+                                  imprint=row.imprint, gen_time=gen_time.isoformat(), policy=row.policy)
+        return row.serial
+
+    def _grant(self, request: tsp.TimeStampReq) -> bytes:
+        signer = self._signer_info()
+        keys = self._keys()
+        now = datetime.now(timezone.utc)
+        gen_time = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        fields = {"version": "v1", "policy": self._settings.policy_oid,
+                  "message_imprint": tsp.MessageImprint.load(request["message_imprint"].dump()),
+                  "serial_number": self._reserve(request, gen_time), "gen_time": gen_time}
+        if self._settings.accuracy_seconds:
+            fields["accuracy"] = {"seconds": self._settings.accuracy_seconds}
+        if request["nonce"].native is not None:
+            fields["nonce"] = request["nonce"].native
+        tst_der = tsp.TSTInfo(fields).dump()
+        digest_name = signer.digest.value
+        attributes = [
+            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+            cms.CMSAttribute({"type": "message_digest",
+                              "values": [hashlib.new(digest_name, tst_der).digest()]}),
+            cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}),
+            cms.CMSAttribute({"type": "signing_certificate_v2",
+                              "values": [tsp.SigningCertificateV2.load(signer.ess_cert_id)]}),
+        ]
+        signed_attrs = cms.CMSAttributes(sorted(attributes, key=lambda a: a.dump()))  # DER orders a SET OF
+        digest = hashlib.new(digest_name, signed_attrs.dump()).digest()
+        signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)
+        ec_key = signer.scheme is SignatureScheme.ECDSA
+        signer_info = cms.SignerInfo({
+            "version": "v1",
+            "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
+                "issuer": asn1_x509.Name.load(signer.issuer), "serial_number": signer.serial})}),
+            "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_name}),
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": algos.SignedDigestAlgorithm(
+                {"algorithm": f"{digest_name}_ecdsa" if ec_key else "rsassa_pkcs1v15"}),
+            "signature": signature,
+        })
+        signed_data = {
+            "version": "v3",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": digest_name})],
+            "encap_content_info": {"content_type": "tst_info", "content": core.ParsableOctetString(tst_der)},
+            "signer_infos": [signer_info],
+        }
+        if request["cert_req"].native:
+            signed_data["certificates"] = [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(c)})
+                                           for c in signer.chain]
+        token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+        return tsp.TimeStampResp({"status": tsp.PKIStatusInfo({"status": "granted"}),
+                                  "time_stamp_token": token}).dump()
