@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, choices=list(REASONS), help="RFC 5280 CRLReason")
     p = command("list", cmd_ca_list, "issued certificates (tab-separated)", ca)
     p.add_argument("--expiring-within", metavar="DURATION", help="only valid ones expiring within, e.g. 30d")
-    p = command("export", cmd_ca_export, "a CA certificate as PEM", ca)
-    p.add_argument("name", type=str.upper, choices=["ROOT", "ISSUING"])
+    p = command("export", cmd_ca_export, "a certificate as PEM: a CA's, or the one with a serial", ca)
+    p.add_argument("name", metavar="ROOT|ISSUING|SERIAL")
     p = command("crl", cmd_ca_crl, "issue a fresh CRL of a CA now", ca)
     p.add_argument("name", type=str.upper, choices=["ROOT", "ISSUING"])
     return parser

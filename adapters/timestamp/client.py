@@ -29,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from server.config import Settings
 from server.errors import Code, SiegelError
+from server.pki.rfc3161 import TimeStampResp
 
 #: Imprint and signature hash algorithms accepted (MD5 and SHA-1 are refused as weak).
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -154,19 +155,11 @@ def build_request(digest: bytes, hash_algorithm: str, nonce: int, cert_req: bool
     }).dump()
 
 
-class _TimeStampResp(tsp.TimeStampResp):
-    """RFC 3161 TimeStampResp; asn1crypto's declares the token mandatory, but rejections carry none."""
-
-    _fields = [
-        ("status", tsp.PKIStatusInfo),
-        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
-    ]
-
 
 def parse_response(der: bytes) -> tuple[ResponseStatus, bytes | None]:
     """The status of a DER TimeStampResp and its token (DER ContentInfo) if it carries one."""
     try:
-        resp = _TimeStampResp.load(der, strict=True)
+        resp = TimeStampResp.load(der, strict=True)
         info = resp["status"]
         status_code = info["status"].native
         status = _STATUS_NAMES.get(status_code, str(status_code))

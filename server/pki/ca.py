@@ -372,11 +372,24 @@ class CertificateAuthorityService:
         return rows
 
     def export(self, name: str, actor: str = "cli") -> str:
-        """The PEM certificate of the CA ``name`` (ROOT or ISSUING)."""
+        """The PEM certificate of the CA ``name`` (ROOT or ISSUING), or of the certificate with that serial."""
         with self._sessions.begin() as session:
-            row = self._ca(session, name)
-            self._audit.append_in(session, actor, "ca.export", row.name, serial=row.certificate_serial)
-        return x509.load_der_x509_certificate(row.der).public_bytes(Encoding.PEM).decode()
+            if name.upper() in CA_KEY_LABELS:
+                row = self._ca(session, name)
+                target, der = row.name, row.der
+            else:
+                try:
+                    serial = parse_serial(name)
+                except SiegelError:
+                    raise SiegelError(Code.BAD_REQUEST, f"{name!r}: expected {ROOT}, {ISSUING} or the hexadecimal "
+                                                        "serial number of an issued certificate") from None
+                cert = session.get(Certificate, serial)
+                if cert is None:
+                    raise SiegelError(Code.NOT_FOUND, f"no certificate with serial {serial} was issued here")
+                target, der = cert.serial, cert.der
+            self._audit.append_in(session, actor, "ca.export", target,
+                                  serial=serial_hex(x509.load_der_x509_certificate(der).serial_number))
+        return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
 
     def ca_certificates(self) -> dict[str, x509.Certificate]:
         """The CA certificates by CA name."""

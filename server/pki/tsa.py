@@ -40,6 +40,7 @@ from server.errors import SiegelError
 from server.pki.ca import CertificateAuthorityService
 from server.pki.keystore import KeyStore
 from server.pki.profiles import signature_hash
+from server.pki.rfc3161 import TimeStampResp
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 
 log = logging.getLogger("siegel.tsa")
@@ -80,18 +81,10 @@ class _Signer:
     ess_cert_id: bytes  # the SigningCertificateV2 naming the certificate
 
 
-class _TimeStampResp(tsp.TimeStampResp):
-    """RFC 3161 TimeStampResp; asn1crypto's declares the token mandatory, but rejections carry none."""
-
-    _fields = [
-        ("status", tsp.PKIStatusInfo),
-        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
-    ]
-
 
 def rejection(fail_info: str, message: str) -> bytes:
     """A TimeStampResp with status rejection, the failInfo bit and a status string."""
-    return _TimeStampResp({"status": tsp.PKIStatusInfo({
+    return TimeStampResp({"status": tsp.PKIStatusInfo({
         "status": "rejection", "status_string": [message], "fail_info": tsp.PKIFailureInfo({fail_info})})}).dump()
 
 
@@ -223,5 +216,5 @@ class TimestampAuthority:
             signed_data["certificates"] = [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(c)})
                                            for c in signer.chain]
         token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
-        return tsp.TimeStampResp({"status": tsp.PKIStatusInfo({"status": "granted"}),
+        return TimeStampResp({"status": tsp.PKIStatusInfo({"status": "granted"}),
                                   "time_stamp_token": token}).dump()

@@ -703,7 +703,7 @@ def test_list_filters_what_expires_soon(pki: Pki) -> None:
         ("ca.list", "admin", {"expiring_within": None, "count": 8})]
 
 
-def test_export_gives_the_ca_certificates_as_pem(pki: Pki) -> None:
+def test_export_gives_ca_and_issued_certificates_as_pem(pki: Pki) -> None:
     cas = pki.ca.ca_certificates()
     seq = _last_seq(pki.audit)
 
@@ -715,10 +715,18 @@ def test_export_gives_the_ca_certificates_as_pem(pki: Pki) -> None:
     assert pki.ca.ca_certificate_der("ROOT") == cas["ROOT"].public_bytes(Encoding.DER)
     with pytest.raises(SiegelError) as caught:
         pki.ca.export("OTHER")
+    assert caught.value.code is Code.BAD_REQUEST and "ROOT, ISSUING or" in caught.value.message
+    tsa_serial = format(_cert(pki.ca.service_credentials("tsa")[1][0]).serial_number, "x")
+    with pytest.raises(SiegelError) as caught:
+        pki.ca.export(tsa_serial + "0")
     assert caught.value.code is Code.NOT_FOUND
+    tsa_pem = pki.ca.export(tsa_serial.upper(), "admin")
+    assert x509.load_pem_x509_certificate(tsa_pem.encode()).public_bytes(Encoding.DER) == \
+        pki.ca.service_credentials("tsa")[1][0]
     assert [(e.action, e.target, e.actor, json.loads(e.details)) for e in _entries_after(pki.audit, seq)] == [
         ("ca.export", "ROOT", "admin", {"serial": format(cas["ROOT"].serial_number, "x")}),
-        ("ca.export", "ISSUING", "admin", {"serial": format(cas["ISSUING"].serial_number, "x")})]
+        ("ca.export", "ISSUING", "admin", {"serial": format(cas["ISSUING"].serial_number, "x")}),
+        ("ca.export", tsa_serial, "admin", {"serial": tsa_serial})]
 
 
 # --- audit -----------------------------------------------------------------------------------------
