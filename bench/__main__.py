@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHMARKS = ["bench_http"]
+BENCHMARKS = ["bench_http", "bench_pki"]
 
 
 def main(names: list[str]) -> int:

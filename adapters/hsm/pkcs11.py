@@ -384,18 +384,26 @@ class Pkcs11Hsm:
         """The signature value of ``digest`` by key ``key_label``; ECDSA values are DER-encoded."""
         digest_algorithm = check_digest(digest, digest_algorithm)
         with self._lease() as lease:
-            key = self._private_key(lease, key_label)
-            wanted = KeyType.EC if scheme is SignatureScheme.ECDSA else KeyType.RSA
-            if key.key_type is not wanted:
-                raise SiegelError(Code.BAD_REQUEST, f"key {key_label!r} is an {key.key_type.name} key; "
-                                                    f"it cannot sign with {scheme}")
-            if scheme is SignatureScheme.ECDSA:
-                return ecdsa_raw_to_der(key.sign(digest, mechanism=Mechanism.ECDSA))
-            if scheme is SignatureScheme.RSA_PSS:
-                hash_mechanism, mgf = _PSS[digest_algorithm]
-                return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
-                                      mechanism_param=(hash_mechanism, mgf, digest_algorithm.size)))
-            return bytes(key.sign(digest_info(digest, digest_algorithm), mechanism=Mechanism.RSA_PKCS))
+            try:
+                return self._sign(self._private_key(lease, key_label), key_label, digest, digest_algorithm, scheme)
+            except (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid):
+                lease.keys.pop(key_label, None)  # destroyed or replaced since this session looked it up
+                return self._sign(self._private_key(lease, key_label), key_label, digest, digest_algorithm, scheme)
+
+    @staticmethod
+    def _sign(key: Any, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm,
+              scheme: SignatureScheme) -> bytes:
+        wanted = KeyType.EC if scheme is SignatureScheme.ECDSA else KeyType.RSA
+        if key.key_type is not wanted:
+            raise SiegelError(Code.BAD_REQUEST, f"key {key_label!r} is an {key.key_type.name} key; "
+                                                f"it cannot sign with {scheme}")
+        if scheme is SignatureScheme.ECDSA:
+            return ecdsa_raw_to_der(key.sign(digest, mechanism=Mechanism.ECDSA))
+        if scheme is SignatureScheme.RSA_PSS:
+            hash_mechanism, mgf = _PSS[digest_algorithm]
+            return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
+                                  mechanism_param=(hash_mechanism, mgf, digest_algorithm.size)))
+        return bytes(key.sign(digest_info(digest, digest_algorithm), mechanism=Mechanism.RSA_PKCS))
 
     def store_certificate(self, label: str, der: bytes) -> None:
         """Store an X.509 certificate under ``label`` (the key's own or one of its issuers).

@@ -66,20 +66,60 @@ class Rejected(Exception):
         self.message = message
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: tag, definite length, content."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + content
+
+
+_SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0 = 0x30, 0x31, 0x04, 0xA0
+_GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
+_SIGNED_DATA = cms.ContentType("signed_data").dump()
+_TST_INFO = cms.ContentType("tst_info").dump()
+_VERSION_3 = core.Integer(3).dump()
+
+
 @dataclass(frozen=True)
 class _Signer:
-    """The TSA's key and what tokens say about its certificate, as DER: asn1crypto values parse lazily
-    and are not safe to share between threads, so every request builds its own from these bytes."""
+    """The TSA's key and the DER of everything a token says about its certificate.
+
+    Tokens are assembled from these bytes: asn1crypto re-encodes every certificate of a value it
+    wraps, which cost several times the signature. The parts that change per token (TSTInfo,
+    message digest, signing time) are encoded by asn1crypto.
+    """
 
     key_label: str
     scheme: SignatureScheme
     digest: DigestAlgorithm
     certificate: bytes  # the TSA's certificate
-    chain: tuple[bytes, ...]  # the TSA's certificate and its issuers, root excluded
-    issuer: bytes  # the Name of the certificate's issuer
-    serial: int  # the certificate's serial number
-    ess_cert_id: bytes  # the SigningCertificateV2 naming the certificate
+    certificates: bytes  # [0] IMPLICIT CertificateSet: the TSA's certificate and its issuers, root excluded
+    digest_algorithms: bytes  # SignedData's SET OF DigestAlgorithmIdentifier
+    signer_head: bytes  # SignerInfo's version, sid and digestAlgorithm
+    signature_algorithm: bytes
+    fixed_attributes: tuple[bytes, ...]  # content-type and signing-certificate-v2
 
+
+def _make_signer(label: str, chain: list[bytes]) -> _Signer:
+    public_key = x509.load_der_x509_certificate(chain[0]).public_key()
+    ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
+    digest = DigestAlgorithm.from_hash(signature_hash(public_key))  # type: ignore[arg-type]
+    parsed = asn1_x509.Certificate.load(chain[0])
+    ess = tsp.SigningCertificateV2({"certs": [tsp.ESSCertIDv2({  # hash algorithm: SHA-256, the default
+        "cert_hash": hashlib.sha256(chain[0]).digest(),
+        "issuer_serial": {"issuer": [asn1_x509.GeneralName({"directory_name": parsed.issuer})],
+                          "serial_number": parsed.serial_number}})]})
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": digest.value}).dump()
+    sid = cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump()
+    signature_algorithm = algos.SignedDigestAlgorithm(
+        {"algorithm": f"{digest.value}_ecdsa" if ec_key else "rsassa_pkcs1v15"}).dump()
+    return _Signer(label, SignatureScheme.ECDSA if ec_key else SignatureScheme.RSA_PKCS1V15, digest, chain[0],
+                   _tlv(_CONTEXT_0, b"".join(chain[:-1])), _tlv(_SET, digest_algorithm),
+                   core.Integer(1).dump() + sid + digest_algorithm, signature_algorithm,
+                   (cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),
+                    cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}).dump()))
 
 
 def rejection(fail_info: str, message: str) -> bytes:
@@ -145,17 +185,7 @@ class TimestampAuthority:
         label, chain = self._ca.service_credentials("tsa")
         with self._lock:
             if self._signer is None or self._signer.key_label != label or self._signer.certificate != chain[0]:
-                public_key = x509.load_der_x509_certificate(chain[0]).public_key()
-                ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
-                parsed = asn1_x509.Certificate.load(chain[0])
-                ess = tsp.SigningCertificateV2({"certs": [tsp.ESSCertIDv2({  # hash algorithm: SHA-256, the default
-                    "cert_hash": hashlib.sha256(chain[0]).digest(),
-                    "issuer_serial": {"issuer": [asn1_x509.GeneralName({"directory_name": parsed.issuer})],
-                                      "serial_number": parsed.serial_number}})]})
-                self._signer = _Signer(label, SignatureScheme.ECDSA if ec_key else SignatureScheme.RSA_PKCS1V15,
-                                       DigestAlgorithm.from_hash(signature_hash(public_key)),  # type: ignore[arg-type]
-                                       chain[0], tuple(chain[:-1]), parsed.issuer.dump(), parsed.serial_number,
-                                       ess.dump())
+                self._signer = _make_signer(label, chain)
             return self._signer
 
     def _reserve(self, request: tsp.TimeStampReq, gen_time: datetime) -> int:
@@ -184,37 +214,17 @@ class TimestampAuthority:
             fields["nonce"] = request["nonce"].native
         tst_der = tsp.TSTInfo(fields).dump()
         digest_name = signer.digest.value
-        attributes = [
-            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
-            cms.CMSAttribute({"type": "message_digest",
-                              "values": [hashlib.new(digest_name, tst_der).digest()]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}),
-            cms.CMSAttribute({"type": "signing_certificate_v2",
-                              "values": [tsp.SigningCertificateV2.load(signer.ess_cert_id)]}),
-        ]
-        signed_attrs = cms.CMSAttributes(sorted(attributes, key=lambda a: a.dump()))  # DER orders a SET OF
-        digest = hashlib.new(digest_name, signed_attrs.dump()).digest()
+        attributes = [*signer.fixed_attributes,
+                      cms.CMSAttribute({"type": "message_digest",
+                                        "values": [hashlib.new(digest_name, tst_der).digest()]}).dump(),
+                      cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}).dump()]
+        signed_attrs = b"".join(sorted(attributes))  # DER orders the elements of a SET OF
+        digest = hashlib.new(digest_name, _tlv(_SET, signed_attrs)).digest()
         signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)
-        ec_key = signer.scheme is SignatureScheme.ECDSA
-        signer_info = cms.SignerInfo({
-            "version": "v1",
-            "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-                "issuer": asn1_x509.Name.load(signer.issuer), "serial_number": signer.serial})}),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_name}),
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": algos.SignedDigestAlgorithm(
-                {"algorithm": f"{digest_name}_ecdsa" if ec_key else "rsassa_pkcs1v15"}),
-            "signature": signature,
-        })
-        signed_data = {
-            "version": "v3",
-            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": digest_name})],
-            "encap_content_info": {"content_type": "tst_info", "content": core.ParsableOctetString(tst_der)},
-            "signer_infos": [signer_info],
-        }
-        if request["cert_req"].native:
-            signed_data["certificates"] = [cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(c)})
-                                           for c in signer.chain]
-        token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
-        return TimeStampResp({"status": tsp.PKIStatusInfo({"status": "granted"}),
-                                  "time_stamp_token": token}).dump()
+        signer_info = _tlv(_SEQUENCE, signer.signer_head + _tlv(_CONTEXT_0, signed_attrs)
+                           + signer.signature_algorithm + _tlv(_OCTET_STRING, signature))
+        encap = _tlv(_SEQUENCE, _TST_INFO + _tlv(_CONTEXT_0, _tlv(_OCTET_STRING, tst_der)))
+        signed_data = _tlv(_SEQUENCE, _VERSION_3 + signer.digest_algorithms + encap
+                           + (signer.certificates if request["cert_req"].native else b"") + _tlv(_SET, signer_info))
+        token = _tlv(_SEQUENCE, _SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
+        return _tlv(_SEQUENCE, _GRANTED + token)

@@ -52,6 +52,7 @@ def _answer(request: Any, content_type: bytes, body: bytes, status: int = 200, c
     request.setResponseCode(status)
     request.setHeader(b"content-type", content_type)
     request.setHeader(b"cache-control", cache)
+    request.setHeader(b"content-length", b"%d" % len(body))  # not chunked: simple RFC 3161/6960 clients need it
     return body
 
 

@@ -407,3 +407,24 @@ def test_certificates_are_token_objects_with_the_keys_id(raw_session: Any, hsm: 
     assert stored[Attribute.SUBJECT] == cert.subject.public_bytes()
     assert hashlib.sha256(stored[Attribute.VALUE]).digest() == hashlib.sha256(
         cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def test_a_key_replaced_under_its_label_is_found_again(softhsm_token: SoftHsmToken, hsm: Pkcs11Hsm) -> None:
+    """Sessions remember the keys they looked up; a key destroyed and made again under its label
+    (by an operator, or another node) must not leave them with a dead handle."""
+    label = fresh_label("replaced")
+    digest = hashlib.sha256(b"document").digest()
+    hsm.generate_key(label, KeyKind.EC_P256)
+    for _ in range(8):  # every pooled session looks the key up
+        hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA)
+    token = pkcs11.lib(softhsm_token.module).get_token(token_label=softhsm_token.label)
+    with token.open(rw=True) as session:
+        for obj in session.get_objects({Attribute.LABEL: label}):
+            obj.destroy()
+    with pytest.raises(SiegelError) as caught:
+        hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA)
+    assert caught.value.code is Code.KEY_NOT_FOUND
+    public = hsm.generate_key(label, KeyKind.EC_P256)
+    for _ in range(8):
+        signature = hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, SignatureScheme.ECDSA)
+        public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[union-attr]

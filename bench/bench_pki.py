@@ -1,0 +1,115 @@
+"""TSA tokens/s and OCSP responses/s over HTTP against the raw HSM signing rate of the same keys.
+
+One server (default RSA-3072 keys on SoftHSM2, the configured number of workers) answers 8
+concurrent keep-alive clients; the baseline is 8 threads calling ``C_Sign`` on the TSA's and the
+OCSP signer's key directly, measured in the same run. ``openssl ts -reply`` run once per request
+(a process per token, software key) is reported as a reference point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_der_x509_certificate, ocsp
+
+from adapters.timestamp.client import build_request, parse_response
+from bench.load import run_load
+from bench.report import write_result
+from server import config
+from server.app import build_services
+from server.signing.keysource import DigestAlgorithm, SignatureScheme
+from tests.fixtures.server import make_instance
+from tests.fixtures.tsa import prepare_reference_tsa
+
+CLIENTS = 8
+SECONDS = 5.0
+
+
+def _raw_sign_rate(sign: object, seconds: float) -> float:
+    """Signatures per second of ``CLIENTS`` threads calling ``sign()`` in a loop."""
+    deadline = time.monotonic() + seconds
+
+    def loop() -> int:
+        done = 0
+        while time.monotonic() < deadline:
+            sign()  # type: ignore[operator]
+            done += 1
+        return done
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        total = sum(pool.map(lambda _: loop(), range(CLIENTS)))
+    return total / (time.monotonic() - started)
+
+
+def _openssl_reply_rate(work: Path, count: int = 40) -> float:
+    d = work / "openssl-ts"
+    d.mkdir()
+    prepare_reference_tsa(d)
+    (d / "q.tsq").write_bytes(build_request(hashlib.sha256(b"bench").digest(), "sha256", 1))
+    started = time.monotonic()
+    for _ in range(count):
+        subprocess.run(["openssl", "ts", "-reply", "-config", "tsa.cnf", "-queryfile", "q.tsq", "-signer", "tsa.pem",
+                        "-inkey", "tsa.key", "-chain", "ca.pem", "-out", "r.tsr"], cwd=d, check=True,
+                       capture_output=True)
+    return count / (time.monotonic() - started)
+
+
+def run(work: Path) -> Path:
+    workers = os.cpu_count() or 1
+    inst = make_instance(work / "pki", {"SIEGEL_PKI_KEY_ALGORITHM": "rsa-3072",
+                                        "SIEGEL_SERVER_WORKERS": str(workers)})
+    settings = config.load(data_dir=inst.data_dir, environ={"SIEGEL_PKI_KEY_ALGORITHM": "rsa-3072"})
+    services = build_services(settings)
+    try:
+        hsm = services.hsm.get()
+        tsa_label, tsa_chain = services.ca.service_credentials("tsa")
+        ocsp_label, _ = services.ca.service_credentials("ocsp")
+        digest = hashlib.sha256(b"bench").digest()
+        raw = {label: _raw_sign_rate(lambda label=label: hsm.sign_digest(
+            label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS)
+            for label in (tsa_label, ocsp_label)}
+        issuing = load_der_x509_certificate(tsa_chain[1])
+        tsa_cert = load_der_x509_certificate(tsa_chain[0])
+    finally:
+        services.close()
+
+    tsa_query = build_request(digest, "sha256", 7)
+    ocsp_query = ocsp.OCSPRequestBuilder().add_certificate(tsa_cert, issuing, hashes.SHA256()).build() \
+        .public_bytes(Encoding.DER)
+    inst.start()
+    try:
+        status, token = parse_response(requests.post(
+            inst.url + "/tsa", data=tsa_query, headers={"Content-Type": "application/timestamp-query"},
+            timeout=10).content)
+        assert status.granted and token is not None, status.describe()
+        tsa = run_load("127.0.0.1", inst.port, "POST", "/tsa", body=tsa_query, clients=CLIENTS, seconds=SECONDS,
+                       headers={"Content-Type": "application/timestamp-query"})
+        responder = run_load("127.0.0.1", inst.port, "POST", "/ocsp", body=ocsp_query, clients=CLIENTS,
+                             seconds=SECONDS, headers={"Content-Type": "application/ocsp-request"})
+    finally:
+        inst.stop()
+    assert set(tsa.statuses) == {200} and set(responder.statuses) == {200}, (tsa.statuses, responder.statuses)
+    openssl_rate = _openssl_reply_rate(work)
+    return write_result(
+        "pki",
+        measured={"tsa_tokens_per_s": round(tsa.rate, 1), "ocsp_responses_per_s": round(responder.rate, 1),
+                  "openssl_ts_reply_processes_per_s": round(openssl_rate, 1)},
+        baseline={"hsm_sign_per_s_tsa_key": round(raw[tsa_label], 1),
+                  "hsm_sign_per_s_ocsp_key": round(raw[ocsp_label], 1)},
+        ratios={"tsa_vs_raw_hsm": round(tsa.rate / raw[tsa_label], 3),
+                "ocsp_vs_raw_hsm": round(responder.rate / raw[ocsp_label], 3),
+                "openssl_ts_reply_vs_raw_hsm": round(openssl_rate / raw[tsa_label], 3)},
+        goals={"tsa_vs_raw_hsm": ">= 0.6", "ocsp_vs_raw_hsm": ">= 0.6"},
+        notes=f"{CLIENTS} keep-alive clients, {SECONDS:.0f} s each, {workers} server workers, RSA-3072 keys on "
+              f"SoftHSM2; raw rate: {CLIENTS} threads signing SHA-256 digests with PKCS#1 v1.5 on the same keys; "
+              "openssl ts -reply: one process per token, software RSA-2048 key, sequential",
+    )
