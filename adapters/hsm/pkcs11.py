@@ -222,6 +222,7 @@ class _Lease:
 
     session: Any
     keys: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0  # the Pkcs11Hsm's key generation ``keys`` were looked up in
 
 
 class Pkcs11Hsm:
@@ -236,6 +237,7 @@ class Pkcs11Hsm:
         self._pool_size = 0
         self._logged_in = False
         self._write_lock = threading.Lock()  # check-then-create of keys and certificates
+        self._generation = 0  # counts the keys made here; sessions' looked-up keys are of one generation
         with _registry_lock:
             self._module = _open_module(module)
             self._holds_module = True
@@ -321,6 +323,9 @@ class Pkcs11Hsm:
             self._pool.put(lease)
 
     def _private_key(self, lease: _Lease, label: str) -> Any:
+        if lease.generation != self._generation:  # a key was made since: a label may name another key now
+            lease.keys.clear()
+            lease.generation = self._generation
         key = lease.keys.get(label)
         if key is None:
             found = list(lease.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
@@ -361,6 +366,7 @@ class Pkcs11Hsm:
             if self._exists(lease.session, label):
                 raise SiegelError(Code.CONFLICT, f"a key labelled {label!r} exists already on token {self.token_label!r}")
             public, _ = lease.session.generate_keypair(key_type, bits if key_type is KeyType.RSA else None, **options)
+            self._generation += 1
             return _public_key(public)
 
     def list_keys(self) -> list[KeyInfo]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -47,6 +48,9 @@ RELEASE = x509.ReasonFlags.remove_from_crl.value
 _MAX_LABEL_TRIES = 1000
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_COMMON_NAME = 64  # ub-common-name, RFC 5280 appendix A.1
+# How long a process keeps using the TSA's and OCSP signer's credentials before it reads them again:
+# a revocation or renewal elsewhere (another process or node) takes effect here within this time.
+SERVICE_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class CertificateAuthorityService:
         self._base_url = settings.server.public_base_url
         self._keys = keys
         self._private_key = private_key
+        self._service_cache: dict[str, tuple[float, tuple[str, list[bytes]]]] = {}
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -229,6 +234,7 @@ class CertificateAuthorityService:
             self._audit.append_in(session, actor, "ca.issue", row.serial, profile=profile.name,
                                   subject=row.subject, key_label=label, user_id=user_id,
                                   not_after=row.not_after.isoformat())
+        self._service_cache.clear()
         return row
 
     def _new_key(self, session: Session, keys: KeyStore, base: str, kind: KeyKind) -> tuple[str, PublicKey]:
@@ -313,7 +319,9 @@ class CertificateAuthorityService:
                 cert.revoked_at, cert.revocation_reason = _now(), reason
             self._audit.append_in(session, actor, "ca.revoke", key, reason=reason, previous=previous,
                                   subject=cert.subject, issuer=ca_name)
-            return self._issue_crl_in(session, keys, ca_name, number, actor)
+            crl = self._issue_crl_in(session, keys, ca_name, number, actor)
+        self._service_cache.clear()
+        return crl
 
     def issue_crl(self, ca_name: str, actor: str = "system") -> Crl:
         """A fresh CRL of ``ca_name`` with the next CRL number."""
@@ -426,9 +434,16 @@ class CertificateAuthorityService:
         return CertStatus("revoked", _utc(cert.revoked_at), REASONS[cert.revocation_reason or "unspecified"])
 
     def service_credentials(self, service: str) -> tuple[str, list[bytes]]:
-        """Key label and certificate chain (DER, own first, root last) of the "tsa" or "ocsp" service."""
+        """Key label and certificate chain (DER, own first, root last) of the "tsa" or "ocsp" service.
+
+        Read from the database at most every ``SERVICE_CACHE_SECONDS`` (and after this service changed a
+        certificate): the TSA and the OCSP responder ask for every request.
+        """
         if service not in SERVICE_PROFILES:
             raise SiegelError(Code.BAD_REQUEST, f"unknown service {service!r} (known: {', '.join(SERVICE_PROFILES)})")
+        cached = self._service_cache.get(service)
+        if cached is not None and time.monotonic() - cached[0] < SERVICE_CACHE_SECONDS:
+            return cached[1][0], list(cached[1][1])
         with self._sessions() as session:
             cert = self._current_service_certificate(session, SERVICE_PROFILES[service])
             if cert is None:
@@ -440,6 +455,7 @@ class CertificateAuthorityService:
                 ca = self._ca(session, parent)
                 chain.append(ca.der)
                 parent = ca.parent
+        self._service_cache[service] = (time.monotonic(), (cert.key_label, chain))
         return cert.key_label, chain
 
     @staticmethod

@@ -39,6 +39,7 @@ from server.db.engine import make_engine
 from server.db.models import AuditEntry, Certificate, CertificateAuthority, Crl
 from server.errors import Code, SiegelError
 from server.identity.users import UserService
+from server.pki import ca as ca_module
 from server.pki.ca import CertificateAuthorityService
 from server.pki.keystore import KeyStore
 from server.pki.profiles import CLOCK_SKEW, ID_KP_DOCUMENT_SIGNING
@@ -748,3 +749,16 @@ def test_every_operation_is_audited_and_the_chain_holds(pki: Pki) -> None:
         ("ca.crl", "ROOT"), ("ca.list", ""), ("ca.export", "ROOT"), ("ca.crl", "ISSUING"), ("ca.crl", "ROOT")]
     count, fault = pki.audit.verify()
     assert fault is None and count == _last_seq(pki.audit)
+
+
+def test_other_processes_see_a_renewed_service_certificate_after_the_cache_time(
+        pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = _service(pki)  # the CA service of another worker process on the same database
+    label, chain = elsewhere.service_credentials("ocsp")
+    pki.ca.revoke(format(_cert(chain[0]).serial_number, "x"), "superseded", "test")
+    pki.ca.init("test")
+    assert pki.ca.service_credentials("ocsp")[0] != label  # here at once: this service changed it
+    assert elsewhere.service_credentials("ocsp") == (label, chain)  # there: within SERVICE_CACHE_SECONDS
+    monkeypatch.setattr(ca_module, "SERVICE_CACHE_SECONDS", 0.0)
+    renewed = elsewhere.service_credentials("ocsp")
+    assert renewed == pki.ca.service_credentials("ocsp") and renewed[0] != label
