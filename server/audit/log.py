@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.models import AuditEntry, AuditHead
@@ -57,17 +57,27 @@ class AuditLog:
 
     def append_in(self, session: Session, actor: str, action: str, target: str = "", **details: Any) -> int:
         """Add an entry inside the caller's transaction, so it commits or rolls back with the change it records."""
+        return self.append_many_in(session, [(actor, action, target, details)])[0]
+
+    def append_many_in(self, session: Session, entries: list[tuple[str, str, str, dict[str, Any]]]) -> list[int]:
+        """Add entries (actor, action, target, details) in order inside the caller's transaction."""
         # The UPDATE comes first: it takes the write lock (SQLite) or the row lock (PostgreSQL)
         # before the head is read, so concurrent writers queue up instead of forking the chain.
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-        head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
-        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        text = canonical(details).decode()
-        digest = entry_hash(head.seq, at, actor, action, target, text, head.hash)
-        session.add(AuditEntry(seq=head.seq, at=at, actor=actor, action=action, target=target,
-                               details=text, prev_hash=head.hash, hash=digest))
-        head.hash = digest
-        return head.seq
+        head = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(entries))
+                               .returning(AuditHead.seq, AuditHead.hash)).one()
+        seq, prev = head.seq - len(entries), head.hash
+        rows = []
+        for actor, action, target, details in entries:
+            seq += 1
+            at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            text = canonical(details).decode()
+            digest = entry_hash(seq, at, actor, action, target, text, prev)
+            rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "details": text,
+                         "prev_hash": prev, "hash": digest})
+            prev = digest
+        session.execute(insert(AuditEntry), rows)
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+        return [row["seq"] for row in rows]
 
     def entries(self) -> Iterator[AuditEntry]:
         """All entries in order, read in batches."""

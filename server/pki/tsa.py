@@ -4,7 +4,9 @@ A request is parsed with asn1crypto; the TSTInfo gets the configured policy, acc
 nonce, the time and a serial number that is the autoincrement key of its ``issued_timestamps`` row
 (unique across processes and nodes). The key store is opened first, so an HSM that cannot be reached
 costs no serial number; then the row and its audit entry commit together before the token is signed,
-so a failure after that (the signature itself) leaves a gap, never a duplicate.
+so a failure after that (the signature itself) leaves a gap, never a duplicate. Concurrent requests
+share that transaction (``GroupCommit``): one commit, and one turn at the database's write lock,
+for all the tokens waiting at that moment.
 
 The signer is the TSA's current certificate, looked up for every request: a revoked or expired one
 is not used, a renewed one is picked up. The CMS SignedData carries the signed attributes
@@ -23,18 +25,19 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
 from server.config import TsaSettings
+from server.db.batch import GroupCommit
 from server.db.models import IssuedTimestamp
 from server.errors import SiegelError
 from server.pki.ca import CertificateAuthorityService
@@ -165,6 +168,7 @@ class TimestampAuthority:
         self._settings = settings
         self._signer: _Signer | None = None
         self._lock = threading.Lock()
+        self._serials: GroupCommit[dict[str, Any], int] = GroupCommit(self._record)
 
     def respond(self, der: bytes) -> TsaReply:
         try:
@@ -188,17 +192,16 @@ class TimestampAuthority:
                 self._signer = _make_signer(label, chain)
             return self._signer
 
-    def _reserve(self, request: tsp.TimeStampReq, gen_time: datetime) -> int:
-        """The serial number: the key of a new ``issued_timestamps`` row, recorded with its audit entry."""
-        imprint = request["message_imprint"]
-        row = IssuedTimestamp(gen_time=gen_time, hash_algorithm=imprint["hash_algorithm"]["algorithm"].native,
-                              imprint=imprint["hashed_message"].native.hex(), policy=self._settings.policy_oid)
+    def _record(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Serial numbers for new ``issued_timestamps`` rows, committed with their audit entries."""
         with self._sessions.begin() as session:
-            session.add(row)
-            session.flush()
-            self._audit.append_in(session, "tsa", "tsa.issue", str(row.serial), hash_algorithm=row.hash_algorithm,
-                                  imprint=row.imprint, gen_time=gen_time.isoformat(), policy=row.policy)
-        return row.serial
+            serials = list(session.execute(insert(IssuedTimestamp).returning(
+                IssuedTimestamp.serial, sort_by_parameter_order=True), rows).scalars())
+            self._audit.append_many_in(session, [
+                ("tsa", "tsa.issue", str(serial), {"hash_algorithm": row["hash_algorithm"], "imprint": row["imprint"],
+                                                    "gen_time": row["gen_time"].isoformat(), "policy": row["policy"]})
+                for serial, row in zip(serials, rows, strict=True)])
+        return serials
 
     def _grant(self, request: tsp.TimeStampReq) -> bytes:
         signer = self._signer_info()
@@ -207,7 +210,11 @@ class TimestampAuthority:
         gen_time = now.replace(microsecond=now.microsecond // 1000 * 1000)
         fields = {"version": "v1", "policy": self._settings.policy_oid,
                   "message_imprint": tsp.MessageImprint.load(request["message_imprint"].dump()),
-                  "serial_number": self._reserve(request, gen_time), "gen_time": gen_time}
+                  "serial_number": self._serials.submit({
+                      "gen_time": gen_time, "policy": self._settings.policy_oid,
+                      "hash_algorithm": request["message_imprint"]["hash_algorithm"]["algorithm"].native,
+                      "imprint": request["message_imprint"]["hashed_message"].native.hex()}),
+                  "gen_time": gen_time}
         if self._settings.accuracy_seconds:
             fields["accuracy"] = {"seconds": self._settings.accuracy_seconds}
         if request["nonce"].native is not None:
