@@ -118,8 +118,8 @@ def build_root(services: Services) -> resource.Resource:
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, ApiV1()))
     root.putChild(b"api", api)
-    root.putChild(b"tsa", Tsa(services.tsa))
-    root.putChild(b"ocsp", Ocsp(services.ocsp))
+    root.putChild(b"tsa", Tsa(services.tsa.respond))
+    root.putChild(b"ocsp", Ocsp(services.ocsp.respond))
     root.putChild(b"crl", Published(services.ca.current_crl, b".crl", b"application/pkix-crl"))
     root.putChild(b"ca", Published(services.ca.ca_certificate_der, b".crt", b"application/pkix-cert"))
     return root

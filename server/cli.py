@@ -18,6 +18,7 @@ from server.errors import Code, SiegelError
 
 if TYPE_CHECKING:
     from server.app import Services
+    from server.db.models import Certificate
 
 # Exit codes follow sysexits.h, so scripts can tell the kinds of failure apart.
 EXIT_FAILED = 1
@@ -143,29 +144,27 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_certificate(cert: object) -> None:
-    from server.db.models import Certificate
-
-    assert isinstance(cert, Certificate)
+def _print_certificate(cert: Certificate) -> None:
     state = f"revoked {cert.revoked_at:%Y-%m-%d} ({cert.revocation_reason})" if cert.revoked_at else "valid"
     print(f"{cert.serial}\t{cert.profile}\t{cert.subject}\t{cert.key_label}\t"
           f"{cert.not_after:%Y-%m-%d %H:%M}Z\t{state}")
 
 
+def _print_issued(cert: Certificate, what: str) -> int:
+    print(f"issued {what} (key {cert.key_label!r} in the HSM, valid until {cert.not_after:%Y-%m-%d})")
+    return 0
+
+
 def cmd_ca_issue(args: argparse.Namespace) -> int:
     with _services(args) as services:
         cert = services.ca.issue_user(args.user)
-    print(f"issued certificate {cert.serial} to {cert.subject} (key {cert.key_label!r} in the HSM, "
-          f"valid until {cert.not_after:%Y-%m-%d})")
-    return 0
+    return _print_issued(cert, f"certificate {cert.serial} to {cert.subject}")
 
 
 def cmd_ca_issue_tls(args: argparse.Namespace) -> int:
     with _services(args) as services:
         cert = services.ca.issue_tls_server(args.names)
-    print(f"issued TLS server certificate {cert.serial} for {', '.join(args.names)} (key {cert.key_label!r} "
-          f"in the HSM, valid until {cert.not_after:%Y-%m-%d})")
-    return 0
+    return _print_issued(cert, f"TLS server certificate {cert.serial} for {', '.join(args.names)}")
 
 
 def cmd_ca_revoke(args: argparse.Namespace) -> int:

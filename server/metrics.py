@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 
 HTTP_REQUESTS = Counter("siegel_http_requests_total", "HTTP requests by route, method and status",
                         ["route", "method", "status"])
+SIGNATURES = Counter("siegel_signatures_total", "Signatures made, by format (rfc3161 tokens, ocsp responses, ...)",
+                     ["format"])
 HTTP_LATENCY = Histogram("siegel_http_request_duration_seconds", "HTTP request latency by route", ["route"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 

@@ -34,9 +34,7 @@ def run_worker(settings: Settings) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
-    from twisted.internet import reactor
-
-    from twisted.internet import task, threads
+    from twisted.internet import reactor, task, threads
 
     from server.app import build_root, build_services, scheduled_jobs
     from server.jobs import Scheduler

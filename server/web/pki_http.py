@@ -19,10 +19,10 @@ from cryptography.x509 import ocsp
 from twisted.internet import threads
 from twisted.web import resource
 
+from server import metrics
 from server.errors import Code, SiegelError
-from server.pki.ca import CertificateAuthorityService
-from server.pki.ocsp import OcspReply, OcspResponder
-from server.pki.tsa import TimestampAuthority, TsaReply, rejection
+from server.pki.ocsp import OcspReply
+from server.pki.tsa import TsaReply, rejection
 from server.web.http import error_body, render_deferred
 
 log = logging.getLogger("siegel.pki")
@@ -66,49 +66,54 @@ def _refuse(request: Any, status: int, message: str, allow: bytes | None = None)
     return _answer(request, ctype, body, status)
 
 
-def _respond(request: Any, work: Callable[[], TsaReply | OcspReply], content_type: bytes, what: str) -> int:
+def _respond(request: Any, work: Callable[[], TsaReply | OcspReply], content_type: bytes, what: str,
+             signature_format: str) -> int:
     def written(reply: TsaReply | OcspReply) -> bytes:
         if reply.problem is not None:
             log.info(f"{what} not granted", extra={"fields": {"problem": reply.problem,
                                                               "request_id": request.request_id}})
+        else:
+            metrics.SIGNATURES.labels(signature_format).inc()
         return _answer(request, content_type, reply.der)
 
     return render_deferred(request, lambda: threads.deferToThread(work).addCallback(written))
 
 
-class Tsa(resource.Resource):
-    """``POST /tsa`` with a DER TimeStampReq."""
+class _DerProtocol(resource.Resource):
+    """``POST`` of a DER request with the protocol's content type, answered by ``respond``."""
 
     isLeaf = True
+    request_type: bytes
+    reply_type: bytes
+    what: str
+    signature_format: str  # the label of siegel_signatures_total
 
-    def __init__(self, authority: TimestampAuthority) -> None:
+    def __init__(self, respond: Callable[[bytes], TsaReply | OcspReply]) -> None:
         super().__init__()
-        self._authority = authority
+        self._respond = respond
 
     def render_POST(self, request: Any) -> int | bytes:
-        if _content_type(request) != TSA_QUERY:
-            return _refuse(request, 415, f"the content type must be {TSA_QUERY.decode()}")
-        body = request.content.read()
-        return _respond(request, lambda: self._authority.respond(body), TSA_REPLY, "timestamp")
+        if _content_type(request) != self.request_type:
+            return _refuse(request, 415, f"the content type must be {self.request_type.decode()}")
+        return self._answer_der(request, request.content.read())
+
+    def _answer_der(self, request: Any, der: bytes) -> int:
+        return _respond(request, lambda: self._respond(der), self.reply_type, self.what, self.signature_format)
+
+
+class Tsa(_DerProtocol):
+    """``POST /tsa`` with a DER TimeStampReq."""
+
+    request_type, reply_type, what, signature_format = TSA_QUERY, TSA_REPLY, "timestamp", "rfc3161"
 
     def render_GET(self, request: Any) -> bytes:
         return _refuse(request, 405, "a TimeStampReq is sent with POST", allow=b"POST")
 
 
-class Ocsp(resource.Resource):
+class Ocsp(_DerProtocol):
     """``POST /ocsp`` with a DER OCSPRequest, or ``GET /ocsp/<base64 of it>`` (RFC 6960 appendix A.1)."""
 
-    isLeaf = True
-
-    def __init__(self, responder: OcspResponder) -> None:
-        super().__init__()
-        self._responder = responder
-
-    def render_POST(self, request: Any) -> int | bytes:
-        if _content_type(request) != OCSP_REQUEST:
-            return _refuse(request, 415, f"the content type must be {OCSP_REQUEST.decode()}")
-        body = request.content.read()
-        return _respond(request, lambda: self._responder.respond(body), OCSP_RESPONSE, "OCSP response")
+    request_type, reply_type, what, signature_format = OCSP_REQUEST, OCSP_RESPONSE, "OCSP response", "ocsp"
 
     def render_GET(self, request: Any) -> int | bytes:
         # The raw path, not postpath: base64 may hold "/" and "%2F" alike.
@@ -119,7 +124,7 @@ class Ocsp(resource.Resource):
             der = b""
         if not der:
             return _refuse(request, 400, "GET /ocsp/ needs the base64 of a DER OCSPRequest after the slash")
-        return _respond(request, lambda: self._responder.respond(der), OCSP_RESPONSE, "OCSP response")
+        return self._answer_der(request, der)
 
 
 class Published(resource.Resource):

@@ -340,3 +340,23 @@ def test_the_crl_job_runs_in_the_server(siegel_instance: SiegelInstance) -> None
         time.sleep(0.2)
     assert numbers == [2, 2]
     assert siegel_instance.stop() == 0
+
+
+def test_metrics_count_tokens_and_ocsp_responses(siegel_server: SiegelInstance) -> None:
+    def signatures() -> dict[str, float]:
+        text = requests.get(siegel_server.url + "/metrics", timeout=10).text
+        return {m[1]: float(m[2]) for m in re.finditer(r'^siegel_signatures_total\{format="(\w+)"\} (\S+)$', text,
+                                                      re.MULTILINE)}
+
+    before = signatures()
+    for i in range(3):
+        r = requests.post(siegel_server.url + "/tsa", data=_tsa_request(hashlib.sha256(bytes([i])).digest()),
+                          headers=TSA_QUERY, timeout=10)
+        assert parse_response(r.content)[0].granted
+    requests.post(siegel_server.url + "/tsa", data=b"\x00", headers=TSA_QUERY, timeout=10)  # rejected: not counted
+    issuing = _ca(siegel_server, "ISSUING")
+    der = ocsp.OCSPRequestBuilder().add_certificate(_issue_user(siegel_server), issuing, hashes.SHA1()).build()
+    requests.post(siegel_server.url + "/ocsp", data=der.public_bytes(Encoding.DER), headers=OCSP_REQUEST, timeout=10)
+    after = signatures()
+    assert after.get("rfc3161", 0) - before.get("rfc3161", 0) == 3
+    assert after.get("ocsp", 0) - before.get("ocsp", 0) == 1
