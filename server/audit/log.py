@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.models import AuditEntry, AuditHead
@@ -59,12 +59,15 @@ class AuditLog:
         """Add an entry inside the caller's transaction, so it commits or rolls back with the change it records."""
         return self.append_many_in(session, [(actor, action, target, details)])[0]
 
-    def append_many_in(self, session: Session, entries: list[tuple[str, str, str, dict[str, Any]]]) -> list[int]:
-        """Add entries (actor, action, target, details) in order inside the caller's transaction."""
+    def append_many_in(self, session: Session | Connection,
+                       entries: list[tuple[str, str, str, dict[str, Any]]]) -> list[int]:
+        """Add entries (actor, action, target, details) in order inside the caller's transaction (ORM or Core)."""
         # The UPDATE comes first: it takes the write lock (SQLite) or the row lock (PostgreSQL)
         # before the head is read, so concurrent writers queue up instead of forking the chain.
-        head = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(entries))
-                               .returning(AuditHead.seq, AuditHead.hash)).one()
+        head_table, entry_table = AuditHead.__table__, AuditEntry.__table__
+        head = session.execute(update(head_table).where(head_table.c.id == 1)
+                               .values(seq=head_table.c.seq + len(entries))
+                               .returning(head_table.c.seq, head_table.c.hash)).one()
         seq, prev = head.seq - len(entries), head.hash
         rows = []
         for actor, action, target, details in entries:
@@ -75,8 +78,8 @@ class AuditLog:
             rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "details": text,
                          "prev_hash": prev, "hash": digest})
             prev = digest
-        session.execute(insert(AuditEntry), rows)
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+        session.execute(insert(entry_table), rows)
+        session.execute(update(head_table).where(head_table.c.id == 1).values(hash=prev))
         return [row["seq"] for row in rows]
 
     def entries(self) -> Iterator[AuditEntry]:

@@ -118,6 +118,7 @@ class CertificateAuthorityService:
 
     def __init__(self, engine: Engine, audit: AuditLog, settings: Settings, keys: Callable[[], KeyStore],
                  private_key: PrivateKeyFactory) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
         self._settings = settings
@@ -425,8 +426,10 @@ class CertificateAuthorityService:
 
     def status(self, issuer_ca: str, serial: int) -> CertStatus:
         """good, revoked (time, reason) or unknown: whether ``issuer_ca`` issued ``serial`` and its state."""
-        with self._sessions() as session:
-            cert = session.get(Certificate, serial_hex(serial))
+        with self._engine.connect() as conn:  # Core, not the ORM: the OCSP responder asks for every request
+            cert = conn.execute(select(Certificate.issuer, Certificate.profile, Certificate.revoked_at,
+                                       Certificate.revocation_reason)
+                                .where(Certificate.serial == serial_hex(serial))).one_or_none()
         if cert is None or cert.issuer != issuer_ca or cert.profile == profiles.ROOT_CA.name:
             return CertStatus("unknown")
         if cert.revoked_at is None:

@@ -33,7 +33,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
 from server.config import TsaSettings
@@ -161,7 +160,7 @@ class TimestampAuthority:
 
     def __init__(self, engine: Engine, audit: AuditLog, ca: CertificateAuthorityService,
                  keys: Callable[[], KeyStore], settings: TsaSettings) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
         self._audit = audit
         self._ca = ca
         self._keys = keys
@@ -194,10 +193,11 @@ class TimestampAuthority:
 
     def _record(self, rows: list[dict[str, Any]]) -> list[int]:
         """Serial numbers for new ``issued_timestamps`` rows, committed with their audit entries."""
-        with self._sessions.begin() as session:
-            serials = list(session.execute(insert(IssuedTimestamp).returning(
-                IssuedTimestamp.serial, sort_by_parameter_order=True), rows).scalars())
-            self._audit.append_many_in(session, [
+        with self._engine.begin() as conn:  # Core, not the ORM: this runs for every token
+            table = IssuedTimestamp.__table__
+            serials = list(conn.execute(insert(table).returning(table.c.serial, sort_by_parameter_order=True),
+                                        rows).scalars())
+            self._audit.append_many_in(conn, [
                 ("tsa", "tsa.issue", str(serial), {"hash_algorithm": row["hash_algorithm"], "imprint": row["imprint"],
                                                     "gen_time": row["gen_time"].isoformat(), "policy": row["policy"]})
                 for serial, row in zip(serials, rows, strict=True)])
