@@ -14,6 +14,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import requests
 from cryptography.hazmat.primitives import hashes
@@ -30,17 +31,18 @@ from tests.fixtures.server import make_instance
 from tests.fixtures.tsa import prepare_reference_tsa
 
 CLIENTS = 8
-SECONDS = 5.0
+SECONDS = 3.0
+ROUNDS = 3  # raw and served rates alternate; each is the best round (the machine's noise is ±20 %)
 
 
-def _raw_sign_rate(sign: object, seconds: float) -> float:
+def _raw_sign_rate(sign: Callable[[], bytes], seconds: float) -> float:
     """Signatures per second of ``CLIENTS`` threads calling ``sign()`` in a loop."""
     deadline = time.monotonic() + seconds
 
     def loop() -> int:
         done = 0
         while time.monotonic() < deadline:
-            sign()  # type: ignore[operator]
+            sign()
             done += 1
         return done
 
@@ -67,49 +69,55 @@ def run(work: Path) -> Path:
     workers = os.cpu_count() or 1
     inst = make_instance(work / "pki", {"SIEGEL_PKI_KEY_ALGORITHM": "rsa-3072",
                                         "SIEGEL_SERVER_WORKERS": str(workers)})
-    settings = config.load(data_dir=inst.data_dir, environ={"SIEGEL_PKI_KEY_ALGORITHM": "rsa-3072"})
-    services = build_services(settings)
+    services = build_services(config.load(data_dir=inst.data_dir, environ={"SIEGEL_PKI_KEY_ALGORITHM": "rsa-3072"}))
+    digest = hashlib.sha256(b"bench").digest()
+    tsa_query = build_request(digest, "sha256", 7)
+    best: dict[str, float] = {}
     try:
         hsm = services.hsm.get()
         tsa_label, tsa_chain = services.ca.service_credentials("tsa")
         ocsp_label, _ = services.ca.service_credentials("ocsp")
-        digest = hashlib.sha256(b"bench").digest()
-        raw = {label: _raw_sign_rate(lambda label=label: hsm.sign_digest(
-            label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS)
-            for label in (tsa_label, ocsp_label)}
-        issuing = load_der_x509_certificate(tsa_chain[1])
-        tsa_cert = load_der_x509_certificate(tsa_chain[0])
-    finally:
-        services.close()
-
-    tsa_query = build_request(digest, "sha256", 7)
-    ocsp_query = ocsp.OCSPRequestBuilder().add_certificate(tsa_cert, issuing, hashes.SHA256()).build() \
-        .public_bytes(Encoding.DER)
-    inst.start()
-    try:
-        status, token = parse_response(requests.post(
-            inst.url + "/tsa", data=tsa_query, headers={"Content-Type": "application/timestamp-query"},
-            timeout=10).content)
+        tsa_cert, issuing = (load_der_x509_certificate(d) for d in tsa_chain[:2])
+        ocsp_query = ocsp.OCSPRequestBuilder().add_certificate(tsa_cert, issuing, hashes.SHA256()).build() \
+            .public_bytes(Encoding.DER)
+        inst.start()
+        status, token = parse_response(requests.post(inst.url + "/tsa", data=tsa_query, timeout=10,
+                                                     headers={"Content-Type": "application/timestamp-query"}).content)
         assert status.granted and token is not None, status.describe()
-        tsa = run_load("127.0.0.1", inst.port, "POST", "/tsa", body=tsa_query, clients=CLIENTS, seconds=SECONDS,
-                       headers={"Content-Type": "application/timestamp-query"})
-        responder = run_load("127.0.0.1", inst.port, "POST", "/ocsp", body=ocsp_query, clients=CLIENTS,
-                             seconds=SECONDS, headers={"Content-Type": "application/ocsp-request"})
+        measures: dict[str, Callable[[], float]] = {
+            "raw_tsa": lambda: _raw_sign_rate(lambda: hsm.sign_digest(
+                tsa_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS),
+            "tsa": lambda: _served(inst.port, "/tsa", tsa_query, "application/timestamp-query"),
+            "raw_ocsp": lambda: _raw_sign_rate(lambda: hsm.sign_digest(
+                ocsp_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS),
+            "ocsp": lambda: _served(inst.port, "/ocsp", ocsp_query, "application/ocsp-request"),
+        }
+        for _ in range(ROUNDS):
+            for name, measure in measures.items():
+                best[name] = max(best.get(name, 0.0), measure())
     finally:
         inst.stop()
-    assert set(tsa.statuses) == {200} and set(responder.statuses) == {200}, (tsa.statuses, responder.statuses)
+        services.close()
     openssl_rate = _openssl_reply_rate(work)
     return write_result(
         "pki",
-        measured={"tsa_tokens_per_s": round(tsa.rate, 1), "ocsp_responses_per_s": round(responder.rate, 1),
+        measured={"tsa_tokens_per_s": round(best["tsa"], 1), "ocsp_responses_per_s": round(best["ocsp"], 1),
                   "openssl_ts_reply_processes_per_s": round(openssl_rate, 1)},
-        baseline={"hsm_sign_per_s_tsa_key": round(raw[tsa_label], 1),
-                  "hsm_sign_per_s_ocsp_key": round(raw[ocsp_label], 1)},
-        ratios={"tsa_vs_raw_hsm": round(tsa.rate / raw[tsa_label], 3),
-                "ocsp_vs_raw_hsm": round(responder.rate / raw[ocsp_label], 3),
-                "openssl_ts_reply_vs_raw_hsm": round(openssl_rate / raw[tsa_label], 3)},
+        baseline={"hsm_sign_per_s_tsa_key": round(best["raw_tsa"], 1),
+                  "hsm_sign_per_s_ocsp_key": round(best["raw_ocsp"], 1)},
+        ratios={"tsa_vs_raw_hsm": round(best["tsa"] / best["raw_tsa"], 3),
+                "ocsp_vs_raw_hsm": round(best["ocsp"] / best["raw_ocsp"], 3),
+                "openssl_ts_reply_vs_raw_hsm": round(openssl_rate / best["raw_tsa"], 3)},
         goals={"tsa_vs_raw_hsm": ">= 0.6", "ocsp_vs_raw_hsm": ">= 0.6"},
-        notes=f"{CLIENTS} keep-alive clients, {SECONDS:.0f} s each, {workers} server workers, RSA-3072 keys on "
-              f"SoftHSM2; raw rate: {CLIENTS} threads signing SHA-256 digests with PKCS#1 v1.5 on the same keys; "
-              "openssl ts -reply: one process per token, software RSA-2048 key, sequential",
+        notes=f"{CLIENTS} keep-alive clients (a load generator on the same cores), best of {ROUNDS} rounds of "
+              f"{SECONDS:.0f} s alternating with the raw rate, {workers} server workers, RSA-3072 keys on SoftHSM2; "
+              f"raw rate: {CLIENTS} threads signing SHA-256 digests with PKCS#1 v1.5 on the same keys while the "
+              "server idles; openssl ts -reply: one process per token, software RSA-2048 key, sequential",
     )
+
+
+def _served(port: int, path: str, body: bytes, content_type: str) -> float:
+    result = run_load("127.0.0.1", port, "POST", path, body=body, clients=CLIENTS, seconds=SECONDS,
+                      headers={"Content-Type": content_type})
+    assert set(result.statuses) == {200}, result.statuses
+    return result.rate

@@ -24,7 +24,7 @@ from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Engine, exists, or_, select, update
+from sqlalchemy import Engine, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.audit import AuditLog
@@ -51,6 +51,8 @@ _MAX_COMMON_NAME = 64  # ub-common-name, RFC 5280 appendix A.1
 # How long a process keeps using the TSA's and OCSP signer's credentials before it reads them again:
 # a revocation or renewal elsewhere (another process or node) takes effect here within this time.
 SERVICE_CACHE_SECONDS = 2.0
+_STATUS = select(Certificate.issuer, Certificate.profile, Certificate.revoked_at, Certificate.revocation_reason) \
+    .where(Certificate.serial == bindparam("serial"))
 
 
 @dataclass(frozen=True)
@@ -427,9 +429,7 @@ class CertificateAuthorityService:
     def status(self, issuer_ca: str, serial: int) -> CertStatus:
         """good, revoked (time, reason) or unknown: whether ``issuer_ca`` issued ``serial`` and its state."""
         with self._engine.connect() as conn:  # Core, not the ORM: the OCSP responder asks for every request
-            cert = conn.execute(select(Certificate.issuer, Certificate.profile, Certificate.revoked_at,
-                                       Certificate.revocation_reason)
-                                .where(Certificate.serial == serial_hex(serial))).one_or_none()
+            cert = conn.execute(_STATUS, {"serial": serial_hex(serial)}).one_or_none()
         if cert is None or cert.issuer != issuer_ca or cert.profile == profiles.ROOT_CA.name:
             return CertStatus("unknown")
         if cert.revoked_at is None:
