@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.setup(settings.log.level, settings.log.format)
     ensure_ready(settings)
-    serve(settings, args.host, args.port, args.workers)
+    serve(settings, args.host, args.port, args.workers, args.tls)
     return 0
 
 
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (setting server.host)")
     p.add_argument("--port", type=int, help="listen port (setting server.port)")
     p.add_argument("--workers", type=int, help="worker processes sharing the port (setting server.workers)")
+    p.add_argument("--tls", action="store_true", help="serve HTTPS with a certificate of the internal CA "
+                                                      "for server.tls_names (issued and renewed as needed)")
     command("init", cmd_init, "create what is missing: data directory, HSM token, database schema")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True, metavar="SUB")

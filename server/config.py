@@ -36,6 +36,7 @@ class ServerSettings:
     max_xml_depth: int
     thread_pool_size: int
     shutdown_grace_seconds: float
+    tls_names: str
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,8 @@ def _validate(s: Settings) -> None:
 
     need(0 < s.server.port < 65536, "server.port", "a TCP port from 1 to 65535")
     need(1 <= s.server.workers <= 256, "server.workers", "a number of processes from 1 to 256")
+    need(all(re.fullmatch(r"[A-Za-z0-9.:*-]+", n.strip()) for n in s.server.tls_names.split(",") if n.strip()),
+         "server.tls_names", "comma-separated host names or IP addresses, e.g. siegel.example.com,10.0.0.5")
     need(re.match(r"^https?://[^/\s]+(/\S*)?$", s.server.public_base_url) is not None,
          "server.public_base_url", "an http:// or https:// URL such as http://127.0.0.1:8080")
     need(s.server.max_request_bytes >= 1024, "server.max_request_bytes", "a size in bytes of at least 1024")

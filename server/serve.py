@@ -10,9 +10,13 @@ import socket
 import sys
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
 from server.errors import Code, SiegelError
+
+if TYPE_CHECKING:
+    from server.tls import TlsFiles
 
 log = logging.getLogger("siegel.serve")
 
@@ -29,8 +33,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(settings: Settings) -> None:
-    """Run the Twisted server on the asyncio reactor until SIGTERM/SIGINT, then drain and stop."""
+def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
+    """Run the Twisted server (HTTPS with ``tls``) on the asyncio reactor until SIGTERM/SIGINT, then drain."""
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -47,8 +51,15 @@ def run_worker(settings: Settings) -> None:
     jobs = task.LoopingCall(lambda: threads.deferToThread(scheduler.run_due).addErrback(
         lambda failure: log.error("scheduler failed", extra={"fields": {"error": failure.getErrorMessage()}})))
     site = SiegelSite(build_root(services), settings)
+    factory: Any = site
+    if tls is not None:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from server.tls import server_context
+
+        factory = TLSMemoryBIOFactory(server_context(tls), False, site)
     sock = listen_socket(settings.server.host, settings.server.port)
-    port = reactor.adoptStreamPort(sock.fileno(), sock.family, site)  # type: ignore[attr-defined]
+    port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)  # type: ignore[attr-defined]
     sock.close()
     reactor.suggestThreadPoolSize(settings.server.thread_pool_size)  # type: ignore[attr-defined]
 
@@ -64,7 +75,8 @@ def run_worker(settings: Settings) -> None:
     services.audit.append("system", "server.start", f"pid {os.getpid()}",
                           host=settings.server.host, port=settings.server.port)
     log.info("listening", extra={"fields": {"host": settings.server.host, "port": settings.server.port,
-                                            "pid": os.getpid(), "data_dir": str(settings.data_dir)}})
+                                            "pid": os.getpid(), "tls": tls is not None,
+                                            "data_dir": str(settings.data_dir)}})
     jobs.start(settings.jobs.poll_seconds, now=True)
     reactor.run()  # type: ignore[attr-defined]
     services.audit.append("system", "server.stop", f"pid {os.getpid()}")
@@ -90,19 +102,32 @@ def _metrics_dir(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None, tls: bool = False) -> None:
     server = settings.server
     settings = replace(settings, server=replace(
         server, host=host or server.host, port=port or server.port, workers=workers or server.workers))
     _refuse_taken_port(settings.server.host, settings.server.port)
     _metrics_dir(settings)
+    files = _tls_files(settings) if tls else None
     if settings.server.workers == 1:
-        run_worker(settings)
+        run_worker(settings, files)
         return
-    _supervise(settings)
+    _supervise(settings, files)
 
 
-def _supervise(settings: Settings) -> None:
+def _tls_files(settings: Settings) -> TlsFiles:
+    """The TLS key and certificate, issued by the internal CA before any worker starts."""
+    from server.app import build_services
+    from server.tls import ensure_tls_files
+
+    services = build_services(settings)
+    try:
+        return ensure_tls_files(settings, services.ca)
+    finally:
+        services.close()
+
+
+def _supervise(settings: Settings, tls: TlsFiles | None) -> None:
     """Fork the workers, restart one that dies, pass SIGTERM/SIGINT on and wait for all."""
     children: dict[int, int] = {}
     stopping = False
@@ -113,7 +138,7 @@ def _supervise(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                run_worker(settings)
+                run_worker(settings, tls)
             finally:
                 os._exit(0)
         children[pid] = slot

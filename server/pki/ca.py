@@ -46,6 +46,7 @@ REASONS: dict[str, x509.ReasonFlags] = {flag.value: flag for flag in x509.Reason
 HOLD = x509.ReasonFlags.certificate_hold.value
 RELEASE = x509.ReasonFlags.remove_from_crl.value
 _MAX_LABEL_TRIES = 1000
+EXTERNAL_KEY = "(outside the HSM)"  # the key label recorded for a certificate of a key we do not hold
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_COMMON_NAME = 64  # ub-common-name, RFC 5280 appendix A.1
 # How long a process keeps using the TSA's and OCSP signer's credentials before it reads them again:
@@ -219,17 +220,29 @@ class CertificateAuthorityService:
         return self._issue(self._keys(), KeyKind(self._pki.key_algorithm), "tls-server", profiles.TLS_SERVER,
                            subject, profiles.dns_or_ip(names), None, actor)
 
+    def certify_tls_server(self, names: list[str], public_key: PublicKey, actor: str = "cli") -> Certificate:
+        """A TLS server certificate for a key held outside the HSM (the TLS stack's own key, see server/tls.py)."""
+        check_host_names(names)
+        return self._issue(self._keys(), KeyKind(self._pki.key_algorithm), EXTERNAL_KEY, profiles.TLS_SERVER,
+                           profiles.ca_name(names[0], self._pki), profiles.dns_or_ip(names), None, actor, public_key)
+
     def _issue(self, keys: KeyStore, kind: KeyKind, label_base: str, profile: Profile, subject: x509.Name,
-               alt_names: list[x509.GeneralName] | None, user_id: int | None, actor: str) -> Certificate:
-        """A new key and its certificate from the issuing CA; HSM first, then one transaction."""
+               alt_names: list[x509.GeneralName] | None, user_id: int | None, actor: str,
+               public_key: PublicKey | None = None) -> Certificate:
+        """A certificate from the issuing CA for a new HSM key (or the given outside key); HSM first, then
+        one transaction."""
         with self._sessions() as session:
             issuer, chain = self._issuer(session, keys, ISSUING)
-            label, public_key = self._new_key(session, keys, label_base, kind)
+            if public_key is None:
+                label, public_key = self._new_key(session, keys, label_base, kind)
+            else:
+                label = label_base
         cert = profiles.build_certificate(profile, subject, public_key, issuer, self._pki, self._base_url, _now(),
                                           alt_names)
         der = cert.public_bytes(Encoding.DER)
-        for link in [der, *chain]:
-            keys.store_certificate(label, link)
+        if label != EXTERNAL_KEY:
+            for link in [der, *chain]:
+                keys.store_certificate(label, link)
         row = self._certificate_row(cert, der, ISSUING, profile, label, user_id)
         with self._sessions.begin() as session:
             session.add(row)
