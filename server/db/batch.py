@@ -2,14 +2,14 @@
 
 A thread that submits while no batch is being written writes every item waiting at that moment
 (its own first) in one call of ``commit``; threads that submit meanwhile wait and go in the next
-batch. Each caller gets its own item's result, or the batch's exception, only after the batch
+batch, which the first of them writes. Only the callers concerned are woken. Each caller gets its own item's result, or the batch's exception, only after the batch
 committed: nothing is acknowledged before it is durable.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -22,6 +22,7 @@ class _Slot(Generic[Item, Result]):
     done: bool = False
     result: Result | None = None
     error: BaseException | None = None
+    wake: threading.Event = field(default_factory=threading.Event)  # done, or this caller writes next
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -29,27 +30,26 @@ class GroupCommit(Generic[Item, Result]):
         self._commit = commit
         self._max_batch = max_batch
         self._waiting: list[_Slot[Item, Result]] = []
-        self._writing = False
-        self._cond = threading.Condition()
+        self._writing = False  # a caller is writing a batch; the others wait to be woken
+        self._lock = threading.Lock()
 
     def submit(self, item: Item) -> Result:
         """``item`` written (with whatever else is waiting); its result."""
         slot: _Slot[Item, Result] = _Slot(item)
-        with self._cond:
+        with self._lock:
             self._waiting.append(slot)
-            while not slot.done:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                self._writing = True
+            lead, self._writing = not self._writing, True
+        if not lead:
+            slot.wake.wait()
+        if not slot.done:  # this caller writes: its slot is the first waiting one
+            with self._lock:
                 batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
-                self._cond.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._cond.acquire()
+            self._write(batch)
+            with self._lock:
+                if self._waiting:
+                    self._waiting[0].wake.set()  # the next batch's first caller writes it
+                else:
                     self._writing = False
-                    self._cond.notify_all()
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
@@ -62,6 +62,8 @@ class GroupCommit(Generic[Item, Result]):
         except BaseException as exc:  # every waiter of the batch learns why, none is left hanging
             for slot in batch:
                 slot.error, slot.done = exc, True
+                slot.wake.set()
             return
         for slot, result in zip(batch, results, strict=True):
             slot.result, slot.done = result, True
+            slot.wake.set()

@@ -81,7 +81,9 @@ _SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0 = 0x30, 0x31, 0x04, 0xA0
 _GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
 _SIGNED_DATA = cms.ContentType("signed_data").dump()
 _TST_INFO = cms.ContentType("tst_info").dump()
-_VERSION_3 = core.Integer(3).dump()
+_VERSION_1, _VERSION_3 = core.Integer(1).dump(), core.Integer(3).dump()
+_MESSAGE_DIGEST = cms.CMSAttributeType("message_digest").dump()
+_SIGNING_TIME = cms.CMSAttributeType("signing_time").dump()
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def _make_signer(label: str, chain: list[bytes]) -> _Signer:
         {"algorithm": f"{digest.value}_ecdsa" if ec_key else "rsassa_pkcs1v15"}).dump()
     return _Signer(label, SignatureScheme.ECDSA if ec_key else SignatureScheme.RSA_PKCS1V15, digest, chain[0],
                    _tlv(_CONTEXT_0, b"".join(chain[:-1])), _tlv(_SET, digest_algorithm),
-                   core.Integer(1).dump() + sid + digest_algorithm, signature_algorithm,
+                   _VERSION_1 + sid + digest_algorithm, signature_algorithm,
                    (cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),
                     cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}).dump()))
 
@@ -168,6 +170,8 @@ class TimestampAuthority:
         self._signer: _Signer | None = None
         self._lock = threading.Lock()
         self._serials: GroupCommit[dict[str, Any], int] = GroupCommit(self._record)
+        self._policy = core.ObjectIdentifier(settings.policy_oid).dump()
+        self._accuracy = tsp.Accuracy({"seconds": settings.accuracy_seconds}).dump() if settings.accuracy_seconds else b""
 
     def respond(self, der: bytes) -> TsaReply:
         try:
@@ -208,23 +212,20 @@ class TimestampAuthority:
         keys = self._keys()
         now = datetime.now(timezone.utc)
         gen_time = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        fields = {"version": "v1", "policy": self._settings.policy_oid,
-                  "message_imprint": tsp.MessageImprint.load(request["message_imprint"].dump()),
-                  "serial_number": self._serials.submit({
-                      "gen_time": gen_time, "policy": self._settings.policy_oid,
-                      "hash_algorithm": request["message_imprint"]["hash_algorithm"]["algorithm"].native,
-                      "imprint": request["message_imprint"]["hashed_message"].native.hex()}),
-                  "gen_time": gen_time}
-        if self._settings.accuracy_seconds:
-            fields["accuracy"] = {"seconds": self._settings.accuracy_seconds}
-        if request["nonce"].native is not None:
-            fields["nonce"] = request["nonce"].native
-        tst_der = tsp.TSTInfo(fields).dump()
+        serial = self._serials.submit({
+            "gen_time": gen_time, "policy": self._settings.policy_oid,
+            "hash_algorithm": request["message_imprint"]["hash_algorithm"]["algorithm"].native,
+            "imprint": request["message_imprint"]["hashed_message"].native.hex()})
+        # TSTInfo: version, policy, messageImprint (as requested), serialNumber, genTime, accuracy, nonce
+        nonce = request["nonce"]
+        tst_der = _tlv(_SEQUENCE, _VERSION_1 + self._policy + request["message_imprint"].dump()
+                       + core.Integer(serial).dump() + core.GeneralizedTime(gen_time).dump() + self._accuracy
+                       + (nonce.dump() if nonce.native is not None else b""))
         digest_name = signer.digest.value
         attributes = [*signer.fixed_attributes,
-                      cms.CMSAttribute({"type": "message_digest",
-                                        "values": [hashlib.new(digest_name, tst_der).digest()]}).dump(),
-                      cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}).dump()]
+                      _tlv(_SEQUENCE, _MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING,
+                                                                        hashlib.new(digest_name, tst_der).digest()))),
+                      _tlv(_SEQUENCE, _SIGNING_TIME + _tlv(_SET, core.UTCTime(gen_time).dump()))]
         signed_attrs = b"".join(sorted(attributes))  # DER orders the elements of a SET OF
         digest = hashlib.new(digest_name, _tlv(_SET, signed_attrs)).digest()
         signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)

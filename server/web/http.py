@@ -62,6 +62,9 @@ class SiegelRequest(server.Request):
     """A request with an id, a streamed size limit and drain awareness."""
 
     site: "SiegelSite"
+    # No HTML form parsing of POST bodies: no endpoint reads form arguments, and Twisted parses the
+    # Content-Type with the email package for every POST, a tenth of a TSA request's time.
+    _parsePOSTFormSubmission = False
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
