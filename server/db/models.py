@@ -97,16 +97,26 @@ class Crl(Base):
 
 
 class IssuedTimestamp(Base):
-    """One RFC 3161 token; the autoincrement key is its serial number, unique across processes and nodes."""
+    """One RFC 3161 token, by its serial number (from the counter ``tsa_serial``: unique across processes
+    and nodes)."""
 
     __tablename__ = "issued_timestamps"
 
     serial: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                        autoincrement=True)
+                                        autoincrement=False)
     gen_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     hash_algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
     imprint: Mapped[str] = mapped_column(String(128), nullable=False)
     policy: Mapped[str] = mapped_column(String(100), nullable=False)
+
+
+class Counter(Base):
+    """A number handed out in blocks: a process takes ``value + 1 .. value + n`` by adding ``n``."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class Job(Base):

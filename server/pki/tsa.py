@@ -1,15 +1,15 @@
 """The RFC 3161 time-stamping authority (with the ESSCertIDv2 of RFC 5816).
 
 A request is parsed with asn1crypto; the TSTInfo gets the configured policy, accuracy, the echoed
-nonce, the time and a serial number that is the autoincrement key of its ``issued_timestamps`` row
-(unique across processes and nodes). The key store is opened first, so an HSM that cannot be reached
-costs no serial number; then the row and its audit entry commit together before the token is signed,
-so a failure after that (the signature itself) leaves a gap, never a duplicate. Concurrent requests
-share that transaction (``GroupCommit``): one commit, and one turn at the database's write lock,
-for all the tokens waiting at that moment.
+nonce, the time and a serial number from a block this process reserved from the database counter
+``tsa_serial`` (unique across processes and nodes; a block's unused numbers are gaps, never
+repeats). The key store is opened first, so an HSM that cannot be reached costs no serial number.
+While the token is signed, its ``issued_timestamps`` row and audit entry are written (``GroupCommit``:
+concurrent tokens share one transaction); the token is answered only once both are done, so a
+token that went out is always recorded, and a failure of either leaves a gap, never a duplicate.
 
-The signer is the TSA's current certificate, looked up for every request: a revoked or expired one
-is not used, a renewed one is picked up. The CMS SignedData carries the signed attributes
+The signer is the TSA's current certificate, looked up for every request (read from the database at
+most every 2 s): a revoked or expired one is not used, a renewed one is picked up. The CMS SignedData carries the signed attributes
 content-type, message-digest, signing-time and signing-certificate-v2; their DER is hashed here and
 only the digest goes to the HSM (step 2 of hash → sign → assemble).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -31,13 +32,13 @@ from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.audit import AuditLog
 from server.config import TsaSettings
 from server.db.batch import GroupCommit
-from server.db.models import IssuedTimestamp
+from server.db.models import Counter, IssuedTimestamp
 from server.errors import SiegelError
 from server.pki.ca import CertificateAuthorityService
 from server.pki.keystore import KeyStore
@@ -46,6 +47,9 @@ from server.pki.rfc3161 import TimeStampResp
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 
 log = logging.getLogger("siegel.tsa")
+
+SERIAL_COUNTER = "tsa_serial"
+SERIAL_BLOCK = 64  # serial numbers a process reserves at a time; unused ones are gaps, never repeats
 
 IMPRINT_ALGORITHMS = {"sha256": DigestAlgorithm.SHA256, "sha384": DigestAlgorithm.SHA384,
                       "sha512": DigestAlgorithm.SHA512}
@@ -169,7 +173,9 @@ class TimestampAuthority:
         self._settings = settings
         self._signer: _Signer | None = None
         self._lock = threading.Lock()
-        self._serials: GroupCommit[dict[str, Any], int] = GroupCommit(self._record)
+        self._records: GroupCommit[dict[str, Any], None] = GroupCommit(self._record, name="tsa-records")
+        self._serial_lock = threading.Lock()
+        self._next_serial, self._last_serial = 1, 0  # no block yet
         self._policy = core.ObjectIdentifier(settings.policy_oid).dump()
         self._accuracy = tsp.Accuracy({"seconds": settings.accuracy_seconds}).dump() if settings.accuracy_seconds else b""
 
@@ -195,25 +201,39 @@ class TimestampAuthority:
                 self._signer = _make_signer(label, chain)
             return self._signer
 
-    def _record(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Serial numbers for new ``issued_timestamps`` rows, committed with their audit entries."""
+    def _take_serial(self) -> int:
+        """The next serial number of this process's block; a new block is reserved when it is used up."""
+        with self._serial_lock:
+            if self._next_serial > self._last_serial:
+                counter = Counter.__table__
+                with self._engine.begin() as conn:
+                    last = conn.execute(update(counter).where(counter.c.name == SERIAL_COUNTER)
+                                        .values(value=counter.c.value + SERIAL_BLOCK)
+                                        .returning(counter.c.value)).scalar_one()
+                self._next_serial, self._last_serial = last - SERIAL_BLOCK + 1, last
+            serial = self._next_serial
+            self._next_serial += 1
+            return serial
+
+    def _record(self, rows: list[dict[str, Any]]) -> list[None]:
+        """``issued_timestamps`` rows, committed with their audit entries (one transaction per batch)."""
         with self._engine.begin() as conn:  # Core, not the ORM: this runs for every token
-            table = IssuedTimestamp.__table__
-            serials = list(conn.execute(insert(table).returning(table.c.serial, sort_by_parameter_order=True),
-                                        rows).scalars())
+            conn.execute(insert(IssuedTimestamp.__table__), rows)
             self._audit.append_many_in(conn, [
-                ("tsa", "tsa.issue", str(serial), {"hash_algorithm": row["hash_algorithm"], "imprint": row["imprint"],
-                                                    "gen_time": row["gen_time"].isoformat(), "policy": row["policy"]})
-                for serial, row in zip(serials, rows, strict=True)])
-        return serials
+                ("tsa", "tsa.issue", str(row["serial"]), {"hash_algorithm": row["hash_algorithm"],
+                                                          "imprint": row["imprint"], "policy": row["policy"],
+                                                          "gen_time": row["gen_time"].isoformat()})
+                for row in rows])
+        return [None] * len(rows)
 
     def _grant(self, request: tsp.TimeStampReq) -> bytes:
         signer = self._signer_info()
         keys = self._keys()
         now = datetime.now(timezone.utc)
         gen_time = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        serial = self._serials.submit({
-            "gen_time": gen_time, "policy": self._settings.policy_oid,
+        serial = self._take_serial()
+        recorded = self._records.submit({  # written while the token is signed; answered once both are done
+            "serial": serial, "gen_time": gen_time, "policy": self._settings.policy_oid,
             "hash_algorithm": request["message_imprint"]["hash_algorithm"]["algorithm"].native,
             "imprint": request["message_imprint"]["hashed_message"].native.hex()})
         # TSTInfo: version, policy, messageImprint (as requested), serialNumber, genTime, accuracy, nonce
@@ -228,11 +248,16 @@ class TimestampAuthority:
                       _tlv(_SEQUENCE, _SIGNING_TIME + _tlv(_SET, core.UTCTime(gen_time).dump()))]
         signed_attrs = b"".join(sorted(attributes))  # DER orders the elements of a SET OF
         digest = hashlib.new(digest_name, _tlv(_SET, signed_attrs)).digest()
-        signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)
+        try:
+            signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)
+        except BaseException:
+            futures.wait([recorded])  # the row is written either way: answer the failure after it
+            raise
         signer_info = _tlv(_SEQUENCE, signer.signer_head + _tlv(_CONTEXT_0, signed_attrs)
                            + signer.signature_algorithm + _tlv(_OCTET_STRING, signature))
         encap = _tlv(_SEQUENCE, _TST_INFO + _tlv(_CONTEXT_0, _tlv(_OCTET_STRING, tst_der)))
         signed_data = _tlv(_SEQUENCE, _VERSION_3 + signer.digest_algorithms + encap
                            + (signer.certificates if request["cert_req"].native else b"") + _tlv(_SET, signer_info))
         token = _tlv(_SEQUENCE, _SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
+        recorded.result()  # raises what the database raised: no token goes out unrecorded
         return _tlv(_SEQUENCE, _GRANTED + token)

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import func, select, text, update
 
 from adapters.timestamp.client import InvalidToken, parse_response, verify_token
-from server.db.models import AuditEntry, Certificate, IssuedTimestamp
+from server.db.models import AuditEntry, Certificate, Counter, IssuedTimestamp
 from server.errors import Code, SiegelError
 from server.pki import ca as ca_module
 from server.pki.keystore import KeyStore
-from server.pki.tsa import TimestampAuthority, TsaReply
+from server.pki.tsa import SERIAL_BLOCK, TimestampAuthority, TsaReply
 from tests.fixtures.pki import Pki
 
 pytestmark = pytest.mark.integration
@@ -231,6 +231,26 @@ def _no_hsm() -> KeyStore:
 
 
 # --- serial numbers and failures -------------------------------------------------------------------
+
+def test_processes_take_serial_numbers_from_their_own_blocks(pki: Pki) -> None:
+    """Each TSA (one per worker process or node) reserves SERIAL_BLOCK numbers at a time from the
+    database counter: interleaved requests never share a number, a restarted one leaves a gap."""
+    def authority() -> TimestampAuthority:
+        return TimestampAuthority(pki.engine, pki.audit, pki.ca, lambda: pki.hsm, pki.settings.tsa)
+
+    def serial(tsa: TimestampAuthority, i: int) -> int:
+        return int(_parts(_token(tsa.respond(_request(hashlib.sha256(str(i).encode()).digest()))))[1]
+                   ["serial_number"].native)
+
+    first, second = authority(), authority()
+    serials = [serial(tsa, i) for i in range(3) for tsa in (first, second)]
+    assert serials[0::2] == [1, 2, 3] and serials[1::2] == [SERIAL_BLOCK + 1, SERIAL_BLOCK + 2, SERIAL_BLOCK + 3]
+    with pki.engine.connect() as conn:
+        assert conn.execute(select(Counter.value).where(Counter.name == "tsa_serial")).scalar_one() == 2 * SERIAL_BLOCK
+    assert serial(authority(), 99) == 2 * SERIAL_BLOCK + 1  # a restarted process: the rest of its block is a gap
+    assert sorted(r.serial for r in _rows(pki)) == sorted([*serials, 2 * SERIAL_BLOCK + 1])
+    assert sorted(int(e.target) for e in _tsa_entries(pki)) == sorted([*serials, 2 * SERIAL_BLOCK + 1])
+
 
 def test_serial_numbers_are_unique_across_threads(pki: Pki, tsa: TimestampAuthority) -> None:
     threads, per_thread = 8, 25
