@@ -136,29 +136,42 @@ def rejection(fail_info: str, message: str) -> bytes:
         "status": "rejection", "status_string": [message], "fail_info": tsp.PKIFailureInfo({fail_info})})}).dump()
 
 
-def parse_request(der: bytes, policy: str) -> tsp.TimeStampReq:
+@dataclass(frozen=True)
+class TimeStampRequest:
+    """What a checked TimeStampReq asks for; the DER parts are copied into the TSTInfo as they came."""
+
+    imprint_der: bytes  # the MessageImprint
+    hash_algorithm: str  # sha256, sha384 or sha512
+    digest: bytes
+    nonce_der: bytes  # the INTEGER, or b"" without a nonce
+    cert_req: bool
+
+
+def parse_request(der: bytes, policy: str) -> TimeStampRequest:
     """The request, checked; :class:`Rejected` says what is wrong with it."""
     try:
         request = tsp.TimeStampReq.load(der, strict=True)
-        request.native  # asn1crypto parses lazily: reach every field now
+        # asn1crypto parses lazily: every field is reached here, where garbage is a bad data format
+        version, imprint, requested = request["version"].native, request["message_imprint"], request["req_policy"]
+        algorithm, digest = imprint["hash_algorithm"]["algorithm"], imprint["hashed_message"].native
+        imprint["hash_algorithm"]["parameters"].native
+        nonce, cert_req, extensions = request["nonce"], bool(request["cert_req"].native), request["extensions"]
+        nonce_der = b"" if nonce.native is None else nonce.dump()
+        requested_policy, extension_count = requested.native and requested.dotted, len(extensions)
     except Exception as exc:  # asn1crypto raises ValueError, TypeError, OverflowError... for garbage
         raise Rejected("bad_data_format", f"not a DER TimeStampReq: {exc.__class__.__name__}") from None
-    if request["version"].native != "v1":
-        raise Rejected("bad_request", f"TimeStampReq version {request['version'].native} is not v1")
-    imprint = request["message_imprint"]
-    algorithm = imprint["hash_algorithm"]["algorithm"]
+    if version != "v1":
+        raise Rejected("bad_request", f"TimeStampReq version {version} is not v1")
     if algorithm.native not in IMPRINT_ALGORITHMS:
         raise Rejected("bad_alg", f"hash algorithm {algorithm.dotted} is not accepted (SHA-256, SHA-384, SHA-512 are)")
     size = IMPRINT_ALGORITHMS[algorithm.native].size
-    if len(imprint["hashed_message"].native) != size:
-        raise Rejected("bad_data_format", f"a {algorithm.native} imprint has {size} bytes, "
-                                          f"this one has {len(imprint['hashed_message'].native)}")
-    requested = request["req_policy"]
-    if requested.native is not None and requested.dotted != policy:
-        raise Rejected("unaccepted_policy", f"policy {requested.dotted} is not offered (this TSA's is {policy})")
-    if len(request["extensions"]):
+    if len(digest) != size:
+        raise Rejected("bad_data_format", f"a {algorithm.native} imprint has {size} bytes, this one has {len(digest)}")
+    if requested_policy and requested_policy != policy:
+        raise Rejected("unaccepted_policy", f"policy {requested_policy} is not offered (this TSA's is {policy})")
+    if extension_count:
         raise Rejected("unaccepted_extensions", "this TSA accepts no request extensions")
-    return request
+    return TimeStampRequest(imprint.dump(), algorithm.native, digest, nonce_der, cert_req)
 
 
 class TimestampAuthority:
@@ -226,7 +239,7 @@ class TimestampAuthority:
                 for row in rows])
         return [None] * len(rows)
 
-    def _grant(self, request: tsp.TimeStampReq) -> bytes:
+    def _grant(self, request: TimeStampRequest) -> bytes:
         signer = self._signer_info()
         keys = self._keys()
         now = datetime.now(timezone.utc)
@@ -234,13 +247,10 @@ class TimestampAuthority:
         serial = self._take_serial()
         recorded = self._records.submit({  # written while the token is signed; answered once both are done
             "serial": serial, "gen_time": gen_time, "policy": self._settings.policy_oid,
-            "hash_algorithm": request["message_imprint"]["hash_algorithm"]["algorithm"].native,
-            "imprint": request["message_imprint"]["hashed_message"].native.hex()})
+            "hash_algorithm": request.hash_algorithm, "imprint": request.digest.hex()})
         # TSTInfo: version, policy, messageImprint (as requested), serialNumber, genTime, accuracy, nonce
-        nonce = request["nonce"]
-        tst_der = _tlv(_SEQUENCE, _VERSION_1 + self._policy + request["message_imprint"].dump()
-                       + core.Integer(serial).dump() + core.GeneralizedTime(gen_time).dump() + self._accuracy
-                       + (nonce.dump() if nonce.native is not None else b""))
+        tst_der = _tlv(_SEQUENCE, _VERSION_1 + self._policy + request.imprint_der + core.Integer(serial).dump()
+                       + core.GeneralizedTime(gen_time).dump() + self._accuracy + request.nonce_der)
         digest_name = signer.digest.value
         attributes = [*signer.fixed_attributes,
                       _tlv(_SEQUENCE, _MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING,
@@ -257,7 +267,7 @@ class TimestampAuthority:
                            + signer.signature_algorithm + _tlv(_OCTET_STRING, signature))
         encap = _tlv(_SEQUENCE, _TST_INFO + _tlv(_CONTEXT_0, _tlv(_OCTET_STRING, tst_der)))
         signed_data = _tlv(_SEQUENCE, _VERSION_3 + signer.digest_algorithms + encap
-                           + (signer.certificates if request["cert_req"].native else b"") + _tlv(_SET, signer_info))
+                           + (signer.certificates if request.cert_req else b"") + _tlv(_SET, signer_info))
         token = _tlv(_SEQUENCE, _SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
         recorded.result()  # raises what the database raised: no token goes out unrecorded
         return _tlv(_SEQUENCE, _GRANTED + token)
