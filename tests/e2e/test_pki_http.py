@@ -360,3 +360,29 @@ def test_metrics_count_tokens_and_ocsp_responses(siegel_server: SiegelInstance) 
     after = signatures()
     assert after.get("rfc3161", 0) - before.get("rfc3161", 0) == 3
     assert after.get("ocsp", 0) - before.get("ocsp", 0) == 1
+
+
+def test_ca_commands_list_export_crl_and_refuse_clearly(siegel_server: SiegelInstance) -> None:
+    user = _issue_user(siegel_server)
+    serial = format(user.serial_number, "x")
+    soon = siegel_server.cli("ca", "list", "--expiring-within", "30d").stdout
+    assert serial not in soon  # user certificates live two years
+    later = siegel_server.cli("ca", "list", "--expiring-within", "800d").stdout.splitlines()
+    assert later[0] == "serial\tprofile\tsubject\tkey\tnot after\tstate"
+    row = next(line.split("\t") for line in later if line.startswith(serial))
+    assert row[1] == "user-signing" and row[3].startswith("user-") and row[5] == "valid"
+    before = _crl(siegel_server, "ISSUING").extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    out = siegel_server.cli("ca", "crl", "issuing").stdout
+    assert f"issued CRL number {before + 1} of the ISSUING CA" in out
+    assert x509.load_pem_x509_certificate(siegel_server.cli("ca", "export", "ROOT").stdout.encode()) \
+        == _ca(siegel_server, "ROOT")
+
+    for args, message in ((["ca", "list", "--expiring-within", "soon"], "expected a number and a unit"),
+                          (["ca", "revoke", "zz", "--reason", "keyCompromise"], "not a hexadecimal number"),
+                          (["ca", "revoke", serial + "0", "--reason", "keyCompromise"], "no certificate with serial"),
+                          (["ca", "issue", "nobody"], "no user named 'nobody'"),
+                          (["ca", "export", "OTHER"], "expected ROOT, ISSUING or")):
+        done = siegel_server.cli(*args, check=False)
+        assert done.returncode == 65 and message in done.stderr, (args, done.returncode, done.stderr)
+    done = siegel_server.cli("ca", "revoke", serial, "--reason", "becauseISaySo", check=False)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
