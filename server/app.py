@@ -22,6 +22,7 @@ from server.jobs import JobSpec
 from server.pki.ca import CertificateAuthorityService
 from server.pki.ocsp import OcspResponder
 from server.pki.tsa import TimestampAuthority
+from server.signing.service import SigningService
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Services:
     ca: CertificateAuthorityService
     tsa: TimestampAuthority
     ocsp: OcspResponder
+    signing: SigningService
 
     def close(self) -> None:
         self.hsm.close()
@@ -93,7 +95,8 @@ def build_services(settings: Settings) -> Services:
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds),
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
-                    ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki))
+                    ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
+                    signing=SigningService(settings, ca, hsm.get, audit))
 
 
 def scheduled_jobs(services: Services) -> list[JobSpec]:
@@ -116,7 +119,7 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"metrics", Metrics())
     root.putChild(b"dss", _protect(services, build_dss_resource(s), public_reads=True))
     api = resource.Resource()
-    api.putChild(b"v1", _protect(services, ApiV1()))
+    api.putChild(b"v1", _protect(services, ApiV1(services.signing)))
     root.putChild(b"api", api)
     root.putChild(b"tsa", Tsa(services.tsa.respond))
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))

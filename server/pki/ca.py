@@ -425,6 +425,18 @@ class CertificateAuthorityService:
         with self._sessions() as session:
             return self._ca(session, name).der
 
+    def signing_key_of(self, user_id: int) -> str:
+        """The key label of the user's newest valid user-signing certificate."""
+        with self._engine.connect() as conn:
+            label = conn.execute(select(Certificate.key_label).where(
+                Certificate.user_id == user_id, Certificate.profile == profiles.USER_SIGNING.name,
+                Certificate.revoked_at.is_(None), Certificate.not_after > _now())
+                .order_by(Certificate.not_after.desc()).limit(1)).scalar_one_or_none()
+        if label is None:
+            raise SiegelError(Code.KEY_NOT_FOUND, "this account has no valid signing certificate "
+                                                  "(an administrator issues one with `siegel ca issue USER`)")
+        return label
+
     def ca_key(self, name: str) -> tuple[str, bytes]:
         """Key label and certificate (DER) of the CA ``name``."""
         with self._sessions() as session:

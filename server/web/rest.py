@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import threads
 from twisted.web import resource
 
 from server import __version__
 from server.errors import Code, SiegelError
-from server.web.http import error_body, json_response
+from server.signing.cades import Level, Packaging
+from server.signing.service import SigningService
+from server.web.http import error_body, json_response, render_deferred
+
+FORMATS = ("cades", "xades", "asic")
+CMS_TYPES = {Packaging.DETACHED: b"application/pkcs7-signature",
+             Packaging.ENVELOPING: b"application/pkcs7-mime; smime-type=signed-data"}
 
 
 class _NotFound(resource.Resource):
@@ -32,10 +39,57 @@ class WhoAmI(resource.Resource):
         return json_response(request, 200, {"id": p.user_id, "name": p.name, "role": p.role.value})
 
 
+def _query(request: Any, name: str, default: str) -> str:
+    values = request.args.get(name.encode(), [default.encode()])
+    return values[-1].decode("utf-8", "replace")
+
+
+def _choice(request: Any, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _query(request, name, default)
+    if value not in allowed:
+        raise SiegelError(Code.BAD_REQUEST, f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+class Sign(resource.Resource):
+    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key."""
+
+    isLeaf = True
+
+    def __init__(self, signing: SigningService) -> None:
+        super().__init__()
+        self._signing = signing
+
+    def render_POST(self, request: Any) -> int:
+        def work() -> Any:
+            fmt = _choice(request, "format", "cades", FORMATS)
+            level = _choice(request, "level", "B-T", ("B-B", "B-T", "B-LT", "B-LTA"))
+            packaging = _choice(request, "packaging", "detached", ("detached", "enveloping", "enveloped"))
+            if fmt != "cades" or level not in tuple(Level) or packaging not in tuple(Packaging):
+                raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}, packaging={packaging} is not "
+                                                      "offered yet (CAdES B-B and B-T, detached or enveloping are)")
+            content = request.content.read()
+            if not content:
+                raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
+            principal = request.principal
+            return threads.deferToThread(self._signing.cades, principal.user_id, principal.name, content,
+                                         Level(level), Packaging(packaging)).addCallback(
+                lambda signature: _signed(request, signature, CMS_TYPES[Packaging(packaging)]))
+
+        return render_deferred(request, work)
+
+
+def _signed(request: Any, body: bytes, content_type: bytes) -> bytes:
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", content_type)
+    return body
+
+
 class ApiV1(resource.Resource):
-    def __init__(self) -> None:
+    def __init__(self, signing: SigningService) -> None:
         super().__init__()
         self.putChild(b"whoami", WhoAmI())
+        self.putChild(b"sign", Sign(signing))
 
     def getChild(self, path: bytes, request: Any) -> resource.IResource:
         return _NotFound()

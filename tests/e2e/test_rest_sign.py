@@ -1,0 +1,105 @@
+"""``POST /api/v1/sign``: CAdES with the caller's own HSM key, B-T stamped by the server's own TSA."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.fixtures.server import SiegelInstance
+
+pytestmark = pytest.mark.e2e
+
+DOCUMENT = b"%PDF-1.7 not really, but any bytes are a document to CAdES\n" * 100
+SIGNATURE_TIME_STAMP = "1.2.840.113549.1.9.16.2.14"
+
+
+@pytest.fixture(scope="module")
+def signer(siegel_server: SiegelInstance) -> tuple[str, str]:
+    name, password = "rest-signer", "rest-signer-password"
+    siegel_server.cli("user", "add", name, "--email", "rest-signer@example.com", "--role", "signer",
+                      "--password-stdin", stdin=password + "\n")
+    siegel_server.cli("ca", "issue", name)
+    return name, password
+
+
+def _pems(inst: SiegelInstance, where: Path) -> None:
+    for name in ("ROOT", "ISSUING"):
+        der = requests.get(f"{inst.url}/ca/{name}.crt", timeout=10).content
+        (where / f"{name.lower()}.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+
+
+def _openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=60, check=False)
+
+
+def test_detached_b_t_with_the_callers_key_and_the_internal_tsa(
+        siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path) -> None:
+    r = requests.post(siegel_server.url + "/api/v1/sign?format=cades&level=B-T&packaging=detached", data=DOCUMENT,
+                      auth=signer, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/pkcs7-signature"
+    _pems(siegel_server, tmp_path)
+    (tmp_path / "document.bin").write_bytes(DOCUMENT)
+    (tmp_path / "signature.p7s").write_bytes(r.content)
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
+                    "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    signer_info = cms.ContentInfo.load(r.content)["content"]["signer_infos"][0]
+    assert signer_info["sid"].chosen["serial_number"].native  # issued by our CA to the caller
+    (stamp,) = [a for a in signer_info["unsigned_attrs"] if a["type"].dotted == SIGNATURE_TIME_STAMP]
+    (tmp_path / "token.der").write_bytes(stamp["values"][0].dump())
+    done = _openssl("ts", "-verify", "-token_in", "-in", "token.der", "-digest",
+                    hashlib.sha256(signer_info["signature"].native).hexdigest(), "-CAfile", "root.pem",
+                    "-untrusted", "issuing.pem", cwd=tmp_path)
+    assert done.returncode == 0 and b"Verification: OK" in done.stdout, done.stdout + done.stderr
+
+    with sqlite3.connect(siegel_server.data_dir / "siegel.db") as db:  # the signature is in the audit log
+        rows = db.execute("SELECT actor, details FROM audit_log WHERE action = 'sign.cades' AND target = ?",
+                          (hashlib.sha256(DOCUMENT).hexdigest(),)).fetchall()
+    assert any(actor == signer[0] and '"level":"B-T"' in details for actor, details in rows), rows
+
+
+def test_enveloping_b_b_returns_the_content_inside(
+        siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path) -> None:
+    r = requests.post(siegel_server.url + "/api/v1/sign?level=B-B&packaging=enveloping", data=DOCUMENT,
+                      auth=signer, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/pkcs7-mime; smime-type=signed-data"
+    _pems(siegel_server, tmp_path)
+    (tmp_path / "signed.p7m").write_bytes(r.content)
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signed.p7m", "-CAfile", "root.pem",
+                    "-purpose", "any", "-out", "content.bin", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "content.bin").read_bytes() == DOCUMENT
+
+
+@pytest.mark.parametrize(("query", "status", "message"), [
+    ("format=xades", 501, "not offered yet"),
+    ("level=B-LT", 501, "not offered yet"),
+    ("packaging=enveloped", 501, "not offered yet"),
+    ("packaging=sideways", 400, "expected one of detached, enveloping, enveloped"),
+    ("format=pdf", 400, "expected one of cades, xades, asic"),
+])
+def test_what_is_not_offered_is_refused_as_problem_json(
+        siegel_server: SiegelInstance, signer: tuple[str, str], query: str, status: int, message: str) -> None:
+    r = requests.post(f"{siegel_server.url}/api/v1/sign?{query}", data=DOCUMENT, auth=signer, timeout=30)
+    assert r.status_code == status and r.headers["Content-Type"] == "application/problem+json"
+    assert message in r.json()["detail"], r.json()
+
+
+def test_an_account_without_a_certificate_and_an_empty_body_are_refused(
+        siegel_server: SiegelInstance, signer: tuple[str, str]) -> None:
+    url = siegel_server.url + "/api/v1/sign"
+    r = requests.post(url, data=DOCUMENT, auth=siegel_server.auth, timeout=30)  # the integration account
+    assert r.status_code == 404 and "no valid signing certificate" in r.json()["detail"]
+    r = requests.post(url, data=b"", auth=signer, timeout=30)
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    assert requests.post(url, data=DOCUMENT, timeout=30).status_code == 401
