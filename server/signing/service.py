@@ -11,7 +11,7 @@ from server.audit import AuditLog
 from server.config import Settings
 from server.pki.ca import ROOT, CertificateAuthorityService
 from server.signing.cades import Level, Packaging, SigningKey, sign_cades
-from server.signing.keysource import KeySource
+from server.signing.keysource import DigestAlgorithm, KeySource
 
 
 class SigningService:
@@ -31,13 +31,18 @@ class SigningService:
                 self._timestamps = client_from_settings(self._settings, [self._ca.ca_certificates()[ROOT]])
             return self._timestamps
 
-    def cades(self, user_id: int, user_name: str, content: bytes, level: Level, packaging: Packaging) -> bytes:
-        """A CAdES signature of ``content`` with the caller's own key; audited with the content's digest."""
+    def cades(self, user_id: int, user_name: str, level: Level, packaging: Packaging, *,
+              content: bytes | None = None, content_digest: bytes | None = None,
+              digest: DigestAlgorithm = DigestAlgorithm.SHA256) -> bytes:
+        """A CAdES signature of ``content`` (or of its ``content_digest``) with the caller's own key;
+        audited with the content's digest."""
         label = self._ca.signing_key_of(user_id)
         keys = self._keys()
         key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
-        signature = sign_cades(key, content=content, level=level, packaging=packaging,
-                               timestamps=self._timestamp_client() if level is Level.B_T else None)
-        self._audit.append(user_name, "sign.cades", hashlib.sha256(content).hexdigest(), key_label=label,
-                           level=level.value, packaging=packaging.value, size=len(content))
+        signature = sign_cades(key, content=content, content_digest=content_digest, digest=digest, level=level,
+                               packaging=packaging, timestamps=self._timestamp_client() if level is Level.B_T else None)
+        signed = content_digest if content is None else hashlib.new(digest.value, content).digest()
+        assert signed is not None
+        self._audit.append(user_name, "sign.cades", signed.hex(), digest_algorithm=digest.value, key_label=label,
+                           level=level.value, packaging=packaging.value, hash_only=content is None)
         return signature

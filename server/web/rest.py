@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Any
 
 from twisted.internet import threads
@@ -10,10 +13,12 @@ from twisted.web import resource
 from server import __version__
 from server.errors import Code, SiegelError
 from server.signing.cades import Level, Packaging
+from server.signing.keysource import DigestAlgorithm
 from server.signing.service import SigningService
 from server.web.http import error_body, json_response, render_deferred
 
 FORMATS = ("cades", "xades", "asic")
+DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
 CMS_TYPES = {Packaging.DETACHED: b"application/pkcs7-signature",
              Packaging.ENVELOPING: b"application/pkcs7-mime; smime-type=signed-data"}
 
@@ -72,11 +77,54 @@ class Sign(resource.Resource):
             if not content:
                 raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
             principal = request.principal
-            return threads.deferToThread(self._signing.cades, principal.user_id, principal.name, content,
-                                         Level(level), Packaging(packaging)).addCallback(
+            return threads.deferToThread(lambda: self._signing.cades(
+                principal.user_id, principal.name, Level(level), Packaging(packaging), content=content)).addCallback(
                 lambda signature: _signed(request, signature, CMS_TYPES[Packaging(packaging)]))
 
         return render_deferred(request, work)
+
+
+class SignHash(resource.Resource):
+    """``POST /api/v1/sign-hash`` with JSON ``{"digestAlgorithm": "SHA-256", "digest": "<base64>",
+    "format": "cades", "level": "B-T"}``: a detached signature over the digest; the document stays away."""
+
+    isLeaf = True
+
+    def __init__(self, signing: SigningService) -> None:
+        super().__init__()
+        self._signing = signing
+
+    def render_POST(self, request: Any) -> int:
+        def work() -> Any:
+            body = _json_object(request)
+            fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
+            if fmt != "cades" or level not in tuple(Level):
+                raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level} is not offered yet "
+                                                      "(CAdES B-B and B-T are)")
+            name = str(body.get("digestAlgorithm", "")).upper()
+            if name not in DIGESTS:
+                raise SiegelError(Code.BAD_REQUEST, f"digestAlgorithm {name!r}: expected one of {', '.join(DIGESTS)}")
+            try:
+                digest = base64.b64decode(str(body.get("digest", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise SiegelError(Code.BAD_REQUEST, "digest: expected the digest in base64") from None
+            principal = request.principal
+            return threads.deferToThread(lambda: self._signing.cades(
+                principal.user_id, principal.name, Level(level), Packaging.DETACHED, content_digest=digest,
+                digest=DIGESTS[name])).addCallback(
+                lambda signature: _signed(request, signature, CMS_TYPES[Packaging.DETACHED]))
+
+        return render_deferred(request, work)
+
+
+def _json_object(request: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(request.content.read())
+    except (ValueError, UnicodeDecodeError):
+        raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")
+    return body
 
 
 def _signed(request: Any, body: bytes, content_type: bytes) -> bytes:
@@ -90,6 +138,7 @@ class ApiV1(resource.Resource):
         super().__init__()
         self.putChild(b"whoami", WhoAmI())
         self.putChild(b"sign", Sign(signing))
+        self.putChild(b"sign-hash", SignHash(signing))
 
     def getChild(self, path: bytes, request: Any) -> resource.IResource:
         return _NotFound()

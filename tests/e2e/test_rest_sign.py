@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 import subprocess
@@ -103,3 +104,31 @@ def test_an_account_without_a_certificate_and_an_empty_body_are_refused(
     r = requests.post(url, data=b"", auth=signer, timeout=30)
     assert r.status_code == 400 and "empty" in r.json()["detail"]
     assert requests.post(url, data=DOCUMENT, timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "SHA-384", "SHA-512"])
+def test_sign_hash_the_document_never_reaches_the_server(
+        siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path, algorithm: str) -> None:
+    digest = hashlib.new(algorithm.replace("-", "").lower(), DOCUMENT).digest()
+    r = requests.post(siegel_server.url + "/api/v1/sign-hash", auth=signer, timeout=30,
+                      json={"digestAlgorithm": algorithm, "digest": base64.b64encode(digest).decode(), "level": "B-B"})
+    assert r.status_code == 200, r.text
+    _pems(siegel_server, tmp_path)
+    (tmp_path / "document.bin").write_bytes(DOCUMENT)
+    (tmp_path / "signature.p7s").write_bytes(r.content)
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
+                    "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"digestAlgorithm": "SHA-256", "digest": base64.b64encode(bytes(20)).decode()}, 400, "has 32 bytes, not 20"),
+    ({"digestAlgorithm": "MD5", "digest": ""}, 400, "expected one of SHA-256"),
+    ({"digestAlgorithm": "SHA-256", "digest": "***"}, 400, "base64"),
+    ({"digestAlgorithm": "SHA-256", "digest": "", "format": "xades"}, 501, "not offered yet"),
+    ([1, 2], 400, "JSON object"),
+])
+def test_sign_hash_refuses_bad_input(siegel_server: SiegelInstance, signer: tuple[str, str], body: object,
+                                     status: int, message: str) -> None:
+    r = requests.post(siegel_server.url + "/api/v1/sign-hash", auth=signer, json=body, timeout=30)
+    assert r.status_code == status and message in r.json()["detail"], r.text
