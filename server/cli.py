@@ -197,6 +197,26 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    from server.signing.cades import Level, Packaging
+
+    try:
+        content = args.file.read_bytes()
+    except OSError as exc:
+        raise SiegelError(Code.BAD_REQUEST, f"{args.file}: {exc.strerror}") from None
+    packaging = Packaging(args.packaging)
+    out: Path = args.out or args.file.with_name(args.file.name + (".p7s" if packaging is Packaging.DETACHED
+                                                                  else ".p7m"))
+    with _services(args) as services:
+        user = services.users.find(args.as_user)
+        signature = services.signing.cades(user.user_id, user.name, Level(args.level), packaging, content=content)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_bytes(signature)
+    partial.replace(out)  # the signature appears whole or not at all
+    print(f"signed {args.file} as {user.name}: CAdES {args.level} {packaging.value}, written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siegel", description="Siegel signature server")
     parser.add_argument("--version", action="version", version=f"siegel {__version__}")
@@ -230,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     p.add_argument("--role", required=True, choices=["admin", "signer", "integration"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p = command("sign", cmd_sign, "sign a file with a user's HSM key (CAdES for now)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose key signs")
+    p.add_argument("--format", choices=["cades"], default="cades")
+    p.add_argument("--level", choices=["B-B", "B-T"], default="B-T")
+    p.add_argument("--packaging", choices=["detached", "enveloping"], default="detached")
+    p.add_argument("--out", type=Path, help="default FILE.p7s (detached) or FILE.p7m (enveloping)")
+
     from server.pki.ca import REASONS
 
     ca = sub.add_parser("ca", help="internal PKI").add_subparsers(dest="sub", required=True, metavar="SUB")

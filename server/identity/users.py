@@ -83,6 +83,16 @@ class UserService:
             raise SiegelError(Code.CONFLICT, f"user {name!r} exists already") from None
         return Principal(user.id, user.name, role_value)
 
+    def find(self, name: str) -> Principal:
+        """The enabled account named ``name``."""
+        with self._sessions() as session:
+            user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+        if user is None:
+            raise SiegelError(Code.NOT_FOUND, f"no user named {name!r} (add it with `siegel user add`)")
+        if user.disabled:
+            raise SiegelError(Code.BAD_REQUEST, f"user {name!r} is disabled")
+        return Principal(user.id, user.name, Role(user.role))
+
     def authenticate(self, name: str, password: str) -> Principal | None:
         """The account for a name and password, or None; cached briefly after a real verification."""
         key = hmac.new(self._cache_key, f"{name}\0{password}".encode(), hashlib.sha256).digest()

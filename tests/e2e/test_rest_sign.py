@@ -132,3 +132,27 @@ def test_sign_hash_refuses_bad_input(siegel_server: SiegelInstance, signer: tupl
                                      status: int, message: str) -> None:
     r = requests.post(siegel_server.url + "/api/v1/sign-hash", auth=signer, json=body, timeout=30)
     assert r.status_code == status and message in r.json()["detail"], r.text
+
+
+def test_siegel_sign_writes_a_signature_openssl_accepts(
+        siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path) -> None:
+    (tmp_path / "contract.txt").write_bytes(DOCUMENT)
+    out = siegel_server.cli("sign", str(tmp_path / "contract.txt"), "--as", signer[0], "--level", "B-T").stdout
+    assert "written to" in out and (tmp_path / "contract.txt.p7s").exists()
+    _pems(siegel_server, tmp_path)
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "contract.txt.p7s", "-content",
+                    "contract.txt", "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    siegel_server.cli("sign", str(tmp_path / "contract.txt"), "--as", signer[0], "--level", "B-B",
+                      "--packaging", "enveloping", "--out", str(tmp_path / "signed.p7m"))
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signed.p7m", "-CAfile", "root.pem",
+                    "-purpose", "any", "-out", "content.bin", cwd=tmp_path)
+    assert done.returncode == 0 and (tmp_path / "content.bin").read_bytes() == DOCUMENT
+
+    for args, code, message in ((["sign", str(tmp_path / "missing.txt"), "--as", signer[0]], 65, "No such file"),
+                                (["sign", str(tmp_path / "contract.txt"), "--as", "nobody"], 65, "no user named"),
+                                (["sign", str(tmp_path / "contract.txt"), "--as", siegel_server.user], 65,
+                                 "no valid signing certificate")):
+        done_cli = siegel_server.cli(*args, check=False)
+        assert done_cli.returncode == code and message in done_cli.stderr, (args, done_cli.stderr)
+    assert not list(tmp_path.glob("*.partial"))
