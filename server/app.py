@@ -117,7 +117,7 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"health", Health({"database": lambda: (db.check(services.engine), {})[1],
                                      "hsm": services.hsm.check}))
     root.putChild(b"metrics", Metrics())
-    root.putChild(b"dss", _protect(services, build_dss_resource(s), public_reads=True))
+    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing), public_reads=True))
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, ApiV1(services.signing)))
     root.putChild(b"api", api)

@@ -104,6 +104,11 @@ class JobsSettings:
 
 
 @dataclass(frozen=True)
+class SigningSettings:
+    default_level: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -117,6 +122,7 @@ class Settings:
     pki: PkiSettings
     tsa: TsaSettings
     jobs: JobsSettings
+    signing: SigningSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -241,6 +247,8 @@ def _validate(s: Settings) -> None:
 
     need(0 < s.server.port < 65536, "server.port", "a TCP port from 1 to 65535")
     need(1 <= s.server.workers <= 256, "server.workers", "a number of processes from 1 to 256")
+    need(s.signing.default_level in ("B-B", "B-T", "B-LT", "B-LTA"), "signing.default_level",
+         "one of B-B, B-T, B-LT, B-LTA")
     need(all(re.fullmatch(r"[A-Za-z0-9.:*-]+", n.strip()) for n in s.server.tls_names.split(",") if n.strip()),
          "server.tls_names", "comma-separated host names or IP addresses, e.g. siegel.example.com,10.0.0.5")
     need(re.match(r"^https?://[^/\s]+(/\S*)?$", s.server.public_base_url) is not None,

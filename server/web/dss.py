@@ -32,6 +32,9 @@ from twisted.web.server import Request
 from twisted.web.wsgi import WSGIResource
 
 from server.config import Settings
+from server.signing.cades import Packaging
+from server.signing.service import SigningService
+from server.web.dss_sign import parse_sign_request, sign_response
 from server.errors import KINDS, Code, SiegelError
 from server.web.soap import DSS_NS, SOAP11_ENV, SOAP_CONTENT_TYPE, dss_result, soap_envelope, soap_fault, soap_fault_envelope
 from server.xmlsafe import parse_trusted_file, parse_xml
@@ -50,10 +53,7 @@ _XS = "http://www.w3.org/2001/XMLSchema"
 _WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 _SCHEMA_REFS = etree.XPath("//xs:import[@schemaLocation] | //xs:include[@schemaLocation]", namespaces={"xs": _XS})
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
-_NOT_YET = {
-    "SignRequest": ("SignResponse", "signing is not available on this server yet"),
-    "VerifyRequest": ("VerifyResponse", "verification is not available on this server yet"),
-}
+_NOT_YET = {"VerifyRequest": ("VerifyResponse", "verification is not available on this server yet")}
 
 
 class RawElement(AnyXml):
@@ -149,12 +149,31 @@ class DssService(Service):
     @rpc(RawElement, _returns=RawElement, _body_style="bare",
          _in_message_name=f"{{{DSS_NS}}}SignRequest", _out_message_name=f"{{{DSS_NS}}}SignResponse")
     def sign(ctx: Any, request: etree._Element) -> etree._Element:
-        return not_supported_response(request)
+        signing: SigningService = ctx.app.siegel_signing
+        user_id, user_name = _principal(ctx)
+        try:
+            order = parse_sign_request(request, ctx.app.siegel_default_level)
+            signature = signing.cades(user_id, user_name, order.level, Packaging.DETACHED, content=order.content,
+                                      content_digest=order.digest, digest=order.digest_algorithm)
+        except SiegelError as exc:
+            return sign_response(request, SIEGEL_PROFILE, None, exc)
+        return sign_response(request, SIEGEL_PROFILE, signature)
 
     @rpc(RawElement, _returns=RawElement, _body_style="bare",
          _in_message_name=f"{{{DSS_NS}}}VerifyRequest", _out_message_name=f"{{{DSS_NS}}}VerifyResponse")
     def verify(ctx: Any, request: etree._Element) -> etree._Element:
         return not_supported_response(request)
+
+
+PRINCIPAL_HEADER = b"x-siegel-principal"  # set by DssResource from the authenticated account, never by clients
+
+
+def _principal(ctx: Any) -> tuple[int, str]:
+    value = ctx.transport.req.get("HTTP_X_SIEGEL_PRINCIPAL", "")
+    user_id, _, name = value.partition(":")
+    if not user_id.isdigit() or not name:
+        raise _SiegelFault(SiegelError(Code.UNAUTHENTICATED, "no authenticated account reached the DSS service"))
+    return int(user_id), name
 
 
 def _schema_validator(schema_doc: etree._Element) -> Callable[[Any], None]:
@@ -179,11 +198,14 @@ def _schema_validator(schema_doc: etree._Element) -> Callable[[Any], None]:
     return validate
 
 
-def build_wsgi_app(settings: Settings, schema_doc: etree._Element) -> Callable[..., Iterable[bytes]]:
+def build_wsgi_app(settings: Settings, schema_doc: etree._Element,
+                   signing: SigningService) -> Callable[..., Iterable[bytes]]:
     """The spyne application as a WSGI callable that answers a SOAP fault instead of ever crashing."""
     app = Application([DssService], tns=DSS_NS, name="DigitalSignatureService",
                       in_protocol=SiegelSoap11(settings.server.max_xml_depth),
                       out_protocol=SiegelSoap11(settings.server.max_xml_depth))
+    app.siegel_signing = signing  # what the operations call (spyne's services are classes without state)
+    app.siegel_default_level = settings.signing.default_level
     app.event_manager.add_listener("method_call", _schema_validator(schema_doc))
     spyne_app = WsgiApplication(app, max_content_length=settings.server.max_request_bytes)
 
@@ -288,15 +310,17 @@ class DssResource(Resource):
         content.seek(0, 2)
         request.requestHeaders.setRawHeaders(b"content-length", [str(content.tell()).encode()])
         content.seek(0)
+        principal = request.principal  # the guard in front of /dss put it there
+        request.requestHeaders.setRawHeaders(PRINCIPAL_HEADER, [f"{principal.user_id}:{principal.name}".encode()])
         return self._soap.render(request)
 
 
-def build_dss_resource(settings: Settings) -> IResource:
+def build_dss_resource(settings: Settings, signing: SigningService) -> IResource:
     """The ``/dss`` resource; the schemas are loaded and compiled here, once."""
     from twisted.internet import reactor
 
     contract = Contract.load()
     schema_doc = parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA)
     etree.XMLSchema(schema_doc)  # a broken schema stops the start, not the first request
-    soap = WSGIResource(reactor, reactor.getThreadPool(), build_wsgi_app(settings, schema_doc))  # type: ignore[attr-defined]
+    soap = WSGIResource(reactor, reactor.getThreadPool(), build_wsgi_app(settings, schema_doc, signing))  # type: ignore[attr-defined]
     return DssResource(settings, contract, soap)

@@ -99,7 +99,10 @@ def test_what_is_not_offered_is_refused_as_problem_json(
 def test_an_account_without_a_certificate_and_an_empty_body_are_refused(
         siegel_server: SiegelInstance, signer: tuple[str, str]) -> None:
     url = siegel_server.url + "/api/v1/sign"
-    r = requests.post(url, data=DOCUMENT, auth=siegel_server.auth, timeout=30)  # the integration account
+    keyless = ("keyless", "keyless-password")
+    siegel_server.cli("user", "add", keyless[0], "--email", "keyless@example.com", "--role", "signer",
+                      "--password-stdin", stdin=keyless[1] + "\n")
+    r = requests.post(url, data=DOCUMENT, auth=keyless, timeout=30)
     assert r.status_code == 404 and "no valid signing certificate" in r.json()["detail"]
     r = requests.post(url, data=b"", auth=signer, timeout=30)
     assert r.status_code == 400 and "empty" in r.json()["detail"]
@@ -137,6 +140,8 @@ def test_sign_hash_refuses_bad_input(siegel_server: SiegelInstance, signer: tupl
 def test_siegel_sign_writes_a_signature_openssl_accepts(
         siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path) -> None:
     (tmp_path / "contract.txt").write_bytes(DOCUMENT)
+    siegel_server.cli("user", "add", "keyless-cli", "--email", "keyless-cli@example.com", "--role", "signer",
+                      "--password-stdin", stdin="keyless-password\n")
     out = siegel_server.cli("sign", str(tmp_path / "contract.txt"), "--as", signer[0], "--level", "B-T").stdout
     assert "written to" in out and (tmp_path / "contract.txt.p7s").exists()
     _pems(siegel_server, tmp_path)
@@ -151,7 +156,7 @@ def test_siegel_sign_writes_a_signature_openssl_accepts(
 
     for args, code, message in ((["sign", str(tmp_path / "missing.txt"), "--as", signer[0]], 65, "No such file"),
                                 (["sign", str(tmp_path / "contract.txt"), "--as", "nobody"], 65, "no user named"),
-                                (["sign", str(tmp_path / "contract.txt"), "--as", siegel_server.user], 65,
+                                (["sign", str(tmp_path / "contract.txt"), "--as", "keyless-cli"], 65,
                                  "no valid signing certificate")):
         done_cli = siegel_server.cli(*args, check=False)
         assert done_cli.returncode == code and message in done_cli.stderr, (args, done_cli.stderr)

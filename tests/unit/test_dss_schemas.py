@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import xmlschema
@@ -14,6 +15,7 @@ from server import config
 from server.errors import Code, SiegelError
 from server.web import dss
 from server.web.dss import ROOT_SCHEMA, SCHEMA_DIR, WSDL_FILE, Contract, build_wsgi_app, not_supported_response
+from server.web.dss_sign import sign_response
 from server.web.soap import DSS_NS, SOAP11_ENV, soap_fault_envelope
 from server.xmlsafe import parse_trusted_file, parse_xml
 
@@ -134,13 +136,20 @@ def test_our_subset_is_stricter(outside: str, ours: etree.XMLSchema, official: x
     assert not ours.validate(doc)
 
 
-@pytest.mark.parametrize("request_xml", [
-    SIGN_REQUEST, VERIFY_REQUEST, f'<dss:SignRequest xmlns:dss="{DSS_NS}"/>', f'<dss:VerifyRequest xmlns:dss="{DSS_NS}"/>',
+def _sign_answer(request: etree._Element) -> etree._Element:
+    return sign_response(request, "urn:siegel:dss:1.0:profile", None,
+                         SiegelError(Code.NOT_SUPPORTED, "XAdES signatures are not offered yet"))
+
+
+@pytest.mark.parametrize(("request_xml", "answer"), [
+    (SIGN_REQUEST, _sign_answer), (VERIFY_REQUEST, not_supported_response),
+    (f'<dss:SignRequest xmlns:dss="{DSS_NS}"/>', _sign_answer),
+    (f'<dss:VerifyRequest xmlns:dss="{DSS_NS}"/>', not_supported_response),
 ], ids=["sign", "verify", "bare-sign", "bare-verify"])
-def test_not_supported_responses_are_officially_valid(request_xml: str, ours: etree.XMLSchema,
-                                                      official: xmlschema.XMLSchema) -> None:
+def test_not_supported_responses_are_officially_valid(request_xml: str, answer: Callable[..., etree._Element],
+                                                      ours: etree.XMLSchema, official: xmlschema.XMLSchema) -> None:
     request = element(request_xml)
-    response = element(etree.tostring(not_supported_response(request)).decode())
+    response = element(etree.tostring(answer(request)).decode())
     ours.assertValid(response)
     official.validate(response)
     assert etree.QName(response).localname == etree.QName(request).localname.replace("Request", "Response")
@@ -193,14 +202,23 @@ def test_served_contract_has_absolute_locations_only() -> None:
     assert contract.render_schema("../config/siegel.toml", base) is None
 
 
+class _NoSigning:
+    """Unit tests of the SOAP layer never reach a signature."""
+
+    def cades(self, *args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("no signature is made in these tests")
+
+
 def call_wsgi(body: bytes | io.RawIOBase) -> tuple[str, bytes]:
     """POST ``body`` to the DSS WSGI application directly; returns the status line and the body."""
-    app = build_wsgi_app(config.load(environ={}), parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA))
+    app = build_wsgi_app(config.load(environ={}), parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA),
+                         _NoSigning())  # type: ignore[arg-type]
     stream = io.BytesIO(body) if isinstance(body, bytes) else body
     environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "text/xml; charset=utf-8",
                "CONTENT_LENGTH": str(len(body)) if isinstance(body, bytes) else "100", "wsgi.input": stream,
                "PATH_INFO": "/", "SCRIPT_NAME": "/dss", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-               "SERVER_PORT": "8080", "HTTP_HOST": "127.0.0.1:8080", "wsgi.url_scheme": "http"}
+               "SERVER_PORT": "8080", "HTTP_HOST": "127.0.0.1:8080", "wsgi.url_scheme": "http",
+               "HTTP_X_SIEGEL_PRINCIPAL": "1:tester"}
     status: list[str] = []
     chunks = app(environ, lambda line, headers, exc_info=None: status.append(line))
     return status[-1], b"".join(chunks)
@@ -218,10 +236,10 @@ def test_response_body_element_keeps_its_prefixes() -> None:
 
 
 def test_unexpected_error_in_an_operation_is_a_server_fault(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(request: etree._Element) -> etree._Element:
+    def broken(request: etree._Element, default_level: str) -> etree._Element:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(dss, "not_supported_response", broken)
+    monkeypatch.setattr(dss, "parse_sign_request", broken)
     status, body = call_wsgi(soap_request("<dss:SignRequest/>"))
     assert status.startswith("500")
     fault = parse_xml(body, max_depth=16).find(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault")

@@ -1,0 +1,157 @@
+"""OASIS DSS ``SignRequest`` on ``/dss`` for CAdES: documents and document hashes, levels, refusals.
+
+Every request and response is validated against the official OASIS DSS core schema; signatures are
+checked by ``openssl cms -verify`` against the internal root.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import xmlschema
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from server.web.soap import DSS_NS, SOAP11_ENV
+from server.xmlsafe import parse_xml
+from tests.e2e.test_dss_soap import SOAP_HEADERS, envelope, official  # noqa: F401 (official is a fixture)
+from tests.fixtures.server import SiegelInstance
+
+pytestmark = pytest.mark.e2e
+
+DOCUMENT = b"Bestellung 4711: 100 Schrauben M6\n" * 20
+ADES = 'xmlns:ades="urn:oasis:names:tc:dss:1.0:profiles:AdES:schema#"'
+LEVEL_URI = "http://uri.etsi.org/ades/191x2/level/baseline/{}#"
+SUCCESS = "urn:oasis:names:tc:dss:1.0:resultmajor:Success"
+REQUESTER = "urn:oasis:names:tc:dss:1.0:resultmajor:RequesterError"
+RESPONDER = "urn:oasis:names:tc:dss:1.0:resultmajor:ResponderError"
+NOT_SUPPORTED = "urn:oasis:names:tc:dss:1.0:resultminor:NotSupported"
+SIGNATURE_TIME_STAMP = "1.2.840.113549.1.9.16.2.14"
+
+
+def _options(signature_type: str | None = "urn:ietf:rfc:3369", form: str | None = None) -> str:
+    parts = []
+    if signature_type:
+        parts.append(f"<dss:SignatureType>{signature_type}</dss:SignatureType>")
+    if form:
+        parts.append("<dss:AdditionalProfile>urn:oasis:names:tc:dss:1.0:profiles:AdES</dss:AdditionalProfile>"
+                     f"<ades:SignatureForm {ADES}>{form}</ades:SignatureForm>")
+    return f"<dss:OptionalInputs>{''.join(parts)}</dss:OptionalInputs>" if parts else ""
+
+
+def _document(content: bytes = DOCUMENT, mime: str = "text/plain") -> str:
+    return (f'<dss:Document><dss:Base64Data MimeType="{mime}">{base64.b64encode(content).decode()}'
+            "</dss:Base64Data></dss:Document>")
+
+
+def _digest(value: bytes, uri: str = "http://www.w3.org/2001/04/xmlenc#sha256") -> str:
+    return (f'<dss:DocumentHash><ds:DigestMethod xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Algorithm="{uri}"/>'
+            f'<ds:DigestValue xmlns:ds="http://www.w3.org/2000/09/xmldsig#">{base64.b64encode(value).decode()}'
+            "</ds:DigestValue></dss:DocumentHash>")
+
+
+def _sign(inst: SiegelInstance, schema: xmlschema.XMLSchema, options: str, documents: str,
+          headers: dict[str, str] | None = None) -> etree._Element:
+    body = f'<dss:SignRequest RequestID="t-1">{options}<dss:InputDocuments>{documents}</dss:InputDocuments>' \
+           "</dss:SignRequest>"
+    request = envelope(body)
+    schema.validate(parse_xml(request, max_depth=64).find(f"{{{SOAP11_ENV}}}Body")[0])
+    r = requests.post(inst.url + "/dss", data=request, headers={**SOAP_HEADERS, **(headers or {})}, auth=inst.auth,
+                      timeout=60)
+    assert r.status_code == 200, r.text
+    response = parse_xml(r.content, max_depth=64).find(f"{{{SOAP11_ENV}}}Body")[0]
+    schema.validate(parse_xml(etree.tostring(response), max_depth=64))
+    assert response.get("RequestID") == "t-1"
+    return response
+
+
+def _result(response: etree._Element) -> tuple[str, str | None, str]:
+    result = response.find(f"{{{DSS_NS}}}Result")
+    return (result.findtext(f"{{{DSS_NS}}}ResultMajor"), result.findtext(f"{{{DSS_NS}}}ResultMinor"),
+            result.findtext(f"{{{DSS_NS}}}ResultMessage"))
+
+
+def _signature(response: etree._Element) -> bytes:
+    assert _result(response)[0] == SUCCESS, _result(response)
+    node = response.find(f"{{{DSS_NS}}}SignatureObject/{{{DSS_NS}}}Base64Signature")
+    assert node.get("Type") == "urn:ietf:rfc:3369"
+    return base64.b64decode(node.text)
+
+
+def _openssl_verifies(inst: SiegelInstance, tmp_path: Path, signature: bytes) -> None:
+    root = x509.load_der_x509_certificate(requests.get(inst.url + "/ca/ROOT.crt", timeout=10).content)
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
+    (tmp_path / "document.bin").write_bytes(DOCUMENT)
+    (tmp_path / "signature.p7s").write_bytes(signature)
+    done = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s",
+                           "-content", "document.bin", "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null"],
+                          cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+
+
+def _unsigned_types(signature: bytes) -> set[str]:
+    info = cms.ContentInfo.load(signature)["content"]["signer_infos"][0]
+    return {a["type"].dotted for a in info["unsigned_attrs"]} if info["unsigned_attrs"].native else set()
+
+
+def test_a_document_signed_at_b_b(siegel_server: SiegelInstance, official: Any, tmp_path: Path) -> None:
+    signature = _signature(_sign(siegel_server, official, _options(form=LEVEL_URI.format("B-B")), _document()))
+    _openssl_verifies(siegel_server, tmp_path, signature)
+    assert SIGNATURE_TIME_STAMP not in _unsigned_types(signature)
+
+
+@pytest.mark.parametrize("form", [None, LEVEL_URI.format("B-T"), "urn:oasis:names:tc:dss:1.0:profiles:AdES:forms:ES-T"],
+                         ids=["default-level", "etsi-uri", "oasis-alias"])
+def test_b_t_is_the_default_and_has_aliases(siegel_server: SiegelInstance, official: Any, tmp_path: Path,
+                                            form: str | None) -> None:
+    signature = _signature(_sign(siegel_server, official, _options(signature_type=None, form=form), _document()))
+    _openssl_verifies(siegel_server, tmp_path, signature)
+    assert SIGNATURE_TIME_STAMP in _unsigned_types(signature)
+
+
+@pytest.mark.parametrize(("uri", "algorithm"), [("http://www.w3.org/2001/04/xmlenc#sha256", "sha256"),
+                                                ("http://www.w3.org/2001/04/xmldsig-more#sha384", "sha384"),
+                                                ("http://www.w3.org/2001/04/xmlenc#sha512", "sha512")])
+def test_a_document_hash_is_signed_without_the_document(siegel_server: SiegelInstance, official: Any,
+                                                       tmp_path: Path, uri: str, algorithm: str) -> None:
+    digest = hashlib.new(algorithm, DOCUMENT).digest()
+    signature = _signature(_sign(siegel_server, official, _options(form=LEVEL_URI.format("B-B")), _digest(digest, uri)))
+    _openssl_verifies(siegel_server, tmp_path, signature)
+
+
+def test_the_account_comes_from_authentication_not_from_a_header(siegel_server: SiegelInstance,
+                                                                 official: Any) -> None:
+    response = _sign(siegel_server, official, _options(form=LEVEL_URI.format("B-B")), _document(),
+                     headers={"X-Siegel-Principal": "999:admin"})
+    signed_data = cms.ContentInfo.load(_signature(response))["content"]
+    subjects = [c.chosen.subject.native.get("common_name") for c in signed_data["certificates"]]
+    assert siegel_server.user in subjects
+
+
+@pytest.mark.parametrize(("options", "documents", "major", "minor", "message"), [
+    (_options("urn:ietf:rfc:3275"), _document(), RESPONDER, NOT_SUPPORTED, "XAdES signatures are not offered yet"),
+    (_options("urn:example:unknown"), _document(), REQUESTER, None, "is unknown"),
+    (_options(None), _document(mime="application/xml"), RESPONDER, NOT_SUPPORTED, "XAdES or PAdES"),
+    (_options(form=LEVEL_URI.format("B-LT")), _document(), RESPONDER, NOT_SUPPORTED, "level B-LT is not offered yet"),
+    (_options(form="urn:example:level"), _document(), REQUESTER, None, "expected an ETSI baseline level URI"),
+    (_options(), _document() + _document(), RESPONDER, NOT_SUPPORTED, "holds 2 documents"),
+    (_options(), _digest(bytes(20)), REQUESTER, None, "has 32 bytes, this one 20"),
+    (_options(), _digest(bytes(32), "http://www.w3.org/2000/09/xmldsig#sha1"), REQUESTER, None, "DigestMethod"),
+], ids=["xades", "unknown-type", "xml-by-mime", "b-lt", "unknown-level", "two-documents", "short-digest", "sha1"])
+def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInstance, official: Any, options: str,
+                                                      documents: str, major: str, minor: str | None,
+                                                      message: str) -> None:
+    response = _sign(siegel_server, official, options, documents)
+    got_major, got_minor, got_message = _result(response)
+    assert (got_major, got_message) == (major, got_message) and message in got_message, _result(response)
+    if minor is not None:
+        assert got_minor == minor
+    assert response.find(f"{{{DSS_NS}}}SignatureObject") is None
