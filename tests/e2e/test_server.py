@@ -80,7 +80,8 @@ def test_metrics_count_requests_by_route_and_status(siegel_server: SiegelInstanc
         requests.get(siegel_server.url + "/api/v1/whoami", timeout=10)
     text = requests.get(siegel_server.url + "/metrics", timeout=10).text
     line = [ln for ln in text.splitlines()
-            if ln.startswith("siegel_http_requests_total{") and 'route="/api"' in ln and 'status="401"' in ln]
+            if ln.startswith("siegel_http_requests_total{") and 'route="/api"' in ln and 'status="401"' in ln
+            and 'method="GET"' in ln]
     assert line and float(line[0].rsplit(" ", 1)[1]) >= 3
     assert "siegel_http_request_duration_seconds_bucket" in text
 
