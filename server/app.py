@@ -96,13 +96,14 @@ def build_services(settings: Settings) -> Services:
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
                     ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
-                    signing=SigningService(settings, ca, hsm.get, audit))
+                    signing=SigningService(settings, engine, ca, hsm.get, audit))
 
 
 def scheduled_jobs(services: Services) -> list[JobSpec]:
     """The jobs every node offers to run; the scheduler's leases let one node at a time run each."""
     return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
-                    services.ca.issue_all_crls)]
+                    services.ca.issue_all_crls),
+            JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired)]
 
 
 def build_root(services: Services) -> resource.Resource:

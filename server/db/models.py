@@ -119,6 +119,18 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class SigningState(Base):
+    """A prepared two-step signature: the signed attributes wait for a value made outside Siegel."""
+
+    __tablename__ = "signing_states"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random, handed to the caller
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    level: Mapped[str] = mapped_column(String(8), nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: signed attributes, digest, chain
+
+
 class Job(Base):
     """A scheduled job; a node runs it only while it holds the lease, so no two nodes run it at once."""
 

@@ -57,13 +57,17 @@ def _choice(request: Any, name: str, default: str, allowed: tuple[str, ...]) -> 
 
 
 class Sign(resource.Resource):
-    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key."""
-
-    isLeaf = True
+    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key;
+    ``/api/v1/sign/prepare`` and ``/complete`` for keys outside Siegel."""
 
     def __init__(self, signing: SigningService) -> None:
         super().__init__()
         self._signing = signing
+        self.putChild(b"prepare", SignPrepare(signing))
+        self.putChild(b"complete", SignComplete(signing))
+
+    def getChild(self, path: bytes, request: Any) -> resource.IResource:
+        return _NotFound()
 
     def render_POST(self, request: Any) -> int:
         def work() -> Any:
@@ -97,21 +101,84 @@ class SignHash(resource.Resource):
     def render_POST(self, request: Any) -> int:
         def work() -> Any:
             body = _json_object(request)
-            fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
-            if fmt != "cades" or level not in tuple(Level):
-                raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level} is not offered yet "
-                                                      "(CAdES B-B and B-T are)")
-            name = str(body.get("digestAlgorithm", "")).upper()
-            if name not in DIGESTS:
-                raise SiegelError(Code.BAD_REQUEST, f"digestAlgorithm {name!r}: expected one of {', '.join(DIGESTS)}")
-            try:
-                digest = base64.b64decode(str(body.get("digest", "")), validate=True)
-            except (binascii.Error, ValueError):
-                raise SiegelError(Code.BAD_REQUEST, "digest: expected the digest in base64") from None
+            level, (digest_algorithm, digest) = _cades_level(body), _digest_of(body)
             principal = request.principal
             return threads.deferToThread(lambda: self._signing.cades(
-                principal.user_id, principal.name, Level(level), Packaging.DETACHED, content_digest=digest,
-                digest=DIGESTS[name])).addCallback(
+                principal.user_id, principal.name, level, Packaging.DETACHED, content_digest=digest,
+                digest=digest_algorithm)).addCallback(
+                lambda signature: _signed(request, signature, CMS_TYPES[Packaging.DETACHED]))
+
+        return render_deferred(request, work)
+
+
+def _digest_of(body: dict[str, Any]) -> tuple[DigestAlgorithm, bytes]:
+    """``digestAlgorithm`` and the base64 ``digest`` of a JSON request."""
+    name = str(body.get("digestAlgorithm", "")).upper()
+    if name not in DIGESTS:
+        raise SiegelError(Code.BAD_REQUEST, f"digestAlgorithm {name!r}: expected one of {', '.join(DIGESTS)}")
+    return DIGESTS[name], _b64(body.get("digest"), "digest")
+
+
+def _b64(value: Any, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(value if value is not None else ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise SiegelError(Code.BAD_REQUEST, f"{what}: expected base64") from None
+
+
+def _cades_level(body: dict[str, Any]) -> Level:
+    fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
+    if fmt != "cades" or level not in tuple(Level):
+        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level} is not offered yet (CAdES B-B and B-T are)")
+    return Level(level)
+
+
+class SignPrepare(resource.Resource):
+    """``POST /api/v1/sign/prepare`` with JSON ``digestAlgorithm``, ``digest`` (of the document),
+    ``certificateChain`` (base64 DER, the signer's first) and ``level``: the digest to sign elsewhere."""
+
+    isLeaf = True
+
+    def __init__(self, signing: SigningService) -> None:
+        super().__init__()
+        self._signing = signing
+
+    def render_POST(self, request: Any) -> int:
+        def work() -> Any:
+            body = _json_object(request)
+            level, (digest, content_digest) = _cades_level(body), _digest_of(body)
+            chain = body.get("certificateChain")
+            if not isinstance(chain, list):
+                raise SiegelError(Code.BAD_REQUEST, "certificateChain: expected a list of base64 DER certificates")
+            certs = tuple(_b64(c, "certificateChain") for c in chain)
+            principal = request.principal
+            return threads.deferToThread(self._signing.prepare_cades, principal.user_id, principal.name,
+                                         content_digest, digest, level, certs).addCallback(
+                lambda prepared: json_response(request, 200, {
+                    "stateId": prepared[0], "digestAlgorithm": body["digestAlgorithm"].upper(),
+                    "digestToSign": base64.b64encode(prepared[1].to_be_signed).decode(),
+                    "signatureAlgorithm": prepared[1].scheme.value, "expires": prepared[2].isoformat()}))
+
+        return render_deferred(request, work)
+
+
+class SignComplete(resource.Resource):
+    """``POST /api/v1/sign/complete`` with JSON ``stateId`` and ``signatureValue`` (base64; ECDSA as DER):
+    the detached CAdES, checked against the certificate before it is assembled."""
+
+    isLeaf = True
+
+    def __init__(self, signing: SigningService) -> None:
+        super().__init__()
+        self._signing = signing
+
+    def render_POST(self, request: Any) -> int:
+        def work() -> Any:
+            body = _json_object(request)
+            state_id, value = str(body.get("stateId", "")), _b64(body.get("signatureValue"), "signatureValue")
+            principal = request.principal
+            return threads.deferToThread(self._signing.complete_cades, principal.user_id, principal.name,
+                                         state_id, value).addCallback(
                 lambda signature: _signed(request, signature, CMS_TYPES[Packaging.DETACHED]))
 
         return render_deferred(request, work)

@@ -6,13 +6,17 @@ import base64
 import hashlib
 import sqlite3
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import requests
 from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from tests.fixtures.server import SiegelInstance
 
@@ -161,3 +165,82 @@ def test_siegel_sign_writes_a_signature_openssl_accepts(
         done_cli = siegel_server.cli(*args, check=False)
         assert done_cli.returncode == code and message in done_cli.stderr, (args, done_cli.stderr)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def _outside_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, x509.Certificate]:
+    """A signer key held outside Siegel (a card, a remote service) with a certificate of another CA."""
+    now = datetime.now(timezone.utc)
+    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Card Issuer Root")])
+    root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
+            .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Karla Kartenhalter")]))
+            .issuer_name(root_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    return key, leaf, root
+
+
+def _prepare(inst: SiegelInstance, auth: tuple[str, str], chain: list[x509.Certificate], level: str = "B-B",
+             digest: bytes | None = None) -> requests.Response:
+    return requests.post(inst.url + "/api/v1/sign/prepare", auth=auth, timeout=30, json={
+        "digestAlgorithm": "SHA-256", "digest": base64.b64encode(digest or hashlib.sha256(DOCUMENT).digest()).decode(),
+        "level": level, "certificateChain": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chain]})
+
+
+def _complete(inst: SiegelInstance, auth: tuple[str, str], state: str, value: bytes) -> requests.Response:
+    return requests.post(inst.url + "/api/v1/sign/complete", auth=auth, timeout=30,
+                         json={"stateId": state, "signatureValue": base64.b64encode(value).decode()})
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-T"])
+def test_two_step_signing_with_a_key_outside_siegel(siegel_server: SiegelInstance, signer: tuple[str, str],
+                                                    tmp_path: Path, level: str) -> None:
+    key, leaf, root = _outside_ca()
+    r = _prepare(siegel_server, signer, [leaf, root], level)
+    assert r.status_code == 200, r.text
+    prepared = r.json()
+    assert prepared["digestAlgorithm"] == "SHA-256" and prepared["signatureAlgorithm"] == "ecdsa"
+    to_sign = base64.b64decode(prepared["digestToSign"])
+
+    wrong = key.sign(hashlib.sha256(b"something else").digest(), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    r = _complete(siegel_server, signer, prepared["stateId"], wrong)
+    assert r.status_code == 400 and "does not verify" in r.json()["detail"]
+    other = (f"two-step-other-{level}", "two-step-other-pw")
+    siegel_server.cli("user", "add", other[0], "--email", f"other-{level}@example.com", "--role", "signer",
+                      "--password-stdin", stdin=other[1] + "\n")
+    value = key.sign(to_sign, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    assert _complete(siegel_server, other, prepared["stateId"], value).status_code == 404  # not theirs
+
+    r = _complete(siegel_server, signer, prepared["stateId"], value)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/pkcs7-signature"
+    (tmp_path / "card-root.pem").write_bytes(root.public_bytes(Encoding.PEM))
+    (tmp_path / "document.bin").write_bytes(DOCUMENT)
+    (tmp_path / "signature.p7s").write_bytes(r.content)
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
+                    "-CAfile", "card-root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    unsigned = cms.ContentInfo.load(r.content)["content"]["signer_infos"][0]["unsigned_attrs"]
+    stamped = unsigned.native is not None and any(a["type"].dotted == SIGNATURE_TIME_STAMP for a in unsigned)
+    assert stamped is (level == "B-T")
+    assert _complete(siegel_server, signer, prepared["stateId"], value).status_code == 404  # once only
+
+
+def test_two_step_refuses_bad_chains_and_states(siegel_server: SiegelInstance, signer: tuple[str, str]) -> None:
+    key, leaf, root = _outside_ca()
+    r = _prepare(siegel_server, signer, [root, leaf])
+    assert r.status_code == 400 and "is not issued by the next entry" in r.json()["detail"]
+    r = requests.post(siegel_server.url + "/api/v1/sign/prepare", auth=signer, timeout=30, json={
+        "digestAlgorithm": "SHA-256", "digest": base64.b64encode(bytes(32)).decode(), "level": "B-B",
+        "certificateChain": [base64.b64encode(b"not a certificate").decode()]})
+    assert r.status_code == 400 and "DER X.509" in r.json()["detail"]
+    r = _complete(siegel_server, signer, "no-such-state", b"\x30\x00")
+    assert r.status_code == 404 and "no prepared signature" in r.json()["detail"]
+    assert requests.post(siegel_server.url + "/api/v1/sign/nothing", auth=signer, timeout=30).status_code == 404

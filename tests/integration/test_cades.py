@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,26 @@ def test_bad_requests_are_refused_before_the_hsm(pki: Pki) -> None:
         sign_cades(SigningKey(pki.hsm, key.label, ()), content=DOCUMENT)
     assert caught.value.code is Code.KEY_NOT_FOUND
     assert x509.load_der_x509_certificate(key.chain[0]).subject.rfc4514_string().startswith("1.2.840")
+
+
+def test_prepared_signatures_expire_and_are_swept(pki: Pki) -> None:
+    from sqlalchemy import func, select, update
+
+    from server.db.models import SigningState
+    from server.signing.service import SigningService
+
+    key = _user_key(pki)
+    user_id = next(c.user_id for c in pki.ca.list() if c.key_label == key.label)
+    assert user_id is not None
+    service = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit)
+    state_id, prepared, _ = service.prepare_cades(user_id, "anna", hashlib.sha256(DOCUMENT).digest(),
+                                                  DigestAlgorithm.SHA256, Level.B_B, key.chain)
+    value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
+    with pki.engine.begin() as conn:
+        conn.execute(update(SigningState).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    with pytest.raises(SiegelError) as caught:
+        service.complete_cades(user_id, "anna", state_id, value)
+    assert caught.value.code is Code.CONFLICT and "expired" in caught.value.message
+    service.remove_expired()
+    with pki.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(SigningState)).scalar_one() == 0
