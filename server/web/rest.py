@@ -56,41 +56,8 @@ def _choice(request: Any, name: str, default: str, allowed: tuple[str, ...]) -> 
     return value
 
 
-class Sign(resource.Resource):
-    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key;
-    ``/api/v1/sign/prepare`` and ``/complete`` for keys outside Siegel."""
-
-    def __init__(self, signing: SigningService) -> None:
-        super().__init__()
-        self._signing = signing
-        self.putChild(b"prepare", SignPrepare(signing))
-        self.putChild(b"complete", SignComplete(signing))
-
-    def getChild(self, path: bytes, request: Any) -> resource.IResource:
-        return _NotFound()
-
-    def render_POST(self, request: Any) -> int:
-        def work() -> Any:
-            fmt = _choice(request, "format", "cades", FORMATS)
-            level = _choice(request, "level", "B-T", ("B-B", "B-T", "B-LT", "B-LTA"))
-            packaging = _choice(request, "packaging", "detached", ("detached", "enveloping", "enveloped"))
-            if fmt != "cades" or level not in tuple(Level) or packaging not in tuple(Packaging):
-                raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}, packaging={packaging} is not "
-                                                      "offered yet (CAdES B-B and B-T, detached or enveloping are)")
-            content = request.content.read()
-            if not content:
-                raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
-            principal = request.principal
-            return threads.deferToThread(lambda: self._signing.cades(
-                principal.user_id, principal.name, Level(level), Packaging(packaging), content=content)).addCallback(
-                lambda signature: _signed(request, signature, CMS_TYPES[Packaging(packaging)]))
-
-        return render_deferred(request, work)
-
-
-class SignHash(resource.Resource):
-    """``POST /api/v1/sign-hash`` with JSON ``{"digestAlgorithm": "SHA-256", "digest": "<base64>",
-    "format": "cades", "level": "B-T"}``: a detached signature over the digest; the document stays away."""
+class _SigningEndpoint(resource.Resource):
+    """A POST endpoint of the signing service; ``_start`` checks the request and starts the work."""
 
     isLeaf = True
 
@@ -99,16 +66,58 @@ class SignHash(resource.Resource):
         self._signing = signing
 
     def render_POST(self, request: Any) -> int:
-        def work() -> Any:
-            body = _json_object(request)
-            level, (digest_algorithm, digest) = _cades_level(body), _digest_of(body)
-            principal = request.principal
-            return threads.deferToThread(lambda: self._signing.cades(
-                principal.user_id, principal.name, level, Packaging.DETACHED, content_digest=digest,
-                digest=digest_algorithm)).addCallback(
-                lambda signature: _signed(request, signature, CMS_TYPES[Packaging.DETACHED]))
+        return render_deferred(request, lambda: self._start(request))
 
-        return render_deferred(request, work)
+    def _start(self, request: Any) -> Any:
+        raise NotImplementedError
+
+
+def _signed_in_thread(request: Any, call: Any, packaging: Packaging) -> Any:
+    """``call()`` off the reactor; its CMS answered with the packaging's content type."""
+    return threads.deferToThread(call).addCallback(lambda signature: _signed(request, signature, CMS_TYPES[packaging]))
+
+
+class Sign(_SigningEndpoint):
+    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key;
+    ``/api/v1/sign/prepare`` and ``/complete`` for keys outside Siegel."""
+
+    isLeaf = False
+
+    def __init__(self, signing: SigningService) -> None:
+        super().__init__(signing)
+        self.putChild(b"prepare", SignPrepare(signing))
+        self.putChild(b"complete", SignComplete(signing))
+
+    def getChild(self, path: bytes, request: Any) -> resource.IResource:
+        return _NotFound()
+
+    def _start(self, request: Any) -> Any:
+        fmt = _choice(request, "format", "cades", FORMATS)
+        level = _choice(request, "level", "B-T", ("B-B", "B-T", "B-LT", "B-LTA"))
+        packaging = _choice(request, "packaging", "detached", ("detached", "enveloping", "enveloped"))
+        if fmt != "cades" or level not in tuple(Level) or packaging not in tuple(Packaging):
+            raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}, packaging={packaging} is not "
+                                                  "offered yet (CAdES B-B and B-T, detached or enveloping are)")
+        content = request.content.read()
+        if not content:
+            raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
+        principal = request.principal
+        return _signed_in_thread(request, lambda: self._signing.cades(
+            principal.user_id, principal.name, Level(level), Packaging(packaging), content=content),
+            Packaging(packaging))
+
+
+class SignHash(_SigningEndpoint):
+    """``POST /api/v1/sign-hash`` with JSON ``{"digestAlgorithm": "SHA-256", "digest": "<base64>",
+    "format": "cades", "level": "B-T"}``: a detached signature over the digest; the document stays away."""
+
+    def _start(self, request: Any) -> Any:
+        body = _json_object(request)
+        level, (digest_algorithm, digest) = _cades_level(body), _digest_of(body)
+        principal = request.principal
+        return _signed_in_thread(request, lambda: self._signing.cades(
+            principal.user_id, principal.name, level, Packaging.DETACHED, content_digest=digest,
+            digest=digest_algorithm), Packaging.DETACHED)
 
 
 def _digest_of(body: dict[str, Any]) -> tuple[DigestAlgorithm, bytes]:
@@ -133,55 +142,36 @@ def _cades_level(body: dict[str, Any]) -> Level:
     return Level(level)
 
 
-class SignPrepare(resource.Resource):
+class SignPrepare(_SigningEndpoint):
     """``POST /api/v1/sign/prepare`` with JSON ``digestAlgorithm``, ``digest`` (of the document),
     ``certificateChain`` (base64 DER, the signer's first) and ``level``: the digest to sign elsewhere."""
 
-    isLeaf = True
-
-    def __init__(self, signing: SigningService) -> None:
-        super().__init__()
-        self._signing = signing
-
-    def render_POST(self, request: Any) -> int:
-        def work() -> Any:
-            body = _json_object(request)
-            level, (digest, content_digest) = _cades_level(body), _digest_of(body)
-            chain = body.get("certificateChain")
-            if not isinstance(chain, list):
-                raise SiegelError(Code.BAD_REQUEST, "certificateChain: expected a list of base64 DER certificates")
-            certs = tuple(_b64(c, "certificateChain") for c in chain)
-            principal = request.principal
-            return threads.deferToThread(self._signing.prepare_cades, principal.user_id, principal.name,
-                                         content_digest, digest, level, certs).addCallback(
-                lambda prepared: json_response(request, 200, {
-                    "stateId": prepared[0], "digestAlgorithm": body["digestAlgorithm"].upper(),
-                    "digestToSign": base64.b64encode(prepared[1].to_be_signed).decode(),
-                    "signatureAlgorithm": prepared[1].scheme.value, "expires": prepared[2].isoformat()}))
-
-        return render_deferred(request, work)
+    def _start(self, request: Any) -> Any:
+        body = _json_object(request)
+        level, (digest, content_digest) = _cades_level(body), _digest_of(body)
+        chain = body.get("certificateChain")
+        if not isinstance(chain, list):
+            raise SiegelError(Code.BAD_REQUEST, "certificateChain: expected a list of base64 DER certificates")
+        certs = tuple(_b64(c, "certificateChain") for c in chain)
+        principal = request.principal
+        return threads.deferToThread(self._signing.prepare_cades, principal.user_id, principal.name,
+                                     content_digest, digest, level, certs).addCallback(
+            lambda prepared: json_response(request, 200, {
+                "stateId": prepared[0], "digestAlgorithm": body["digestAlgorithm"].upper(),
+                "digestToSign": base64.b64encode(prepared[1].to_be_signed).decode(),
+                "signatureAlgorithm": prepared[1].scheme.value, "expires": prepared[2].isoformat()}))
 
 
-class SignComplete(resource.Resource):
+class SignComplete(_SigningEndpoint):
     """``POST /api/v1/sign/complete`` with JSON ``stateId`` and ``signatureValue`` (base64; ECDSA as DER):
     the detached CAdES, checked against the certificate before it is assembled."""
 
-    isLeaf = True
-
-    def __init__(self, signing: SigningService) -> None:
-        super().__init__()
-        self._signing = signing
-
-    def render_POST(self, request: Any) -> int:
-        def work() -> Any:
-            body = _json_object(request)
-            state_id, value = str(body.get("stateId", "")), _b64(body.get("signatureValue"), "signatureValue")
-            principal = request.principal
-            return threads.deferToThread(self._signing.complete_cades, principal.user_id, principal.name,
-                                         state_id, value).addCallback(
-                lambda signature: _signed(request, signature, CMS_TYPES[Packaging.DETACHED]))
-
-        return render_deferred(request, work)
+    def _start(self, request: Any) -> Any:
+        body = _json_object(request)
+        state_id, value = str(body.get("stateId", "")), _b64(body.get("signatureValue"), "signatureValue")
+        principal = request.principal
+        return _signed_in_thread(request, lambda: self._signing.complete_cades(
+            principal.user_id, principal.name, state_id, value), Packaging.DETACHED)
 
 
 def _json_object(request: Any) -> dict[str, Any]:

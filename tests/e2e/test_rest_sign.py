@@ -45,6 +45,15 @@ def _openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=60, check=False)
 
 
+def _cms_verified(tmp_path: Path, signature: str, content: str | None = None, ca: str = "root.pem",
+                  out: str = "/dev/null") -> None:
+    """``openssl cms -verify`` of ``signature`` (detached over ``content``, else enveloping) against ``ca``."""
+    detached = ["-content", content] if content else []
+    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", signature, *detached, "-CAfile", ca,
+                    "-purpose", "any", "-out", out, cwd=tmp_path)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+
+
 def test_detached_b_t_with_the_callers_key_and_the_internal_tsa(
         siegel_server: SiegelInstance, signer: tuple[str, str], tmp_path: Path) -> None:
     r = requests.post(siegel_server.url + "/api/v1/sign?format=cades&level=B-T&packaging=detached", data=DOCUMENT,
@@ -54,9 +63,7 @@ def test_detached_b_t_with_the_callers_key_and_the_internal_tsa(
     _pems(siegel_server, tmp_path)
     (tmp_path / "document.bin").write_bytes(DOCUMENT)
     (tmp_path / "signature.p7s").write_bytes(r.content)
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
-                    "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
-    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    _cms_verified(tmp_path, "signature.p7s", "document.bin")
     signer_info = cms.ContentInfo.load(r.content)["content"]["signer_infos"][0]
     assert signer_info["sid"].chosen["serial_number"].native  # issued by our CA to the caller
     (stamp,) = [a for a in signer_info["unsigned_attrs"] if a["type"].dotted == SIGNATURE_TIME_STAMP]
@@ -80,9 +87,7 @@ def test_enveloping_b_b_returns_the_content_inside(
     assert r.headers["Content-Type"] == "application/pkcs7-mime; smime-type=signed-data"
     _pems(siegel_server, tmp_path)
     (tmp_path / "signed.p7m").write_bytes(r.content)
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signed.p7m", "-CAfile", "root.pem",
-                    "-purpose", "any", "-out", "content.bin", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    _cms_verified(tmp_path, "signed.p7m", out="content.bin")
     assert (tmp_path / "content.bin").read_bytes() == DOCUMENT
 
 
@@ -123,9 +128,7 @@ def test_sign_hash_the_document_never_reaches_the_server(
     _pems(siegel_server, tmp_path)
     (tmp_path / "document.bin").write_bytes(DOCUMENT)
     (tmp_path / "signature.p7s").write_bytes(r.content)
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
-                    "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
-    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    _cms_verified(tmp_path, "signature.p7s", "document.bin")
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
@@ -149,14 +152,11 @@ def test_siegel_sign_writes_a_signature_openssl_accepts(
     out = siegel_server.cli("sign", str(tmp_path / "contract.txt"), "--as", signer[0], "--level", "B-T").stdout
     assert "written to" in out and (tmp_path / "contract.txt.p7s").exists()
     _pems(siegel_server, tmp_path)
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "contract.txt.p7s", "-content",
-                    "contract.txt", "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    _cms_verified(tmp_path, "contract.txt.p7s", "contract.txt")
     siegel_server.cli("sign", str(tmp_path / "contract.txt"), "--as", signer[0], "--level", "B-B",
                       "--packaging", "enveloping", "--out", str(tmp_path / "signed.p7m"))
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signed.p7m", "-CAfile", "root.pem",
-                    "-purpose", "any", "-out", "content.bin", cwd=tmp_path)
-    assert done.returncode == 0 and (tmp_path / "content.bin").read_bytes() == DOCUMENT
+    _cms_verified(tmp_path, "signed.p7m", out="content.bin")
+    assert (tmp_path / "content.bin").read_bytes() == DOCUMENT
 
     for args, code, message in ((["sign", str(tmp_path / "missing.txt"), "--as", signer[0]], 65, "No such file"),
                                 (["sign", str(tmp_path / "contract.txt"), "--as", "nobody"], 65, "no user named"),
@@ -224,9 +224,7 @@ def test_two_step_signing_with_a_key_outside_siegel(siegel_server: SiegelInstanc
     (tmp_path / "card-root.pem").write_bytes(root.public_bytes(Encoding.PEM))
     (tmp_path / "document.bin").write_bytes(DOCUMENT)
     (tmp_path / "signature.p7s").write_bytes(r.content)
-    done = _openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s", "-content", "document.bin",
-                    "-CAfile", "card-root.pem", "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
-    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    _cms_verified(tmp_path, "signature.p7s", "document.bin", ca="card-root.pem")
     unsigned = cms.ContentInfo.load(r.content)["content"]["signer_infos"][0]["unsigned_attrs"]
     stamped = unsigned.native is not None and any(a["type"].dotted == SIGNATURE_TIME_STAMP for a in unsigned)
     assert stamped is (level == "B-T")
