@@ -120,7 +120,7 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"metrics", Metrics())
     root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing), public_reads=True))
     api = resource.Resource()
-    api.putChild(b"v1", _protect(services, ApiV1(services.signing)))
+    api.putChild(b"v1", _protect(services, ApiV1(services.signing, s.server.public_base_url)))
     root.putChild(b"api", api)
     root.putChild(b"tsa", Tsa(services.tsa.respond))
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))

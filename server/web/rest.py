@@ -15,6 +15,7 @@ from server.errors import Code, SiegelError
 from server.signing.cades import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
 from server.signing.service import SigningService
+from server.web import openapi
 from server.web.http import error_body, json_response, render_deferred
 
 FORMATS = ("cades", "xades", "asic")
@@ -190,10 +191,24 @@ def _signed(request: Any, body: bytes, content_type: bytes) -> bytes:
     return body
 
 
+class OpenApi(resource.Resource):
+    """``GET /api/v1/openapi.json``."""
+
+    isLeaf = True
+
+    def __init__(self, public_base_url: str) -> None:
+        super().__init__()
+        self._url = public_base_url
+
+    def render_GET(self, request: Any) -> bytes:
+        return json_response(request, 200, openapi.document(self._url), b"application/openapi+json")
+
+
 class ApiV1(resource.Resource):
-    def __init__(self, signing: SigningService) -> None:
+    def __init__(self, signing: SigningService, public_base_url: str) -> None:
         super().__init__()
         self.putChild(b"whoami", WhoAmI())
+        self.putChild(b"openapi.json", OpenApi(public_base_url))
         self.putChild(b"sign", Sign(signing))
         self.putChild(b"sign-hash", SignHash(signing))
 

@@ -242,3 +242,22 @@ def test_two_step_refuses_bad_chains_and_states(siegel_server: SiegelInstance, s
     r = _complete(siegel_server, signer, "no-such-state", b"\x30\x00")
     assert r.status_code == 404 and "no prepared signature" in r.json()["detail"]
     assert requests.post(siegel_server.url + "/api/v1/sign/nothing", auth=signer, timeout=30).status_code == 404
+
+
+def test_the_openapi_document_describes_every_route(siegel_server: SiegelInstance) -> None:
+    from server.web.rest import ApiV1, Sign
+
+    r = requests.get(siegel_server.url + "/api/v1/openapi.json", auth=siegel_server.auth, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/openapi+json"
+    doc = r.json()
+    assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": siegel_server.url + "/api/v1"}]
+    tree = ApiV1(None, siegel_server.url)  # type: ignore[arg-type]
+    routes = {"/" + name.decode() for name in tree.children}
+    routes |= {"/sign/" + name.decode() for name in Sign(None).children}  # type: ignore[arg-type]
+    assert routes <= set(doc["paths"]), routes - set(doc["paths"])
+    for path, operations in doc["paths"].items():  # every described operation answers (not 404)
+        for method in operations:
+            answer = requests.request(method.upper(), siegel_server.url + "/api/v1" + path, auth=siegel_server.auth,
+                                      json={}, timeout=30)
+            assert answer.status_code != 404 or "signing certificate" in answer.text or "prepared" in answer.text, \
+                (method, path, answer.status_code, answer.text)
