@@ -422,8 +422,7 @@ class CertificateAuthorityService:
         return {r.name: x509.load_der_x509_certificate(r.der) for r in rows}
 
     def ca_certificate_der(self, name: str) -> bytes:
-        with self._sessions() as session:
-            return self._ca(session, name).der
+        return self.ca_key(name)[1]
 
     def signing_key_of(self, user_id: int) -> str:
         """The key label of the user's newest valid user-signing certificate."""
