@@ -198,7 +198,7 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from server.signing.cades import Level, Packaging
+    from server.signing.levels import Level, Packaging
 
     try:
         content = args.file.read_bytes()

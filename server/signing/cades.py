@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from enum import StrEnum
 
 from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
@@ -30,18 +29,9 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
 from server.signing.keysource import DigestAlgorithm, KeySource, SignatureScheme
+from server.signing.levels import Level, Packaging
 
-
-class Level(StrEnum):
-    """ETSI baseline levels this engine produces."""
-
-    B_B = "B-B"
-    B_T = "B-T"
-
-
-class Packaging(StrEnum):
-    DETACHED = "detached"  # the SignedData without the content
-    ENVELOPING = "enveloping"  # the content inside the SignedData
+LEVELS = (Level.B_B, Level.B_T)  # what this engine produces so far
 
 
 @dataclass(frozen=True)
@@ -118,14 +108,20 @@ def assemble_cades(prepared: Prepared, value: bytes, *, level: Level = Level.B_B
                    timestamps: TimestampClient | None = None, content: bytes | None = None) -> bytes:
     """Step 3: the CMS with the signature value (and, for B-T, a signature timestamp); ``content``
     inside for an enveloping signature."""
-    if level is Level.B_T and timestamps is None:
-        raise SiegelError(Code.CONFIG, "B-T needs a time-stamping authority (setting tsa.clients)")
+    _check_level(level, timestamps)
     stamper = ClientTimeStamper(timestamps) if level is Level.B_T and timestamps is not None else None
     encap = None if content is None else cms.ContentInfo({"content_type": "data", "content": content})
     signed = asyncio.run(_signer(prepared.chain, prepared.digest, value).async_sign_prescribed_attributes(
         prepared.digest.value, cms.CMSAttributes.load(prepared.signed_attrs), timestamper=stamper,
         encap_content_info=encap))
     return bytes(signed.dump())
+
+
+def _check_level(level: Level, timestamps: TimestampClient | None) -> None:
+    if level not in LEVELS:
+        raise SiegelError(Code.NOT_SUPPORTED, f"CAdES {level} is not offered yet ({', '.join(LEVELS)} are)")
+    if level is Level.B_T and timestamps is None:
+        raise SiegelError(Code.CONFIG, "B-T needs a time-stamping authority (setting tsa.clients)")
 
 
 class ClientTimeStamper(TimeStamper):
@@ -147,10 +143,11 @@ def sign_cades(key: SigningKey, *, content: bytes | None = None, content_digest:
     prepare, sign in the key source, assemble."""
     if (content is None) == (content_digest is None):
         raise SiegelError(Code.BAD_REQUEST, "sign either the content or its digest")
+    if packaging is Packaging.ENVELOPED:
+        raise SiegelError(Code.BAD_REQUEST, "a CMS signature is detached or enveloping, never enveloped")
     if content_digest is not None and packaging is not Packaging.DETACHED:
         raise SiegelError(Code.BAD_REQUEST, "a signature over a digest only is detached: the content is not here")
-    if level is Level.B_T and timestamps is None:
-        raise SiegelError(Code.CONFIG, "B-T needs a time-stamping authority (setting tsa.clients)")
+    _check_level(level, timestamps)
     data_digest = content_digest if content is None else hashlib.new(digest.value, content).digest()
     assert data_digest is not None
     prepared = prepare_cades(key.chain, data_digest, digest)

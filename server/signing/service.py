@@ -20,9 +20,10 @@ from server.config import Settings
 from server.pki.ca import ROOT, CertificateAuthorityService
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
-from server.signing.cades import (Level, Packaging, Prepared, SigningKey, assemble_cades, check_signature_value,
-                                  prepare_cades, sign_cades)
+from server.signing.cades import (Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades,
+                                  sign_cades)
 from server.signing.keysource import DigestAlgorithm, KeySource
+from server.signing.levels import Level, Packaging
 
 
 PREPARED_FOR = timedelta(minutes=15)  # how long a prepared two-step signature waits for its value

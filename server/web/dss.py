@@ -32,7 +32,7 @@ from twisted.web.server import Request
 from twisted.web.wsgi import WSGIResource
 
 from server.config import Settings
-from server.signing.cades import Packaging
+from server.signing.levels import Packaging
 from server.signing.service import SigningService
 from server.web.dss_sign import parse_sign_request, sign_response
 from server.errors import KINDS, Code, SiegelError

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from server.errors import KINDS, Code, SiegelError
-from server.signing.cades import Level
+from server.signing.levels import Level
 from server.signing.keysource import DigestAlgorithm
 from server.web.soap import DSS_NS, dss_result
 

@@ -12,7 +12,7 @@ from twisted.web import resource
 
 from server import __version__
 from server.errors import Code, SiegelError
-from server.signing.cades import Level, Packaging
+from server.signing.levels import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
 from server.signing.service import SigningService
 from server.web import openapi

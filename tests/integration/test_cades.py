@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
 from server.identity.users import UserService
-from server.signing.cades import Level, Packaging, SigningKey, sign_cades
+from server.signing.cades import SigningKey, sign_cades
+from server.signing.levels import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
 from tests.fixtures.pki import Pki, make_pki, pki_settings
 from tests.fixtures.tsa import ReferenceTsa
