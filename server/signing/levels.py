@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -24,3 +25,20 @@ class Packaging(StrEnum):
     DETACHED = "detached"  # beside the data (the data, or only its digest, is elsewhere)
     ENVELOPING = "enveloping"  # the data inside the signature
     ENVELOPED = "enveloped"  # the signature inside the data (XML)
+
+
+@dataclass(frozen=True)
+class ProductionPlace:
+    city: str | None = None
+    postal_code: str | None = None
+    country: str | None = None  # ISO 3166 code or name
+
+
+@dataclass(frozen=True)
+class SignatureProperties:
+    """What a signer may claim in the signed properties/attributes of any format (DSS ``Properties``)."""
+
+    claimed_role: str | None = None
+    commitment_type: str | None = None  # an ETSI URI, e.g. http://uri.etsi.org/01903/v1.2.2#ProofOfApproval
+    production_place: ProductionPlace | None = None
+    reason: str | None = None  # PAdES /Reason; XAdES/CAdES: a commitment-type qualifier (or description)
