@@ -22,6 +22,7 @@ from server.jobs import JobSpec
 from server.pki.ca import CertificateAuthorityService
 from server.pki.ocsp import OcspResponder
 from server.pki.tsa import TimestampAuthority
+from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
 
 
@@ -79,6 +80,7 @@ class Services:
     ca: CertificateAuthorityService
     tsa: TimestampAuthority
     ocsp: OcspResponder
+    grants: SigningKeys
     signing: SigningService
 
     def close(self) -> None:
@@ -91,12 +93,13 @@ def build_services(settings: Settings) -> Services:
     audit = AuditLog(engine)
     hsm = Hsm(settings)
     ca = CertificateAuthorityService(engine, audit, settings, hsm.get, hsm_private_key)
+    grants = SigningKeys(engine, audit, ca)
     return Services(settings=settings, engine=engine, audit=audit,
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds),
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
                     ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
-                    signing=SigningService(settings, engine, ca, hsm.get, audit))
+                    grants=grants, signing=SigningService(settings, engine, ca, hsm.get, audit, grants))
 
 
 def scheduled_jobs(services: Services) -> list[JobSpec]:

@@ -19,6 +19,7 @@ from server.errors import Code, SiegelError
 if TYPE_CHECKING:
     from server.app import Services
     from server.db.models import Certificate
+    from server.signing.order import SignOrder
 
 # Exit codes follow sysexits.h, so scripts can tell the kinds of failure apart.
 EXIT_FAILED = 1
@@ -197,23 +198,70 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
-    from server.signing.levels import Level, Packaging
+def _signed_name(file: Path, order: SignOrder) -> Path:
+    """Where ``siegel sign`` writes by default, beside the (first) file."""
+    from server.signing.levels import Packaging
+    from server.signing.order import Format
 
-    try:
-        content = args.file.read_bytes()
-    except OSError as exc:
-        raise SiegelError(Code.BAD_REQUEST, f"{args.file}: {exc.strerror}") from None
-    packaging = Packaging(args.packaging)
-    out: Path = args.out or args.file.with_name(args.file.name + (".p7s" if packaging is Packaging.DETACHED
-                                                                  else ".p7m"))
+    if order.format is Format.ASIC:
+        return file.with_name(file.name + ".asice")
+    if order.format is Format.XADES:
+        return file.with_name(file.stem + ".signed.xml") if order.packaging is Packaging.ENVELOPED else \
+            file.with_name(file.name + ".xades.xml")
+    return file.with_name(file.name + (".p7s" if order.packaging is Packaging.DETACHED else ".p7m"))
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    import mimetypes
+
+    from server.signing.levels import Level, Packaging
+    from server.signing.order import Document, Format, SignOrder, is_xml_type
+
+    fmt = Format(args.format)
+    documents = []
+    for file in args.files:
+        try:
+            content = file.read_bytes()
+        except OSError as exc:
+            raise SiegelError(Code.BAD_REQUEST, f"{file}: {exc.strerror}") from None
+        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        documents.append(Document(file.name, content=content, mime_type=mime, is_xml=is_xml_type(mime)))
+    packaging = Packaging(args.packaging or ("enveloped" if fmt is Format.XADES else "detached"))
+    order = SignOrder(fmt, Level(args.level), packaging, tuple(documents), key_name=args.key,
+                      container_format=Format(args.container))
+    if len(documents) > 1 and fmt is not Format.ASIC:
+        raise SiegelError(Code.BAD_REQUEST, "several files are signed together in an ASiC-E container: --format asic")
+    out: Path = args.out or _signed_name(args.files[0], order)
     with _services(args) as services:
         user = services.users.find(args.as_user)
-        signature = services.signing.cades(user.user_id, user.name, Level(args.level), packaging, content=content)
+        (signed,) = services.signing.sign(user.user_id, user.name, order)
     partial = out.with_name(out.name + ".partial")
-    partial.write_bytes(signature)
-    partial.replace(out)  # the signature appears whole or not at all
-    print(f"signed {args.file} as {user.name}: CAdES {args.level} {packaging.value}, written to {out}")
+    partial.write_bytes(signed.data)
+    partial.replace(out)  # the result appears whole or not at all
+    names = ", ".join(str(f) for f in args.files)
+    print(f"signed {names} as {user.name}: {fmt.value.upper()} {args.level} {packaging.value}, written to {out}")
+    return 0
+
+
+def cmd_key_grant(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        services.grants.grant(args.label, args.user, "cli")
+    print(f"{args.user} may now sign with the key {args.label}")
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        services.grants.revoke(args.label, args.user, "cli")
+    print(f"{args.user} may no longer sign with the key {args.label}")
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        grants = services.grants.grants()
+    for label, user, granted_at in grants:
+        print(f"{label}\t{user}\t{granted_at:%Y-%m-%d %H:%M}Z")
     return 0
 
 
@@ -250,13 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     p.add_argument("--role", required=True, choices=["admin", "signer", "integration"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p = command("sign", cmd_sign, "sign a file with a user's HSM key (CAdES for now)")
-    p.add_argument("file", type=Path)
-    p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose key signs")
-    p.add_argument("--format", choices=["cades"], default="cades")
-    p.add_argument("--level", choices=["B-B", "B-T"], default="B-T")
-    p.add_argument("--packaging", choices=["detached", "enveloping"], default="detached")
-    p.add_argument("--out", type=Path, help="default FILE.p7s (detached) or FILE.p7m (enveloping)")
+    p = command("sign", cmd_sign, "sign files with a user's HSM key: CAdES, XAdES or an ASiC-E container")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose account signs")
+    p.add_argument("--key", metavar="LABEL", help="a key label granted to the account (default: its own key)")
+    p.add_argument("--format", choices=["cades", "xades", "asic"], default="cades")
+    p.add_argument("--container", choices=["xades", "cades"], default="xades", help="the signature inside ASiC-E")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"], default="B-T")
+    p.add_argument("--packaging", choices=["detached", "enveloping", "enveloped"],
+                   help="default: enveloped for XAdES, detached otherwise")
+    p.add_argument("--out", type=Path, help="default beside FILE: .p7s/.p7m (CAdES), .signed.xml/.xades.xml "
+                                            "(XAdES), .asice")
+
+    key = sub.add_parser("key", help="who may sign with which key").add_subparsers(dest="sub", required=True,
+                                                                                   metavar="SUB")
+    p = command("grant", cmd_key_grant, "let an account sign with a key that is not its own", key)
+    p.add_argument("label", help="the key label (see `siegel ca list`)")
+    p.add_argument("user")
+    p = command("revoke", cmd_key_revoke, "take a key grant away", key)
+    p.add_argument("label")
+    p.add_argument("user")
+    command("list", cmd_key_list, "every key grant", key)
 
     from server.pki.ca import REASONS
 

@@ -33,6 +33,7 @@ class ServerSettings:
     workers: int
     public_base_url: str
     max_request_bytes: int
+    max_streamed_bytes: int  # bodies that are hashed as they arrive (detached signing), never held
     max_xml_depth: int
     thread_pool_size: int
     shutdown_grace_seconds: float
@@ -109,6 +110,12 @@ class SigningSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    trust_roots: str  # comma-separated certificate files (PEM or DER) trusted beside the internal root
+    allow_fetching: bool  # fetch OCSP responses and CRLs named in certificates while verifying
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -123,6 +130,7 @@ class Settings:
     tsa: TsaSettings
     jobs: JobsSettings
     signing: SigningSettings
+    validation: ValidationSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -254,6 +262,8 @@ def _validate(s: Settings) -> None:
     need(re.match(r"^https?://[^/\s]+(/\S*)?$", s.server.public_base_url) is not None,
          "server.public_base_url", "an http:// or https:// URL such as http://127.0.0.1:8080")
     need(s.server.max_request_bytes >= 1024, "server.max_request_bytes", "a size in bytes of at least 1024")
+    need(s.server.max_streamed_bytes >= s.server.max_request_bytes, "server.max_streamed_bytes",
+         "a size in bytes of at least server.max_request_bytes")
     need(8 <= s.server.max_xml_depth <= 10000, "server.max_xml_depth", "a nesting depth from 8 to 10000")
     need(s.server.thread_pool_size >= 1, "server.thread_pool_size", "at least 1 thread")
     need(s.server.shutdown_grace_seconds >= 0, "server.shutdown_grace_seconds", "seconds, 0 or more")

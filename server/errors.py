@@ -12,6 +12,8 @@ from enum import Enum
 
 DSS_MAJOR = "urn:oasis:names:tc:dss:1.0:resultmajor:"
 DSS_MINOR = "urn:oasis:names:tc:dss:1.0:resultminor:"
+SIEGEL_MINOR = "urn:siegel:dss:1.0:resultminor:"
+"""Siegel's ResultMinor URIs where DSS core names none as specific."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ class Code(Enum):
 
 KINDS: dict[Code, ErrorKind] = {
     Code.BAD_REQUEST: ErrorKind(DSS_MAJOR + "RequesterError", None, 400, "Bad request"),
-    Code.MALFORMED_XML: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "GeneralError", 400, "Malformed XML"),
-    Code.HOSTILE_XML: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "GeneralError", 400, "Forbidden XML construct"),
-    Code.SCHEMA_INVALID: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "GeneralError", 400, "Request does not match the schema"),
+    Code.MALFORMED_XML: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "NotParseableXMLDocument", 400, "Malformed XML"),
+    Code.HOSTILE_XML: ErrorKind(DSS_MAJOR + "RequesterError", SIEGEL_MINOR + "ForbiddenXmlConstruct", 400, "Forbidden XML construct"),
+    Code.SCHEMA_INVALID: ErrorKind(DSS_MAJOR + "RequesterError", SIEGEL_MINOR + "RequestNotSchemaValid", 400, "Request does not match the schema"),
     Code.REQUEST_TOO_LARGE: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "GeneralError", 413, "Request too large"),
     Code.NOT_SUPPORTED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "NotSupported", 501, "Not supported"),
     Code.UNAUTHENTICATED: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "AuthenticationError", 401, "Authentication required"),
@@ -70,14 +72,20 @@ KINDS: dict[Code, ErrorKind] = {
 class SiegelError(Exception):
     """An error with a stable code and a message meant for the caller."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, minor: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.minor = minor  # a ResultMinor more specific than the code's
 
     @property
     def kind(self) -> ErrorKind:
         return KINDS[self.code]
+
+    @property
+    def result_minor(self) -> str | None:
+        """The DSS ResultMinor: the specific one given, else the code's."""
+        return self.minor or self.kind.minor
 
     def __str__(self) -> str:
         return self.message

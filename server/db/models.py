@@ -142,3 +142,14 @@ class Job(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_ok: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class KeyGrant(Base):
+    """An account may sign with a key that is not its own (a company seal, a department's key)."""
+
+    __tablename__ = "key_grants"
+
+    key_label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"), primary_key=True)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    granted_by: Mapped[str] = mapped_column(String(200), nullable=False)

@@ -15,13 +15,17 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import sessionmaker
 
 from adapters.timestamp.client import TimestampClient, client_from_settings
+from server import metrics
 from server.audit import AuditLog
 from server.config import Settings
 from server.pki.ca import ROOT, CertificateAuthorityService
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
-from server.signing.cades import (Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades,
-                                  sign_cades)
+from server.signing.cades import Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades
+from server.signing.engines import Signed, sign_asic_order, sign_document
+from server.signing.keys import SigningKeys
+from server.validation.trust import load_certificate_files
+from server.signing.order import Format, SignOrder
 from server.signing.keysource import DigestAlgorithm, KeySource
 from server.signing.levels import Level, Packaging
 
@@ -49,12 +53,14 @@ def check_chain(chain: tuple[bytes, ...]) -> None:
 
 class SigningService:
     def __init__(self, settings: Settings, engine: Engine, ca: CertificateAuthorityService,
-                 keys: Callable[[], KeySource], audit: AuditLog) -> None:
+                 keys: Callable[[], KeySource], audit: AuditLog, grants: SigningKeys) -> None:
         self._settings = settings
         self._ca = ca
         self._keys = keys
         self._audit = audit
         self._timestamps: TimestampClient | None = None
+        self._roots: tuple[bytes, ...] | None = None
+        self._grants = grants
         self._lock = threading.Lock()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -111,18 +117,32 @@ class SigningService:
         with self._sessions.begin() as session:
             session.execute(delete(SigningState).where(SigningState.expires_at <= datetime.now(timezone.utc)))
 
-    def cades(self, user_id: int, user_name: str, level: Level, packaging: Packaging, *,
-              content: bytes | None = None, content_digest: bytes | None = None,
-              digest: DigestAlgorithm = DigestAlgorithm.SHA256) -> bytes:
-        """A CAdES signature of ``content`` (or of its ``content_digest``) with the caller's own key;
-        audited with the content's digest."""
-        label = self._ca.signing_key_of(user_id)
+    def trust_roots(self) -> tuple[bytes, ...]:
+        """DER trust anchors: the internal root and the files of ``validation.trust_roots``."""
+        with self._lock:
+            if self._roots is None:
+                self._roots = (self._ca.ca_certificate_der(ROOT),) + tuple(
+                    load_certificate_files(self._settings, self._settings.validation.trust_roots))
+            return self._roots
+
+    def sign(self, user_id: int, user_name: str, order: SignOrder) -> list[Signed]:
+        """``order`` signed with the caller's own key or a key granted to it: one signature per
+        document, or one ASiC-E container over all; one audit entry per document."""
+        label = self._grants.key_for(user_id, order.key_name)
         keys = self._keys()
         key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
-        signature = sign_cades(key, content=content, content_digest=content_digest, digest=digest, level=level,
-                               packaging=packaging, timestamps=self._timestamp_client() if level is Level.B_T else None)
-        signed = content_digest if content is None else hashlib.new(digest.value, content).digest()
-        assert signed is not None
-        self._audit.append(user_name, "sign.cades", signed.hex(), digest_algorithm=digest.value, key_label=label,
-                           level=level.value, packaging=packaging.value, hash_only=content is None)
-        return signature
+        timestamps = self._timestamp_client() if order.level.at_least(Level.B_T) else None
+        roots = self.trust_roots() if order.level.at_least(Level.B_LT) else ()
+        if order.format is Format.ASIC:
+            signed = [sign_asic_order(key, order, timestamps, roots)]
+        else:
+            signed = [sign_document(key, order, document, timestamps, roots) for document in order.documents]
+        with self._sessions.begin() as session:
+            for document in order.documents:
+                algorithm, digest = document.digested(order.digest)
+                self._audit.append_in(session, user_name, f"sign.{order.format.value}", digest.hex(),
+                                      document=document.name, digest_algorithm=algorithm.value, key_label=label,
+                                      level=order.level.value,
+                                      packaging=order.packaging.value, hash_only=document.content is None)
+        metrics.SIGNATURES.labels(format=order.format.value).inc(len(signed))
+        return signed

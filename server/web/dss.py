@@ -32,7 +32,6 @@ from twisted.web.server import Request
 from twisted.web.wsgi import WSGIResource
 
 from server.config import Settings
-from server.signing.levels import Packaging
 from server.signing.service import SigningService
 from server.web.dss_sign import parse_sign_request, sign_response
 from server.errors import KINDS, Code, SiegelError
@@ -152,12 +151,11 @@ class DssService(Service):
         signing: SigningService = ctx.app.siegel_signing
         user_id, user_name = _principal(ctx)
         try:
-            order = parse_sign_request(request, ctx.app.siegel_default_level)
-            signature = signing.cades(user_id, user_name, order.level, Packaging.DETACHED, content=order.content,
-                                      content_digest=order.digest, digest=order.digest_algorithm)
+            order = parse_sign_request(request, ctx.app.siegel_default_level, ctx.app.siegel_max_depth)
+            signed = signing.sign(user_id, user_name, order)
         except SiegelError as exc:
-            return sign_response(request, SIEGEL_PROFILE, None, exc)
-        return sign_response(request, SIEGEL_PROFILE, signature)
+            return sign_response(request, SIEGEL_PROFILE, [], exc)
+        return sign_response(request, SIEGEL_PROFILE, signed)
 
     @rpc(RawElement, _returns=RawElement, _body_style="bare",
          _in_message_name=f"{{{DSS_NS}}}VerifyRequest", _out_message_name=f"{{{DSS_NS}}}VerifyResponse")
@@ -206,6 +204,7 @@ def build_wsgi_app(settings: Settings, schema_doc: etree._Element,
                       out_protocol=SiegelSoap11(settings.server.max_xml_depth))
     app.siegel_signing = signing  # what the operations call (spyne's services are classes without state)
     app.siegel_default_level = settings.signing.default_level
+    app.siegel_max_depth = settings.server.max_xml_depth
     app.event_manager.add_listener("method_call", _schema_validator(schema_doc))
     spyne_app = WsgiApplication(app, max_content_length=settings.server.max_request_bytes)
 

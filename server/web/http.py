@@ -7,6 +7,7 @@ JSON log line and the Prometheus counters per request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -14,6 +15,7 @@ import time
 import uuid
 import weakref
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 from twisted.internet import defer
 from twisted.web import http, server
@@ -28,6 +30,8 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 SOAP_PREFIXES = (b"/dss", b"/archive/s4", b"/soap/")
 SMALL_BODY_PREFIXES = (b"/tsa", b"/ocsp")  # a TimeStampReq or OCSPRequest has a few hundred bytes
 SMALL_BODY_LIMIT = 64 * 1024
+STREAMED_PATH = b"/api/v1/sign"  # with a detached format: the body is hashed as it arrives, never kept
+STREAMED_FORMATS = (b"cades", b"xades")
 KNOWN_ROUTES = {"dss", "api", "health", "metrics", "archive", "soap", "csc", "tsa", "ocsp", "crl", "ca", "portal"}
 
 
@@ -58,6 +62,44 @@ def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
     return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
 
 
+class DigestingBody:
+    """A request body sink that keeps only the digests of what was written (and its length)."""
+
+    def __init__(self) -> None:
+        self.hashes = {name: hashlib.new(name) for name in ("sha256", "sha384", "sha512")}
+        self.length = 0
+
+    def write(self, data: bytes) -> None:
+        for h in self.hashes.values():
+            h.update(data)
+        self.length += len(data)
+
+    def digest(self, name: str) -> bytes:
+        return self.hashes[name].digest()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def streamed(path: bytes) -> bool:
+    """Whether a request for ``path`` (with its query) gets a :class:`DigestingBody`: detached signing."""
+    route, _, query = path.partition(b"?")
+    if route.rstrip(b"/") != STREAMED_PATH:
+        return False
+    args = parse_qs(query)
+    return (args.get(b"format", [b"cades"])[-1] in STREAMED_FORMATS
+            and args.get(b"packaging", [b"detached"])[-1] == b"detached")
+
+
 class SiegelRequest(server.Request):
     """A request with an id, a streamed size limit and drain awareness."""
 
@@ -83,10 +125,19 @@ class SiegelRequest(server.Request):
         if not self._late:
             site.request_started(self)
         super().gotLength(length)
+        if self._streamed():
+            self.content.close()
+            self.content = DigestingBody()
+
+    def _streamed(self) -> bool:
+        return getattr(self.channel, "_command", b"") == b"POST" and streamed(getattr(self.channel, "_path", b"") or b"")
 
     def _limit(self) -> int:
         """The body size limit of this request's path."""
-        limit = int(self.channel.site.settings.server.max_request_bytes)
+        settings = self.channel.site.settings.server
+        if self._streamed():
+            return int(settings.max_streamed_bytes)
+        limit = int(settings.max_request_bytes)
         path = getattr(self.channel, "_path", b"") or b""
         return min(limit, SMALL_BODY_LIMIT) if path.startswith(SMALL_BODY_PREFIXES) else limit
 

@@ -14,14 +14,15 @@ from server import __version__
 from server.errors import Code, SiegelError
 from server.signing.levels import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
+from server.signing.engines import Signed
+from server.signing.order import Document, Format, SignOrder, is_xml_type
 from server.signing.service import SigningService
 from server.web import openapi
-from server.web.http import error_body, json_response, render_deferred
+from server.web.http import DigestingBody, error_body, json_response, render_deferred
 
 FORMATS = ("cades", "xades", "asic")
 DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
-CMS_TYPES = {Packaging.DETACHED: b"application/pkcs7-signature",
-             Packaging.ENVELOPING: b"application/pkcs7-mime; smime-type=signed-data"}
+DETACHED_CMS = b"application/pkcs7-signature"
 
 
 class _NotFound(resource.Resource):
@@ -73,14 +74,21 @@ class _SigningEndpoint(resource.Resource):
         raise NotImplementedError
 
 
-def _signed_in_thread(request: Any, call: Any, packaging: Packaging) -> Any:
-    """``call()`` off the reactor; its CMS answered with the packaging's content type."""
-    return threads.deferToThread(call).addCallback(lambda signature: _signed(request, signature, CMS_TYPES[packaging]))
+def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder) -> Any:
+    """``order`` signed off the reactor; the one result answered with its content type."""
+    principal = request.principal
+
+    def answer(signed: list[Signed]) -> bytes:
+        request.setHeader(b"x-siegel-signature-type", signed[0].signature_type.encode())
+        return _signed(request, signed[0].data, signed[0].mime_type.encode())
+
+    return threads.deferToThread(signing.sign, principal.user_id, principal.name, order).addCallback(answer)
 
 
 class Sign(_SigningEndpoint):
-    """``POST /api/v1/sign?format=cades&level=B-T&packaging=detached``: the body signed with the caller's key;
-    ``/api/v1/sign/prepare`` and ``/complete`` for keys outside Siegel."""
+    """``POST /api/v1/sign?format=cades|xades|asic&level=B-T&packaging=detached|enveloping|enveloped``: the
+    body signed with the caller's key (``key``: a key label granted to it); a detached CAdES or XAdES is made
+    from the body's digest, computed while it streams in. ``/prepare`` and ``/complete`` for outside keys."""
 
     isLeaf = False
 
@@ -93,32 +101,44 @@ class Sign(_SigningEndpoint):
         return _NotFound()
 
     def _start(self, request: Any) -> Any:
-        fmt = _choice(request, "format", "cades", FORMATS)
-        level = _choice(request, "level", "B-T", ("B-B", "B-T", "B-LT", "B-LTA"))
-        packaging = _choice(request, "packaging", "detached", ("detached", "enveloping", "enveloped"))
-        if fmt != "cades" or level not in tuple(Level) or packaging not in tuple(Packaging):
-            raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}, packaging={packaging} is not "
-                                                  "offered yet (CAdES B-B and B-T, detached or enveloping are)")
-        content = request.content.read()
-        if not content:
-            raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
-        principal = request.principal
-        return _signed_in_thread(request, lambda: self._signing.cades(
-            principal.user_id, principal.name, Level(level), Packaging(packaging), content=content),
-            Packaging(packaging))
+        fmt = Format(_choice(request, "format", "cades", FORMATS))
+        level = Level(_choice(request, "level", "B-T", tuple(Level)))
+        packaging = Packaging(_choice(request, "packaging", "detached", tuple(Packaging)))
+        digest = DIGESTS[_choice(request, "digestAlgorithm", "SHA-256", tuple(DIGESTS))]
+        name = _query(request, "name", "document")
+        mime = (request.getHeader(b"content-type") or b"application/octet-stream").decode("latin-1")
+        body = request.content
+        if isinstance(body, DigestingBody):
+            if not body.length:
+                raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
+            document = Document(name, digest=body.digest(digest.value), digest_algorithm=digest, mime_type=mime)
+        else:
+            content = body.read()
+            if not content:
+                raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
+            document = Document(name, content=content, mime_type=mime, is_xml=is_xml_type(mime))
+        order = SignOrder(fmt, level, packaging, (document,), key_name=_query(request, "key", "") or None,
+                          digest=digest, container_format=Format(_choice(request, "container", "xades",
+                                                                         ("xades", "cades"))))
+        return _signed_in_thread(request, self._signing, order)
 
 
 class SignHash(_SigningEndpoint):
     """``POST /api/v1/sign-hash`` with JSON ``{"digestAlgorithm": "SHA-256", "digest": "<base64>",
-    "format": "cades", "level": "B-T"}``: a detached signature over the digest; the document stays away."""
+    "format": "cades|xades", "level": "B-T"}``: a detached signature over the digest; the document stays away."""
 
     def _start(self, request: Any) -> Any:
         body = _json_object(request)
-        level, (digest_algorithm, digest) = _cades_level(body), _digest_of(body)
-        principal = request.principal
-        return _signed_in_thread(request, lambda: self._signing.cades(
-            principal.user_id, principal.name, level, Packaging.DETACHED, content_digest=digest,
-            digest=digest_algorithm), Packaging.DETACHED)
+        fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
+        if fmt not in ("cades", "xades") or level not in tuple(Level):
+            raise SiegelError(Code.BAD_REQUEST, f"format={fmt!r}, level={level!r}: expected format cades or xades "
+                                                "and level B-B, B-T, B-LT or B-LTA")
+        digest_algorithm, digest = _digest_of(body)
+        document = Document(str(body.get("name", "document")), digest=digest, digest_algorithm=digest_algorithm)
+        key = body.get("key")
+        order = SignOrder(Format(fmt), Level(level), Packaging.DETACHED, (document,),
+                          key_name=str(key) if key else None, digest=digest_algorithm)
+        return _signed_in_thread(request, self._signing, order)
 
 
 def _digest_of(body: dict[str, Any]) -> tuple[DigestAlgorithm, bytes]:
@@ -138,8 +158,9 @@ def _b64(value: Any, what: str) -> bytes:
 
 def _cades_level(body: dict[str, Any]) -> Level:
     fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
-    if fmt != "cades" or level not in tuple(Level):
-        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level} is not offered yet (CAdES B-B and B-T are)")
+    if fmt != "cades" or level not in ("B-B", "B-T"):
+        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}: two-step signing makes CAdES B-B "
+                                              "and B-T so far")
     return Level(level)
 
 
@@ -171,8 +192,8 @@ class SignComplete(_SigningEndpoint):
         body = _json_object(request)
         state_id, value = str(body.get("stateId", "")), _b64(body.get("signatureValue"), "signatureValue")
         principal = request.principal
-        return _signed_in_thread(request, lambda: self._signing.complete_cades(
-            principal.user_id, principal.name, state_id, value), Packaging.DETACHED)
+        return threads.deferToThread(self._signing.complete_cades, principal.user_id, principal.name, state_id,
+                                     value).addCallback(lambda cms: _signed(request, cms, DETACHED_CMS))
 
 
 def _json_object(request: Any) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def soap_fault_envelope(error: SiegelError) -> etree._Element:
     fault = etree.SubElement(body, f"{{{SOAP11_ENV}}}Fault")
     etree.SubElement(fault, "faultcode").text = f"soap:{side}"
     etree.SubElement(fault, "faultstring").text = error.message
-    etree.SubElement(fault, "detail").append(dss_result(kind.major, kind.minor, error.message))
+    etree.SubElement(fault, "detail").append(dss_result(kind.major, error.result_minor, error.message))
     return envelope
 
 

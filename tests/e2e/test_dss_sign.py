@@ -86,10 +86,10 @@ def _signature(response: etree._Element) -> bytes:
     return base64.b64decode(node.text)
 
 
-def _openssl_verifies(inst: SiegelInstance, tmp_path: Path, signature: bytes) -> None:
+def _openssl_verifies(inst: SiegelInstance, tmp_path: Path, signature: bytes, content: bytes = DOCUMENT) -> None:
     root = x509.load_der_x509_certificate(requests.get(inst.url + "/ca/ROOT.crt", timeout=10).content)
     (tmp_path / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    (tmp_path / "document.bin").write_bytes(DOCUMENT)
+    (tmp_path / "document.bin").write_bytes(content)
     (tmp_path / "signature.p7s").write_bytes(signature)
     done = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7s",
                            "-content", "document.bin", "-CAfile", "root.pem", "-purpose", "any", "-out", "/dev/null"],
@@ -136,16 +136,33 @@ def test_the_account_comes_from_authentication_not_from_a_header(siegel_server: 
     assert siegel_server.user in subjects
 
 
+MINOR = "urn:oasis:names:tc:dss:1.0:resultminor:"
+SIEGEL_MINOR = "urn:siegel:dss:1.0:resultminor:"
+DTD_XML = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'
+
+
+def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></order>") -> str:
+    return f'<dss:Document ID="{ident}"><dss:Base64XML>{base64.b64encode(content).decode()}</dss:Base64XML></dss:Document>'
+
+
 @pytest.mark.parametrize(("options", "documents", "major", "minor", "message"), [
-    (_options("urn:ietf:rfc:3275"), _document(), RESPONDER, NOT_SUPPORTED, "XAdES signatures are not offered yet"),
-    (_options("urn:example:unknown"), _document(), REQUESTER, None, "is unknown"),
-    (_options(None), _document(mime="application/xml"), RESPONDER, NOT_SUPPORTED, "XAdES or PAdES"),
-    (_options(form=LEVEL_URI.format("B-LT")), _document(), RESPONDER, NOT_SUPPORTED, "level B-LT is not offered yet"),
+    (_options("urn:example:unknown"), _document(), REQUESTER, SIEGEL_MINOR + "UnknownSignatureType", "is unknown"),
     (_options(form="urn:example:level"), _document(), REQUESTER, None, "expected an ETSI baseline level URI"),
-    (_options(), _document() + _document(), RESPONDER, NOT_SUPPORTED, "holds 2 documents"),
-    (_options(), _digest(bytes(20)), REQUESTER, None, "has 32 bytes, this one 20"),
-    (_options(), _digest(bytes(32), "http://www.w3.org/2000/09/xmldsig#sha1"), REQUESTER, None, "DigestMethod"),
-], ids=["xades", "unknown-type", "xml-by-mime", "b-lt", "unknown-level", "two-documents", "short-digest", "sha1"])
+    (_options(), _digest(bytes(20)), REQUESTER, SIEGEL_MINOR + "InvalidDigestValue", "has 32 bytes, this one 20"),
+    (_options(), _digest(bytes(32), "http://www.w3.org/2000/09/xmldsig#sha1"), REQUESTER,
+     SIEGEL_MINOR + "UnsupportedDigestMethod", "DigestMethod"),
+    ("<dss:OptionalInputs><dss:SignatureType>urn:ietf:rfc:3275</dss:SignatureType>"
+     '<dss:SignaturePlacement WhichDocument="hash" CreateEnvelopedSignature="true">'
+     "<dss:XPathFirstChildOf>/*</dss:XPathFirstChildOf></dss:SignaturePlacement></dss:OptionalInputs>",
+     _xml_document("order") + _digest(bytes(32)).replace("<dss:DocumentHash>", '<dss:DocumentHash ID="hash">'),
+     REQUESTER, MINOR + "ReferencedDocumentNotPresent", "is a DocumentHash"),
+    ("<dss:OptionalInputs><dss:KeySelector><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
+     "<ds:KeyName>ca-root</ds:KeyName></ds:KeyInfo></dss:KeySelector></dss:OptionalInputs>", _document(),
+     REQUESTER, MINOR + "KeyLookupFailed", "no key 'ca-root' this account may sign with"),
+    (_options(None), _xml_document("evil", DTD_XML), REQUESTER, MINOR + "NotParseableXMLDocument", "document 'evil'"),
+    (_options(), _document().replace("<dss:Document>", '<dss:Document RefURI="a.txt">') * 2, REQUESTER, None,
+     "the same name"),
+], ids=["unknown-type", "unknown-level", "short-digest", "sha1", "which-document", "foreign-key", "dtd", "same-name"])
 def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInstance, official: Any, options: str,
                                                       documents: str, major: str, minor: str | None,
                                                       message: str) -> None:
@@ -155,3 +172,30 @@ def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInsta
     if minor is not None:
         assert got_minor == minor
     assert response.find(f"{{{DSS_NS}}}SignatureObject") is None
+
+
+def test_base64_garbage_gets_a_specific_minor(siegel_server: SiegelInstance) -> None:
+    """The request is not schema-valid, so it is sent unchecked; libxml2 lets such base64 through, Siegel not."""
+    body = ('<dss:SignRequest><dss:InputDocuments><dss:Document><dss:Base64Data MimeType="text/plain">'
+            "!!no base64!!</dss:Base64Data></dss:Document></dss:InputDocuments></dss:SignRequest>")
+    r = requests.post(siegel_server.url + "/dss", data=envelope(body), headers=SOAP_HEADERS, auth=siegel_server.auth,
+                      timeout=30)
+    assert r.status_code == 200
+    result = parse_xml(r.content, max_depth=16).find(f".//{{{DSS_NS}}}Result")
+    assert result.findtext(f"{{{DSS_NS}}}ResultMajor") == REQUESTER
+    assert result.findtext(f"{{{DSS_NS}}}ResultMinor") == SIEGEL_MINOR + "NotBase64"
+    assert "Base64Data is not base64" in result.findtext(f"{{{DSS_NS}}}ResultMessage")
+
+
+def test_several_documents_are_signed_one_by_one(siegel_server: SiegelInstance, official: Any,
+                                                 tmp_path: Path) -> None:
+    second = b"Lieferschein 0815\n" * 10
+    documents = (_document().replace("<dss:Document>", '<dss:Document ID="first">')
+                 + _document(second).replace("<dss:Document>", '<dss:Document ID="second">'))
+    response = _sign(siegel_server, official, _options(form=LEVEL_URI.format("B-B")), documents)
+    assert _result(response)[0] == SUCCESS, _result(response)
+    batch = response.findall(f"{{{DSS_NS}}}OptionalOutputs/{{urn:siegel:dss:1.0}}SignedDocument")
+    assert [b.get("WhichDocument") for b in batch] == ["first", "second"]
+    for item, content in zip(batch, (DOCUMENT, second)):
+        signature = base64.b64decode(item.findtext(f"{{{DSS_NS}}}SignatureObject/{{{DSS_NS}}}Base64Signature"))
+        _openssl_verifies(siegel_server, tmp_path, signature, content)

@@ -92,11 +92,12 @@ def test_enveloping_b_b_returns_the_content_inside(
 
 
 @pytest.mark.parametrize(("query", "status", "message"), [
-    ("format=xades", 501, "not offered yet"),
-    ("level=B-LT", 501, "not offered yet"),
-    ("packaging=enveloped", 501, "not offered yet"),
+    ("packaging=enveloped", 400, "never enveloped"),
+    ("format=xades&packaging=enveloped", 400, "is not XML"),
+    ("key=ca-root", 404, "no key 'ca-root' this account may sign with"),
     ("packaging=sideways", 400, "expected one of detached, enveloping, enveloped"),
     ("format=pdf", 400, "expected one of cades, xades, asic"),
+    ("level=B-X", 400, "expected one of B-B, B-T, B-LT, B-LTA"),
 ])
 def test_what_is_not_offered_is_refused_as_problem_json(
         siegel_server: SiegelInstance, signer: tuple[str, str], query: str, status: int, message: str) -> None:
@@ -132,10 +133,10 @@ def test_sign_hash_the_document_never_reaches_the_server(
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
-    ({"digestAlgorithm": "SHA-256", "digest": base64.b64encode(bytes(20)).decode()}, 400, "has 32 bytes, not 20"),
+    ({"digestAlgorithm": "SHA-256", "digest": base64.b64encode(bytes(20)).decode()}, 400, "has 32 bytes, this one 20"),
     ({"digestAlgorithm": "MD5", "digest": ""}, 400, "expected one of SHA-256"),
     ({"digestAlgorithm": "SHA-256", "digest": "***"}, 400, "base64"),
-    ({"digestAlgorithm": "SHA-256", "digest": "", "format": "xades"}, 501, "not offered yet"),
+    ({"digestAlgorithm": "SHA-256", "digest": "", "format": "pades"}, 400, "expected format cades or xades"),
     ([1, 2], 400, "JSON object"),
 ])
 def test_sign_hash_refuses_bad_input(siegel_server: SiegelInstance, signer: tuple[str, str], body: object,

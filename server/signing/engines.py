@@ -1,0 +1,65 @@
+"""A :class:`SignOrder` through the format engines: which engine, which packaging, what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from adapters.timestamp.client import TimestampClient
+from server.errors import Code, SiegelError
+from server.signing.cades import SigningKey, sign_cades
+from server.signing.keysource import DigestAlgorithm
+from server.signing.levels import Packaging
+from server.signing.order import Document, Format, SignOrder
+
+CMS_URI = "urn:ietf:rfc:3369"
+XMLDSIG_URI = "urn:ietf:rfc:3275"
+ASIC_URI = "http://uri.etsi.org/19162/v1.1.1"
+ASIC_MIME = "application/vnd.etsi.asic-e+zip"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What signing one document (or one container) gives back."""
+
+    name: str  # the document's name (the container's for ASiC-E)
+    data: bytes
+    with_document: bool  # the document with the signature in it (enveloped XML, ASiC-E), else a signature
+    mime_type: str
+    signature_type: str  # the DSS SignatureType URI of the format
+
+
+def sign_document(key: SigningKey, order: SignOrder, document: Document, timestamps: TimestampClient | None,
+                  trust_roots: Sequence[bytes]) -> Signed:
+    if order.format is Format.CADES:
+        data = sign_cades(key, content=document.content, content_digest=document.digest, digest=_digest(order, document),
+                          level=order.level, packaging=order.packaging, timestamps=timestamps,
+                          trust_roots=trust_roots)
+        mime = "application/pkcs7-signature" if order.packaging is Packaging.DETACHED else \
+            "application/pkcs7-mime; smime-type=signed-data"
+        return Signed(document.name, data, False, mime, CMS_URI)
+    if order.format is Format.XADES:
+        from server.signing.xades import sign_xades
+
+        data = sign_xades(key, level=order.level, packaging=order.packaging, document=document.content,
+                          document_digest=document.digest, digest=_digest(order, document),
+                          document_name=document.name, mime_type=document.mime_type, properties=order.properties,
+                          timestamps=timestamps, trust_roots=trust_roots)
+        return Signed(document.name, data, order.packaging is Packaging.ENVELOPED, "application/xml", XMLDSIG_URI)
+    raise SiegelError(Code.NOT_SUPPORTED, f"{order.format.value} signatures are not offered yet")
+
+
+def _digest(order: SignOrder, document: Document) -> DigestAlgorithm:
+    """The order's digest algorithm, or that of a document given as a digest only."""
+    return order.digest if document.content is not None else document.digest_algorithm
+
+
+def sign_asic_order(key: SigningKey, order: SignOrder, timestamps: TimestampClient | None,
+                    trust_roots: Sequence[bytes]) -> Signed:
+    """One ASiC-E container over all documents of ``order``."""
+    from server.signing.asic import sign_asic
+
+    documents = [(d.name, d.content or b"", d.mime_type or "application/octet-stream") for d in order.documents]
+    data = sign_asic(key, documents, signature_format=order.container_format.value,  # type: ignore[arg-type]
+                     level=order.level, timestamps=timestamps, trust_roots=trust_roots, properties=order.properties)
+    return Signed("container.asice", data, True, ASIC_MIME, ASIC_URI)
