@@ -96,6 +96,7 @@ class SignatureReport:
     signature_algorithm: str | None = None
     timestamps: list[TimestampResult] = field(default_factory=list)
     scopes: list[SignedScope] = field(default_factory=list)
+    signature_value: bytes | None = None  # the raw signature value: identifies the signature in reports
 
     @property
     def signer_name(self) -> str | None:

@@ -1,0 +1,198 @@
+"""X.509 certificate validation of a signer (ETSI TS 119 102-1 building block, simplified).
+
+:func:`check_signer` builds a path from the signer's certificate over the given pool (the certificates a
+signature embeds) and, when ``trust.allow_fetching``, over certificates fetched from AIA, to one of
+``trust.roots``; it checks revocation with the given (embedded) OCSP responses and CRLs first and, when
+fetching is allowed, fetched OCSP responses, then CRLs (pyhanko-certvalidator, hard-fail). The rules:
+
+- no path to a trust anchor: INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND;
+- a certificate of the path revoked: PASSED when the proof of existence ``poe`` (the best signature time,
+  from a valid signature timestamp) is before the revocation time (TS 119 102-1 5.5, "validation process for
+  signatures with time"); otherwise INDETERMINATE/REVOKED_NO_POE (signer) or REVOKED_CA_NO_POE (a CA).
+  TOTAL-FAILED/REVOKED needs proof that the signature was made *after* the revocation (5.3.4: a content
+  timestamp later than the revocation); ``poe`` is an upper bound of the signing time only, so this function
+  never returns it. For a revoked CA with an earlier ``poe``, the path is validated again at ``poe``;
+- a certificate expired (or not yet valid) at ``at``: PASSED when ``poe`` lies inside its validity and the
+  path validates at ``poe`` with the given revocation values alone (no fetching: a CA may drop expired
+  certificates from its status services); otherwise INDETERMINATE/OUT_OF_BOUNDS_NO_POE
+  (NOT_YET_VALID for a certificate not valid yet at ``at`` and without such a ``poe``);
+- revocation status unknown or unreachable (nothing fresh, responder down): INDETERMINATE/TRY_LATER;
+- an algorithm no longer allowed: INDETERMINATE/CRYPTO_CONSTRAINTS_FAILURE_NO_POE; any other failure of
+  the path: INDETERMINATE/CERTIFICATE_CHAIN_GENERAL_FAILURE.
+
+Key usage is not checked here (signature constraints belong to the format verifier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (DisallowedAlgorithmError, ExpiredError, InsufficientRevinfoError,
+                                          NotYetValidError, PathBuildingError, PathValidationError,
+                                          RevokedError, ValidationError)
+from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+
+from server.validation.model import Indication, SubIndication, Trust
+
+FETCH_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """The verdict on the signer's certificate (TOTAL_PASSED: it was valid when the signature was made)."""
+
+    indication: Indication
+    sub_indication: SubIndication | None
+    chain: tuple[bytes, ...]  # DER, the signer first, up to the trust anchor (the signer alone without a path)
+    message: str
+    revocation: str  # which revocation data decided, e.g. "OCSP good, produced 2026-…, embedded"
+
+    @property
+    def passed(self) -> bool:
+        return self.indication is Indication.TOTAL_PASSED
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    signer: asn1_x509.Certificate
+    pool: tuple[asn1_x509.Certificate, ...]
+    roots: tuple[asn1_x509.Certificate, ...]
+    ocsps: tuple[bytes, ...]
+    crls: tuple[bytes, ...]
+
+
+def check_signer(signer: bytes, pool: Sequence[bytes], trust: Trust, *, at: datetime,
+                 ocsps: Sequence[bytes] = (), crls: Sequence[bytes] = (),
+                 poe: datetime | None = None) -> ChainResult:
+    """The signer's certificate validated at ``at`` against ``trust`` (rules in the module docstring).
+
+    Blocking (revocation fetching): call it off the reactor thread."""
+    inputs = _Inputs(asn1_x509.Certificate.load(signer), tuple(asn1_x509.Certificate.load(d) for d in pool),
+                     tuple(asn1_x509.Certificate.load(d) for d in trust.roots), tuple(ocsps), tuple(crls))
+    if not inputs.roots:
+        return ChainResult(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, (signer,),
+                           "no trust anchor is configured", "not checked")
+    return asyncio.run(_check(inputs, trust.allow_fetching, _utc(at), None if poe is None else _utc(poe)))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+async def _check(inputs: _Inputs, fetching: bool, at: datetime, poe: datetime | None) -> ChainResult:
+    context = _context(inputs, at, fetching, retroactive=False)
+    subject = inputs.signer.subject.human_friendly
+    try:
+        path = await _validate(inputs, context)
+    except PathBuildingError as exc:
+        return ChainResult(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+                           (inputs.signer.dump(),), f"no chain from {subject} to a trust anchor: {exc}", "not checked")
+    except RevokedError as exc:
+        return await _revoked(inputs, exc, poe, context)
+    except (ExpiredError, NotYetValidError) as exc:
+        return await _out_of_bounds(inputs, exc, poe)
+    except InsufficientRevinfoError as exc:
+        return _failed(exc, SubIndication.TRY_LATER, f"the revocation status is not known: {exc.failure_msg}",
+                       "unknown")
+    except DisallowedAlgorithmError as exc:
+        return _failed(exc, SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE, exc.failure_msg, "not checked")
+    except PathValidationError as exc:
+        return _failed(exc, SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE, exc.failure_msg, "not checked")
+    except ValidationError as exc:
+        return ChainResult(Indication.INDETERMINATE, SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE,
+                           (inputs.signer.dump(),), exc.failure_msg, "not checked")
+    return ChainResult(Indication.TOTAL_PASSED, None, _chain(path), f"{subject} is valid at {at.isoformat()}",
+                       _revocation_used(inputs, context))
+
+
+def _context(inputs: _Inputs, moment: datetime, fetching: bool, *, retroactive: bool) -> ValidationContext:
+    backend = RequestsFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS) if fetching else None
+    return ValidationContext(trust_roots=list(inputs.roots), other_certs=list(inputs.pool), moment=moment,
+                             allow_fetching=fetching, revocation_mode="hard-fail", ocsps=list(inputs.ocsps),
+                             crls=list(inputs.crls), retroactive_revinfo=retroactive, fetcher_backend=backend)
+
+
+async def _validate(inputs: _Inputs, context: ValidationContext) -> ValidationPath:
+    validator = CertificateValidator(inputs.signer, intermediate_certs=list(inputs.pool), validation_context=context)
+    return await validator.async_validate_path()
+
+
+def _chain(path: ValidationPath) -> tuple[bytes, ...]:
+    """DER of the path, the signer first (pyhanko-certvalidator iterates from the anchor)."""
+    return tuple(reversed([cert.dump() for cert in path]))
+
+
+def _failed(exc: PathValidationError, sub: SubIndication, message: str, revocation: str) -> ChainResult:
+    return ChainResult(Indication.INDETERMINATE, sub, _chain(exc.original_path), message, revocation)
+
+
+async def _revoked(inputs: _Inputs, exc: RevokedError, poe: datetime | None,
+                   context: ValidationContext) -> ChainResult:
+    revocation = f"revoked at {exc.revocation_dt.isoformat()} ({exc.reason.human_friendly})"
+    if poe is None or poe >= exc.revocation_dt:
+        sub = SubIndication.REVOKED_NO_POE if exc.is_ee_cert else SubIndication.REVOKED_CA_NO_POE
+        proof = "no proof of existence" if poe is None else f"the proof of existence {poe.isoformat()} is not"
+        return _failed(exc, sub, f"{exc.failure_msg} There is {proof} before the revocation.", revocation)
+    note = (f"{exc.failure_msg} The signature existed before, at {poe.isoformat()} (proof of existence), "
+            "when the certificate was not revoked.")
+    if exc.is_ee_cert:  # the CA certificates above it were validated before the signer's revocation check
+        return ChainResult(Indication.TOTAL_PASSED, None, _chain(exc.original_path), note,
+                           f"{_revocation_used(inputs, context)}; {revocation}")
+    return await _at_poe(inputs, poe, note, revocation, SubIndication.REVOKED_CA_NO_POE, fetching=True)
+
+
+async def _out_of_bounds(inputs: _Inputs, exc: ExpiredError | NotYetValidError, poe: datetime | None) -> ChainResult:
+    sub = SubIndication.OUT_OF_BOUNDS_NO_POE if isinstance(exc, ExpiredError) else SubIndication.NOT_YET_VALID
+    if poe is None:
+        return _failed(exc, sub, f"{exc.failure_msg}; there is no proof of existence within its validity",
+                       "not checked")
+    note = f"{exc.failure_msg}; the signature existed at {poe.isoformat()} (proof of existence)"
+    return await _at_poe(inputs, poe, note, "embedded values only", sub, fetching=False)
+
+
+async def _at_poe(inputs: _Inputs, poe: datetime, note: str, revocation: str, otherwise: SubIndication, *,
+                  fetching: bool) -> ChainResult:
+    """The path validated again at ``poe`` (revocation values issued later accepted): PASSED or ``otherwise``."""
+    context = _context(inputs, poe, fetching, retroactive=True)
+    try:
+        path = await _validate(inputs, context)
+    except PathValidationError as exc:
+        return _failed(exc, otherwise, f"{note}, but the path does not validate then: {exc.failure_msg}", revocation)
+    except (PathBuildingError, ValidationError) as exc:
+        return ChainResult(Indication.INDETERMINATE, otherwise, (inputs.signer.dump(),),
+                           f"{note}, but the path does not validate then: {exc}", revocation)
+    return ChainResult(Indication.TOTAL_PASSED, None, _chain(path), f"{note}, and the path is valid then",
+                       f"{_revocation_used(inputs, context)}; {revocation}")
+
+
+def _revocation_used(inputs: _Inputs, context: ValidationContext) -> str:
+    """Which revocation value speaks for the signer: an OCSP response for its serial, else its issuer's CRL."""
+    serial, issuer = inputs.signer.serial_number, inputs.signer.issuer
+    for response in context.ocsps:
+        single = _single_response(response, serial)
+        if single is not None:
+            produced = response.basic_ocsp_response["tbs_response_data"]["produced_at"].native
+            origin = "embedded" if response.dump() in inputs.ocsps else "fetched"
+            return f"OCSP {single['cert_status'].name}, produced {produced.isoformat()}, {origin}"
+    for crl in context.crls:
+        if crl.issuer == issuer:
+            origin = "embedded" if crl.dump() in inputs.crls else "fetched"
+            update = crl["tbs_cert_list"]["this_update"].native
+            return f"CRL of {issuer.human_friendly}, this update {update.isoformat()}, {origin}"
+    return "none needed"
+
+
+def _single_response(response: asn1_ocsp.OCSPResponse, serial: int) -> asn1_ocsp.SingleResponse | None:
+    if response["response_status"].native != "successful":
+        return None
+    for single in response.basic_ocsp_response["tbs_response_data"]["responses"]:
+        if single["cert_id"]["serial_number"].native == serial:
+            return single
+    return None

@@ -1,0 +1,210 @@
+"""verify_cades on real CAdES signatures of users' HSM keys, against the online test PKI (OCSP, CRL, TSA).
+
+Every report made here is also written as TS 119 102-2 XML and validated against the official XSD when
+``../shared/standards`` is present (tests/unit/test_validation_report.py says so by skipping where it is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from adapters.timestamp.client import TimestampClient, endpoint_from_url
+from server.identity.users import UserService
+from server.signing import cades
+from server.signing.cades import SigningKey, sign_cades
+from server.signing.keysource import DigestAlgorithm
+from server.signing.levels import Level, Packaging
+from server.validation.cades import verify_cades
+from server.validation.model import Indication, SignatureReport, SubIndication, Trust, ValidationReport
+from server.validation.report import to_etsi_xml
+from server.xmlsafe import parse_trusted_file, parse_xml
+from tests.conftest import SHARED
+from tests.fixtures.pki import OnlinePki, Pki
+
+pytestmark = pytest.mark.integration
+
+DOCUMENT = b"Kaufvertrag zwischen der Muster GmbH und der Beispiel AG\n" * 40
+XSD = SHARED / "standards" / "TS119102-2-v122.xsd"
+_SCHEMA: list[etree.XMLSchema] = []
+
+
+def _user_key(pki: Pki, name: str) -> tuple[SigningKey, str]:
+    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
+    cert = pki.ca.issue_user(name, "test")
+    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label))), cert.serial
+
+
+def _root(pki: Pki) -> bytes:
+    return pki.ca.ca_certificate_der("ROOT")
+
+
+def _trust(pki: Pki, **kwargs: object) -> Trust:
+    return Trust((_root(pki),), **kwargs)  # type: ignore[arg-type]
+
+
+def _tsa(pki: OnlinePki) -> TimestampClient:
+    return TimestampClient([endpoint_from_url(pki.url + "/tsa", (pki.ca.ca_certificates()["ROOT"],))], 10, 0)
+
+
+def _verify(signature: bytes, trust: Trust, **kwargs: object) -> SignatureReport:
+    """The one report of a one-signer signature, whose XML must be valid against TS 119 102-2."""
+    reports = verify_cades(signature, trust, **kwargs)  # type: ignore[arg-type]
+    _assert_valid_xml(reports)
+    assert len(reports) == 1, reports
+    return reports[0]
+
+
+def _assert_valid_xml(reports: list[SignatureReport]) -> None:
+    if not XSD.is_file():
+        return
+    if not _SCHEMA:
+        _SCHEMA.append(etree.XMLSchema(parse_trusted_file(XSD)))
+    document = parse_xml(to_etsi_xml(ValidationReport(reports, datetime.now(timezone.utc))), max_depth=50)
+    assert _SCHEMA[0].validate(document), _SCHEMA[0].error_log
+
+
+def _other_root() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Unrelated Root")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    return cert.public_bytes(Encoding.DER)
+
+
+def _flip_signature_byte(signature: bytes) -> bytes:
+    value = cms.ContentInfo.load(signature)["content"]["signer_infos"][0]["signature"].native
+    at = signature.rindex(value) + len(value) // 2
+    return signature[:at] + bytes([signature[at] ^ 0x01]) + signature[at + 1:]
+
+
+def test_b_b_and_b_t_detached_and_enveloping_pass_with_our_root(pki_online: OnlinePki) -> None:
+    key, _ = _user_key(pki_online, "anna")
+    tsa = _tsa(pki_online)
+    for level in (Level.B_B, Level.B_T):
+        for packaging in (Packaging.DETACHED, Packaging.ENVELOPING):
+            signature = sign_cades(key, content=DOCUMENT, level=level, packaging=packaging,
+                                   timestamps=tsa if level is Level.B_T else None)
+            given = DOCUMENT if packaging is Packaging.DETACHED else None
+            report = _verify(signature, _trust(pki_online), content=given, name="kaufvertrag.txt")
+            case = f"{level} {packaging}: {report.messages}"
+            assert report.indication is Indication.TOTAL_PASSED and report.sub_indication is None, case
+            assert report.format == "CAdES" and report.level == level.value, case
+            assert report.chain[0] == key.chain[0] and report.chain[-1] == _root(pki_online), case
+            assert report.signer_certificate == key.chain[0] and report.claimed_signing_time is not None
+            (scope,) = report.scopes
+            assert (scope.name, scope.scope, scope.digest) == ("kaufvertrag.txt", "FULL",
+                                                              hashlib.sha256(DOCUMENT).digest())
+            assert report.digest_algorithm == "sha256" and report.signature_algorithm == "sha256_ecdsa"
+            assert any(m.startswith("revocation: OCSP good") for m in report.messages), case
+            if level is Level.B_T:
+                (stamp,) = report.timestamps
+                assert stamp.valid and stamp.kind == "signature" and stamp.time is not None, stamp
+                assert report.best_signature_time == stamp.time
+                assert abs(stamp.time - datetime.now(timezone.utc)) < timedelta(minutes=1)
+            else:
+                assert report.timestamps == [] and report.best_signature_time is None
+
+
+def test_a_signature_over_a_digest_is_checked_against_the_digest(pki_online: OnlinePki) -> None:
+    key, _ = _user_key(pki_online, "dora")
+    digest = hashlib.sha384(DOCUMENT).digest()
+    signature = sign_cades(key, content_digest=digest, digest=DigestAlgorithm.SHA384)
+    report = _verify(signature, _trust(pki_online), content_digest=("SHA-384", digest))
+    assert report.indication is Indication.TOTAL_PASSED, report.messages
+    assert report.scopes[0].scope == "DIGEST" and report.scopes[0].digest == digest
+    assert _verify(signature, _trust(pki_online), content=DOCUMENT).indication is Indication.TOTAL_PASSED
+
+    other = _verify(signature, _trust(pki_online), content_digest=("sha256", hashlib.sha256(DOCUMENT).digest()))
+    assert (other.indication, other.sub_indication) == (Indication.INDETERMINATE, SubIndication.SIGNED_DATA_NOT_FOUND)
+    assert "sha256" in other.messages[0] and "sha384" in other.messages[0]
+
+
+def test_tampered_content_and_a_flipped_signature_byte_fail(pki_online: OnlinePki) -> None:
+    key, _ = _user_key(pki_online, "bert")
+    signature = sign_cades(key, content=DOCUMENT, level=Level.B_T, timestamps=_tsa(pki_online))
+
+    tampered = _verify(signature, _trust(pki_online), content=DOCUMENT + b"!")
+    assert (tampered.indication, tampered.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE)
+    assert "message-digest" in tampered.messages[0]
+
+    flipped = _verify(_flip_signature_byte(signature), _trust(pki_online), content=DOCUMENT)
+    assert (flipped.indication, flipped.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE)
+    assert flipped.signer_certificate == key.chain[0]
+
+
+def test_a_foreign_root_finds_no_chain_and_a_detached_signature_needs_its_content(pki_online: OnlinePki) -> None:
+    key, _ = _user_key(pki_online, "carl")
+    signature = sign_cades(key, content=DOCUMENT)
+
+    untrusted = _verify(signature, Trust((_other_root(),)), content=DOCUMENT)
+    assert (untrusted.indication, untrusted.sub_indication) == (Indication.INDETERMINATE,
+                                                                SubIndication.NO_CERTIFICATE_CHAIN_FOUND)
+    assert untrusted.chain == [key.chain[0]]
+
+    missing = _verify(signature, _trust(pki_online))
+    assert (missing.indication, missing.sub_indication) == (Indication.INDETERMINATE,
+                                                            SubIndication.SIGNED_DATA_NOT_FOUND)
+    assert missing.scopes == [] and "no content" in missing.messages[0]
+
+
+def test_revoked_after_signing_passes_with_a_timestamp_and_is_indeterminate_without(pki_online: OnlinePki) -> None:
+    key, serial = _user_key(pki_online, "emil")
+    b_b = sign_cades(key, content=DOCUMENT)
+    b_t = sign_cades(key, content=DOCUMENT, level=Level.B_T, timestamps=_tsa(pki_online))
+    time.sleep(1.1)  # the revocation time must lie after the timestamp's genTime (both in whole seconds)
+    pki_online.ca.revoke(serial, "keyCompromise", "test")
+
+    without = _verify(b_b, _trust(pki_online), content=DOCUMENT)
+    assert (without.indication, without.sub_indication) == (Indication.INDETERMINATE, SubIndication.REVOKED_NO_POE)
+    assert "revoked" in without.messages[0] and "no proof of existence" in without.messages[0]
+
+    with_poe = _verify(b_t, _trust(pki_online), content=DOCUMENT)
+    assert with_poe.indication is Indication.TOTAL_PASSED, with_poe.messages
+    assert with_poe.best_signature_time is not None and "proof of existence" in with_poe.messages[1]
+    assert any("OCSP revoked" in m for m in with_poe.messages)
+
+
+def test_b_lt_and_b_lta_round_trip_passes_after_revocation_and_offline(pki_online: OnlinePki) -> None:
+    if Level.B_LT not in cades.LEVELS:
+        pytest.skip("server.signing.cades does not make B-LT yet")
+    key, serial = _user_key(pki_online, "frieda")
+    roots = [_root(pki_online)]
+    b_lt = sign_cades(key, content=DOCUMENT, level=Level.B_LT, timestamps=_tsa(pki_online), trust_roots=roots)
+    b_lta = sign_cades(key, content=DOCUMENT, level=Level.B_LTA, timestamps=_tsa(pki_online), trust_roots=roots,
+                       packaging=Packaging.ENVELOPING)
+    offline = _verify(b_lt, _trust(pki_online, allow_fetching=False), content=DOCUMENT)
+    assert offline.indication is Indication.TOTAL_PASSED and offline.level == "B-LT", offline.messages
+    assert any(m.startswith("revocation: OCSP good") and m.endswith("embedded") for m in offline.messages)
+
+    time.sleep(1.1)
+    pki_online.ca.revoke(serial, "keyCompromise", "test")
+    for signature, level in ((b_lt, "B-LT"), (b_lta, "B-LTA")):
+        report = _verify(signature, _trust(pki_online), content=DOCUMENT if level == "B-LT" else None)
+        assert report.indication is Indication.TOTAL_PASSED, (level, report.messages)
+        assert report.level == level
+    lta = _verify(b_lta, _trust(pki_online, allow_fetching=False))
+    assert lta.indication is Indication.TOTAL_PASSED and lta.level == "B-LTA", lta.messages
+    (archive,) = [t for t in lta.timestamps if t.kind == "archive"]
+    assert archive.valid and "archive-time-stamp-v3" in archive.message
+
+
+@pytest.mark.parametrize("garbage", [b"", b"garbage", b"\x30\x03\x02\x01\x01", b"\x30\x80" + b"\x00" * 10,
+                                     bytes.fromhex("300f06092a864886f70d010701a0020400")])
+def test_anything_that_is_no_cms_signature_is_a_format_failure(garbage: bytes) -> None:
+    (report,) = verify_cades(garbage, Trust((_other_root(),)), content=DOCUMENT)
+    assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
+    assert report.messages and report.level is None
+    _assert_valid_xml([report])
