@@ -1,11 +1,15 @@
-"""CAdES (ETSI EN 319 122) baseline signatures, B-B and B-T, detached or enveloping.
+"""CAdES (ETSI EN 319 122-1) baseline signatures B-B, B-T, B-LT and B-LTA, detached or enveloping.
 
 Hash → sign → assemble: :func:`prepare_cades` builds the signed attributes (content-type,
 message-digest, signing-time, signing-certificate-v2) with pyHanko; the digest of their DER
 (:attr:`Prepared.to_be_signed`) is signed by a key source, ours or the caller's (two-step signing);
 :func:`assemble_cades` embeds the value with pyHanko's ``ExternalSigner`` and adds, for B-T, the
 signature-time-stamp from our RFC 3161 client (ordered TSAs, failover, every token checked) through
-:class:`ClientTimeStamper`. :func:`sign_cades` is the three steps with a key source of ours.
+:class:`ClientTimeStamper`; higher levels go through :func:`extend_cades`, which raises any CMS
+(ours or another producer's): B-LT puts the certificates and revocation values of the signer's and
+the TSAs' chains into ``SignedData.certificates`` and ``SignedData.crls``; B-LTA adds an
+archive-time-stamp-v3 with its ats-hash-index-v3 (EN 319 122-1 5.5.2, 5.5.3).
+:func:`sign_cades` is the three steps with a key source of ours.
 
 pyHanko's API is asyncio; these functions run it to completion and belong off the reactor thread.
 """
@@ -14,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from asn1crypto import algos, cms
+from asn1crypto import algos, cms, core, crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from pyhanko.sign.ades.asn1_util import register_cms_attribute
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -30,8 +36,35 @@ from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
 from server.signing.keysource import DigestAlgorithm, KeySource, SignatureScheme
 from server.signing.levels import Level, Packaging
+from server.signing.validation_data import ValidationData, collect_validation_data
 
-LEVELS = (Level.B_B, Level.B_T)  # what this engine produces so far
+LEVELS = tuple(Level)  # what this engine produces: every baseline level
+
+ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"  # id-aa-ets-archiveTimestampV3
+ATS_HASH_INDEX_V3 = "0.4.0.19122.1.5"  # id-aa-ATSHashIndex-v3
+_TIMESTAMP_ATTRIBUTES = ("signature_time_stamp_token", "archive_time_stamp_v3")
+_COVERED_SIGNER_INFO_FIELDS = ("version", "sid", "digest_algorithm", "signed_attrs", "signature_algorithm",
+                               "signature")  # EN 319 122-1 5.5.3 item 3, in their order of appearance
+
+
+class _Hashes(core.SequenceOf):
+    _child_spec = core.OctetString
+
+
+class ATSHashIndexV3(core.Sequence):
+    """EN 319 122-1 5.5.2. ``hashIndAlgorithm`` (DEFAULT sha256) is always written, as EU DSS does and
+    expects when it rebuilds the index; an index of another producer that omits it does not parse here."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's convention
+        ("hash_ind_algorithm", algos.DigestAlgorithm),
+        ("certificates_hash_index", _Hashes),
+        ("crls_hash_index", _Hashes),
+        ("unsigned_attr_values_hash_index", _Hashes),
+    ]
+
+
+register_cms_attribute(ARCHIVE_TIME_STAMP_V3, "archive_time_stamp_v3", cms.ContentInfo)
+register_cms_attribute(ATS_HASH_INDEX_V3, "ats_hash_index_v3", ATSHashIndexV3)
 
 
 @dataclass(frozen=True)
@@ -105,23 +138,32 @@ def check_signature_value(prepared: Prepared, value: bytes) -> None:
 
 
 def assemble_cades(prepared: Prepared, value: bytes, *, level: Level = Level.B_B,
-                   timestamps: TimestampClient | None = None, content: bytes | None = None) -> bytes:
-    """Step 3: the CMS with the signature value (and, for B-T, a signature timestamp); ``content``
-    inside for an enveloping signature."""
-    _check_level(level, timestamps)
-    stamper = ClientTimeStamper(timestamps) if level is Level.B_T and timestamps is not None else None
+                   timestamps: TimestampClient | None = None, content: bytes | None = None,
+                   trust_roots: Sequence[bytes] = ()) -> bytes:
+    """Step 3: the CMS with the signature value, raised to ``level``; ``content`` inside for an
+    enveloping signature. A detached B-LTA needs the content: assemble B-T (or B-LT) and
+    :func:`extend_cades` it with the content."""
+    _check_level(level, timestamps, trust_roots)
+    if level is Level.B_LTA and content is None:
+        raise SiegelError(Code.NOT_SUPPORTED, "a detached B-LTA needs the signed content for its archive timestamp: "
+                                              "assemble B-T, then extend_cades(..., content=...)")
+    stamper = ClientTimeStamper(timestamps) if level.at_least(Level.B_T) and timestamps is not None else None
     encap = None if content is None else cms.ContentInfo({"content_type": "data", "content": content})
     signed = asyncio.run(_signer(prepared.chain, prepared.digest, value).async_sign_prescribed_attributes(
         prepared.digest.value, cms.CMSAttributes.load(prepared.signed_attrs), timestamper=stamper,
         encap_content_info=encap))
-    return bytes(signed.dump())
+    der = bytes(signed.dump())
+    if not level.at_least(Level.B_LT):
+        return der
+    return extend_cades(der, level, timestamps=timestamps, trust_roots=trust_roots)
 
 
-def _check_level(level: Level, timestamps: TimestampClient | None) -> None:
-    if level not in LEVELS:
-        raise SiegelError(Code.NOT_SUPPORTED, f"CAdES {level} is not offered yet ({', '.join(LEVELS)} are)")
-    if level is Level.B_T and timestamps is None:
-        raise SiegelError(Code.CONFIG, "B-T needs a time-stamping authority (setting tsa.clients)")
+def _check_level(level: Level, timestamps: TimestampClient | None, trust_roots: Sequence[bytes]) -> None:
+    if level.at_least(Level.B_T) and timestamps is None:
+        raise SiegelError(Code.CONFIG, f"{level} needs a time-stamping authority (setting tsa.clients)")
+    if level.at_least(Level.B_LT) and not trust_roots:
+        raise SiegelError(Code.CONFIG, f"{level} needs trust anchors to prove the signer's and the TSA's "
+                                       "certificates valid")
 
 
 class ClientTimeStamper(TimeStamper):
@@ -138,19 +180,223 @@ class ClientTimeStamper(TimeStamper):
 
 def sign_cades(key: SigningKey, *, content: bytes | None = None, content_digest: bytes | None = None,
                digest: DigestAlgorithm = DigestAlgorithm.SHA256, level: Level = Level.B_B,
-               packaging: Packaging = Packaging.DETACHED, timestamps: TimestampClient | None = None) -> bytes:
+               packaging: Packaging = Packaging.DETACHED, timestamps: TimestampClient | None = None,
+               trust_roots: Sequence[bytes] = ()) -> bytes:
     """A DER CMS ContentInfo signing ``content``, or (detached only) the given ``content_digest``:
-    prepare, sign in the key source, assemble."""
+    prepare, sign in the key source, assemble (and, for a detached B-LTA, extend with the content)."""
     if (content is None) == (content_digest is None):
         raise SiegelError(Code.BAD_REQUEST, "sign either the content or its digest")
     if packaging is Packaging.ENVELOPED:
         raise SiegelError(Code.BAD_REQUEST, "a CMS signature is detached or enveloping, never enveloped")
     if content_digest is not None and packaging is not Packaging.DETACHED:
         raise SiegelError(Code.BAD_REQUEST, "a signature over a digest only is detached: the content is not here")
-    _check_level(level, timestamps)
+    if content is None and level is Level.B_LTA:
+        raise SiegelError(Code.NOT_SUPPORTED, "CAdES B-LTA over a digest alone is not offered: the archive timestamp "
+                                              "covers the signed content itself; send the document, or sign B-LT "
+                                              "and extend it with the document later")
+    _check_level(level, timestamps, trust_roots)
     data_digest = content_digest if content is None else hashlib.new(digest.value, content).digest()
     assert data_digest is not None
     prepared = prepare_cades(key.chain, data_digest, digest)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
-    return assemble_cades(prepared, value, level=level, timestamps=timestamps,
+    if level is Level.B_LTA and packaging is Packaging.DETACHED:
+        signed = assemble_cades(prepared, value, level=Level.B_T, timestamps=timestamps)
+        return extend_cades(signed, level, timestamps=timestamps, trust_roots=trust_roots, content=content)
+    return assemble_cades(prepared, value, level=level, timestamps=timestamps, trust_roots=trust_roots,
                           content=content if packaging is Packaging.ENVELOPING else None)
+
+
+# ---------------------------------------------------------------- extension (B-T, B-LT, B-LTA)
+
+def extend_cades(signature: bytes, level: Level, *, timestamps: TimestampClient | None,
+                 trust_roots: Sequence[bytes], content: bytes | None = None) -> bytes:
+    """``signature`` (a DER CMS SignedData, ours or another producer's) raised to ``level`` for each of
+    its signers: a signature-time-stamp where there is none (B-T); the certificates and revocation
+    values of every signer's and every TSA's chain (B-LT); an archive-time-stamp-v3 (B-LTA; a detached
+    signature needs its ``content``). What is there stays; B-LTA on a B-LTA adds the next archive timestamp."""
+    _check_level(level, timestamps, trust_roots)
+    info = _content_info(signature)
+    signed_content = _signed_content(info["content"], content) if level is Level.B_LTA else b""
+    if timestamps is not None and level.at_least(Level.B_T):
+        info = _with_signature_timestamps(info, timestamps)
+    if level.at_least(Level.B_LT):
+        info = _with_validation_data(info, trust_roots)
+    if timestamps is not None and level is Level.B_LTA:
+        info = _with_archive_timestamps(info, timestamps, signed_content)
+    return bytes(info.dump())
+
+
+def _content_info(signature: bytes) -> cms.ContentInfo:
+    try:
+        info = cms.ContentInfo.load(signature)
+        if info["content_type"].native != "signed_data":
+            raise ValueError(f"content type {info['content_type'].native}")
+        if not len(info["content"]["signer_infos"]):
+            raise ValueError("no SignerInfo")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SiegelError(Code.BAD_REQUEST, f"the signature is not a CMS SignedData with a signer ({exc})") from None
+    return info
+
+
+def _reloaded(info: cms.ContentInfo) -> cms.ContentInfo:
+    """``info`` as encoded: what later steps hash is what the output carries (a SET OF gets sorted on encoding)."""
+    return cms.ContentInfo.load(info.dump())
+
+
+def _items(value: core.Asn1Value) -> list[core.Asn1Value]:
+    """The elements of an optional SET OF / SEQUENCE OF (none when it is absent)."""
+    return [] if isinstance(value, core.Void) else list(value)
+
+
+def _digest_of(signer_info: cms.SignerInfo) -> DigestAlgorithm:
+    """The signer's digest algorithm for its timestamps; SHA-256 when it used one we do not offer."""
+    try:
+        return DigestAlgorithm(signer_info["digest_algorithm"]["algorithm"].native)
+    except ValueError:
+        return DigestAlgorithm.SHA256
+
+
+def _add_unsigned(signer_info: cms.SignerInfo, type_: str, value: core.Asn1Value) -> None:
+    """``type_`` a name asn1crypto knows, or a dotted OID (names registered after its first use are not known)."""
+    attribute = cms.CMSAttribute({"type": type_, "values": [value]})
+    signer_info["unsigned_attrs"] = cms.CMSAttributes(_items(signer_info["unsigned_attrs"]) + [attribute])
+
+
+def _with_signature_timestamps(info: cms.ContentInfo, timestamps: TimestampClient) -> cms.ContentInfo:
+    for signer_info in info["content"]["signer_infos"]:
+        if any(a["type"].native == "signature_time_stamp_token" for a in _items(signer_info["unsigned_attrs"])):
+            continue
+        digest = _digest_of(signer_info)
+        token = timestamps.timestamp(hashlib.new(digest.value, signer_info["signature"].native).digest(), digest)
+        _add_unsigned(signer_info, "signature_time_stamp_token", cms.ContentInfo.load(token.token))
+    return _reloaded(info)
+
+
+def _certificates(signed_data: cms.SignedData) -> list[bytes]:
+    return [c.chosen.dump() for c in _items(signed_data["certificates"]) if c.name == "certificate"]
+
+
+def _chain_of(signer_info: cms.SignerInfo, certificates: Sequence[bytes]) -> list[bytes]:
+    """The certificate ``signer_info`` names first, then the other certificates (the path is built from them)."""
+    sid = signer_info["sid"]
+    for der in certificates:
+        cert = asn1_x509.Certificate.load(der)
+        if sid.name == "issuer_and_serial_number":
+            named = cert.issuer == sid.chosen["issuer"] and cert.serial_number == sid.chosen["serial_number"].native
+        else:
+            named = cert.key_identifier == sid.chosen.native
+        if named:
+            return [der] + [other for other in certificates if other != der]
+    raise SiegelError(Code.BAD_REQUEST, "a signer's certificate is not in the signature (nor in its timestamp)")
+
+
+def _timestamp_tokens(signer_info: cms.SignerInfo) -> list[cms.ContentInfo]:
+    return [value for attribute in _items(signer_info["unsigned_attrs"])
+            if attribute["type"].native in _TIMESTAMP_ATTRIBUTES for value in attribute["values"]]
+
+
+def _validation_data(signed_data: cms.SignedData, trust_roots: Sequence[bytes]) -> ValidationData:
+    """What proves every signer's certificate and every timestamp's TSA certificate valid now."""
+    certificates = _certificates(signed_data)
+    data = ValidationData((), (), ())
+    for signer_info in signed_data["signer_infos"]:
+        data += collect_validation_data(_chain_of(signer_info, certificates), trust_roots)
+        for token in _timestamp_tokens(signer_info):
+            token_data = token["content"]
+            chain = _chain_of(token_data["signer_infos"][0], _certificates(token_data) + certificates)
+            data += collect_validation_data(chain, trust_roots)
+    return data
+
+
+def _with_validation_data(info: cms.ContentInfo, trust_roots: Sequence[bytes]) -> cms.ContentInfo:
+    """B-LT: the certificates in ``SignedData.certificates``; CRLs (CertificateList) and OCSP responses
+    (``other``, id-ri-ocsp-response) in ``SignedData.crls``; each value once."""
+    signed_data = info["content"]
+    data = _validation_data(signed_data, trust_roots)
+    present = set(_certificates(signed_data))
+    signed_data["certificates"] = cms.CertificateSet(_items(signed_data["certificates"]) + [
+        cms.CertificateChoices(name="certificate", value=asn1_x509.Certificate.load(der))
+        for der in data.certificates if der not in present])
+    revocation = _items(signed_data["crls"])
+    known = {choice.dump() for choice in revocation}
+    revocation += [choice for choice in _revocation_choices(data) if choice.dump() not in known]
+    signed_data["crls"] = cms.RevocationInfoChoices(revocation)
+    if any(choice.name == "other" for choice in revocation):
+        signed_data["version"] = "v5"  # RFC 5652 5.1: other revocation formats make SignedData version 5
+    return _reloaded(info)
+
+
+def _revocation_choices(data: ValidationData) -> list[cms.RevocationInfoChoice]:
+    return [cms.RevocationInfoChoice(name="crl", value=crl.CertificateList.load(der)) for der in data.crls] + [
+        cms.RevocationInfoChoice(name="other", value={"other_rev_info_format": "ocsp_response",
+                                                      "other_rev_info": asn1_ocsp.OCSPResponse.load(der)})
+        for der in data.ocsps]
+
+
+def _signed_content(signed_data: cms.SignedData, content: bytes | None) -> bytes:
+    """The content the signers signed: the embedded one, else ``content``, which must be what every
+    signer's message-digest attribute names."""
+    embedded = signed_data["encap_content_info"]["content"]
+    data = content if isinstance(embedded, core.Void) else bytes(embedded)
+    if data is None:
+        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed content: a detached "
+                                              "signature is extended to B-LTA only with its content (a signature "
+                                              "over a digest alone cannot be)")
+    for signer_info in signed_data["signer_infos"]:
+        digests = [a["values"][0].native for a in _items(signer_info["signed_attrs"])
+                   if a["type"].native == "message_digest"]
+        algorithm = signer_info["digest_algorithm"]["algorithm"].native
+        if digests != [hashlib.new(algorithm, data).digest()]:
+            raise SiegelError(Code.BAD_REQUEST, "the content given is not the content the signature signs "
+                                                "(its message-digest differs)")
+    return data
+
+
+def ats_hash_index(signed_data: cms.SignedData, signer_info: cms.SignerInfo,
+                   digest: DigestAlgorithm) -> ATSHashIndexV3:
+    """EN 319 122-1 5.5.2: a hash of every CertificateChoices, every RevocationInfoChoice and, for every
+    unsigned attribute value, of the attribute's attrType followed by that AttributeValue (all as encoded)."""
+    def hashed(data: bytes) -> bytes:
+        return hashlib.new(digest.value, data).digest()
+
+    return ATSHashIndexV3({
+        "hash_ind_algorithm": {"algorithm": digest.value},
+        "certificates_hash_index": [hashed(c.dump()) for c in _items(signed_data["certificates"])],
+        "crls_hash_index": [hashed(r.dump()) for r in _items(signed_data["crls"])],
+        "unsigned_attr_values_hash_index": [hashed(a["type"].dump() + v.dump())
+                                            for a in _items(signer_info["unsigned_attrs"]) for v in a["values"]],
+    })
+
+
+def archive_imprint(signed_data: cms.SignedData, signer_info: cms.SignerInfo, hash_index: ATSHashIndexV3,
+                    content: bytes, digest: DigestAlgorithm) -> bytes:
+    """EN 319 122-1 5.5.3: the message imprint of an archive-time-stamp-v3, the hash of eContentType,
+    the hash of the signed content, the SignerInfo's version, sid, digestAlgorithm, signedAttrs,
+    signatureAlgorithm and signature, and the ats-hash-index-v3, each with its tag and length as encoded."""
+    parts = [signed_data["encap_content_info"]["content_type"].dump(), hashlib.new(digest.value, content).digest()]
+    parts += [signer_info[name].dump() for name in _COVERED_SIGNER_INFO_FIELDS]
+    parts.append(hash_index.dump())
+    return hashlib.new(digest.value, b"".join(parts)).digest()
+
+
+def _with_archive_timestamps(info: cms.ContentInfo, timestamps: TimestampClient, content: bytes) -> cms.ContentInfo:
+    """B-LTA: each SignerInfo gets an archive-time-stamp-v3 whose token carries, as an unsigned attribute
+    of its own SignerInfo, the ats-hash-index-v3 its imprint covers."""
+    signed_data = info["content"]
+    for signer_info in signed_data["signer_infos"]:
+        digest = _digest_of(signer_info)
+        index = ats_hash_index(signed_data, signer_info, digest)
+        token = timestamps.timestamp(archive_imprint(signed_data, signer_info, index, content, digest), digest)
+        stamp = cms.ContentInfo.load(token.token)
+        _add_unsigned(stamp["content"]["signer_infos"][0], ATS_HASH_INDEX_V3, index)
+        _add_unsigned(signer_info, ARCHIVE_TIME_STAMP_V3, stamp)
+        _declare_digest(signed_data, digest)
+    return _reloaded(info)
+
+
+def _declare_digest(signed_data: cms.SignedData, digest: DigestAlgorithm) -> None:
+    """The archive timestamp's hash algorithm in SignedData.digestAlgorithms (EN 319 122-1 5.5.3 recommends it)."""
+    declared = _items(signed_data["digest_algorithms"])
+    if all(a["algorithm"].native != digest.value for a in declared):
+        signed_data["digest_algorithms"] = cms.DigestAlgorithms(declared + [algos.DigestAlgorithm(
+            {"algorithm": digest.value})])
