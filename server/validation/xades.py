@@ -15,7 +15,9 @@ Signature Wrapping:
 Nothing is fetched: external references resolve through the caller's ``detached`` documents or
 ``detached_digests`` only. Transforms accepted: enveloped-signature, C14N 1.0/1.1/exclusive (1.1 is
 computed as 1.0: lxml offers no 1.1, they differ only for xml:id/xml:base on document subsets), base64,
-XPath Filter 2.0, and the two XPath 1.0 filters that mean "without signatures". Anything else is refused.
+XPath Filter 2.0 selecting elements by name, and the two XPath 1.0 filters that mean "without signatures".
+Anything else (XSLT, arbitrary XPath, here()) is refused: TOTAL-FAILED/FORMAT_FAILURE for that reference.
+HMAC signature methods are not supported (a shared secret identifies no signer).
 """
 
 from __future__ import annotations
@@ -237,10 +239,8 @@ class _Document:
         tree = parse_xml(data, max_depth=MAX_DEPTH).getroottree()
         ids: dict[str, list[etree._Element]] = {}
         for element in tree.iter(etree.Element):
-            for attribute in ID_ATTRIBUTES:
-                value = element.get(attribute)
-                if value is not None:
-                    ids.setdefault(value, []).append(element)
+            for value in {element.get(a) for a in ID_ATTRIBUTES} - {None}:
+                ids.setdefault(value, []).append(element)
         return cls(tree, ids, detached, detached_digests, name)
 
     def unique(self, identifier: str) -> etree._Element:
@@ -427,19 +427,27 @@ def _signatures(tree: etree._ElementTree) -> list[etree._Element]:
     return [s for s in found if not any(a in found for a in s.iterancestors(_ds("Signature")))]
 
 
+_FILTER2_STEP = re.compile(r"^(?:/descendant::|//)((?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*)$")
+
+
 def _filter2(data: _Nodes, transform: etree._Element) -> _Nodes:
-    """XPath Filter 2.0: subtract removes subtrees, intersect and union select them."""
+    """XPath Filter 2.0: subtract removes subtrees, intersect and union select them.
+
+    Only the expressions that select elements by name (``//p:Name``, ``/descendant::p:Name``) are
+    evaluated: an arbitrary XPath from the document could cost any amount of time."""
     result = data.private()
     keep: list[etree._Element] = []
     drop: list[etree._Element] = []
     for xpath in transform.iter(f"{{{FILTER2}}}XPath"):
+        expression = (xpath.text or "").strip()
+        if not _FILTER2_STEP.match(expression):
+            raise _format_failure(f"XPath Filter 2.0 expression {expression!r} is not supported (only "
+                                  "selections of elements by name are)")
         namespaces = {k: v for k, v in xpath.nsmap.items() if k}
         try:
-            found = result.tree.xpath((xpath.text or "").strip(), namespaces=namespaces)
+            found = result.tree.xpath(expression, namespaces=namespaces)
         except etree.XPathError as exc:
-            raise _format_failure(f"XPath Filter 2.0 expression {xpath.text!r} is not valid: {exc}") from None
-        if not isinstance(found, list) or not all(isinstance(n, etree._Element) for n in found):
-            raise _format_failure(f"XPath Filter 2.0 expression {xpath.text!r} selects other than elements")
+            raise _format_failure(f"XPath Filter 2.0 expression {expression!r} is not valid: {exc}") from None
         (drop if xpath.get("Filter") == "subtract" else keep).extend(found)
     for element in drop:
         if element.getparent() is None:

@@ -10,13 +10,19 @@ cryptographically valid signature ends INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
+from cryptography import x509
+from lxml import etree
 
 from server.errors import Code, SiegelError
 from server.validation.model import Indication, SignatureReport, SubIndication, Trust
@@ -182,8 +188,8 @@ VERDICTS: dict[str, Check] = {
 POLICY: dict[str, tuple[Check, str]] = {
     "xmldsig-interop/phaos/signature-rsa-detached-xslt-transform-bad-retrieval-method.xml": (
         indeterminate(SubIndication.NO_SIGNING_CERTIFICATE_FOUND),
-        "KeyInfo holds only a RetrievalMethod; Siegel fetches nothing, so no key is found (INDETERMINATE, "
-        "not the producer's 'invalid', which needs the retrieved certificate)"),
+        ("KeyInfo holds only a RetrievalMethod; Siegel fetches nothing, so no key is found (INDETERMINATE, "
+         "not the producer's 'invalid', which needs the retrieved certificate)")),
     "xmldsig-interop/merlin/signature-x509-crt.xml": (
         SIGNED_DATA_NOT_FOUND, "a reference names http://www.w3.org/TR/xml-stylesheet; Siegel fetches nothing"),
     "xmldsig-interop/merlin/signature-x509-crt-crl.xml": (
@@ -219,7 +225,8 @@ CASES = _cases()
 
 
 def _case_id(case: Case) -> str:
-    return ("DISAGREE-excluded:" if case.disagree else "") + case.path
+    prefix = "DISAGREE-excluded:" if case.disagree else "policy:" if case.path in POLICY else ""
+    return prefix + case.path
 
 
 def _detached(vectors: Path, case: Case) -> dict[str, bytes]:
@@ -242,15 +249,18 @@ def test_vector_verdict(vectors: Path, case: Case | None) -> None:
         pytest.skip("no vector manifests found")
     if case.disagree:
         pytest.skip(f"DISAGREE row, not asserted: {case.verdict}")
-    check, _reason = POLICY.get(case.path, (VERDICTS.get(case.verdict), ""))
+    check, reason = POLICY.get(case.path, (VERDICTS.get(case.verdict), "the manifest's verdict"))
     assert check is not None, f"verdict text not mapped in VERDICTS: {case.verdict!r}"
     try:
         reports = verify_vector(vectors, case.path, detached=_detached(vectors, case))
     except SiegelError as exc:
-        assert check is rejected, f"unexpected refusal: {exc}"
+        assert check is rejected, f"unexpected refusal ({reason}): {exc}"
         assert exc.code in (Code.HOSTILE_XML, Code.MALFORMED_XML)
         return
-    check(reports)
+    try:
+        check(reports)
+    except AssertionError as exc:
+        raise AssertionError(f"expected per {reason}: {exc}") from None
 
 
 def test_every_policy_override_names_a_vector() -> None:
@@ -358,3 +368,64 @@ def test_copied_signature_timestamp_is_named(vectors: Path) -> None:
     [stamp] = [t for t in report.timestamps if t.kind == "signature"]
     assert not stamp.valid and IMPRINT_MISMATCH in stamp.message
     assert report.best_signature_time is None
+
+
+# --- with the vector's own roots trusted -----------------------------------------------------------------
+
+def _embedded_certificates(document: bytes) -> list[bytes]:
+    """Certificates a vector carries: KeyInfo, CertificateValues and inside its timestamp tokens."""
+    root = etree.fromstring(document)
+    found = []
+    for element in root.iter("{*}X509Certificate", "{*}EncapsulatedX509Certificate", "{*}EncapsulatedTimeStamp"):
+        try:
+            der = base64.b64decode("".join((element.text or "").split()), validate=True)
+        except binascii.Error:
+            continue
+        if etree.QName(element).localname != "EncapsulatedTimeStamp":
+            found.append(der)
+            continue
+        found.extend(c.chosen.dump() for c in cms.ContentInfo.load(der)["content"]["certificates"])
+    return found
+
+
+def _embedded_roots(document: bytes) -> tuple[bytes, ...]:
+    roots = []
+    for der in _embedded_certificates(document):
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError:
+            continue
+        if certificate.subject == certificate.issuer:
+            roots.append(der)
+    return tuple(dict.fromkeys(roots))
+
+
+def verify_trusting_its_roots(vectors: Path, path: str) -> SignatureReport:
+    document = (vectors / path).read_bytes()
+    [report] = verify_xml_signatures(document, Trust(roots=_embedded_roots(document), allow_fetching=False))
+    return report
+
+
+def test_trusted_root_and_embedded_validation_data_pass(vectors: Path) -> None:
+    """HU_POL-3 carries its roots, the OCSP/CRL values and timestamps: TOTAL-PASSED at B-LTA today,
+    its expired CA certificate covered by the signature timestamp's proof of existence."""
+    report = verify_trusting_its_roots(vectors, "dss-xades/plugtest/Signature-X-HU_POL-3.xml")
+    assert (report.indication, report.sub_indication, report.level) == (Indication.TOTAL_PASSED, None, "B-LTA"), \
+        report.messages
+    assert report.best_signature_time == datetime(2014, 11, 5, 11, 50, 7, tzinfo=UTC)
+    assert report.chain[0] == report.signer_certificate and len(report.chain) >= 2
+    assert all(t.valid for t in report.timestamps)
+
+
+@pytest.mark.parametrize("path, level, archive_valid", [
+    ("dss-xades/xades-extended-t.xml", "B-T", None),
+    ("dss-xades/xades-lta-valid.xml", "B-LTA", True),
+    ("dss-xades/xades-lta-copied-atst.xml", "B-LT", False),
+])
+def test_levels_with_trusted_timestamps(vectors: Path, path: str, level: str, archive_valid: bool | None) -> None:
+    report = verify_trusting_its_roots(vectors, path)
+    assert report.level == level, report.messages
+    assert [t.valid for t in report.timestamps if t.kind == "signature"] == [True]
+    assert [t.valid for t in report.timestamps if t.kind == "archive"] == ([] if archive_valid is None
+                                                                             else [archive_valid])
+    assert report.indication is not Indication.TOTAL_FAILED

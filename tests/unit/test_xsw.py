@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from lxml import etree
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.unit
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = DS + "enveloped-signature"
 ORDER_NS = "urn:example:order"
 UNTRUSTED = Trust(roots=(), allow_fetching=False)
 DOCUMENT = (b'<sv:Orders xmlns:sv="urn:example:order">'
@@ -60,26 +62,48 @@ def _exc_c14n(element: etree._Element) -> bytes:
     return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
 
 
-def sign(document: bytes, uris: Sequence[str], key: ec.EllipticCurvePrivateKey, certificate: bytes) -> bytes:
-    """``document`` with an XMLDSig (exclusive C14N, ECDSA P-256) appended to its root, one reference per
-    ``uris`` entry; one naming no element of the document gets the digest of some other data."""
+Signer = Callable[[bytes], bytes]
+ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+
+
+def ecdsa_p256(key: ec.EllipticCurvePrivateKey) -> Signer:
+    """XMLDSig's ECDSA value: r || s, each as long as the curve's order."""
+    def signer(data: bytes) -> bytes:
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return signer
+
+
+def _target_data(root: etree._Element, uri: str) -> tuple[bytes, list[str]]:
+    """What a reference to ``uri`` digests (before the signature is added) and its transforms."""
+    if uri == "":
+        return _exc_c14n(root), [ENVELOPED, EXC_C14N]
+    pointer = re.fullmatch(r"#xpointer\(id\('([^']+)'\)\)", uri)
+    identifier = pointer.group(1) if pointer else uri[1:]
+    targets = root.xpath("//*[@Id=$id]", id=identifier) if uri.startswith("#") else []
+    return (_exc_c14n(targets[0]) if targets else b"data the verifier never sees"), [EXC_C14N]
+
+
+def sign(document: bytes, uris: Sequence[str], key: ec.EllipticCurvePrivateKey, certificate: bytes, *,
+         method: str = ECDSA_SHA256, signer: Signer | None = None) -> bytes:
+    """``document`` with an XMLDSig (exclusive C14N) appended to its root, one reference per ``uris`` entry
+    ("" enveloped, "#id", "#xpointer(id('id'))"); one naming no element gets the digest of other data."""
     root = etree.fromstring(document)
+    digested = [_target_data(root, uri) for uri in uris]
     signature = etree.SubElement(root, _ds("Signature"), nsmap={"ds": DS}, Id="signature-under-test")
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256")
-    for uri in uris:
-        targets = root.xpath("//*[@Id=$id]", id=uri[1:]) if uri.startswith("#") else []
-        data = _exc_c14n(targets[0]) if targets else b"data the verifier never sees"
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=method)
+    for uri, (data, algorithms) in zip(uris, digested, strict=True):
         reference = etree.SubElement(signed_info, _ds("Reference"), URI=uri)
         transforms = etree.SubElement(reference, _ds("Transforms"))
-        etree.SubElement(transforms, _ds("Transform"), Algorithm=EXC_C14N)
+        for algorithm in algorithms:
+            etree.SubElement(transforms, _ds("Transform"), Algorithm=algorithm)
         etree.SubElement(reference, _ds("DigestMethod"), Algorithm="http://www.w3.org/2001/04/xmlenc#sha256")
         etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(
             hashlib.sha256(data).digest()).decode()
-    r, s = decode_dss_signature(key.sign(_exc_c14n(signed_info), ec.ECDSA(hashes.SHA256())))
-    etree.SubElement(signature, _ds("SignatureValue")).text = base64.b64encode(
-        r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
+    value = (signer or ecdsa_p256(key))(_exc_c14n(signed_info))
+    etree.SubElement(signature, _ds("SignatureValue")).text = base64.b64encode(value).decode()
     key_info = etree.SubElement(signature, _ds("KeyInfo"))
     etree.SubElement(etree.SubElement(key_info, _ds("X509Data")), _ds("X509Certificate")).text = \
         base64.b64encode(certificate).decode()
@@ -242,3 +266,57 @@ def test_dtd_is_refused_before_any_signature_work(signed: bytes) -> None:
     with pytest.raises(SiegelError) as raised:
         verify_xml_signatures(hostile, UNTRUSTED)
     assert raised.value.code is Code.HOSTILE_XML
+
+
+def _self_signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "algorithm test signer")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_rsa_pkcs1_and_pss_and_p384(rsa_key: rsa.RSAPrivateKey) -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+
+    def ecdsa_p384(data: bytes) -> bytes:
+        r, s = decode_dss_signature(p384.sign(data, ec.ECDSA(hashes.SHA384())))
+        return r.to_bytes(48, "big") + s.to_bytes(48, "big")
+
+    pss = padding.PSS(padding.MGF1(hashes.SHA256()), 32)
+    cases = [
+        ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", rsa_key,
+         lambda data: rsa_key.sign(data, padding.PKCS1v15(), hashes.SHA256())),
+        ("http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1", rsa_key,
+         lambda data: rsa_key.sign(data, pss, hashes.SHA256())),
+        ("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384", p384, ecdsa_p384),
+    ]
+    for method, key, signer in cases:
+        certificate = _self_signed(key)
+        report = verify(sign(DOCUMENT, ["#order-1"], key, certificate, method=method, signer=signer))
+        assert verdict(report) == (Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND), method
+        assert report.signature_algorithm == method
+        forged = verify(sign(DOCUMENT, ["#order-1"], key, certificate, method=method,
+                             signer=lambda data, s=signer: s(data + b"x")))
+        assert verdict(forged) == (Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE), method
+
+
+def test_whole_document_enveloped_and_xpointer(key: ec.EllipticCurvePrivateKey, certificate: bytes) -> None:
+    report = verify(sign(DOCUMENT, ["", "#xpointer(id('note-1'))"], key, certificate))
+    assert verdict(report) == (Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND), report.messages
+    whole, note = report.scopes
+    assert (whole.name, whole.scope) == ("orders.xml", "FULL")
+    assert (note.name, note.scope) == ("#note-1", "PARTIAL")
+
+
+def test_enveloped_document_changed_outside_the_signature(key: ec.EllipticCurvePrivateKey,
+                                                          certificate: bytes) -> None:
+    signed = sign(DOCUMENT, [""], key, certificate)
+    report = verify(signed.replace(b">keep<", b">changed<"))
+    assert verdict(report) == (Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE)
