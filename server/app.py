@@ -19,11 +19,12 @@ from server.db import engine as db
 from server.errors import Code, SiegelError
 from server.identity.users import Role, UserService
 from server.jobs import JobSpec
-from server.pki.ca import CertificateAuthorityService
+from server.pki.ca import ROOT, CertificateAuthorityService
 from server.pki.ocsp import OcspResponder
 from server.pki.tsa import TimestampAuthority
 from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
+from server.validation.service import VerificationService
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Services:
     tsa: TimestampAuthority
     ocsp: OcspResponder
     grants: SigningKeys
+    verification: VerificationService
     signing: SigningService
 
     def close(self) -> None:
@@ -94,12 +96,15 @@ def build_services(settings: Settings) -> Services:
     hsm = Hsm(settings)
     ca = CertificateAuthorityService(engine, audit, settings, hsm.get, hsm_private_key)
     grants = SigningKeys(engine, audit, ca)
+    verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT))
     return Services(settings=settings, engine=engine, audit=audit,
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds),
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
                     ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
-                    grants=grants, signing=SigningService(settings, engine, ca, hsm.get, audit, grants))
+                    grants=grants, verification=verification,
+                    signing=SigningService(settings, engine, ca, hsm.get, audit, grants,
+                                           lambda: verification.trust().roots))
 
 
 def scheduled_jobs(services: Services) -> list[JobSpec]:
@@ -121,9 +126,9 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"health", Health({"database": lambda: (db.check(services.engine), {})[1],
                                      "hsm": services.hsm.check}))
     root.putChild(b"metrics", Metrics())
-    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing), public_reads=True))
+    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification), public_reads=True))
     api = resource.Resource()
-    api.putChild(b"v1", _protect(services, ApiV1(services.signing, s.server.public_base_url)))
+    api.putChild(b"v1", _protect(services, ApiV1(services.signing, services.verification, s.server.public_base_url)))
     root.putChild(b"api", api)
     root.putChild(b"tsa", Tsa(services.tsa.respond))
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))

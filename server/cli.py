@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -243,6 +243,63 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_INDETERMINATE = 3  # `siegel verify`: no signature failed, but not every one could be proven valid
+
+
+def _verify_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"--at {text!r}: expected an ISO 8601 time such as 2026-12-07T10:00Z") from None
+    if moment.tzinfo is None:
+        raise SiegelError(Code.BAD_REQUEST, "--at: the time needs a time zone (Z or +01:00)")
+    return moment
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from server.validation.model import Indication
+    from server.validation.report import to_etsi_xml, to_json
+
+    def read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SiegelError(Code.BAD_REQUEST, f"{path}: {exc.strerror}") from None
+
+    detached = {path.name: read(path) for path in args.detached}
+    digests = {}
+    if args.digest:
+        algorithm, _, value = args.digest.partition(":")
+        try:
+            digests[args.document_name] = (algorithm.lower().replace("-", ""), bytes.fromhex(value))
+        except ValueError:
+            raise SiegelError(Code.BAD_REQUEST, "--digest: expected ALGORITHM:HEX such as sha256:9f86d0...") from None
+    with _services(args) as services:
+        report = services.verification.verify(read(args.file), name=args.file.name, detached=detached,
+                                              detached_digests=digests, at=_verify_time(args.at))
+    if args.report:
+        partial = args.report.with_name(args.report.name + ".partial")
+        partial.write_bytes(to_etsi_xml(report))
+        partial.replace(args.report)
+    if args.json:
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        for sig in report.signatures:
+            sub = f"/{sig.sub_indication.value}" if sig.sub_indication else ""
+            print(f"{sig.id}: {sig.indication.value}{sub} ({sig.format} {sig.level or '-'}) "
+                  f"signer {sig.signer_name or 'unknown'}")
+            for scope in sig.scopes:
+                print(f"  covers {scope.name}: {scope.description}")
+            for message in sig.messages:
+                print(f"  {message}")
+    indications = {sig.indication for sig in report.signatures}
+    if Indication.TOTAL_FAILED in indications:
+        return EXIT_FAILED
+    return 0 if indications == {Indication.TOTAL_PASSED} else EXIT_INDETERMINATE
+
+
 def cmd_key_grant(args: argparse.Namespace) -> int:
     with _services(args) as services:
         services.grants.grant(args.label, args.user, "cli")
@@ -309,6 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: enveloped for XAdES, detached otherwise")
     p.add_argument("--out", type=Path, help="default beside FILE: .p7s/.p7m (CAdES), .signed.xml/.xades.xml "
                                             "(XAdES), .asice")
+
+    p = command("verify", cmd_verify, "verify a signed file or a detached signature: exit 0 when every signature "
+                                      "is TOTAL-PASSED, 1 when one failed, 3 when one is INDETERMINATE")
+    p.add_argument("file", type=Path, help="the signed document, container or detached signature")
+    p.add_argument("--detached", type=Path, nargs="*", default=[], metavar="DATA",
+                   help="the data a detached signature covers")
+    p.add_argument("--digest", metavar="ALG:HEX", help="the detached data's digest, when only that is at hand")
+    p.add_argument("--document-name", default="document", help="the detached data's name for --digest")
+    p.add_argument("--at", metavar="TIME", help="verify at this ISO 8601 time instead of now")
+    p.add_argument("--report", type=Path, metavar="XML", help="also write the ETSI TS 119 102-2 report here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     key = sub.add_parser("key", help="who may sign with which key").add_subparsers(dest="sub", required=True,
                                                                                    metavar="SUB")

@@ -62,7 +62,7 @@ KINDS: dict[Code, ErrorKind] = {
     Code.CONFIG: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Configuration error"),
     Code.HSM_UNAVAILABLE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "HSM unavailable"),
     Code.HSM_LOGIN: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "HSM login failed"),
-    Code.KEY_NOT_FOUND: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "KeyLookupFailed", 404, "Key not found"),
+    Code.KEY_NOT_FOUND: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "invalid:KeyLookupFailed", 404, "Key not found"),
     Code.DATABASE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Database unavailable"),
     Code.TSA_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Timestamp authority failed"),
     Code.INTERNAL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Internal error"),

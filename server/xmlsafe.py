@@ -130,3 +130,8 @@ def parse_xml(data: bytes, *, max_depth: int, base_url: str | None = None) -> et
 def parse_trusted_file(path: Path) -> etree._Element:
     """Parse one of Siegel's own XML files (XSD, WSDL) with the same hardening; its URL is the file's."""
     return parse_xml(path.read_bytes(), max_depth=_TRUSTED_FILE_DEPTH, base_url=path.resolve().as_uri())
+
+
+def looks_like_xml(data: bytes) -> bool:
+    """Whether ``data`` starts like an XML document (after a BOM and white space)."""
+    return data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<"

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.cades import SigningKey, sign_cades
+from server.signing.cades import SigningKey, extend_cades, sign_cades
 from server.signing.keysource import DigestAlgorithm
-from server.signing.levels import Packaging
+from server.signing.levels import Level, Packaging
 from server.signing.order import Document, Format, SignOrder
+from server.signing.xades import extend_xades, sign_xades
+from server.xmlsafe import looks_like_xml
 
 CMS_URI = "urn:ietf:rfc:3369"
 XMLDSIG_URI = "urn:ietf:rfc:3275"
@@ -39,8 +41,6 @@ def sign_document(key: SigningKey, order: SignOrder, document: Document, timesta
             "application/pkcs7-mime; smime-type=signed-data"
         return Signed(document.name, data, False, mime, CMS_URI)
     if order.format is Format.XADES:
-        from server.signing.xades import sign_xades
-
         data = sign_xades(key, level=order.level, packaging=order.packaging, document=document.content,
                           document_digest=document.digest, digest=_digest(order, document),
                           document_name=document.name, mime_type=document.mime_type, properties=order.properties,
@@ -63,3 +63,14 @@ def sign_asic_order(key: SigningKey, order: SignOrder, timestamps: TimestampClie
     data = sign_asic(key, documents, signature_format=order.container_format.value,  # type: ignore[arg-type]
                      level=order.level, timestamps=timestamps, trust_roots=trust_roots, properties=order.properties)
     return Signed("container.asice", data, True, ASIC_MIME, ASIC_URI)
+
+
+def extend_signature(data: bytes, level: Level, *, timestamps: TimestampClient | None, trust_roots: Sequence[bytes],
+                     detached: bytes | None = None) -> tuple[bytes, str]:
+    """An existing XAdES or CAdES signature raised to ``level``, and its SignatureType URI."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"%PDF-"):
+        raise SiegelError(Code.NOT_SUPPORTED, "ASiC and PDF signatures are not raised to a higher level yet")
+    if looks_like_xml(data):
+        return extend_xades(data, level, timestamps=timestamps, trust_roots=trust_roots,
+                            detached_content=detached), XMLDSIG_URI
+    return extend_cades(data, level, timestamps=timestamps, trust_roots=trust_roots, content=detached), CMS_URI

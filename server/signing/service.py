@@ -22,9 +22,8 @@ from server.pki.ca import ROOT, CertificateAuthorityService
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
 from server.signing.cades import Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades
-from server.signing.engines import Signed, sign_asic_order, sign_document
+from server.signing.engines import Signed, extend_signature, sign_asic_order, sign_document
 from server.signing.keys import SigningKeys
-from server.validation.trust import load_certificate_files
 from server.signing.order import Format, SignOrder
 from server.signing.keysource import DigestAlgorithm, KeySource
 from server.signing.levels import Level, Packaging
@@ -53,14 +52,15 @@ def check_chain(chain: tuple[bytes, ...]) -> None:
 
 class SigningService:
     def __init__(self, settings: Settings, engine: Engine, ca: CertificateAuthorityService,
-                 keys: Callable[[], KeySource], audit: AuditLog, grants: SigningKeys) -> None:
+                 keys: Callable[[], KeySource], audit: AuditLog, grants: SigningKeys,
+                 trust_roots: Callable[[], tuple[bytes, ...]]) -> None:
         self._settings = settings
         self._ca = ca
         self._keys = keys
         self._audit = audit
         self._timestamps: TimestampClient | None = None
-        self._roots: tuple[bytes, ...] | None = None
         self._grants = grants
+        self._trust_roots = trust_roots  # the verification trust anchors: B-LT proves the chain up to one
         self._lock = threading.Lock()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -117,13 +117,13 @@ class SigningService:
         with self._sessions.begin() as session:
             session.execute(delete(SigningState).where(SigningState.expires_at <= datetime.now(timezone.utc)))
 
-    def trust_roots(self) -> tuple[bytes, ...]:
-        """DER trust anchors: the internal root and the files of ``validation.trust_roots``."""
-        with self._lock:
-            if self._roots is None:
-                self._roots = (self._ca.ca_certificate_der(ROOT),) + tuple(
-                    load_certificate_files(self._settings, self._settings.validation.trust_roots))
-            return self._roots
+    def extend(self, user_name: str, signature: bytes, level: Level, detached: bytes | None = None) -> tuple[bytes, str]:
+        """An existing signature raised to ``level`` (DSS ReturnUpdatedSignature), and its SignatureType."""
+        extended = extend_signature(signature, level, timestamps=self._timestamp_client(),
+                                    trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
+                                    detached=detached)
+        self._audit.append(user_name, "sign.extend", hashlib.sha256(signature).hexdigest(), level=level.value)
+        return extended
 
     def sign(self, user_id: int, user_name: str, order: SignOrder) -> list[Signed]:
         """``order`` signed with the caller's own key or a key granted to it: one signature per
@@ -132,7 +132,7 @@ class SigningService:
         keys = self._keys()
         key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
         timestamps = self._timestamp_client() if order.level.at_least(Level.B_T) else None
-        roots = self.trust_roots() if order.level.at_least(Level.B_LT) else ()
+        roots = self._trust_roots() if order.level.at_least(Level.B_LT) else ()
         if order.format is Format.ASIC:
             signed = [sign_asic_order(key, order, timestamps, roots)]
         else:

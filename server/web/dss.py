@@ -33,9 +33,12 @@ from twisted.web.wsgi import WSGIResource
 
 from server.config import Settings
 from server.signing.service import SigningService
+from server.validation.model import Indication
+from server.validation.service import VerificationService
 from server.web.dss_sign import parse_sign_request, sign_response
-from server.errors import KINDS, Code, SiegelError
-from server.web.soap import DSS_NS, SOAP11_ENV, SOAP_CONTENT_TYPE, dss_result, soap_envelope, soap_fault, soap_fault_envelope
+from server.web.dss_verify import parse_verify_request, verify_response
+from server.errors import DSS_MINOR, Code, SiegelError
+from server.web.soap import DSS_NS, SOAP11_ENV, SOAP_CONTENT_TYPE, soap_envelope, soap_fault, soap_fault_envelope
 from server.xmlsafe import parse_trusted_file, parse_xml
 
 log = logging.getLogger("siegel.dss")
@@ -52,7 +55,6 @@ _XS = "http://www.w3.org/2001/XMLSchema"
 _WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 _SCHEMA_REFS = etree.XPath("//xs:import[@schemaLocation] | //xs:include[@schemaLocation]", namespaces={"xs": _XS})
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
-_NOT_YET = {"VerifyRequest": ("VerifyResponse", "verification is not available on this server yet")}
 
 
 class RawElement(AnyXml):
@@ -130,18 +132,6 @@ class SiegelSoap11(Soap11):
         parent.append(inst)
 
 
-def not_supported_response(request: etree._Element) -> etree._Element:
-    """The DSS response to ``request`` saying ResponderError/NotSupported, RequestID echoed."""
-    name, message = _NOT_YET[etree.QName(request).localname]
-    kind = KINDS[Code.NOT_SUPPORTED]
-    response = etree.Element(f"{{{DSS_NS}}}{name}", nsmap={"dss": DSS_NS})
-    if request.get("RequestID") is not None:
-        response.set("RequestID", request.get("RequestID"))
-    response.set("Profile", request.get("Profile") or SIEGEL_PROFILE)
-    response.append(dss_result(kind.major, kind.minor, message))
-    return response
-
-
 class DssService(Service):
     """The DSS operations; each receives and returns the raw body element."""
 
@@ -160,7 +150,24 @@ class DssService(Service):
     @rpc(RawElement, _returns=RawElement, _body_style="bare",
          _in_message_name=f"{{{DSS_NS}}}VerifyRequest", _out_message_name=f"{{{DSS_NS}}}VerifyResponse")
     def verify(ctx: Any, request: etree._Element) -> etree._Element:
-        return not_supported_response(request)
+        verification: VerificationService = ctx.app.siegel_verification
+        signing: SigningService = ctx.app.siegel_signing
+        _, user_name = _principal(ctx)
+        depth = ctx.app.siegel_max_depth
+        try:
+            order = parse_verify_request(request, depth)
+            report = verification.verify(order.signature, name=order.name, detached=order.detached,
+                                         detached_digests=order.detached_digests, at=order.at)
+            updated = None
+            if order.update_to is not None:
+                if any(s.indication is Indication.TOTAL_FAILED for s in report.signatures):
+                    raise SiegelError(Code.BAD_REQUEST, "ReturnUpdatedSignature: an invalid signature is not raised "
+                                                        "to a higher level", DSS_MINOR + "invalid:IncorrectSignature")
+                detached = next(iter(order.detached.values()), None) if len(order.detached) == 1 else None
+                updated = signing.extend(user_name, order.signature, order.update_to[0], detached)
+        except SiegelError as exc:
+            return verify_response(request, SIEGEL_PROFILE, None, None, error=exc)
+        return verify_response(request, SIEGEL_PROFILE, report, order, updated, max_depth=depth)
 
 
 PRINCIPAL_HEADER = b"x-siegel-principal"  # set by DssResource from the authenticated account, never by clients
@@ -196,13 +203,14 @@ def _schema_validator(schema_doc: etree._Element) -> Callable[[Any], None]:
     return validate
 
 
-def build_wsgi_app(settings: Settings, schema_doc: etree._Element,
-                   signing: SigningService) -> Callable[..., Iterable[bytes]]:
+def build_wsgi_app(settings: Settings, schema_doc: etree._Element, signing: SigningService,
+                   verification: VerificationService) -> Callable[..., Iterable[bytes]]:
     """The spyne application as a WSGI callable that answers a SOAP fault instead of ever crashing."""
     app = Application([DssService], tns=DSS_NS, name="DigitalSignatureService",
                       in_protocol=SiegelSoap11(settings.server.max_xml_depth),
                       out_protocol=SiegelSoap11(settings.server.max_xml_depth))
     app.siegel_signing = signing  # what the operations call (spyne's services are classes without state)
+    app.siegel_verification = verification
     app.siegel_default_level = settings.signing.default_level
     app.siegel_max_depth = settings.server.max_xml_depth
     app.event_manager.add_listener("method_call", _schema_validator(schema_doc))
@@ -314,12 +322,12 @@ class DssResource(Resource):
         return self._soap.render(request)
 
 
-def build_dss_resource(settings: Settings, signing: SigningService) -> IResource:
+def build_dss_resource(settings: Settings, signing: SigningService, verification: VerificationService) -> IResource:
     """The ``/dss`` resource; the schemas are loaded and compiled here, once."""
     from twisted.internet import reactor
 
     contract = Contract.load()
     schema_doc = parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA)
     etree.XMLSchema(schema_doc)  # a broken schema stops the start, not the first request
-    soap = WSGIResource(reactor, reactor.getThreadPool(), build_wsgi_app(settings, schema_doc, signing))  # type: ignore[attr-defined]
+    soap = WSGIResource(reactor, reactor.getThreadPool(), build_wsgi_app(settings, schema_doc, signing, verification))  # type: ignore[attr-defined]
     return DssResource(settings, contract, soap)

@@ -9,7 +9,9 @@ from server import __version__
 _PROBLEM = {"description": "RFC 9457 problem document",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _CMS = {"application/pkcs7-signature": {"schema": {"type": "string", "format": "binary"}}}
-_LEVEL = {"type": "string", "enum": ["B-B", "B-T"], "default": "B-T"}
+_LEVEL = {"type": "string", "enum": ["B-B", "B-T", "B-LT", "B-LTA"], "default": "B-T"}
+_TWO_STEP_LEVEL = {"type": "string", "enum": ["B-B", "B-T"], "default": "B-T"}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 _DIGEST = {
     "digestAlgorithm": {"type": "string", "enum": ["SHA-256", "SHA-384", "SHA-512"]},
     "digest": {"type": "string", "contentEncoding": "base64", "description": "the document's digest"},
@@ -30,27 +32,59 @@ PATHS: dict[str, dict[str, Any]] = {
         "200": {"description": "id, name, role", "content": {"application/json": {"schema": {"type": "object"}}}},
         **_errors(401)}}},
     "/sign": {"post": {
-        "summary": "Sign the request body (CAdES) with the caller's own HSM key",
+        "summary": "Sign the request body with the caller's own HSM key (or a key granted to it)",
+        "description": "A detached CAdES or XAdES is made from the body's digest, computed while the body "
+                       "streams in (up to server.max_streamed_bytes); other packagings read the body whole "
+                       "(up to server.max_request_bytes). The Content-Type is the document's MIME type.",
         "parameters": [
-            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades"], "default": "cades"}},
+            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades", "xades", "asic"],
+                                                          "default": "cades"}},
             {"name": "level", "in": "query", "schema": _LEVEL},
-            {"name": "packaging", "in": "query", "schema": {"type": "string", "enum": ["detached", "enveloping"],
-                                                             "default": "detached"}}],
-        "requestBody": {"required": True, "content": {"application/octet-stream": {
-            "schema": {"type": "string", "format": "binary"}}}},
-        "responses": {"200": {"description": "the CMS signature (detached) or signed data (enveloping)",
-                              "content": {**_CMS, "application/pkcs7-mime": {"schema": {"type": "string",
-                                                                                        "format": "binary"}}}},
-                      **_errors(400, 401, 404, 501)}}},
+            {"name": "packaging", "in": "query", "schema": {"type": "string", "enum": [
+                "detached", "enveloping", "enveloped"], "default": "detached"}},
+            {"name": "digestAlgorithm", "in": "query", "schema": {"type": "string", "enum": [
+                "SHA-256", "SHA-384", "SHA-512"], "default": "SHA-256"}},
+            {"name": "key", "in": "query", "schema": {"type": "string"}, "description": "a granted key label"},
+            {"name": "name", "in": "query", "schema": {"type": "string", "default": "document"},
+             "description": "the document's name (XAdES detached reference, ASiC-E entry)"},
+            {"name": "container", "in": "query", "schema": {"type": "string", "enum": ["xades", "cades"],
+                                                             "default": "xades"}, "description": "inside ASiC-E"}],
+        "requestBody": {"required": True, "content": {"application/octet-stream": _BINARY, "application/xml": _BINARY}},
+        "responses": {"200": {"description": "the signature (detached, enveloping) or the signed document "
+                                             "(enveloped XAdES, ASiC-E); X-Siegel-Signature-Type names the format",
+                              "content": {**_CMS, "application/pkcs7-mime": _BINARY, "application/xml": _BINARY,
+                                          "application/vnd.etsi.asic-e+zip": _BINARY}},
+                      **_errors(400, 401, 404, 413, 501)}}},
     "/sign-hash": {"post": {
-        "summary": "A detached CAdES over a digest; the document stays with the caller",
-        "requestBody": _json_body({**_DIGEST, "format": {"type": "string", "enum": ["cades"]}, "level": _LEVEL},
+        "summary": "A detached CAdES or XAdES over a digest; the document stays with the caller",
+        "requestBody": _json_body({**_DIGEST, "format": {"type": "string", "enum": ["cades", "xades"]},
+                                   "level": _LEVEL, "key": {"type": "string"}, "name": {"type": "string"}},
                                   ["digestAlgorithm", "digest"]),
-        "responses": {"200": {"description": "the detached CMS signature", "content": _CMS},
+        "responses": {"200": {"description": "the detached signature", "content": {**_CMS, "application/xml": _BINARY}},
                       **_errors(400, 401, 404, 501)}}},
+    "/verify": {"post": {
+        "summary": "Verify a signed document or a detached signature; the validation report",
+        "parameters": [
+            {"name": "digest", "in": "query", "schema": {"type": "string", "contentEncoding": "base64"},
+             "description": "the detached data's digest, when only that is given"},
+            {"name": "digestAlgorithm", "in": "query", "schema": {"type": "string", "enum": [
+                "SHA-256", "SHA-384", "SHA-512"], "default": "SHA-256"}},
+            {"name": "documentName", "in": "query", "schema": {"type": "string", "default": "document"}},
+            {"name": "at", "in": "query", "schema": {"type": "string", "format": "date-time"},
+             "description": "verify at this time instead of now"}],
+        "requestBody": {"required": True, "content": {
+            "application/octet-stream": _BINARY,
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "signature": {"type": "string", "format": "binary"},
+                "document": {"type": "string", "format": "binary"}}}}}},
+        "responses": {"200": {"description": "the report (JSON), or the ETSI TS 119 102-2 report with "
+                                             "Accept: application/xml",
+                              "content": {"application/json": {"schema": {"type": "object"}},
+                                          "application/xml": _BINARY}},
+                      **_errors(400, 401, 413, 501)}}},
     "/sign/prepare": {"post": {
         "summary": "Two-step signing, step 1: the digest a key outside Siegel signs",
-        "requestBody": _json_body({**_DIGEST, "level": _LEVEL, "certificateChain": {
+        "requestBody": _json_body({**_DIGEST, "level": _TWO_STEP_LEVEL, "certificateChain": {
             "type": "array", "items": {"type": "string", "contentEncoding": "base64"},
             "description": "DER certificates, the signer's first"}}, ["digestAlgorithm", "digest", "certificateChain"]),
         "responses": {"200": {"description": "stateId, digestToSign, signatureAlgorithm, expires",

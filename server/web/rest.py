@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
+from email import policy as email_policy
+from email.parser import BytesParser
 from typing import Any
 
 from twisted.internet import threads
@@ -17,6 +20,8 @@ from server.signing.keysource import DigestAlgorithm
 from server.signing.engines import Signed
 from server.signing.order import Document, Format, SignOrder, is_xml_type
 from server.signing.service import SigningService
+from server.validation.report import to_etsi_xml, to_json
+from server.validation.service import VerificationService
 from server.web import openapi
 from server.web.http import DigestingBody, error_body, json_response, render_deferred
 
@@ -212,6 +217,70 @@ def _signed(request: Any, body: bytes, content_type: bytes) -> bytes:
     return body
 
 
+def _parts(request: Any) -> tuple[bytes, str, dict[str, bytes]]:
+    """The signed input, its name and detached documents: the body, or the multipart/form-data parts
+    ``signature`` (the signed input) and ``document`` (detached data, named by its filename)."""
+    ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    body = request.content.read()
+    if not ctype.lower().startswith("multipart/"):
+        return body, _query(request, "name", "document"), {}
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(b"Content-Type: " + ctype.encode("latin-1")
+                                                               + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise SiegelError(Code.BAD_REQUEST, "a multipart body without parts")
+    signature: tuple[bytes, str] | None = None
+    detached: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        field = part.get_param("name", header="content-disposition")
+        content = part.get_payload(decode=True) or b""
+        filename = part.get_filename() or str(field)
+        if field == "signature":
+            signature = (content, filename)
+        elif field == "document":
+            detached[filename] = content
+        else:
+            raise SiegelError(Code.BAD_REQUEST, f"multipart part {field!r}: expected 'signature' and 'document' parts")
+    if signature is None:
+        raise SiegelError(Code.BAD_REQUEST, "the multipart body has no 'signature' part")
+    return signature[0], signature[1], detached
+
+
+class Verify(resource.Resource):
+    """``POST /api/v1/verify``: the signed document (or a multipart ``signature`` + ``document`` pair; or the
+    detached data's ``digest`` + ``digestAlgorithm`` as query) → the report as JSON, or the ETSI TS 119 102-2
+    XML report with ``Accept: application/xml``; ``at`` (ISO time) verifies at another time."""
+
+    isLeaf = True
+
+    def __init__(self, verification: VerificationService) -> None:
+        super().__init__()
+        self._verification = verification
+
+    def render_POST(self, request: Any) -> int:
+        return render_deferred(request, lambda: self._start(request))
+
+    def _start(self, request: Any) -> Any:
+        data, name, detached = _parts(request)
+        digests: dict[str, tuple[str, bytes]] = {}
+        if _query(request, "digest", ""):
+            algorithm = DIGESTS[_choice(request, "digestAlgorithm", "SHA-256", tuple(DIGESTS))]
+            digest = _b64(_query(request, "digest", ""), "digest")
+            digests[_query(request, "documentName", "document")] = (algorithm.value, digest)
+        at = _query(request, "at", "")
+        try:
+            moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+        except ValueError:
+            raise SiegelError(Code.BAD_REQUEST, f"at={at!r}: expected an ISO 8601 time such as "
+                                                "2026-12-07T10:00:00Z") from None
+        if moment is not None and moment.tzinfo is None:
+            raise SiegelError(Code.BAD_REQUEST, "at: the time needs a time zone (Z or ±hh:mm)")
+        xml = b"application/xml" in (request.getHeader(b"accept") or b"")
+        return threads.deferToThread(self._verification.verify, data, name=name, detached=detached,
+                                     detached_digests=digests, at=moment).addCallback(
+            lambda report: _signed(request, to_etsi_xml(report), b"application/xml") if xml
+            else json_response(request, 200, to_json(report)))
+
+
 class OpenApi(resource.Resource):
     """``GET /api/v1/openapi.json``."""
 
@@ -226,8 +295,9 @@ class OpenApi(resource.Resource):
 
 
 class ApiV1(resource.Resource):
-    def __init__(self, signing: SigningService, public_base_url: str) -> None:
+    def __init__(self, signing: SigningService, verification: VerificationService, public_base_url: str) -> None:
         super().__init__()
+        self.putChild(b"verify", Verify(verification))
         self.putChild(b"whoami", WhoAmI())
         self.putChild(b"openapi.json", OpenApi(public_base_url))
         self.putChild(b"sign", Sign(signing))

@@ -158,7 +158,7 @@ def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></
      REQUESTER, MINOR + "ReferencedDocumentNotPresent", "is a DocumentHash"),
     ("<dss:OptionalInputs><dss:KeySelector><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
      "<ds:KeyName>ca-root</ds:KeyName></ds:KeyInfo></dss:KeySelector></dss:OptionalInputs>", _document(),
-     REQUESTER, MINOR + "KeyLookupFailed", "no key 'ca-root' this account may sign with"),
+     REQUESTER, MINOR + "invalid:KeyLookupFailed", "no key 'ca-root' this account may sign with"),
     (_options(None), _xml_document("evil", DTD_XML), REQUESTER, MINOR + "NotParseableXMLDocument", "document 'evil'"),
     (_options(), _document().replace("<dss:Document>", '<dss:Document RefURI="a.txt">') * 2, REQUESTER, None,
      "the same name"),
