@@ -6,10 +6,12 @@ Signature Wrapping:
 - a same-document reference ``#id`` resolves only to the one element carrying that ``Id``/``ID``/``id``/
   ``xml:id``; an id carried twice makes the signature TOTAL-FAILED/FORMAT_FAILURE, a missing one
   INDETERMINATE/SIGNED_DATA_NOT_FOUND;
-- a referenced ``ds:Object`` must be a child of a ``ds:Signature`` (XMLDSig puts it nowhere else), and the
-  SignedProperties reference must point at this signature's own SignedProperties (inside the
-  QualifyingProperties whose Target names this signature): else SIGNED_DATA_NOT_FOUND;
-- the reported scopes are exactly what the verified references cover, named by id and location;
+- referenced data inside a ``ds:Object`` that is nested in another ``ds:Object`` (not where XMLDSig puts
+  one) is not accepted, and the SignedProperties reference must point at this signature's own
+  SignedProperties (inside the QualifyingProperties of its ds:Object): else SIGNED_DATA_NOT_FOUND;
+- a counter-signature must sign the SignatureValue of the signature it is attached to;
+- the reported scopes are exactly what the verified references cover, named by id and location, narrowed
+  by what their transforms removed or selected;
 - the properties read (signing certificate, signing time) are only those of the signed SignedProperties.
 
 Nothing is fetched: external references resolve through the caller's ``detached`` documents or
@@ -295,6 +297,8 @@ class _Nodes:
     comments: bool
     selection: list[etree._Element] | None = None  # after an XPath Filter 2.0 intersect
     copied: bool = False
+    removed: tuple[str, ...] = ()  # locations of the elements transforms took out, signatures excepted
+    signatures_removed: int = 0
 
     def roots(self) -> list[etree._Element | etree._ElementTree]:
         if self.selection is not None:
@@ -308,7 +312,31 @@ class _Nodes:
         tree = copy.deepcopy(self.tree)
         return _Nodes(tree, _same_in(tree, self.tree, self.top), self.comments,
                       None if self.selection is None else [_same_in(tree, self.tree, e) for e in self.selection],
-                      copied=True)
+                      True, self.removed, self.signatures_removed)
+
+    def take_out(self, element: etree._Element) -> None:
+        """Remove ``element`` (of this private copy) and remember what was removed. Outside the referenced
+        element, or around it (an enveloped-signature transform on data in the signature's own ds:Object,
+        which verifiers treat as a no-op), nothing of the node-set is removed."""
+        if not _within(element, self.top):
+            return
+        if element.tag == _ds("Signature"):
+            self.signatures_removed += 1
+        else:
+            self.removed += (_location(element),)
+        _cut(element)
+
+    def narrowed(self, scope: str, description: str) -> tuple[str, str]:
+        """The scope and description of what is left of a reference's target described so."""
+        if self.selection is not None:
+            chosen = ", ".join(_location(e) for e in self.selection)
+            scope, description = "PARTIAL", f"the elements at {chosen} selected from {description}"
+        if self.removed:
+            scope, description = "PARTIAL", f"{description} without the elements at {', '.join(self.removed)}"
+        if self.signatures_removed:
+            plural = "s" if self.signatures_removed > 1 else ""
+            description += f", without {self.signatures_removed} ds:Signature element{plural}"
+        return scope, description
 
 
 def _same_in(tree: etree._ElementTree, original: etree._ElementTree,
@@ -332,9 +360,9 @@ def _remove(nodes: _Nodes, originals: Sequence[etree._Element], source: etree._E
     result = nodes.private()
     targets = [_same_in(result.tree, source, e) for e in originals]
     for target in targets:
-        if target is None or target is result.top or target.getparent() is None:
+        if target is None or target.getparent() is None or target is result.top:
             raise _format_failure("a transform would remove the whole referenced data")
-        _cut(target)
+        result.take_out(target)
     return result
 
 
@@ -450,14 +478,21 @@ def _filter2(data: _Nodes, transform: etree._Element) -> _Nodes:
             raise _format_failure(f"XPath Filter 2.0 expression {expression!r} is not valid: {exc}") from None
         (drop if xpath.get("Filter") == "subtract" else keep).extend(found)
     for element in drop:
-        if element.getparent() is None:
-            raise _format_failure("an XPath Filter 2.0 subtract removes the whole document")
-        _cut(element)
+        if element.getparent() is None or element is result.top:
+            raise _format_failure("an XPath Filter 2.0 subtract removes the whole referenced data")
+        result.take_out(element)
     if keep:
-        alive = [e for e in keep if e.getroottree().getroot() is result.tree.getroot()]
+        alive = [e for e in keep if e.getroottree().getroot() is result.tree.getroot() and _within(e, result.top)]
         result.selection = sorted({id(e): e for e in alive if not any(a in alive for a in e.iterancestors())}.values(),
                                   key=lambda e: result.tree.getpath(e))
+        if not result.selection:
+            raise _not_found("the XPath Filter 2.0 intersection selects nothing of the referenced data")
     return result
+
+
+def _within(element: etree._Element, top: etree._Element | None) -> bool:
+    """``element`` is ``top`` or inside it (always, for the whole document)."""
+    return top is None or element is top or top in element.iterancestors()
 
 
 def _transform(data: _Nodes | bytes, transform: etree._Element, context: _Context) -> _Nodes | bytes:
@@ -536,7 +571,7 @@ def _check_placement(element: etree._Element | None) -> None:
     else:
         return
     raise _not_found(f"the referenced {_local(element)} at {_location(element)} lies in a ds:Object nested "
-                         "in another ds:Object (XML signature wrapping): it is not accepted as signed data")
+                     "in another ds:Object (XML signature wrapping): it is not accepted as signed data")
 
 
 def _digest_method(reference: etree._Element) -> str:
@@ -569,19 +604,22 @@ def _check_reference(reference: etree._Element, context: _Context) -> _Checked:
     resolved = _dereference(uri, context.document)
     _check_placement(resolved.element)
     transforms = reference.findall(f"{_ds('Transforms')}/{_ds('Transform')}")
+    scope_kind, description = resolved.scope, resolved.description
     if isinstance(resolved.data, tuple):
         octets, actual = b"", _supplied_digest(resolved.data, digest_name, transforms, uri or "")
     else:
         data: _Nodes | bytes = resolved.data
         for transform in transforms:
             data = _transform(data, transform, context)
+            if isinstance(data, _Nodes):
+                scope_kind, description = data.narrowed(resolved.scope, resolved.description)
         octets = data if isinstance(data, bytes) else _c14n_nodes(data, C14N_METHODS[C14N10], None)
         actual = hashlib.new(digest_name, octets).digest()
     if actual != expected:
         raise _RefusedReference(Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE,
                                 f"the digest of reference {uri!r} ({resolved.description}) does not match: "
                                 "the signed data was changed")
-    scope = SignedScope(resolved.scope_name, resolved.scope, resolved.description, digest_name, actual)
+    scope = SignedScope(resolved.scope_name, scope_kind, description, digest_name, actual)
     return _Checked(reference, resolved.element, octets, scope)
 
 
@@ -613,7 +651,7 @@ def _certificate(der: bytes) -> x509.Certificate:
 
 
 def _key_candidates(signature: etree._Element, extra_certificates: Sequence[bytes]) -> list[_Candidate]:
-    """The keys the signer may have used: KeyInfo certificates, then key values, then XAdES CertificateValues."""
+    """The keys the signer may have used: KeyInfo certificates, XAdES CertificateValues, then bare key values."""
     key_info = signature.find(_ds("KeyInfo"))
     found: list[_Candidate] = []
     ders = [] if key_info is None else [_b64(e, "an X509Certificate") for e in key_info.iter(_ds("X509Certificate"))]
@@ -632,6 +670,13 @@ def _key_candidates(signature: etree._Element, extra_certificates: Sequence[byte
 
 
 def _key_values(key_info: etree._Element) -> list[PublicKey]:
+    try:
+        return _parsed_key_values(key_info)
+    except (ValueError, UnsupportedAlgorithm):
+        raise _format_failure("a key value in KeyInfo is not a usable public key") from None
+
+
+def _parsed_key_values(key_info: etree._Element) -> list[PublicKey]:
     keys: list[PublicKey] = []
     for rsa_value in key_info.iter(_ds("RSAKeyValue")):
         keys.append(rsa.RSAPublicNumbers(_integer(rsa_value, "Exponent"), _integer(rsa_value, "Modulus")).public_key())
