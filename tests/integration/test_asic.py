@@ -1,0 +1,158 @@
+"""ASiC-E with CAdES: the ZIP layout of EN 319 162-1, the manifest against the official XSD, the CAdES over
+the manifest checked by ``openssl cms -verify``, every manifest digest against its document."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import subprocess
+import urllib.parse
+import zipfile
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from adapters.timestamp.client import TimestampClient, endpoint_from_url
+from server.errors import Code, SiegelError
+from server.identity.users import UserService
+from server.signing.asic import MIMETYPE, assemble_asic, prepare_asic, sign_asic
+from server.signing.cades import SigningKey
+from server.signing.keysource import DigestAlgorithm, SignatureScheme
+from server.signing.levels import Level, SignatureProperties
+from tests.fixtures.pki import OnlinePki, Pki
+
+pytestmark = pytest.mark.integration
+
+ASIC = "{http://uri.etsi.org/02918/v1.2.1#}"
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+DOCUMENTS = [
+    ("Vertrag.pdf", b"%PDF-1.7 Rahmenvertrag\n" * 200, "application/pdf"),
+    ("Anlagen/Preisblatt 2027.csv", "Position;Preis\nWartung;1200 €\n".encode(), "text/csv"),
+    ("Übersicht.txt", b"Inhalt des Containers\n", "text/plain"),
+]
+ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"
+
+
+def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
+    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
+    cert = pki.ca.issue_user(name, "test")
+    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label)))
+
+
+def _unpack(container: bytes, directory: Path) -> zipfile.ZipFile:
+    (directory / "container.asice").write_bytes(container)
+    archive = zipfile.ZipFile(io.BytesIO(container))
+    archive.extractall(directory / "x")
+    return archive
+
+
+def _cms_verify(directory: Path, pki: Pki) -> subprocess.CompletedProcess[bytes]:
+    (directory / "root.pem").write_bytes(pki.ca.ca_certificates()["ROOT"].public_bytes(Encoding.PEM))
+    return subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                           "x/META-INF/signature.p7s", "-content", "x/META-INF/ASiCManifest.xml", "-CAfile", "root.pem",
+                           "-purpose", "any", "-out", "/dev/null"], cwd=directory, capture_output=True, timeout=60,
+                          check=False)
+
+
+def _check_container(container: bytes, directory: Path, pki: Pki) -> zipfile.ZipFile:
+    """mimetype first and stored, every document once, the manifest's digests right, the CAdES valid."""
+    archive = _unpack(container, directory)
+    first = archive.infolist()[0]
+    assert first.filename == "mimetype" and first.compress_type == zipfile.ZIP_STORED and first.extra == b""
+    assert container[30:38] == b"mimetype" and container[38:38 + len(MIMETYPE)] == MIMETYPE.encode()  # EN 319 162-1 A.1
+    listed = subprocess.run(["unzip", "-l", "container.asice"], cwd=directory, capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert all(name in listed for name, _, _ in DOCUMENTS)
+    assert sorted(archive.namelist()) == sorted(["mimetype", "META-INF/ASiCManifest.xml", "META-INF/signature.p7s",
+                                                 *(name for name, _, _ in DOCUMENTS)])
+
+    manifest = etree.fromstring(archive.read("META-INF/ASiCManifest.xml"))
+    assert manifest.find(f"{ASIC}SigReference").get("URI") == "META-INF/signature.p7s"
+    references = manifest.findall(f"{ASIC}DataObjectReference")
+    assert len(references) == len(DOCUMENTS)
+    for reference, (name, content, mime_type) in zip(references, DOCUMENTS, strict=True):
+        assert urllib.parse.unquote(reference.get("URI")) == name and reference.get("MimeType") == mime_type
+        assert reference.find(f"{DS}DigestMethod").get("Algorithm") == "http://www.w3.org/2001/04/xmlenc#sha256"
+        assert base64.b64decode(reference.findtext(f"{DS}DigestValue")) == hashlib.sha256(content).digest()
+        assert archive.read(name) == content
+
+    done = _cms_verify(directory, pki)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    return archive
+
+
+def test_a_cades_container_has_the_en_319_162_layout_and_verifies(pki: Pki, tmp_path: Path) -> None:
+    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B)
+    archive = _check_container(container, tmp_path, pki)
+    assert all(i.flag_bits & 0x800 for i in archive.infolist() if not i.filename.isascii())  # UTF-8 names
+    (tmp_path / "x" / "META-INF" / "ASiCManifest.xml").write_bytes(
+        archive.read("META-INF/ASiCManifest.xml").replace(b"Vertrag.pdf", b"Vertrag.pdX"))
+    assert _cms_verify(tmp_path, pki).returncode != 0  # the signature covers the manifest
+
+
+def test_the_manifest_is_valid_against_the_official_schema(pki: Pki, tmp_path: Path, shared_dir: Path) -> None:
+    xsd = shared_dir / "standards" / "en_31916201v010101.xsd"
+    if not xsd.is_file():
+        pytest.skip(f"{xsd} is absent: the ASiC schema of EN 319 162-1 is not available here")
+    schema = etree.XMLSchema(etree.parse(str(xsd)))
+    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B)
+    manifest = etree.fromstring(zipfile.ZipFile(io.BytesIO(container)).read("META-INF/ASiCManifest.xml"))
+    assert schema.validate(manifest), schema.error_log
+
+
+def test_two_step_signing_makes_the_same_container(pki: Pki, tmp_path: Path) -> None:
+    key = _user_key(pki)
+    prepared = prepare_asic(key.chain, DOCUMENTS, digest=DigestAlgorithm.SHA256)
+    assert prepared.scheme is SignatureScheme.ECDSA
+    value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
+    _check_container(assemble_asic(prepared, value), tmp_path, pki)
+
+
+def test_a_b_lta_container_carries_the_archive_timestamp(pki_online: OnlinePki, tmp_path: Path) -> None:
+    root = pki_online.ca.ca_certificates()["ROOT"]
+    client = TimestampClient([endpoint_from_url(pki_online.url + "/tsa", (root,))], 10, 0)
+    container = sign_asic(_user_key(pki_online), DOCUMENTS, signature_format="cades", level=Level.B_LTA,
+                          timestamps=client, trust_roots=[pki_online.ca.ca_certificate_der("ROOT")])
+    archive = _check_container(container, tmp_path, pki_online)
+    signer_info = cms.ContentInfo.load(archive.read("META-INF/signature.p7s"))["content"]["signer_infos"][0]
+    assert ARCHIVE_TIME_STAMP_V3 in {a["type"].dotted for a in signer_info["unsigned_attrs"]}
+
+
+class _NoKeys:
+    """A key source that must not be reached."""
+
+    def sign_digest(self, *args: object) -> bytes:
+        raise AssertionError("the key source was asked to sign")
+
+    def certificate_chain(self, key_label: str) -> list[bytes]:
+        return []
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "a/../../b", "/etc/passwd", "C:/Windows/x", "a\\b.txt",
+                                  "META-INF/manifest.xml", "meta-inf/x.xml", "mimetype", "", "dir/", "a//b",
+                                  "./a", "a/./b", "tab\there"])
+def test_unsafe_document_names_are_refused(name: str) -> None:
+    with pytest.raises(SiegelError) as caught:
+        sign_asic(SigningKey(_NoKeys(), "none", ()), [(name, b"x", "text/plain")], signature_format="cades",
+                  level=Level.B_B)
+    assert caught.value.code is Code.BAD_REQUEST and "cannot be used in the container" in caught.value.message
+
+
+def test_duplicates_no_documents_and_unoffered_variants_are_refused() -> None:
+    key = SigningKey(_NoKeys(), "none", ())
+    cases = [
+        ([("a.txt", b"1", "text/plain"), ("a.txt", b"2", "text/plain")], "cades", None, Code.BAD_REQUEST, "twice"),
+        ([], "cades", None, Code.BAD_REQUEST, "at least one document"),
+        (DOCUMENTS, "pades", None, Code.BAD_REQUEST, "XAdES or CAdES"),
+        (DOCUMENTS, "xades", None, Code.NOT_SUPPORTED, "XAdES is not offered yet"),
+        (DOCUMENTS, "cades", SignatureProperties(claimed_role="Prokurist"), Code.NOT_SUPPORTED, "not offered in CAdES"),
+    ]
+    for documents, signature_format, properties, code, message in cases:
+        with pytest.raises(SiegelError) as caught:
+            sign_asic(key, documents, signature_format=signature_format, level=Level.B_B,  # type: ignore[arg-type]
+                      properties=properties)
+        assert caught.value.code is code and message in caught.value.message, message
