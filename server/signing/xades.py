@@ -88,6 +88,29 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(16)}"
 
 
+@dataclass(frozen=True)
+class _Ids:
+    """The Id attributes of a new signature and its parts (named as EU DSS names them)."""
+
+    signature: str
+
+    @property
+    def value(self) -> str:
+        return f"value-{self.signature}"
+
+    @property
+    def reference(self) -> str:
+        return f"r-{self.signature}-1"
+
+    @property
+    def data_object(self) -> str:
+        return f"o-{self.signature}-1"
+
+    @property
+    def signed_properties(self) -> str:
+        return f"xades-{self.signature}"
+
+
 # ---------------------------------------------------------------- step 1: prepare
 
 @dataclass(frozen=True)
@@ -145,11 +168,11 @@ def prepare_xades(chain: tuple[bytes, ...], *, packaging: Packaging, document: b
     """Step 1: the ds:Signature over ``document`` (or, detached only, over its ``document_digest``)
     with the B-B signed properties and the chain in ds:KeyInfo."""
     _check_inputs(chain, packaging, document, document_digest, digest)
-    signature_id = _new_id("id")
-    signature = _signature_skeleton(chain, digest, signature_id)
+    ids = _Ids(_new_id("id"))
+    signature = _signature_skeleton(chain, digest, ids)
     xml_document = _xml_of(packaging, document)
-    reference = _data_reference(signature[0], packaging, document_name, xml_document is not None)
-    _signed_properties(signature, chain[0], reference.get("Id", ""), mime_type or
+    data, signed_properties = _references(signature[0], ids, packaging, document_name, xml_document is not None)
+    _signed_properties(signature, chain[0], ids, mime_type or
                        ("text/xml" if xml_document is not None else "application/octet-stream"),
                        properties or SignatureProperties())
     if packaging is Packaging.ENVELOPED:
@@ -157,13 +180,11 @@ def prepare_xades(chain: tuple[bytes, ...], *, packaging: Packaging, document: b
         xml_document.append(signature)
     elif packaging is Packaging.ENVELOPING:
         assert document is not None
-        _data_object(signature, reference.get("URI", "")[1:], document, xml_document)
-    data_digest = document_digest if document_digest is not None else \
-        _digest(digest, _reference_data(reference, signature, document))
-    _set_digest(reference, digest, data_digest)
-    signed_properties = signature[0][-1]
+        _data_object(signature, ids, document, xml_document)
+    _set_digest(data, digest, document_digest if document_digest is not None else
+                _digest(digest, _reference_data(data, signature, document)))
     _set_digest(signed_properties, digest, _digest(digest, _reference_data(signed_properties, signature, None)))
-    return PreparedXades(_serialise(signature), signature_id, _canonical_signed_info(signature), digest, chain)
+    return PreparedXades(_serialise(signature), ids.signature, _canonical_signed_info(signature), digest, chain)
 
 
 def _check_inputs(chain: tuple[bytes, ...], packaging: Packaging, document: bytes | None,
@@ -199,15 +220,15 @@ def _digest(digest: DigestAlgorithm, data: bytes) -> bytes:
     return hashlib.new(digest.value, data).digest()
 
 
-def _signature_skeleton(chain: tuple[bytes, ...], digest: DigestAlgorithm, signature_id: str) -> etree._Element:
+def _signature_skeleton(chain: tuple[bytes, ...], digest: DigestAlgorithm, ids: _Ids) -> etree._Element:
     """ds:Signature with SignedInfo (no references yet), an empty SignatureValue and the KeyInfo."""
-    signature = etree.Element(_ds("Signature"), nsmap={"ds": DS}, Id=signature_id)
+    signature = etree.Element(_ds("Signature"), nsmap={"ds": DS}, Id=ids.signature)
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=C14N_10)
     kind = _SIGNATURE_KINDS[_scheme_of(chain[0])]
     etree.SubElement(signed_info, _ds("SignatureMethod"),
                      Algorithm=f"http://www.w3.org/2001/04/xmldsig-more#{kind}-{digest.value}")
-    etree.SubElement(signature, _ds("SignatureValue"), Id="value-" + signature_id)
+    etree.SubElement(signature, _ds("SignatureValue"), Id=ids.value)
     x509_data = etree.SubElement(etree.SubElement(signature, _ds("KeyInfo")), _ds("X509Data"))
     for der in _key_info_certificates(chain):
         etree.SubElement(x509_data, _ds("X509Certificate")).text = _b64(der)
@@ -220,10 +241,10 @@ def _key_info_certificates(chain: tuple[bytes, ...]) -> list[bytes]:
     return [chain[0], *issuers]
 
 
-def _data_reference(signed_info: etree._Element, packaging: Packaging, name: str, xml: bool) -> etree._Element:
-    """The ds:Reference of the signed data (digest still empty), followed by the SignedProperties one."""
-    base = signed_info.getparent().get("Id")  # type: ignore[union-attr]
-    reference = etree.SubElement(signed_info, _ds("Reference"), Id=f"r-{base}-1")
+def _references(signed_info: etree._Element, ids: _Ids, packaging: Packaging, name: str,
+                xml: bool) -> tuple[etree._Element, etree._Element]:
+    """The ds:References of the signed data and of the SignedProperties, their digests still to come."""
+    reference = etree.SubElement(signed_info, _ds("Reference"), Id=ids.reference)
     if packaging is Packaging.DETACHED:
         if not name:
             raise SiegelError(Code.BAD_REQUEST, "a detached signature names its document (document_name)")
@@ -233,12 +254,12 @@ def _data_reference(signed_info: etree._Element, packaging: Packaging, name: str
         _add_transforms(reference, (ENVELOPED_SIGNATURE, C14N_10))
     else:
         reference.set("Type", DS + "Object")
-        reference.set("URI", f"#o-{base}-1")
+        reference.set("URI", "#" + ids.data_object)
         _add_transforms(reference, (C14N_10,) if xml else (BASE64,))
     signed_properties = etree.SubElement(signed_info, _ds("Reference"), Type=SIGNED_PROPERTIES_TYPE,
-                                         URI=f"#xades-{base}")
+                                         URI="#" + ids.signed_properties)
     _add_transforms(signed_properties, (C14N_10,))
-    return reference
+    return reference, signed_properties
 
 
 def _add_transforms(reference: etree._Element, algorithms: Sequence[str]) -> None:
@@ -247,9 +268,9 @@ def _add_transforms(reference: etree._Element, algorithms: Sequence[str]) -> Non
         etree.SubElement(transforms, _ds("Transform"), Algorithm=algorithm)
 
 
-def _data_object(signature: etree._Element, object_id: str, document: bytes, xml: etree._Element | None) -> None:
+def _data_object(signature: etree._Element, ids: _Ids, document: bytes, xml: etree._Element | None) -> None:
     """The enveloped data in a ds:Object: XML as its content, anything else in base64."""
-    data_object = etree.SubElement(signature, _ds("Object"), Id=object_id)
+    data_object = etree.SubElement(signature, _ds("Object"), Id=ids.data_object)
     if xml is not None:
         data_object.append(xml)
     else:
@@ -262,14 +283,13 @@ def _set_digest(reference: etree._Element, digest: DigestAlgorithm, value: bytes
     etree.SubElement(reference, _ds("DigestValue")).text = _b64(value)
 
 
-def _signed_properties(signature: etree._Element, certificate: bytes, reference_id: str, mime_type: str,
+def _signed_properties(signature: etree._Element, certificate: bytes, ids: _Ids, mime_type: str,
                        properties: SignatureProperties) -> None:
     """ds:Object/QualifyingProperties/SignedProperties with the B-B properties and the signer's claims."""
-    signature_id = signature.get("Id")
     holder = etree.SubElement(signature, _ds("Object"))
     qualifying = etree.SubElement(holder, _xades("QualifyingProperties"), nsmap={"xades": XADES},
-                                  Target=f"#{signature_id}")
-    signed = etree.SubElement(qualifying, _xades("SignedProperties"), Id=f"xades-{signature_id}")
+                                  Target="#" + ids.signature)
+    signed = etree.SubElement(qualifying, _xades("SignedProperties"), Id=ids.signed_properties)
     signature_properties = etree.SubElement(signed, _xades("SignedSignatureProperties"))
     etree.SubElement(signature_properties, _xades("SigningTime")).text = \
         datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -283,7 +303,7 @@ def _signed_properties(signature: etree._Element, certificate: bytes, reference_
     if properties.claimed_role:
         roles = etree.SubElement(etree.SubElement(signature_properties, _xades("SignerRoleV2")), _xades("ClaimedRoles"))
         etree.SubElement(roles, _xades("ClaimedRole")).text = properties.claimed_role
-    _data_object_properties(signed, reference_id, mime_type, properties)
+    _data_object_properties(signed, ids.reference, mime_type, properties)
 
 
 def _signing_certificate(parent: etree._Element, certificate: bytes) -> None:

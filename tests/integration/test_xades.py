@@ -15,6 +15,7 @@ from asn1crypto import cms, ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
+from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
@@ -148,6 +149,10 @@ def test_each_packaging_b_b_verifies_with_xmlsec1_and_not_once_tampered(
         ("text/xml" if document is INVOICE else "application/octet-stream")
     if packaging is Packaging.ENVELOPED:
         assert _tree(signed)[-1].tag == f"{{{DS}}}Signature"  # the last child of the document's root
+    if packaging is not Packaging.DETACHED:  # a second opinion (signxml dereferences no outside URI)
+        results = XAdESVerifier().verify(signed, ca_pem_file=str(tmp_path / "root.pem"),
+                                         expect_config=XAdESSignatureConfiguration(expect_references=2))
+        assert document is not BINARY or results[0].signed_data == BINARY
 
     assert not _verified(_xmlsec(tmp_path, _tampered(packaging, document, signed, tmp_path)))
 
