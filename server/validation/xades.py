@@ -29,7 +29,7 @@ import binascii
 import copy
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -299,6 +299,7 @@ class _Nodes:
     copied: bool = False
     removed: tuple[str, ...] = ()  # locations of the elements transforms took out, signatures excepted
     signatures_removed: int = 0
+    origin: dict[etree._Element, etree._Element] = field(default_factory=dict)  # parsed -> copy
 
     def roots(self) -> list[etree._Element | etree._ElementTree]:
         if self.selection is not None:
@@ -310,9 +311,19 @@ class _Nodes:
         if self.copied:
             return self
         tree = copy.deepcopy(self.tree)
-        return _Nodes(tree, _same_in(tree, self.tree, self.top), self.comments,
-                      None if self.selection is None else [_same_in(tree, self.tree, e) for e in self.selection],
-                      True, self.removed, self.signatures_removed)
+        origin = dict(zip(self.tree.iter(), tree.iter(), strict=True))
+        return _Nodes(tree, None if self.top is None else origin[self.top], self.comments,
+                      None if self.selection is None else [origin[e] for e in self.selection],
+                      True, self.removed, self.signatures_removed, origin)
+
+    def here(self, parsed: etree._Element) -> etree._Element | None:
+        """The element of this node-set's tree that is ``parsed`` of the document (None: taken out)."""
+        if not self.copied:
+            return parsed
+        found = self.origin.get(parsed)
+        if found is None or not any(a is self.tree.getroot() for a in (found, *found.iterancestors())):
+            return None
+        return found
 
     def take_out(self, element: etree._Element) -> None:
         """Remove ``element`` (of this private copy) and remember what was removed. Outside the referenced
@@ -339,28 +350,13 @@ class _Nodes:
         return scope, description
 
 
-def _same_in(tree: etree._ElementTree, original: etree._ElementTree,
-             element: etree._Element | None) -> etree._Element | None:
-    """The element of ``tree`` (a copy of ``original``) at the place of ``element``."""
-    if element is None:
-        return None
-    steps = []
-    node = element
-    while (parent := node.getparent()) is not None:
-        steps.append(parent.index(node))
-        node = parent
-    found = tree.getroot()
-    for step in reversed(steps):
-        found = found[step]
-    return found
-
-
-def _remove(nodes: _Nodes, originals: Sequence[etree._Element], source: etree._ElementTree) -> _Nodes:
-    """``nodes`` without the subtrees of ``originals`` (elements of ``source``), tails kept."""
+def _remove(nodes: _Nodes, targets: Callable[[_Nodes], Sequence[etree._Element | None]]) -> _Nodes:
+    """``nodes`` without the subtrees ``targets`` names in a private copy (None: already gone), tails kept."""
     result = nodes.private()
-    targets = [_same_in(result.tree, source, e) for e in originals]
-    for target in targets:
-        if target is None or target.getparent() is None or target is result.top:
+    for target in targets(result):
+        if target is None:
+            continue
+        if target.getparent() is None or target is result.top:
             raise _format_failure("a transform would remove the whole referenced data")
         result.take_out(target)
     return result
@@ -442,10 +438,10 @@ def _xpath1(data: _Nodes, transform: etree._Element, context: _Context) -> _Node
     namespaces = {} if xpath is None else xpath.nsmap
     all_match = _NOT_ANY_SIGNATURE.match(expression)
     if all_match and namespaces.get(all_match.group(1)) == DS:
-        return _remove(data, _signatures(data.tree), data.tree)
+        return _remove(data, lambda nodes: _signatures(nodes.tree))
     this_match = _NOT_THIS_SIGNATURE.match(expression)
     if this_match and all(namespaces.get(p) == DS for p in this_match.groups()):
-        return _remove(data, [_same_in(data.tree, context.document.tree, context.signature)], data.tree)
+        return _remove(data, lambda nodes: [nodes.here(context.signature)])
     raise _format_failure(f"XPath transform {expression!r} is not supported (only the filters that exclude "
                           "signatures are)")
 
@@ -510,7 +506,7 @@ def _transform(data: _Nodes | bytes, transform: etree._Element, context: _Contex
     if isinstance(data, bytes):
         raise _format_failure(f"transform {algorithm!r} needs XML input, the reference gives octets")
     if algorithm == ENVELOPED:
-        return _remove(data, [_same_in(data.tree, context.document.tree, context.signature)], data.tree)
+        return _remove(data, lambda nodes: [nodes.here(context.signature)])
     if algorithm == XPATH1:
         return _xpath1(data, transform, context)
     if algorithm == FILTER2:
@@ -1070,6 +1066,8 @@ def _timestamps(work: _Work, xades: _Xades, pool: Sequence[bytes]) -> tuple[bool
     unsigned = xades.unsigned_signature_properties
     signature_value = work.signature.find(_ds("SignatureValue"))
     valid_signature, valid_archive = False, False
+    if signature_value is None:
+        return valid_signature, valid_archive
     for stamp in _xades_children(unsigned, "SignatureTimeStamp"):
         data = c14n_element(signature_value, _timestamp_c14n(stamp))
         for token in _encapsulated_tokens(stamp):
