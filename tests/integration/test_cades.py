@@ -152,12 +152,14 @@ def test_prepared_signatures_expire_and_are_swept(pki: Pki) -> None:
     from sqlalchemy import func, select, update
 
     from server.db.models import SigningState
+    from server.signing.keys import SigningKeys
     from server.signing.service import SigningService
 
     key = _user_key(pki)
     user_id = next(c.user_id for c in pki.ca.list() if c.key_label == key.label)
     assert user_id is not None
-    service = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit)
+    service = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
+                             SigningKeys(pki.engine, pki.audit, pki.ca), lambda: ())
     state_id, prepared, _ = service.prepare_cades(user_id, "anna", hashlib.sha256(DOCUMENT).digest(),
                                                   DigestAlgorithm.SHA256, Level.B_B, key.chain)
     value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
