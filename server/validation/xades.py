@@ -1084,6 +1084,8 @@ def _timestamps(work: _Work, xades: _Xades, pool: Sequence[bytes]) -> tuple[bool
             result = _check_token(token, archived, work.trust, "archive", pool)
             work.report.timestamps.append(result)
             valid_archive |= result.valid
+    if any(_is(c, XADES_NAMESPACES, "ArchiveTimeStamp") for c in ([] if unsigned is None else unsigned)):
+        work.verdict.notes.append("an ArchiveTimeStamp of XAdES before 1.4.1 is present and not verified")
     for result in work.report.timestamps:
         if not result.valid:
             work.verdict.notes.append(f"{result.kind} timestamp not valid: {result.message}")
@@ -1150,6 +1152,7 @@ def _countersigned_problem(work: _Work) -> str | None:
 
 
 def _verify_parts(work: _Work, xades: _Xades, has_xades: bool) -> None:
+    """Format, references (and manifests), signature value, XAdES properties, timestamps, then the chain."""
     signed_info = work.signature.find(_ds("SignedInfo"))
     if signed_info is None:
         work.verdict.fail(SubIndication.FORMAT_FAILURE, "the ds:Signature has no SignedInfo")

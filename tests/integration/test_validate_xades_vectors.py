@@ -347,6 +347,13 @@ def test_manifest_entries_are_scopes(vectors: Path) -> None:
     assert "#objectId" in names and all("manifest" in s.description for s in report.scopes if s.name == "#objectId")
 
 
+def test_xpath_filter_intersection_is_a_partial_scope(vectors: Path) -> None:
+    """URI="" narrowed by XPath Filter 2.0 to //ToBeSigned: the scope is that element, not the document."""
+    [report] = verify_vector(vectors, "xmldsig-interop/aleksey/x509data-test.xml")
+    [scope] = report.scopes
+    assert scope.scope == "PARTIAL" and scope.description.startswith("the elements at /Document/ToBeSigned")
+
+
 def test_xades_b_report(vectors: Path) -> None:
     [report] = verify_vector(vectors, "dss-xades/dss-signed.xml")
     assert (report.id, report.format, report.level) == ("id-8aa555101680cd4b9ace1ab16b32e4d3", "XAdES", "B-B")
