@@ -295,11 +295,12 @@ def _signed_properties(signature: etree._Element, certificate: bytes, ids: _Ids,
         datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     _signing_certificate(signature_properties, certificate)
     place = properties.production_place
-    if place is not None:
+    parts = () if place is None else [(name, value) for name, value in (
+        ("City", place.city), ("PostalCode", place.postal_code), ("CountryName", place.country)) if value]
+    if parts:
         element = etree.SubElement(signature_properties, _xades("SignatureProductionPlaceV2"))
-        for name, value in (("City", place.city), ("PostalCode", place.postal_code), ("CountryName", place.country)):
-            if value:
-                etree.SubElement(element, _xades(name)).text = value
+        for name, value in parts:
+            etree.SubElement(element, _xades(name)).text = value
     if properties.claimed_role:
         roles = etree.SubElement(etree.SubElement(signature_properties, _xades("SignerRoleV2")), _xades("ClaimedRoles"))
         etree.SubElement(roles, _xades("ClaimedRole")).text = properties.claimed_role
@@ -528,7 +529,8 @@ def _child(parent: etree._Element, tag: str) -> etree._Element:
 def _signature_by_id(root: etree._Element, signature_id: str) -> etree._Element:
     found = [s for s in root.iter(_ds("Signature")) if s.get("Id") == signature_id]
     if len(found) != 1:
-        raise SiegelError(Code.BAD_REQUEST, f"the prepared document holds {len(found)} signatures {signature_id}")
+        raise SiegelError(Code.BAD_REQUEST, f"the prepared document holds signature {signature_id} "
+                                            f"{len(found)} times, not once")
     return found[0]
 
 
@@ -538,8 +540,8 @@ def _only_signature(root: etree._Element) -> etree._Element:
              if s.find(f"{_ds('Object')}/{_xades('QualifyingProperties')}") is not None
              and not any(a.tag == _ds("Signature") for a in s.iterancestors())]
     if len(found) != 1:
-        raise SiegelError(Code.BAD_REQUEST, f"the document holds {len(found)} XAdES signatures; "
-                                            "one can be extended")
+        raise SiegelError(Code.BAD_REQUEST, f"the document holds {len(found)} XAdES signatures: "
+                                            "a document with exactly one can be extended")
     return found[0]
 
 

@@ -260,14 +260,16 @@ def test_b_lt_embeds_the_whole_chain_and_a_good_ocsp_response(pki_online: Online
 
 
 def _independent_archive_input(signed: bytes, document: bytes, before: int) -> bytes:
-    """EN 319 132-1 5.5.2.2 for our detached signatures, written out: the document, SignedProperties,
-    SignedInfo, SignatureValue, KeyInfo and the first ``before`` unsigned signature properties (C14N 1.0)."""
+    """EN 319 132-1 5.5.2.2 for our detached and base64-enveloping signatures, written out (C14N 1.0):
+    the document, SignedProperties, SignedInfo, SignatureValue, KeyInfo, the first ``before`` unsigned
+    signature properties and the ds:Object holding the document, if there is one."""
     signature = _signature(signed)
     c14n = [etree.tostring(signature.find(path, NS), method="c14n") for path in (
         "ds:Object/xades:QualifyingProperties/xades:SignedProperties", "ds:SignedInfo", "ds:SignatureValue",
         "ds:KeyInfo")]
     properties = list(signature.find(".//xades:UnsignedSignatureProperties", NS))[:before]
-    return document + b"".join(c14n) + b"".join(etree.tostring(p, method="c14n") for p in properties)
+    data_objects = signature.findall("ds:Object[@Id]", NS)
+    return document + b"".join(c14n) + b"".join(etree.tostring(p, method="c14n") for p in [*properties, *data_objects])
 
 
 def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
@@ -299,6 +301,19 @@ def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
         extend_xades(signed, Level.B_LTA, timestamps=_online_tsa(pki_online), trust_roots=roots)
     assert caught.value.code is Code.NOT_SUPPORTED and "detached document" in caught.value.message
     assert extend_xades(signed, Level.B_LT, timestamps=_online_tsa(pki_online), trust_roots=roots) == signed
+
+
+def test_a_b_b_signature_extends_later_to_b_lta(pki_online: OnlinePki, tmp_path: Path) -> None:
+    signed = sign_xades(_user_key(pki_online), level=Level.B_B, packaging=Packaging.ENVELOPING, document=BINARY)
+    extended = extend_xades(signed, Level.B_LTA, timestamps=_online_tsa(pki_online),
+                            trust_roots=(_root_der(pki_online),))
+    _root_pem(pki_online, tmp_path)
+    assert _verified(_xmlsec(tmp_path, extended))
+    properties = _signature(extended).find(".//xades:UnsignedSignatureProperties", NS)
+    assert [etree.QName(p).localname for p in properties] == [
+        "SignatureTimeStamp", "CertificateValues", "RevocationValues", "TimeStampValidationData", "ArchiveTimeStamp"]
+    assert _imprint(_token_of(properties[-1])) == \
+        hashlib.sha256(_independent_archive_input(extended, BINARY, 4)).digest()  # the data ds:Object included
 
 
 def test_schemas_accept_b_lta(pki_online: OnlinePki, xades_schema: xmlschema.XMLSchema) -> None:
