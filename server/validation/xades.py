@@ -816,23 +816,66 @@ def _is_signed_properties_reference(reference: etree._Element) -> bool:
     return kind.startswith("http://uri.etsi.org/01903") and kind.endswith("#SignedProperties")
 
 
-def _signing_certificate_problem(properties: etree._Element | None, signer: bytes) -> str | None:
-    """Why SigningCertificate(V2) does not designate ``signer``; None when it does."""
-    reference = _xades_child(properties, "SigningCertificateV2")
-    if reference is None:
-        reference = _xades_child(properties, "SigningCertificate")
-    if reference is None:
-        return "the SignedProperties hold no SigningCertificate(V2)"
+def _signing_certificate(properties: etree._Element | None) -> etree._Element | None:
+    found = _xades_child(properties, "SigningCertificateV2")
+    return found if found is not None else _xades_child(properties, "SigningCertificate")
+
+
+def _matching_cert(reference: etree._Element, signer: bytes) -> etree._Element | None:
+    """The xades:Cert entry whose CertDigest is that of ``signer``."""
     for cert in _xades_children(reference, "Cert"):
         digest = _xades_child(cert, "CertDigest")
         method = None if digest is None else digest.find(_ds("DigestMethod"))
         name = DIGESTS.get("" if method is None else method.get("Algorithm", ""))
-        if name is None or digest is None:
-            continue
-        if hashlib.new(name, signer).digest() != _lenient_b64(digest.find(_ds("DigestValue"))):
-            continue
-        return _issuer_serial_problem(cert, signer)
-    return "no SigningCertificate digest matches the certificate that verifies the signature"
+        if name is not None and digest is not None and (
+                hashlib.new(name, signer).digest() == _lenient_b64(digest.find(_ds("DigestValue")))):
+            return cert
+    return None
+
+
+def _signing_certificate_problem(properties: etree._Element | None, signer: bytes) -> str | None:
+    """Why SigningCertificate(V2) does not designate ``signer``; None when it does."""
+    reference = _signing_certificate(properties)
+    if reference is None:
+        return "the SignedProperties hold no SigningCertificate(V2)"
+    cert = _matching_cert(reference, signer)
+    if cert is None:
+        return "no SigningCertificate digest matches the certificate that verifies the signature"
+    return _issuer_serial_problem(cert, signer)
+
+
+_RDN_NAMES = {"CN": "2.5.4.3", "SN": "2.5.4.4", "SERIALNUMBER": "2.5.4.5", "C": "2.5.4.6", "L": "2.5.4.7",
+              "ST": "2.5.4.8", "S": "2.5.4.8", "STREET": "2.5.4.9", "O": "2.5.4.10", "OU": "2.5.4.11",
+              "T": "2.5.4.12", "TITLE": "2.5.4.12", "GIVENNAME": "2.5.4.42", "G": "2.5.4.42",
+              "ORGANIZATIONIDENTIFIER": "2.5.4.97", "DC": "0.9.2342.19200300.100.1.25",
+              "UID": "0.9.2342.19200300.100.1.1", "E": "1.2.840.113549.1.9.1",
+              "EMAILADDRESS": "1.2.840.113549.1.9.1"}
+_DN_PART = re.compile(r'\s*([^=,+]+?)\s*=\s*("(?:[^"\\]|\\.)*"|(?:[^,+\\]|\\.)*)\s*([,+;]|$)')
+
+
+def _dn_attributes(text: str) -> set[tuple[str, str]] | None:
+    """An RFC 2253/4514 string as a set of (OID, case-folded value); None when it does not parse."""
+    found, position = set(), 0
+    while position < len(text):
+        match = _DN_PART.match(text, position)
+        if match is None or match.end() == position:
+            return None
+        kind, value = match.group(1).strip(), match.group(2).strip()
+        oid = _RDN_NAMES.get(kind.upper().removeprefix("OID."), kind.removeprefix("OID."))
+        if value.startswith('"'):
+            value = value[1:-1]
+        raw = re.sub(rb"\\([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), value.encode())
+        value = re.sub(r"\\(.)", r"\1", raw.decode("utf-8", "replace"))
+        found.add((oid, " ".join(value.split()).casefold()))
+        position = match.end()
+    return found
+
+
+def _same_issuer_name(text: str, issuer: x509.Name) -> bool:
+    """X509IssuerName written in any common way (order, spacing, case, escapes) against the issuer."""
+    named = _dn_attributes(text)
+    actual = {(a.oid.dotted_string, " ".join(str(a.value).split()).casefold()) for a in issuer}
+    return named == actual
 
 
 def _issuer_serial_problem(cert: etree._Element, signer: bytes) -> str | None:
@@ -853,6 +896,18 @@ def _issuer_serial_problem(cert: etree._Element, signer: bytes) -> str | None:
     serial = _text(v1.find(_ds("X509SerialNumber")))
     if not serial.lstrip("-").isdigit() or int(serial) != certificate.serial_number:
         return f"IssuerSerial names serial number {serial}, the signer certificate has {certificate.serial_number}"
+    return None
+
+
+def _issuer_name_note(properties: etree._Element | None, signer: bytes) -> str | None:
+    """The SigningCertificate (v1) IssuerName of the matching entry written for another issuer: the digest
+    and serial number identify the certificate, so this is a note, not a failure."""
+    reference = _signing_certificate(properties)
+    cert = None if reference is None else _matching_cert(reference, signer)
+    name = _text(None if cert is None else cert.find(f"*/{_ds('X509IssuerName')}"))
+    issuer = x509.load_der_x509_certificate(signer).issuer
+    if name and not _same_issuer_name(name, issuer):
+        return f"SigningCertificate names the issuer {name!r}, the certificate's is {issuer.rfc4514_string()!r}"
     return None
 
 
@@ -983,6 +1038,9 @@ def _references(work: _Work, signed_info: etree._Element, xades: _Xades) -> None
                                            "not used")
             else:
                 xades.signed = True
+                if not _is_signed_properties_reference(reference):
+                    work.verdict.notes.append("the reference to the SignedProperties lacks "
+                                              "Type=\"http://uri.etsi.org/01903#SignedProperties\"")
         elif checked.element is not None and checked.element.tag == _ds("Manifest"):
             _manifest(work, checked.element, context)
         elif not _is_signature_part(checked.element, work.signature):
@@ -1058,6 +1116,8 @@ def _properties(work: _Work, xades: _Xades, signer: _Candidate | None) -> bool:
     if problem is not None:
         work.verdict.indeterminate(SubIndication.NO_SIGNING_CERTIFICATE_FOUND, problem)
         return False
+    if note := _issuer_name_note(properties, signer.certificate):
+        work.verdict.notes.append(note)
     return True
 
 

@@ -354,6 +354,14 @@ def test_xpath_filter_intersection_is_a_partial_scope(vectors: Path) -> None:
     assert scope.scope == "PARTIAL" and scope.description.startswith("the elements at /Document/ToBeSigned")
 
 
+@pytest.mark.parametrize("path", ["dss-xades/plugtest/Signature-X-CZ_SEF-4.xml",  # escaped UTF-8 in the name
+                                  "dss-xades/plugtest/Signature-X-SK_DIT-1.xml",  # quoted values
+                                  "dss-xades/xsw/XSW-enveloped-fake-content.xml"])  # spaces after commas
+def test_signing_certificate_v1_issuer_names_in_rfc2253_forms_match(vectors: Path, path: str) -> None:
+    [report] = verify_vector(vectors, path)
+    assert report.level == "B-B" and not any("names the issuer" in m for m in report.messages), report.messages
+
+
 def test_xades_b_report(vectors: Path) -> None:
     [report] = verify_vector(vectors, "dss-xades/dss-signed.xml")
     assert (report.id, report.format, report.level) == ("id-8aa555101680cd4b9ace1ab16b32e4d3", "XAdES", "B-B")
