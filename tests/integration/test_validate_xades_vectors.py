@@ -4,8 +4,10 @@ Every signature file of ../shared/vectors/dss-xades (EU DSS) and ../shared/vecto
 (W3C interop samples) is a case; its expected verdict is the ``verdict`` text of manifest.json, read
 through :data:`VERDICTS` (a verdict text missing there fails, so a new row is never silently passed).
 Rows marked DISAGREE are skipped with that reason. :data:`POLICY` lists the files where Siegel answers
-differently from the producer on purpose, each with the reason. No trust anchor is given, so a
-cryptographically valid signature ends INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND ("valid(crypto)").
+differently from the producer on purpose, each with the reason; HMAC signatures ("valid with key ...")
+are refused by design (a shared secret identifies no signer). No trust anchor is given, so a
+cryptographically valid signature ends INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND ("valid(crypto)"); the
+tests at the end trust a vector's own embedded roots instead.
 """
 
 from __future__ import annotations
