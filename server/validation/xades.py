@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
+from server.errors import SiegelError
 from server.validation.model import (
     Indication,
     SignatureReport,
@@ -255,12 +256,14 @@ class _Document:
                                   "an ambiguous reference (XML signature wrapping) is not resolved")
         return found[0]
 
-    def external(self, uri: str) -> bytes | tuple[str, bytes]:
+    def external(self, uri: str) -> tuple[str, bytes | tuple[str, bytes]]:
+        """The name under which the caller supplied ``uri`` (as written, %-decoded, without "./") and
+        its content or (algorithm, digest)."""
         for key in dict.fromkeys((uri, unquote(uri), unquote(uri).removeprefix("./"))):
             if key in self.detached:
-                return self.detached[key]
+                return key, self.detached[key]
             if key in self.detached_digests:
-                return self.detached_digests[key]
+                return key, self.detached_digests[key]
         raise _not_found(f"the detached document {uri!r} was not supplied (nothing is fetched)")
 
 
@@ -491,11 +494,19 @@ def _within(element: etree._Element, top: etree._Element | None) -> bool:
     return top is None or element is top or top in element.iterancestors()
 
 
+def _parse_octets(data: bytes) -> etree._ElementTree:
+    """Octets a reference gives (a detached document, a base64 result) parsed for a canonicalization."""
+    try:
+        return parse_xml(data, max_depth=MAX_DEPTH).getroottree()
+    except SiegelError as exc:
+        raise _format_failure(f"the referenced data is not XML that can be canonicalized: {exc.message}") from None
+
+
 def _transform(data: _Nodes | bytes, transform: etree._Element, context: _Context) -> _Nodes | bytes:
     algorithm = transform.get("Algorithm", "")
     if algorithm in C14N_METHODS:
         if isinstance(data, bytes):
-            data = _Nodes(parse_xml(data, max_depth=MAX_DEPTH).getroottree(), None, True)
+            data = _Nodes(_parse_octets(data), None, True)
         return _c14n_nodes(data, C14N_METHODS[algorithm], _prefixes(transform))
     if algorithm == BASE64:
         text = data if isinstance(data, bytes) else "".join(r.xpath("string()") for r in data.roots()).encode()
@@ -547,10 +558,10 @@ def _dereference(uri: str | None, document: _Document) -> _Resolved:
         scope = "FULL" if element.getparent() is None else "PARTIAL"
         return _Resolved(_Nodes(tree, element, bool(pointer)), element, "#" + identifier, scope,
                          _describe(element, identifier))
-    found = document.external(uri)
+    supplied, found = document.external(uri)
     if isinstance(found, tuple):
-        return _Resolved(found, None, uri, "DIGEST", f"detached document {uri} (its digest supplied)")
-    return _Resolved(found, None, uri, "FULL", f"detached document {uri}")
+        return _Resolved(found, None, supplied, "DIGEST", f"detached document {supplied} (its digest supplied)")
+    return _Resolved(found, None, supplied, "FULL", f"detached document {supplied}")
 
 
 def _check_placement(element: etree._Element | None) -> None:

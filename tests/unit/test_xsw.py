@@ -80,7 +80,9 @@ def _target_data(root: etree._Element, uri: str) -> tuple[bytes, list[str]]:
         return _exc_c14n(root), [ENVELOPED, EXC_C14N]
     pointer = re.fullmatch(r"#xpointer\(id\('([^']+)'\)\)", uri)
     identifier = pointer.group(1) if pointer else uri[1:]
-    targets = root.xpath("//*[@Id=$id]", id=identifier) if uri.startswith("#") else []
+    if not uri.startswith("#"):
+        return b"data the verifier never sees", []
+    targets = root.xpath("//*[@Id=$id]", id=identifier)
     return (_exc_c14n(targets[0]) if targets else b"data the verifier never sees"), [EXC_C14N]
 
 
@@ -255,6 +257,26 @@ def test_references_outside_the_document_are_never_fetched(key: ec.EllipticCurve
         assert report.scopes == []
     with pytest.raises(BlockingIOError):
         listener.accept()
+
+
+def test_detached_document_is_named_as_supplied(key: ec.EllipticCurvePrivateKey, certificate: bytes) -> None:
+    """A reference "./my%20order.xml" resolves to the caller's "my order.xml" and the scope says so."""
+    signed = sign(DOCUMENT, ["./my%20order.xml"], key, certificate)
+    [report] = verify_xml_signatures(signed, UNTRUSTED, detached={"my order.xml": b"data the verifier never sees"})
+    assert verdict(report) == (Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND)
+    [scope] = report.scopes
+    assert (scope.name, scope.scope) == ("my order.xml", "FULL")
+
+
+def test_detached_data_that_is_not_xml_cannot_be_canonicalized(key: ec.EllipticCurvePrivateKey,
+                                                               certificate: bytes) -> None:
+    signed = sign(DOCUMENT, ["x.xml"], key, certificate).replace(
+        b'<ds:Reference URI="x.xml">',
+        f'<ds:Reference URI="x.xml"><ds:Transforms><ds:Transform Algorithm="{EXC_C14N}"/></ds:Transforms>'.encode())
+    for content in (b"not xml", b'<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>'):
+        [report] = verify_xml_signatures(signed, UNTRUSTED, detached={"x.xml": content})
+        assert verdict(report) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
+        assert any("not XML that can be canonicalized" in m for m in report.messages)
 
 
 def test_xslt_transform_is_refused(signed: bytes) -> None:
