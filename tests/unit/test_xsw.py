@@ -76,7 +76,7 @@ def ecdsa_p256(key: ec.EllipticCurvePrivateKey) -> Signer:
 
 def _target_data(root: etree._Element, uri: str) -> tuple[bytes, list[str]]:
     """What a reference to ``uri`` digests (before the signature is added) and its transforms."""
-    if uri == "":
+    if uri in ("", "#xpointer(/)"):
         return _exc_c14n(root), [ENVELOPED, EXC_C14N]
     pointer = re.fullmatch(r"#xpointer\(id\('([^']+)'\)\)", uri)
     identifier = pointer.group(1) if pointer else uri[1:]
@@ -342,6 +342,13 @@ def test_whole_document_enveloped_and_xpointer(key: ec.EllipticCurvePrivateKey, 
     whole, note = report.scopes
     assert (whole.name, whole.scope) == ("orders.xml", "FULL")
     assert (note.name, note.scope) == ("#note-1", "PARTIAL")
+
+
+def test_xpointer_root_is_the_whole_document(key: ec.EllipticCurvePrivateKey, certificate: bytes) -> None:
+    report = verify(sign(DOCUMENT, ["#xpointer(/)"], key, certificate))
+    assert verdict(report) == (Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND), report.messages
+    [whole] = report.scopes
+    assert (whole.name, whole.scope) == ("orders.xml", "FULL")
 
 
 def test_enveloped_document_changed_outside_the_signature(key: ec.EllipticCurvePrivateKey,
