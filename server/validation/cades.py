@@ -17,9 +17,11 @@ For each SignerInfo, in the order of EN 319 102-1's basic validation:
 
 The level reached: B-B; B-T with a valid signature timestamp; B-LT when in addition every certificate of the
 signer's path below the anchor is embedded with an embedded OCSP response or CRL for it (the TSA's own
-validation data is not required); B-LTA when in addition an archive-time-stamp-v3 is present whose token
-verifies. The ATSv3 imprint is not recomputed: its token is checked (TSA signature, certificate, chain) and
-the report says so. A signature that is no CMS at all gives one report TOTAL-FAILED/FORMAT_FAILURE.
+validation data is not required); B-LTA when in addition an archive-time-stamp-v3 verifies: its
+ats-hash-index-v3 names only values still present, its imprint is rebuilt with the engine's
+:func:`archive_imprint` (EN 319 122-1 5.5.3) and its token verifies. Without the signed content (only a
+digest given) the imprint cannot be rebuilt: the token is checked against its own imprint and the report
+says so. A signature that is no CMS at all gives one report TOTAL-FAILED/FORMAT_FAILURE.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from pyhanko.sign.general import check_ess_certid, match_issuer_serial
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import get_signing_cert_attr, validate_sig_integrity
 
+from server.errors import SiegelError
+from server.signing.cades import ARCHIVE_TIME_STAMP_V3, ATS_HASH_INDEX_V3, ATSHashIndexV3, archive_imprint
+from server.signing.keysource import DigestAlgorithm
 from server.validation.certificates import ChainResult, check_signer
 from server.validation.model import (Indication, SignatureReport, SignedScope, SubIndication, TimestampResult,
                                      Trust)
 from server.validation.timestamps import check_timestamp, message_imprint
 
-ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"
 OCSP_RESPONSE_FORMAT = "1.3.6.1.5.5.7.16.2"
 _ASN1_ERRORS = (ValueError, TypeError, KeyError, OverflowError)
 
@@ -90,8 +94,7 @@ def verify_cades(signature: bytes, trust: Trust, *, content: bytes | None = None
     if not infos:
         return [_format_failure("signature", "the SignedData has no SignerInfo")]
     at = trust.validation_time or datetime.now(timezone.utc)
-    content_type = signed_data["encap_content_info"]["content_type"].native
-    return [_verify_signer(f"signer-{i}", info, content_type, checked, embedded, trust, at)
+    return [_verify_signer(f"signer-{i}", info, signed_data, checked, embedded, trust, at)
             for i, info in enumerate(infos, 1)]
 
 
@@ -142,10 +145,10 @@ def _content(signed_data: cms.SignedData, content: bytes | None, content_digest:
     return _Content(None, None, None)
 
 
-def _verify_signer(identifier: str, info: cms.SignerInfo, content_type: str, content: _Content,
+def _verify_signer(identifier: str, info: cms.SignerInfo, signed_data: cms.SignedData, content: _Content,
                    embedded: _Embedded, trust: Trust, at: datetime) -> SignatureReport:
     try:
-        return _SignerCheck(identifier, info, content, embedded, trust, at).run(content_type)
+        return _SignerCheck(identifier, info, signed_data, content, embedded, trust, at).run()
     except _ASN1_ERRORS as exc:
         return _format_failure(identifier, f"the SignerInfo is malformed: {exc}")
 
@@ -153,9 +156,10 @@ def _verify_signer(identifier: str, info: cms.SignerInfo, content_type: str, con
 class _SignerCheck:
     """One SignerInfo's verification; :meth:`run` fills and returns its report."""
 
-    def __init__(self, identifier: str, info: cms.SignerInfo, content: _Content, embedded: _Embedded,
-                 trust: Trust, at: datetime) -> None:
-        self.info, self.content, self.embedded, self.trust, self.at = info, content, embedded, trust, at
+    def __init__(self, identifier: str, info: cms.SignerInfo, signed_data: cms.SignedData, content: _Content,
+                 embedded: _Embedded, trust: Trust, at: datetime) -> None:
+        self.info, self.signed_data, self.content = info, signed_data, content
+        self.embedded, self.trust, self.at = embedded, trust, at
         self.algorithm: str = info["digest_algorithm"]["algorithm"].native
         self.report = SignatureReport(
             identifier, "CAdES", Indication.INDETERMINATE, digest_algorithm=self.algorithm,
@@ -163,7 +167,7 @@ class _SignerCheck:
             signature_value=info["signature"].native, claimed_signing_time=_signing_time(info),
             scopes=[content.scope] if content.scope is not None else [])
 
-    def run(self, content_type: str) -> SignatureReport:
+    def run(self) -> SignatureReport:
         if isinstance(self.info["signed_attrs"], core.Void):
             return self._verdict(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE,
                                  "the SignerInfo has no signed attributes, which CAdES requires")
@@ -176,7 +180,7 @@ class _SignerCheck:
         unbound = self._binding(cert)
         if unbound is not None:
             return unbound
-        failed = self._cryptography(cert, content_type)
+        failed = self._cryptography(cert)
         if failed is not None and failed.indication is Indication.TOTAL_FAILED:
             return failed
         self.report.timestamps = self._timestamps()
@@ -217,9 +221,10 @@ class _SignerCheck:
                                  "the signing-certificate-v2 attribute names another certificate than the signer's")
         return None
 
-    def _cryptography(self, cert: x509.Certificate, content_type: str) -> SignatureReport | None:
+    def _cryptography(self, cert: x509.Certificate) -> SignatureReport | None:
         """None when signature and digest verify; else a verdict (TOTAL-FAILED, or data not found)."""
         digest = self.content.digest_with(self.algorithm)
+        content_type = self.signed_data["encap_content_info"]["content_type"].native
         try:
             intact, valid = validate_sig_integrity(self.info, cert, content_type, digest or b"")
         except SignatureValidationError as exc:
@@ -248,8 +253,33 @@ class _SignerCheck:
                 if attr["type"].native == "signature_time_stamp_token":
                     results.append(_signature_timestamp(der, value, self.trust, pool))
                 elif kind == ARCHIVE_TIME_STAMP_V3:
-                    results.append(_archive_timestamp(der, self.trust, pool))
+                    results.append(self._archive_timestamp(der))
         return results
+
+    def _archive_timestamp(self, token: bytes) -> TimestampResult:
+        """An archive-time-stamp-v3 (EN 319 122-1 5.5.3): its ats-hash-index-v3 may name only values the
+        signature still has, and its imprint is rebuilt over the signed content, the SignerInfo and that index.
+        Without the content (a digest given), only the token itself is checked, against its own imprint."""
+        try:
+            algorithm, claimed = message_imprint(token)
+            index = _hash_index(token)
+            digest = DigestAlgorithm.parse(algorithm)
+        except (ValueError, SiegelError) as exc:
+            return TimestampResult("archive", None, False, None, f"archive-time-stamp-v3: {exc}", token)
+        pool = self.embedded.certificates_der
+        if self.content.data is None:
+            result = check_timestamp(token, claimed, algorithm, self.trust, "archive", pool=pool)
+            note = "; its imprint was not recomputed: the signed content was not given"
+            return TimestampResult("archive", result.time, result.valid, result.tsa,
+                                   f"archive-time-stamp-v3: {result.message}{note}", token)
+        unknown = _unknown_hashes(index, self.signed_data, self.info)
+        if unknown:
+            return TimestampResult("archive", None, False, None, f"archive-time-stamp-v3: its ats-hash-index-v3 "
+                                   f"names {unknown} value(s) the signature no longer has", token)
+        imprint = archive_imprint(self.signed_data, self.info, index, self.content.data, digest)
+        result = check_timestamp(token, imprint, algorithm, self.trust, "archive", pool=pool)
+        return TimestampResult("archive", result.time, result.valid, result.tsa,
+                               f"archive-time-stamp-v3: {result.message}", token)
 
     def _level(self, chain: ChainResult) -> str:
         valid = {t.kind for t in self.report.timestamps if t.valid}
@@ -295,16 +325,29 @@ def _signature_timestamp(token: bytes, signature_value: bytes, trust: Trust, poo
     return check_timestamp(token, digest, algorithm, trust, "signature", pool=pool)
 
 
-def _archive_timestamp(token: bytes, trust: Trust, pool: Sequence[bytes]) -> TimestampResult:
-    """The token checked against its own imprint: the ATSv3 hash is not recomputed (said in the message)."""
-    try:
-        algorithm, digest = message_imprint(token)
-    except ValueError as exc:
-        return TimestampResult("archive", None, False, None, f"archive-time-stamp-v3: {exc}", token)
-    result = check_timestamp(token, digest, algorithm, trust, "archive", pool=pool)
-    note = "; its imprint over the signature and its validation data was not recomputed"
-    return TimestampResult(result.kind, result.time, result.valid, result.tsa,
-                           f"archive-time-stamp-v3: {result.message}{note}", token)
+def _hash_index(token: bytes) -> ATSHashIndexV3:
+    """The ats-hash-index-v3 the token's SignerInfo carries as an unsigned attribute."""
+    signer_info = cms.ContentInfo.load(token)["content"]["signer_infos"][0]
+    for attr in signer_info["unsigned_attrs"] or ():
+        if attr["type"].dotted == ATS_HASH_INDEX_V3:
+            return ATSHashIndexV3.load(attr["values"][0].dump())
+    raise ValueError("the token carries no ats-hash-index-v3")
+
+
+def _unknown_hashes(index: ATSHashIndexV3, signed_data: cms.SignedData, signer_info: cms.SignerInfo) -> int:
+    """How many hashes of the index match no certificate, revocation value or unsigned attribute value now present."""
+    algorithm = index["hash_ind_algorithm"]["algorithm"].native
+
+    def hashed(items: Sequence[bytes]) -> set[bytes]:
+        return {hashlib.new(algorithm, item).digest() for item in items}
+
+    present = {
+        "certificates_hash_index": hashed([c.dump() for c in signed_data["certificates"] or ()]),
+        "crls_hash_index": hashed([r.dump() for r in signed_data["crls"] or ()]),
+        "unsigned_attr_values_hash_index": hashed([a["type"].dump() + v.dump()
+                                                   for a in signer_info["unsigned_attrs"] or () for v in a["values"]]),
+    }
+    return sum(1 for name, values in present.items() for h in index[name].native if h not in values)
 
 
 def _complete(chain: Sequence[bytes], embedded: _Embedded) -> bool:

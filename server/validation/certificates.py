@@ -95,7 +95,7 @@ async def _check(inputs: _Inputs, fetching: bool, at: datetime, poe: datetime | 
         return ChainResult(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
                            (inputs.signer.dump(),), f"no chain from {subject} to a trust anchor: {exc}", "not checked")
     except RevokedError as exc:
-        return await _revoked(inputs, exc, poe, context)
+        return await _revoked(inputs, exc, poe, context, fetching)
     except (ExpiredError, NotYetValidError) as exc:
         return await _out_of_bounds(inputs, exc, poe)
     except InsufficientRevinfoError as exc:
@@ -133,8 +133,8 @@ def _failed(exc: PathValidationError, sub: SubIndication, message: str, revocati
     return ChainResult(Indication.INDETERMINATE, sub, _chain(exc.original_path), message, revocation)
 
 
-async def _revoked(inputs: _Inputs, exc: RevokedError, poe: datetime | None,
-                   context: ValidationContext) -> ChainResult:
+async def _revoked(inputs: _Inputs, exc: RevokedError, poe: datetime | None, context: ValidationContext,
+                   fetching: bool) -> ChainResult:
     revocation = f"revoked at {exc.revocation_dt.isoformat()} ({exc.reason.human_friendly})"
     if poe is None or poe >= exc.revocation_dt:
         sub = SubIndication.REVOKED_NO_POE if exc.is_ee_cert else SubIndication.REVOKED_CA_NO_POE
@@ -145,7 +145,7 @@ async def _revoked(inputs: _Inputs, exc: RevokedError, poe: datetime | None,
     if exc.is_ee_cert:  # the CA certificates above it were validated before the signer's revocation check
         return ChainResult(Indication.TOTAL_PASSED, None, _chain(exc.original_path), note,
                            f"{_revocation_used(inputs, context)}; {revocation}")
-    return await _at_poe(inputs, poe, note, revocation, SubIndication.REVOKED_CA_NO_POE, fetching=True)
+    return await _at_poe(inputs, poe, note, revocation, SubIndication.REVOKED_CA_NO_POE, fetching=fetching)
 
 
 async def _out_of_bounds(inputs: _Inputs, exc: ExpiredError | NotYetValidError, poe: datetime | None) -> ChainResult:

@@ -26,6 +26,7 @@ from server.signing.cades import SigningKey, sign_cades
 from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging
 from server.validation.cades import verify_cades
+from server.validation.certificates import ChainResult, check_signer
 from server.validation.model import Indication, SignatureReport, SubIndication, Trust, ValidationReport
 from server.validation.report import to_etsi_xml
 from server.xmlsafe import parse_trusted_file, parse_xml
@@ -198,7 +199,39 @@ def test_b_lt_and_b_lta_round_trip_passes_after_revocation_and_offline(pki_onlin
     lta = _verify(b_lta, _trust(pki_online, allow_fetching=False))
     assert lta.indication is Indication.TOTAL_PASSED and lta.level == "B-LTA", lta.messages
     (archive,) = [t for t in lta.timestamps if t.kind == "archive"]
-    assert archive.valid and "archive-time-stamp-v3" in archive.message
+    assert archive.valid and "not recomputed" not in archive.message, archive.message
+
+
+def _without_certificate(signature: bytes, der: bytes) -> bytes:
+    """The signature with the embedded certificate ``der`` taken out (and nothing else changed)."""
+    info = cms.ContentInfo.load(signature)
+    certificates = list(info["content"]["certificates"])
+    assert any(c.chosen.dump() == der for c in certificates)
+    info["content"]["certificates"] = [c for c in certificates if c.chosen.dump() != der]
+    return info.dump()
+
+
+def test_an_archive_timestamp_is_rebuilt_over_the_content_and_its_hash_index(pki_online: OnlinePki) -> None:
+    if Level.B_LTA not in cades.LEVELS:
+        pytest.skip("server.signing.cades does not make B-LTA yet")
+    key, _ = _user_key(pki_online, "gerd")
+    signature = sign_cades(key, content=DOCUMENT, level=Level.B_LTA, timestamps=_tsa(pki_online),
+                           trust_roots=[_root(pki_online)])
+    exact = _verify(signature, _trust(pki_online), content=DOCUMENT)
+    assert exact.indication is Indication.TOTAL_PASSED and exact.level == "B-LTA", exact.messages
+
+    digest_only = _verify(signature, _trust(pki_online), content_digest=("sha256", hashlib.sha256(DOCUMENT).digest()))
+    assert digest_only.indication is Indication.TOTAL_PASSED and digest_only.level == "B-LTA"
+    (archive,) = [t for t in digest_only.timestamps if t.kind == "archive"]
+    assert archive.valid and "not recomputed" in archive.message
+
+    other_content = _verify(signature, _trust(pki_online), content=DOCUMENT + b"!")
+    assert other_content.sub_indication is SubIndication.HASH_FAILURE
+
+    stripped = _verify(_without_certificate(signature, _root(pki_online)), _trust(pki_online), content=DOCUMENT)
+    (archive,) = [t for t in stripped.timestamps if t.kind == "archive"]
+    assert not archive.valid and "no longer has" in archive.message, archive.message
+    assert stripped.level != "B-LTA"
 
 
 @pytest.mark.parametrize("garbage", [b"", b"garbage", b"\x30\x03\x02\x01\x01", b"\x30\x80" + b"\x00" * 10,
@@ -208,3 +241,104 @@ def test_anything_that_is_no_cms_signature_is_a_format_failure(garbage: bytes) -
     assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
     assert report.messages and report.level is None
     _assert_valid_xml([report])
+
+
+# ---------------------------------------------------------------- check_signer on a PKI made here (no network)
+
+_USAGE = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
+              encipher_only=False, decipher_only=False)
+_UNREACHABLE_CRL = x509.CRLDistributionPoints([x509.DistributionPoint(
+    [x509.UniformResourceIdentifier("http://127.0.0.1:9/made-here.crl")], None, None, None)])
+
+
+def _made_here(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
+               issuer_key: ec.EllipticCurvePrivateKey | None, serial: int, valid: tuple[datetime, datetime],
+               ca: bool) -> x509.Certificate:
+    """A certificate of a PKI made here; below the root, with a CRL distribution point that answers nothing."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signing_key = issuer_key or key
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject if issuer else subject)
+               .public_key(key.public_key()).serial_number(serial).not_valid_before(valid[0])
+               .not_valid_after(valid[1])
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **_USAGE),
+                              critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
+                              critical=False))
+    if issuer is not None:
+        builder = builder.add_extension(_UNREACHABLE_CRL, critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+class _Pki:
+    """Root, optionally an intermediate CA, and a signer; revocation comes only from the CRLs given."""
+
+    def __init__(self, *, leaf_from: datetime, leaf_until: datetime, intermediate: bool = False) -> None:
+        now = datetime.now(timezone.utc)
+        years = (now - timedelta(days=365), now + timedelta(days=365))
+        self.root_key = ec.generate_private_key(ec.SECP256R1())
+        self.root = _made_here("Made-here Root", self.root_key, None, None, 1, years, True)
+        self.issuer, self.issuer_key = self.root, self.root_key
+        if intermediate:
+            self.issuer_key = ec.generate_private_key(ec.SECP256R1())
+            self.issuer = _made_here("Made-here CA", self.issuer_key, self.root, self.root_key, 2, years, True)
+        self.leaf = _made_here("Made-here Signer", ec.generate_private_key(ec.SECP256R1()), self.issuer,
+                               self.issuer_key, 3, (leaf_from, leaf_until), False)
+
+    def crl(self, revoked_at: datetime | None = None, *, by_root: bool = False) -> bytes:
+        """The signer's issuer's CRL (or the root's, ``by_root``), revoking its one child at ``revoked_at``."""
+        issuer, key = (self.root, self.root_key) if by_root else (self.issuer, self.issuer_key)
+        now = datetime.now(timezone.utc)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+                   .last_update(now - timedelta(hours=1)).next_update(now + timedelta(days=1))
+                   .add_extension(x509.CRLNumber(1), critical=False))
+        if revoked_at is not None:
+            serial = 2 if by_root else 3
+            builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                                      .revocation_date(revoked_at).build())
+        return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+    def check(self, *, crls: tuple[bytes, ...] = (), poe: datetime | None = None) -> ChainResult:
+        trust = Trust((self.root.public_bytes(Encoding.DER),), allow_fetching=False)
+        pool = () if self.issuer is self.root else (self.issuer.public_bytes(Encoding.DER),)
+        return check_signer(self.leaf.public_bytes(Encoding.DER), pool, trust, at=datetime.now(timezone.utc),
+                            crls=crls, poe=poe)
+
+
+def test_check_signer_rules_for_revoked_expired_and_unknown_status() -> None:
+    now = datetime.now(timezone.utc)
+    valid = _Pki(leaf_from=now - timedelta(days=10), leaf_until=now + timedelta(days=10))
+    good = valid.check(crls=(valid.crl(),))
+    assert good.passed and good.chain == (valid.leaf.public_bytes(Encoding.DER), valid.root.public_bytes(Encoding.DER))
+    assert good.revocation.startswith("CRL of") and good.revocation.endswith("embedded")
+
+    unknown = valid.check()
+    assert (unknown.indication, unknown.sub_indication) == (Indication.INDETERMINATE, SubIndication.TRY_LATER)
+
+    revoked_crl = valid.crl(revoked_at=now - timedelta(hours=2))
+    earlier = valid.check(crls=(revoked_crl,), poe=now - timedelta(hours=3))
+    assert earlier.passed and "proof of existence" in earlier.message, earlier
+    for poe in (None, now - timedelta(hours=1)):
+        later = valid.check(crls=(revoked_crl,), poe=poe)
+        assert (later.indication, later.sub_indication) == (Indication.INDETERMINATE, SubIndication.REVOKED_NO_POE)
+        assert later.revocation.startswith("revoked at")
+
+    expired = _Pki(leaf_from=now - timedelta(days=10), leaf_until=now - timedelta(days=1))
+    inside = expired.check(crls=(expired.crl(),), poe=now - timedelta(days=5))
+    assert inside.passed and "expired" in inside.message, inside
+    for crls, poe in (((expired.crl(),), None), ((), now - timedelta(days=5)),
+                      ((expired.crl(),), now - timedelta(hours=1))):
+        out = expired.check(crls=crls, poe=poe)
+        assert (out.indication, out.sub_indication) == (Indication.INDETERMINATE, SubIndication.OUT_OF_BOUNDS_NO_POE)
+
+
+def test_check_signer_accepts_a_revoked_ca_only_with_an_earlier_proof_of_existence() -> None:
+    now = datetime.now(timezone.utc)
+    pki = _Pki(leaf_from=now - timedelta(days=10), leaf_until=now + timedelta(days=10), intermediate=True)
+    crls = (pki.crl(revoked_at=now - timedelta(hours=2), by_root=True), pki.crl())
+    earlier = pki.check(crls=crls, poe=now - timedelta(hours=3))
+    assert earlier.passed and len(earlier.chain) == 3, earlier
+    for poe in (None, now - timedelta(hours=1)):
+        later = pki.check(crls=crls, poe=poe)
+        assert (later.indication, later.sub_indication) == (Indication.INDETERMINATE, SubIndication.REVOKED_CA_NO_POE)
