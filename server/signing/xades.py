@@ -41,7 +41,7 @@ from lxml import etree
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.cades import SigningKey
+from server.signing.cades import SigningKey, _scheme_of
 from server.signing.keysource import DigestAlgorithm, SignatureScheme, ecdsa_der_to_raw
 from server.signing.levels import Level, Packaging, SignatureProperties
 from server.signing.validation_data import ValidationData, collect_validation_data
@@ -150,15 +150,6 @@ class PreparedXades:
             raise SiegelError(Code.BAD_REQUEST, "the prepared XAdES state has no certificate")
         signature = _signature_by_id(parse_xml(xml, max_depth=_MAX_DEPTH), signature_id)
         return cls(xml, signature_id, _canonical_signed_info(signature), digest, chain)
-
-
-def _scheme_of(certificate: bytes) -> SignatureScheme:
-    public = x509.load_der_x509_certificate(certificate).public_key()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return SignatureScheme.ECDSA
-    if isinstance(public, rsa.RSAPublicKey):
-        return SignatureScheme.RSA_PKCS1V15
-    raise SiegelError(Code.NOT_SUPPORTED, "the signer's key is neither RSA nor EC")
 
 
 def prepare_xades(chain: tuple[bytes, ...], *, packaging: Packaging, document: bytes | None = None,
