@@ -27,7 +27,13 @@ from lxml import etree
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.cades import Prepared, SigningKey, assemble_cades, extend_cades, prepare_cades
+from server.signing.cades import (
+    Prepared,
+    SigningKey,
+    assemble_cades,
+    extend_cades,
+    prepare_cades,
+)
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.signing.levels import Level, SignatureProperties
 from server.signing.xades import DIGEST_URIS, DS
@@ -100,12 +106,14 @@ def asic_manifest(documents: Sequence[Document], digest: DigestAlgorithm) -> byt
 
 
 def prepare_asic(chain: tuple[bytes, ...], documents: Sequence[Document], *,
-                 digest: DigestAlgorithm = DigestAlgorithm.SHA256) -> PreparedAsic:
-    """Step 1 (CAdES): the manifest over ``documents`` and the signed attributes over the manifest."""
+                 digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+                 properties: SignatureProperties | None = None) -> PreparedAsic:
+    """Step 1 (CAdES): the manifest over ``documents`` and the signed attributes (with the signer's
+    ``properties``) over the manifest."""
     check_names(documents)
     manifest = asic_manifest(documents, digest)
     return PreparedAsic(tuple(documents), manifest,
-                        prepare_cades(chain, hashlib.new(digest.value, manifest).digest(), digest))
+                        prepare_cades(chain, hashlib.new(digest.value, manifest).digest(), digest, properties))
 
 
 def assemble_asic(prepared: PreparedAsic, value: bytes, *, level: Level = Level.B_B,
@@ -131,10 +139,7 @@ def sign_asic(key: SigningKey, documents: Sequence[Document], *, signature_forma
                                               "sign several documents inside META-INF/signatures.xml; use CAdES")
     if signature_format != "cades":
         raise SiegelError(Code.BAD_REQUEST, f"an ASiC-E signature is XAdES or CAdES, not {signature_format!r}")
-    if properties is not None and properties != SignatureProperties():
-        raise SiegelError(Code.NOT_SUPPORTED, "claimed role, commitment, place and reason are not offered in "
-                                              "CAdES yet; use XAdES or leave them out")
-    prepared = prepare_asic(key.chain, documents, digest=digest)
+    prepared = prepare_asic(key.chain, documents, digest=digest, properties=properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
     return assemble_asic(prepared, value, level=level, timestamps=timestamps, trust_roots=trust_roots)
 

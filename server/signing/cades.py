@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from asn1crypto import algos, cms, core, crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -35,13 +36,21 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
 from server.signing.keysource import DigestAlgorithm, KeySource, SignatureScheme
-from server.signing.levels import Level, Packaging
+from server.signing.levels import Level, Packaging, SignatureProperties
 from server.signing.validation_data import ValidationData, collect_validation_data
 
 LEVELS = tuple(Level)  # what this engine produces: every baseline level
 
 ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"  # id-aa-ets-archiveTimestampV3
 ATS_HASH_INDEX_V3 = "0.4.0.19122.1.5"  # id-aa-ATSHashIndex-v3
+SIGNER_LOCATION = "1.2.840.113549.1.9.16.2.17"  # id-aa-ets-signerLocation
+CONTENT_HINTS = "1.2.840.113549.1.9.16.2.4"  # id-aa-contentHint
+COMMITMENT_TYPE = "1.2.840.113549.1.9.16.2.16"  # id-aa-ets-commitmentType
+SIGNER_ATTRIBUTES_V2 = "0.4.0.19122.1.1"  # id-aa-ets-signerAttrV2
+ID_AT_NAME = "2.5.4.41"  # a claimed role's attribute type, as EU DSS writes it
+#: The commitment types of ETSI TS 119 172-1 (XAdES URI → CAdES OID).
+COMMITMENTS = {f"http://uri.etsi.org/01903/v1.2.2#ProofOf{name}": f"1.2.840.113549.1.9.16.6.{number}"
+               for number, name in enumerate(("Origin", "Receipt", "Delivery", "Sender", "Approval", "Creation"), 1)}
 _TIMESTAMP_ATTRIBUTES = ("signature_time_stamp_token", "archive_time_stamp_v3")
 _COVERED_SIGNER_INFO_FIELDS = ("version", "sid", "digest_algorithm", "signed_attrs", "signature_algorithm",
                                "signature")  # EN 319 122-1 5.5.3 item 3, in their order of appearance
@@ -55,7 +64,7 @@ class ATSHashIndexV3(core.Sequence):
     """EN 319 122-1 5.5.2. ``hashIndAlgorithm`` (DEFAULT sha256) is always written, as EU DSS does and
     expects when it rebuilds the index; an index of another producer that omits it does not parse here."""
 
-    _fields = [  # noqa: RUF012 - asn1crypto's convention
+    _fields: ClassVar[list] = [
         ("hash_ind_algorithm", algos.DigestAlgorithm),
         ("certificates_hash_index", _Hashes),
         ("crls_hash_index", _Hashes),
@@ -63,8 +72,33 @@ class ATSHashIndexV3(core.Sequence):
     ]
 
 
+class _PostalAddress(core.SequenceOf):
+    _child_spec = asn1_x509.DirectoryString
+
+
+class SignerLocation(core.Sequence):
+    """RFC 5126 5.10.2 (explicit tags, as its ASN.1 module says); the production place of EN 319 122-1 5.2.5."""
+
+    _fields: ClassVar[list] = [
+        ("country_name", asn1_x509.DirectoryString, {"explicit": 0, "optional": True}),
+        ("locality_name", asn1_x509.DirectoryString, {"explicit": 1, "optional": True}),
+        ("postal_address", _PostalAddress, {"explicit": 2, "optional": True}),
+    ]
+
+
+class ContentHints(core.Sequence):
+    """RFC 2634 2.9: a description of the signed content (where the signer's reason goes)."""
+
+    _fields: ClassVar[list] = [
+        ("content_description", core.UTF8String, {"optional": True}),
+        ("content_type", cms.ContentType),
+    ]
+
+
 register_cms_attribute(ARCHIVE_TIME_STAMP_V3, "archive_time_stamp_v3", cms.ContentInfo)
 register_cms_attribute(ATS_HASH_INDEX_V3, "ats_hash_index_v3", ATSHashIndexV3)
+register_cms_attribute(SIGNER_LOCATION, "signer_location", SignerLocation)
+register_cms_attribute(CONTENT_HINTS, "content_hints", ContentHints)
 
 
 @dataclass(frozen=True)
@@ -113,14 +147,54 @@ def _signer(chain: tuple[bytes, ...], digest: DigestAlgorithm, value: bytes | No
                           signature_mechanism=mechanism, embed_roots=False)
 
 
-def prepare_cades(chain: tuple[bytes, ...], content_digest: bytes, digest: DigestAlgorithm) -> Prepared:
-    """Step 1: the signed attributes (content-type, message-digest, signing-time, signing-certificate-v2)."""
+def prepare_cades(chain: tuple[bytes, ...], content_digest: bytes, digest: DigestAlgorithm,
+                  properties: SignatureProperties | None = None) -> Prepared:
+    """Step 1: the signed attributes (content-type, message-digest, signing-time, signing-certificate-v2,
+    and those of the signer's ``properties``)."""
     if len(content_digest) != digest.size:
         raise SiegelError(Code.BAD_REQUEST, f"a {digest.value} digest has {digest.size} bytes, "
                                             f"not {len(content_digest)}")
+    claims = _property_attributes(properties or SignatureProperties())
     attrs = asyncio.run(_signer(chain, digest, None).signed_attrs(
         content_digest, digest.value, use_pades=True, is_pdf_sig=False, content_type="data"))
-    return Prepared(bytes(attrs.dump()), digest, chain)
+    return Prepared(bytes(cms.CMSAttributes(list(attrs) + claims).dump()), digest, chain)
+
+
+def _property_attributes(properties: SignatureProperties) -> list[cms.CMSAttribute]:
+    """commitment-type-indication, signer-location, signer-attributes-v2 (the claimed role) and
+    content-hints (the reason), for what the signer claims."""
+    def attribute(type_: str, value: core.Asn1Value | dict[str, object]) -> cms.CMSAttribute:
+        return cms.CMSAttribute({"type": type_, "values": [value]})
+
+    out = []
+    if properties.commitment_type:
+        out.append(attribute(COMMITMENT_TYPE, {"commitment_type_id": _commitment_oid(properties.commitment_type)}))
+    place = properties.production_place
+    if place is not None and (place.city or place.postal_code or place.country):
+        location: dict[str, object] = {}
+        if place.country:
+            location["country_name"] = asn1_x509.DirectoryString(name="utf8_string", value=place.country)
+        if place.city:
+            location["locality_name"] = asn1_x509.DirectoryString(name="utf8_string", value=place.city)
+        if place.postal_code:
+            location["postal_address"] = [asn1_x509.DirectoryString(name="utf8_string", value=place.postal_code)]
+        out.append(attribute(SIGNER_LOCATION, location))
+    if properties.claimed_role:
+        role = cms.AttCertAttribute({"type": ID_AT_NAME, "values": [core.UTF8String(properties.claimed_role)]})
+        out.append(attribute(SIGNER_ATTRIBUTES_V2, {"claimed_attributes": [role]}))
+    if properties.reason:
+        out.append(attribute(CONTENT_HINTS, {"content_description": properties.reason, "content_type": "data"}))
+    return out
+
+
+def _commitment_oid(commitment: str) -> str:
+    """The CAdES OID of a commitment type given as its ETSI URI (or as a dotted OID already)."""
+    if commitment in COMMITMENTS:
+        return COMMITMENTS[commitment]
+    if all(part.isdigit() for part in commitment.split(".")) and commitment.count(".") >= 2:
+        return commitment
+    raise SiegelError(Code.BAD_REQUEST, f"commitment type {commitment!r} is neither one of the ETSI commitment "
+                                        f"types ({', '.join(COMMITMENTS)}) nor an OID")
 
 
 def check_signature_value(prepared: Prepared, value: bytes) -> None:
@@ -181,7 +255,7 @@ class ClientTimeStamper(TimeStamper):
 def sign_cades(key: SigningKey, *, content: bytes | None = None, content_digest: bytes | None = None,
                digest: DigestAlgorithm = DigestAlgorithm.SHA256, level: Level = Level.B_B,
                packaging: Packaging = Packaging.DETACHED, timestamps: TimestampClient | None = None,
-               trust_roots: Sequence[bytes] = ()) -> bytes:
+               trust_roots: Sequence[bytes] = (), properties: SignatureProperties | None = None) -> bytes:
     """A DER CMS ContentInfo signing ``content``, or (detached only) the given ``content_digest``:
     prepare, sign in the key source, assemble (and, for a detached B-LTA, extend with the content)."""
     if (content is None) == (content_digest is None):
@@ -197,7 +271,7 @@ def sign_cades(key: SigningKey, *, content: bytes | None = None, content_digest:
     _check_level(level, timestamps, trust_roots)
     data_digest = content_digest if content is None else hashlib.new(digest.value, content).digest()
     assert data_digest is not None
-    prepared = prepare_cades(key.chain, data_digest, digest)
+    prepared = prepare_cades(key.chain, data_digest, digest, properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
     if level is Level.B_LTA and packaging is Packaging.DETACHED:
         signed = assemble_cades(prepared, value, level=Level.B_T, timestamps=timestamps)
@@ -320,7 +394,8 @@ def _with_validation_data(info: cms.ContentInfo, trust_roots: Sequence[bytes]) -
     revocation = _items(signed_data["crls"])
     known = {choice.dump() for choice in revocation}
     revocation += [choice for choice in _revocation_choices(data) if choice.dump() not in known]
-    signed_data["crls"] = cms.RevocationInfoChoices(revocation)
+    if revocation:
+        signed_data["crls"] = cms.RevocationInfoChoices(revocation)
     if any(choice.name == "other" for choice in revocation):
         signed_data["version"] = "v5"  # RFC 5652 5.1: other revocation formats make SignedData version 5
     return _reloaded(info)
@@ -346,13 +421,17 @@ def _signed_content(signed_data: cms.SignedData, content: bytes | None) -> bytes
         digests = [a["values"][0].native for a in _items(signer_info["signed_attrs"])
                    if a["type"].native == "message_digest"]
         algorithm = signer_info["digest_algorithm"]["algorithm"].native
-        if digests != [hashlib.new(algorithm, data).digest()]:
+        try:
+            computed = hashlib.new(algorithm, data).digest()
+        except ValueError:
+            raise SiegelError(Code.NOT_SUPPORTED, f"the signer's digest algorithm {algorithm} is not known") from None
+        if digests != [computed]:
             raise SiegelError(Code.BAD_REQUEST, "the content given is not the content the signature signs "
                                                 "(its message-digest differs)")
     return data
 
 
-def ats_hash_index(signed_data: cms.SignedData, signer_info: cms.SignerInfo,
+def _ats_hash_index(signed_data: cms.SignedData, signer_info: cms.SignerInfo,
                    digest: DigestAlgorithm) -> ATSHashIndexV3:
     """EN 319 122-1 5.5.2: a hash of every CertificateChoices, every RevocationInfoChoice and, for every
     unsigned attribute value, of the attribute's attrType followed by that AttributeValue (all as encoded)."""
@@ -385,7 +464,7 @@ def _with_archive_timestamps(info: cms.ContentInfo, timestamps: TimestampClient,
     signed_data = info["content"]
     for signer_info in signed_data["signer_infos"]:
         digest = _digest_of(signer_info)
-        index = ats_hash_index(signed_data, signer_info, digest)
+        index = _ats_hash_index(signed_data, signer_info, digest)
         token = timestamps.timestamp(archive_imprint(signed_data, signer_info, index, content, digest), digest)
         stamp = cms.ContentInfo.load(token.token)
         _add_unsigned(stamp["content"]["signer_infos"][0], ATS_HASH_INDEX_V3, index)

@@ -35,6 +35,7 @@ DOCUMENTS = [
     ("Übersicht.txt", b"Inhalt des Containers\n", "text/plain"),
 ]
 ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"
+SIGNER_ATTRIBUTES_V2 = "0.4.0.19122.1.1"
 
 
 def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
@@ -86,8 +87,11 @@ def _check_container(container: bytes, directory: Path, pki: Pki) -> zipfile.Zip
 
 
 def test_a_cades_container_has_the_en_319_162_layout_and_verifies(pki: Pki, tmp_path: Path) -> None:
-    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B)
+    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B,
+                          properties=SignatureProperties(claimed_role="Prokurist"))
     archive = _check_container(container, tmp_path, pki)
+    signer_info = cms.ContentInfo.load(archive.read("META-INF/signature.p7s"))["content"]["signer_infos"][0]
+    assert SIGNER_ATTRIBUTES_V2 in {a["type"].dotted for a in signer_info["signed_attrs"]}
     assert all(i.flag_bits & 0x800 for i in archive.infolist() if not i.filename.isascii())  # UTF-8 names
     (tmp_path / "x" / "META-INF" / "ASiCManifest.xml").write_bytes(
         archive.read("META-INF/ASiCManifest.xml").replace(b"Vertrag.pdf", b"Vertrag.pdX"))
@@ -145,14 +149,12 @@ def test_unsafe_document_names_are_refused(name: str) -> None:
 def test_duplicates_no_documents_and_unoffered_variants_are_refused() -> None:
     key = SigningKey(_NoKeys(), "none", ())
     cases = [
-        ([("a.txt", b"1", "text/plain"), ("a.txt", b"2", "text/plain")], "cades", None, Code.BAD_REQUEST, "twice"),
-        ([], "cades", None, Code.BAD_REQUEST, "at least one document"),
-        (DOCUMENTS, "pades", None, Code.BAD_REQUEST, "XAdES or CAdES"),
-        (DOCUMENTS, "xades", None, Code.NOT_SUPPORTED, "XAdES is not offered yet"),
-        (DOCUMENTS, "cades", SignatureProperties(claimed_role="Prokurist"), Code.NOT_SUPPORTED, "not offered in CAdES"),
+        ([("a.txt", b"1", "text/plain"), ("a.txt", b"2", "text/plain")], "cades", Code.BAD_REQUEST, "twice"),
+        ([], "cades", Code.BAD_REQUEST, "at least one document"),
+        (DOCUMENTS, "pades", Code.BAD_REQUEST, "XAdES or CAdES"),
+        (DOCUMENTS, "xades", Code.NOT_SUPPORTED, "XAdES is not offered yet"),
     ]
-    for documents, signature_format, properties, code, message in cases:
+    for documents, signature_format, code, message in cases:
         with pytest.raises(SiegelError) as caught:
-            sign_asic(key, documents, signature_format=signature_format, level=Level.B_B,  # type: ignore[arg-type]
-                      properties=properties)
+            sign_asic(key, documents, signature_format=signature_format, level=Level.B_B)  # type: ignore[arg-type]
         assert caught.value.code is code and message in caught.value.message, message

@@ -20,7 +20,7 @@ from server.errors import Code, SiegelError
 from server.identity.users import UserService
 from server.signing.cades import SigningKey, extend_cades, sign_cades
 from server.signing.keysource import DigestAlgorithm
-from server.signing.levels import Level, Packaging
+from server.signing.levels import Level, Packaging, ProductionPlace, SignatureProperties
 from server.signing.validation_data import collect_validation_data
 from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings
 from tests.fixtures.tsa import ReferenceTsa
@@ -265,6 +265,7 @@ def _independent_ats_check(signature: bytes, content: bytes, tmp_path: Path, pki
     raw = _RawSignedData.of(signature)
     covered, unsigned = raw.signer_info[:6], _attributes(raw.signer_info[6])
     assert covered[3][0] == 0xA0 and raw.signer_info[6][0] == 0xA1  # signedAttrs [0] ... unsignedAttrs [1]
+    assert _children(covered[3]) == sorted(_children(covered[3]))  # DER: verifiers that re-encode hash the same
     now = {"certificates": [_der(0x04, sha256(c)) for c in raw.certificates],
            "crls": [_der(0x04, sha256(r)) for r in raw.crls]}
     archives = [(i, values[0]) for i, (type_, values) in enumerate(unsigned) if type_ == ARCHIVE_TIME_STAMP_V3]
@@ -424,3 +425,25 @@ def test_b_lt_and_b_lta_refusals_come_before_any_network(pki: Pki, reference_tsa
             extend_cades(signature, Level.B_LTA, timestamps=client, trust_roots=[b"x"], content=content)
         assert caught.value.code is code and message in caught.value.message, message
     assert reference_tsa.hits["/tsa"] == before
+
+
+def test_the_signers_claims_are_signed_attributes(pki: Pki, tmp_path: Path) -> None:
+    properties = SignatureProperties(claimed_role="Prokurist", reason="Freigabe des Rahmenvertrags",
+                                     commitment_type="http://uri.etsi.org/01903/v1.2.2#ProofOfApproval",
+                                     production_place=ProductionPlace("Köln", "50667", "DE"))
+    signature = sign_cades(_user_key(pki), content=DOCUMENT, properties=properties)
+    _files(tmp_path, pki, signature)
+    done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+
+    attrs = {a["type"].dotted: a["values"][0] for a in _signer_info(signature)["signed_attrs"]}
+    assert attrs["1.2.840.113549.1.9.16.2.16"]["commitment_type_id"].dotted == "1.2.840.113549.1.9.16.6.5"
+    assert attrs["1.2.840.113549.1.9.16.2.17"].native == {"country_name": "DE", "locality_name": "Köln",
+                                                          "postal_address": ["50667"]}
+    (role,) = attrs["0.4.0.19122.1.1"]["claimed_attributes"]
+    assert role["type"].dotted == "2.5.4.41" and role["values"][0].native == "Prokurist"  # as EU DSS writes it
+    assert attrs["1.2.840.113549.1.9.16.2.4"]["content_description"].native == "Freigabe des Rahmenvertrags"
+
+    with pytest.raises(SiegelError) as caught:
+        sign_cades(_user_key(pki, "bert"), content=DOCUMENT, properties=SignatureProperties(commitment_type="sure"))
+    assert caught.value.code is Code.BAD_REQUEST and "commitment type 'sure'" in caught.value.message
