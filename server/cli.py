@@ -45,11 +45,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server import logs
-    from server.bootstrap import ensure_ready
-    from server.serve import serve
+    from server.serve import metrics_dir, serve
 
     settings = _settings(args)
+    metrics_dir(settings)
+    from server import logs
+    from server.bootstrap import ensure_ready
+
     logs.setup(settings.log.level, settings.log.format)
     ensure_ready(settings)
     serve(settings, args.host, args.port, args.workers, args.tls)

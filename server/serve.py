@@ -94,8 +94,9 @@ def _refuse_taken_port(host: str, port: int) -> None:
     raise SiegelError(Code.CONFIG, f"another server is listening on {host}:{port} (setting server.port)")
 
 
-def _metrics_dir(settings: Settings) -> None:
-    """A fresh directory for the workers' shared Prometheus values."""
+def metrics_dir(settings: Settings) -> None:
+    """A fresh directory for the workers' shared Prometheus values; before anything imports
+    prometheus_client (it chooses where values live when a metric is created)."""
     path = settings.path("run/metrics")
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
@@ -107,7 +108,6 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     settings = replace(settings, server=replace(
         server, host=host or server.host, port=port or server.port, workers=workers or server.workers))
     _refuse_taken_port(settings.server.host, settings.server.port)
-    _metrics_dir(settings)
     files = _tls_files(settings) if tls else None
     if settings.server.workers == 1:
         run_worker(settings, files)

@@ -62,20 +62,23 @@ def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
     return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
 
 
-class DigestingBody:
-    """A request body sink that keeps only the digests of what was written (and its length)."""
+STREAMED_DIGESTS = {b"SHA-256": "sha256", b"SHA-384": "sha384", b"SHA-512": "sha512"}
 
-    def __init__(self) -> None:
-        self.hashes = {name: hashlib.new(name) for name in ("sha256", "sha384", "sha512")}
+
+class DigestingBody:
+    """A request body sink that keeps only the digest of what was written (and its length)."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
         self.length = 0
 
     def write(self, data: bytes) -> None:
-        for h in self.hashes.values():
-            h.update(data)
+        self._hash.update(data)
         self.length += len(data)
 
-    def digest(self, name: str) -> bytes:
-        return self.hashes[name].digest()
+    def digest(self) -> bytes:
+        return self._hash.digest()
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
@@ -90,14 +93,17 @@ class DigestingBody:
         pass
 
 
-def streamed(path: bytes) -> bool:
-    """Whether a request for ``path`` (with its query) gets a :class:`DigestingBody`: detached signing."""
+def streamed(path: bytes) -> str | None:
+    """The digest algorithm a request for ``path`` (with its query) is hashed with as it streams in
+    (a :class:`DigestingBody`: detached signing), or None when its body is kept."""
     route, _, query = path.partition(b"?")
     if route.rstrip(b"/") != STREAMED_PATH:
-        return False
+        return None
     args = parse_qs(query)
-    return (args.get(b"format", [b"cades"])[-1] in STREAMED_FORMATS
-            and args.get(b"packaging", [b"detached"])[-1] == b"detached")
+    if (args.get(b"format", [b"cades"])[-1] not in STREAMED_FORMATS
+            or args.get(b"packaging", [b"detached"])[-1] != b"detached"):
+        return None
+    return STREAMED_DIGESTS.get(args.get(b"digestAlgorithm", [b"SHA-256"])[-1])  # unknown: the endpoint says so
 
 
 class SiegelRequest(server.Request):
@@ -110,11 +116,13 @@ class SiegelRequest(server.Request):
         self.started = time.monotonic()
         self.request_id = uuid.uuid4().hex
         self._received = 0
+        self._digest_algorithm: str | None = None  # set when the body is only hashed (see streamed())
         self._refused = False
         self._late = False
 
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site
+        self._digest_algorithm = self._streamed()
         limit = self._limit()
         if length is not None and length > limit:
             self._refuse_oversized(limit)
@@ -125,17 +133,19 @@ class SiegelRequest(server.Request):
         if not self._late:
             site.request_started(self)
         super().gotLength(length)
-        if self._streamed():
+        if self._digest_algorithm is not None:
             self.content.close()
-            self.content = DigestingBody()
+            self.content = DigestingBody(self._digest_algorithm)
 
-    def _streamed(self) -> bool:
-        return getattr(self.channel, "_command", b"") == b"POST" and streamed(getattr(self.channel, "_path", b"") or b"")
+    def _streamed(self) -> str | None:
+        if getattr(self.channel, "_command", b"") != b"POST":
+            return None
+        return streamed(getattr(self.channel, "_path", b"") or b"")
 
     def _limit(self) -> int:
         """The body size limit of this request's path."""
         settings = self.channel.site.settings.server
-        if self._streamed():
+        if self._digest_algorithm is not None:
             return int(settings.max_streamed_bytes)
         limit = int(settings.max_request_bytes)
         path = getattr(self.channel, "_path", b"") or b""

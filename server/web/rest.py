@@ -116,7 +116,8 @@ class Sign(_SigningEndpoint):
         if isinstance(body, DigestingBody):
             if not body.length:
                 raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
-            document = Document(name, digest=body.digest(digest.value), digest_algorithm=digest, mime_type=mime)
+            document = Document(name, digest=body.digest(), digest_algorithm=DigestAlgorithm(body.algorithm),
+                                mime_type=mime)
         else:
             content = body.read()
             if not content:
