@@ -65,7 +65,8 @@ class PreparedAsic:
 
 
 def check_names(documents: Sequence[Document]) -> None:
-    """Each name a safe relative ZIP path, once, outside META-INF (SiegelError BAD_REQUEST otherwise)."""
+    """Each name a safe relative ZIP path, outside META-INF, once (also ignoring case, as Windows unpacks)
+    and no file where another name needs a folder (SiegelError BAD_REQUEST otherwise)."""
     if not documents:
         raise SiegelError(Code.BAD_REQUEST, "an ASiC-E container holds at least one document")
     seen: set[str] = set()
@@ -73,9 +74,18 @@ def check_names(documents: Sequence[Document]) -> None:
         problem = _name_problem(name)
         if problem:
             raise SiegelError(Code.BAD_REQUEST, f"document name {name!r} cannot be used in the container: {problem}")
-        if name in seen:
+        if name.casefold() in seen:
             raise SiegelError(Code.BAD_REQUEST, f"document name {name!r} occurs twice")
-        seen.add(name)
+        seen.add(name.casefold())
+    folders = {folder for name in seen for folder in _folders(name)}
+    clash = sorted(seen & folders)
+    if clash:
+        raise SiegelError(Code.BAD_REQUEST, f"document name {clash[0]!r} is also a folder of another document")
+
+
+def _folders(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _name_problem(name: str) -> str | None:

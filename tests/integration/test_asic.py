@@ -150,6 +150,8 @@ def test_duplicates_no_documents_and_unoffered_variants_are_refused() -> None:
     key = SigningKey(_NoKeys(), "none", ())
     cases = [
         ([("a.txt", b"1", "text/plain"), ("a.txt", b"2", "text/plain")], "cades", Code.BAD_REQUEST, "twice"),
+        ([("Akte.txt", b"1", "text/plain"), ("akte.TXT", b"2", "text/plain")], "cades", Code.BAD_REQUEST, "twice"),
+        ([("a/b/c.txt", b"1", "text/plain"), ("a/b", b"2", "text/plain")], "cades", Code.BAD_REQUEST, "folder"),
         ([], "cades", Code.BAD_REQUEST, "at least one document"),
         (DOCUMENTS, "pades", Code.BAD_REQUEST, "XAdES or CAdES"),
         (DOCUMENTS, "xades", Code.NOT_SUPPORTED, "XAdES is not offered yet"),
