@@ -506,6 +506,12 @@ def _check_level(level: Level, timestamps: TimestampClient | None, trust_roots: 
         raise SiegelError(Code.CONFIG, f"XAdES {level} needs trust anchors to collect validation data against")
 
 
+def _check_archivable(level: Level, detached_signature: bool, detached: bytes | None) -> None:
+    if level is Level.B_LTA and detached_signature and detached is None:
+        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed data itself: "
+                                              "it needs the detached document, not only its digest")
+
+
 def _serialise(element: etree._Element) -> bytes:
     return etree.tostring(element.getroottree(), xml_declaration=True, encoding="UTF-8")
 
@@ -541,10 +547,8 @@ def _extend(signature: etree._Element, level: Level, timestamps: TimestampClient
     if level is Level.B_B:
         return
     assert timestamps is not None
-    if level is Level.B_LTA and detached is None and any(
-            _is_external(r.get("URI")) for r in signature.iterfind(f"{_ds('SignedInfo')}/{_ds('Reference')}")):
-        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed data itself: "
-                                              "it needs the detached document, not only its digest")
+    _check_archivable(level, any(_is_external(r.get("URI")) for r in
+                                 signature.iterfind(f"{_ds('SignedInfo')}/{_ds('Reference')}")), detached)
     properties = _unsigned_signature_properties(signature)
     stamps = properties.findall(_xades("SignatureTimeStamp"))
     if not stamps:
@@ -684,9 +688,7 @@ def sign_xades(key: SigningKey, *, level: Level, packaging: Packaging, document:
     """The XAdES document signing ``document`` (or, detached only, its ``document_digest``) at ``level``:
     prepare, sign in the key source, assemble."""
     _check_level(level, timestamps, trust_roots)
-    if level is Level.B_LTA and document is None:
-        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed data itself: "
-                                              "sign the document, not only its digest")
+    _check_archivable(level, packaging is Packaging.DETACHED, document)
     prepared = prepare_xades(key.chain, packaging=packaging, document=document, document_digest=document_digest,
                              digest=digest, document_name=document_name, mime_type=mime_type, properties=properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)

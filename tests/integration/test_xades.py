@@ -349,9 +349,13 @@ def test_two_step_signing_survives_a_json_round_trip(pki: Pki, tmp_path: Path) -
     later = PreparedXades.from_state(json.loads(json.dumps(prepared.to_state())))
     assert later == prepared
     wrong = pki.hsm.sign_digest(key.label, hashlib.sha256(b"other").digest(), DigestAlgorithm.SHA256, later.scheme)
+    for bad in (wrong, b"\x30\x03not DER"):
+        with pytest.raises(SiegelError) as caught:
+            check_xades_value(later, bad)
+        assert caught.value.code is Code.BAD_REQUEST and "does not verify" in caught.value.message
     with pytest.raises(SiegelError) as caught:
-        check_xades_value(later, wrong)
-    assert caught.value.code is Code.BAD_REQUEST
+        PreparedXades.from_state({**prepared.to_state(), "xml": "not base64!"})
+    assert caught.value.code is Code.BAD_REQUEST and "damaged" in caught.value.message
     check_xades_value(later, value)
     _root_pem(pki, tmp_path)
     assert _verified(_xmlsec(tmp_path, assemble_xades(later, value)))
@@ -415,6 +419,8 @@ def test_bad_requests_are_refused_before_the_hsm(pki: Pki) -> None:
         with pytest.raises(SiegelError) as caught:
             sign_xades(key, **{"level": Level.B_B, **kwargs})  # type: ignore[arg-type]
         assert caught.value.code is code and message in caught.value.message, kwargs
-    with pytest.raises(SiegelError) as caught:
-        extend_xades(INVOICE, Level.B_T, timestamps=object(), trust_roots=())  # type: ignore[arg-type]
-    assert caught.value.code is Code.BAD_REQUEST and "0 XAdES signatures" in caught.value.message
+    for signed, code, message in ((INVOICE, Code.BAD_REQUEST, "0 XAdES signatures"),
+                                  (b'<!DOCTYPE r SYSTEM "http://example.com/x.dtd"><r/>', Code.HOSTILE_XML, "DOCTYPE")):
+        with pytest.raises(SiegelError) as caught:
+            extend_xades(signed, Level.B_T, timestamps=object(), trust_roots=())  # type: ignore[arg-type]
+        assert caught.value.code is code and message in caught.value.message
