@@ -273,7 +273,7 @@ def _independent_archive_input(signed: bytes, document: bytes, before: int) -> b
 
 
 def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
-        pki_online: OnlinePki, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        pki_online: OnlinePki, tmp_path: Path) -> None:
     roots = (_root_der(pki_online),)
     signed = sign_xades(_user_key(pki_online), level=Level.B_LTA, packaging=Packaging.DETACHED, document=BINARY,
                         document_name="vertrag.pdf", timestamps=_online_tsa(pki_online), trust_roots=roots)
