@@ -9,7 +9,8 @@ For each SignerInfo, in the order of EN 319 102-1's basic validation:
 2. the cryptography (pyHanko's ``validate_sig_integrity``): the signature over the signed attributes
    (TOTAL-FAILED/SIG_CRYPTO_FAILURE), then the message-digest against the content — the enveloped content,
    else the given ``content``, else the given ``content_digest`` (TOTAL-FAILED/HASH_FAILURE; no data, or a
-   digest made with another algorithm: INDETERMINATE/SIGNED_DATA_NOT_FOUND);
+   digest made with another algorithm: INDETERMINATE/SIGNED_DATA_NOT_FOUND); MD5 or SHA-1 as the digest
+   algorithm: INDETERMINATE/CRYPTO_CONSTRAINTS_FAILURE_NO_POE (no POE before their deprecation is sought);
 3. the signature timestamps over the signature value (:func:`check_timestamp`): the earliest valid one is the
    best signature time, the proof of existence for the certificate check;
 4. the certificate (:func:`check_signer`) at ``trust.validation_time`` (default now) with the certificates
@@ -46,6 +47,8 @@ from server.validation.model import (Indication, SignatureReport, SignedScope, S
 from server.validation.timestamps import check_timestamp, message_imprint
 
 OCSP_RESPONSE_FORMAT = "1.3.6.1.5.5.7.16.2"
+SIGNATURE_TIME_STAMP = "1.2.840.113549.1.9.16.2.14"
+WEAK_DIGESTS = frozenset({"md5", "sha1"})  # broken for signatures (ETSI TS 119 312)
 _ASN1_ERRORS = (ValueError, TypeError, KeyError, OverflowError)
 
 
@@ -118,8 +121,7 @@ def _embedded(signed_data: cms.SignedData) -> _Embedded:
         if choice.name == "crl":
             crls.append(choice.chosen.dump())
         elif choice.chosen["other_rev_info_format"].dotted == OCSP_RESPONSE_FORMAT:
-            response = ocsp.OCSPResponse.load(choice.chosen["other_rev_info"].dump())
-            ocsps.append(response.dump())
+            ocsps.append(choice.chosen["other_rev_info"].dump())
     return _Embedded(certificates, tuple(ocsps), tuple(crls))
 
 
@@ -222,7 +224,8 @@ class _SignerCheck:
         return None
 
     def _cryptography(self, cert: x509.Certificate) -> SignatureReport | None:
-        """None when signature and digest verify; else a verdict (TOTAL-FAILED, or data not found)."""
+        """None when signature and digest verify; else a verdict (TOTAL-FAILED, or INDETERMINATE: data not
+        found, a weak digest algorithm)."""
         digest = self.content.digest_with(self.algorithm)
         content_type = self.signed_data["encap_content_info"]["content_type"].native
         try:
@@ -240,6 +243,9 @@ class _SignerCheck:
         if not intact:
             return self._verdict(Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE,
                                  "the message-digest attribute does not match the signed content")
+        if self.algorithm in WEAK_DIGESTS:
+            return self._verdict(Indication.INDETERMINATE, SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE,
+                                 f"the digest algorithm {self.algorithm} is no longer accepted for signatures")
         return None
 
     def _timestamps(self) -> list[TimestampResult]:
@@ -249,11 +255,10 @@ class _SignerCheck:
         for attr in self.info["unsigned_attrs"] or ():
             kind = attr["type"].dotted
             for token in attr["values"]:
-                der = token.dump()
-                if attr["type"].native == "signature_time_stamp_token":
-                    results.append(_signature_timestamp(der, value, self.trust, pool))
+                if kind == SIGNATURE_TIME_STAMP:
+                    results.append(_signature_timestamp(token.dump(), value, self.trust, pool))
                 elif kind == ARCHIVE_TIME_STAMP_V3:
-                    results.append(self._archive_timestamp(der))
+                    results.append(self._archive_timestamp(token.dump()))
         return results
 
     def _archive_timestamp(self, token: bytes) -> TimestampResult:

@@ -74,12 +74,26 @@ def check_signer(signer: bytes, pool: Sequence[bytes], trust: Trust, *, at: date
     """The signer's certificate validated at ``at`` against ``trust`` (rules in the module docstring).
 
     Blocking (revocation fetching): call it off the reactor thread."""
-    inputs = _Inputs(asn1_x509.Certificate.load(signer), tuple(asn1_x509.Certificate.load(d) for d in pool),
-                     tuple(asn1_x509.Certificate.load(d) for d in trust.roots), tuple(ocsps), tuple(crls))
+    try:
+        inputs = _Inputs(_certificate(signer), tuple(_certificate(d) for d in pool),
+                         tuple(_certificate(d) for d in trust.roots), tuple(ocsps), tuple(crls))
+    except ValueError as exc:
+        return ChainResult(Indication.INDETERMINATE, SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE, (signer,),
+                           f"a certificate is malformed: {exc}", "not checked")
     if not inputs.roots:
         return ChainResult(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, (signer,),
                            "no trust anchor is configured", "not checked")
     return asyncio.run(_check(inputs, trust.allow_fetching, _utc(at), None if poe is None else _utc(poe)))
+
+
+def _certificate(der: bytes) -> asn1_x509.Certificate:
+    """A certificate decoded in full now (ValueError if it is malformed), not later inside the validator."""
+    try:
+        cert = asn1_x509.Certificate.load(der, strict=True)
+        cert.native
+    except (TypeError, KeyError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+    return cert
 
 
 def _utc(moment: datetime) -> datetime:

@@ -29,6 +29,7 @@ from server.validation.cades import verify_cades
 from server.validation.certificates import ChainResult, check_signer
 from server.validation.model import Indication, SignatureReport, SubIndication, Trust, ValidationReport
 from server.validation.report import to_etsi_xml
+from server.validation.timestamps import check_timestamp
 from server.xmlsafe import parse_trusted_file, parse_xml
 from tests.conftest import SHARED
 from tests.fixtures.pki import OnlinePki, Pki
@@ -232,6 +233,47 @@ def test_an_archive_timestamp_is_rebuilt_over_the_content_and_its_hash_index(pki
     (archive,) = [t for t in stripped.timestamps if t.kind == "archive"]
     assert not archive.valid and "no longer has" in archive.message, archive.message
     assert stripped.level != "B-LTA"
+
+
+def test_check_timestamp_needs_the_imprint_and_a_tsa_chain_to_a_trusted_root(pki_online: OnlinePki) -> None:
+    digest = hashlib.sha256(DOCUMENT).digest()
+    token = _tsa(pki_online).timestamp(digest).token
+    good = check_timestamp(token, digest, "sha256", _trust(pki_online), "content")
+    assert good.valid and good.kind == "content" and good.time is not None and "Time-Stamping" in (good.tsa or "")
+    cases = [(hashlib.sha256(b"other").digest(), _trust(pki_online), "message imprint"),
+             (digest, Trust((_other_root(),)), "trust anchor"), (digest, Trust(()), "no trust anchor")]
+    for checked, trust, reason in cases:
+        bad = check_timestamp(token, checked, "sha256", trust, "signature")
+        assert not bad.valid and bad.time is None and reason in bad.message, (reason, bad.message)
+    assert not check_timestamp(b"garbage", digest, "sha256", _trust(pki_online), "signature").valid
+
+
+def _with_signed_attrs(signature: bytes, change: str) -> bytes:
+    """The signature with its signing-certificate-v2 attribute dropped ("drop") or naming another hash ("other")."""
+    info = cms.ContentInfo.load(signature)
+    signer_info = info["content"]["signer_infos"][0]
+    attrs = [a for a in signer_info["signed_attrs"] if change != "drop" or a["type"].native != "signing_certificate_v2"]
+    if change == "other":
+        for attr in attrs:
+            if attr["type"].native == "signing_certificate_v2":
+                attr["values"][0]["certs"][0]["cert_hash"] = bytes(32)
+    signer_info["signed_attrs"] = cms.CMSAttributes(attrs)
+    return info.dump(force=True)
+
+
+def test_the_signers_certificate_must_be_embedded_and_bound_by_signing_certificate_v2(pki: Pki) -> None:
+    key, _ = _user_key(pki, "hanna")
+    signature = sign_cades(key, content=DOCUMENT)
+    trust = _trust(pki, allow_fetching=False)
+    dropped = _verify(_with_signed_attrs(signature, "drop"), trust, content=DOCUMENT)
+    assert (dropped.indication, dropped.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
+    other = _verify(_with_signed_attrs(signature, "other"), trust, content=DOCUMENT)
+    assert (other.indication, other.sub_indication) == (Indication.INDETERMINATE,
+                                                        SubIndication.NO_SIGNING_CERTIFICATE_FOUND)
+    absent = _verify(_without_certificate(signature, key.chain[0]), trust, content=DOCUMENT)
+    assert (absent.indication, absent.sub_indication) == (Indication.INDETERMINATE,
+                                                          SubIndication.NO_SIGNING_CERTIFICATE_FOUND)
+    assert absent.signer_certificate is None
 
 
 @pytest.mark.parametrize("garbage", [b"", b"garbage", b"\x30\x03\x02\x01\x01", b"\x30\x80" + b"\x00" * 10,
