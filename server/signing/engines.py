@@ -36,7 +36,7 @@ def sign_document(key: SigningKey, order: SignOrder, document: Document, timesta
     if order.format is Format.CADES:
         data = sign_cades(key, content=document.content, content_digest=document.digest, digest=_digest(order, document),
                           level=order.level, packaging=order.packaging, timestamps=timestamps,
-                          trust_roots=trust_roots)
+                          trust_roots=trust_roots, properties=order.properties)
         mime = "application/pkcs7-signature" if order.packaging is Packaging.DETACHED else \
             "application/pkcs7-mime; smime-type=signed-data"
         return Signed(document.name, data, False, mime, CMS_URI)
@@ -59,7 +59,10 @@ def sign_asic_order(key: SigningKey, order: SignOrder, timestamps: TimestampClie
     """One ASiC-E container over all documents of ``order``."""
     from server.signing.asic import sign_asic
 
-    documents = [(d.name, d.content or b"", d.mime_type or "application/octet-stream") for d in order.documents]
+    documents = []
+    for d in order.documents:
+        assert d.content is not None  # SignOrder refuses digest-only documents for ASiC-E
+        documents.append((d.name, d.content, d.mime_type or "application/octet-stream"))
     data = sign_asic(key, documents, signature_format=order.container_format.value,  # type: ignore[arg-type]
                      level=order.level, timestamps=timestamps, trust_roots=trust_roots, properties=order.properties)
     return Signed("container.asice", data, True, ASIC_MIME, ASIC_URI)

@@ -103,7 +103,8 @@ class SigningService:
         check_signature_value(prepared, value)
         level = Level(row.level)
         signature = assemble_cades(prepared, value, level=level,
-                                   timestamps=self._timestamp_client() if level is Level.B_T else None)
+                                   timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
+                                   trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else ())
         with self._sessions.begin() as session:
             if session.execute(delete(SigningState).where(SigningState.id == state_id)).rowcount != 1:
                 raise SiegelError(Code.CONFLICT, "this prepared signature was completed at the same moment already")

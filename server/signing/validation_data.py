@@ -40,8 +40,9 @@ def collect_validation_data(chain: Sequence[bytes], trust_roots: Sequence[bytes]
                             moment: datetime | None = None, ocsps: Sequence[bytes] = (),
                             crls: Sequence[bytes] = ()) -> ValidationData:
     """Certificates and revocation values that prove ``chain[0]`` valid at ``moment`` (default: now),
-    given ones (``ocsps``, ``crls``) used first; SiegelError (BAD_REQUEST) naming why when the
-    certificate has no trusted chain, is revoked, or its status cannot be fetched."""
+    with fresh OCSP responses / CRLs fetched (pyhanko-certvalidator fetches even where ``ocsps`` and
+    ``crls`` already hold some: a renewal adds new values beside the old); SiegelError (BAD_REQUEST)
+    naming why when the certificate has no trusted chain, is revoked, or its status cannot be fetched."""
     if not chain:
         raise SiegelError(Code.BAD_REQUEST, "no certificate to collect validation data for")
     return asyncio.run(_collect(chain, trust_roots, moment, ocsps, crls))

@@ -13,6 +13,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from server.errors import Code, SiegelError
 from server.validation.cades import verify_cades
@@ -81,7 +82,7 @@ def _manifest_for(signature_name: str, entries: Mapping[str, bytes]) -> tuple[st
         if name.startswith("META-INF/") and "ASiCManifest" in name and name.endswith(".xml"):
             root = parse_xml(content, max_depth=MAX_DEPTH)
             ref = root.find(f"{{{ASIC_NS}}}SigReference")
-            if ref is not None and ref.get("URI") == signature_name:
+            if ref is not None and unquote(ref.get("URI", "")) == signature_name:
                 return name, content
     return None
 
@@ -111,7 +112,7 @@ def _manifest_scopes(manifest: bytes, files: Mapping[str, bytes]) -> tuple[list[
     root = parse_xml(manifest, max_depth=MAX_DEPTH)
     scopes, problems = [], []
     for ref in root.findall(f"{{{ASIC_NS}}}DataObjectReference"):
-        uri = ref.get("URI", "")
+        uri = unquote(ref.get("URI", ""))  # names are percent-encoded URIs (EN 319 162-1)
         method = ref.find(f"{{{DS_NS}}}DigestMethod")
         algorithm = _DIGESTS.get(method.get("Algorithm", "") if method is not None else "")
         expected = base64.b64decode("".join((ref.findtext(f"{{{DS_NS}}}DigestValue") or "").split()))

@@ -10,7 +10,7 @@ _PROBLEM = {"description": "RFC 9457 problem document",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _CMS = {"application/pkcs7-signature": {"schema": {"type": "string", "format": "binary"}}}
 _LEVEL = {"type": "string", "enum": ["B-B", "B-T", "B-LT", "B-LTA"], "default": "B-T"}
-_TWO_STEP_LEVEL = {"type": "string", "enum": ["B-B", "B-T"], "default": "B-T"}
+_TWO_STEP_LEVEL = {"type": "string", "enum": ["B-B", "B-T", "B-LT"], "default": "B-T"}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _DIGEST = {
     "digestAlgorithm": {"type": "string", "enum": ["SHA-256", "SHA-384", "SHA-512"]},

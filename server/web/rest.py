@@ -164,9 +164,9 @@ def _b64(value: Any, what: str) -> bytes:
 
 def _cades_level(body: dict[str, Any]) -> Level:
     fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
-    if fmt != "cades" or level not in ("B-B", "B-T"):
-        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}: two-step signing makes CAdES B-B "
-                                              "and B-T so far")
+    if fmt != "cades" or level not in ("B-B", "B-T", "B-LT"):
+        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}: two-step signing makes CAdES B-B, "
+                                              "B-T and B-LT (B-LTA needs the document, which stays with the caller)")
     return Level(level)
 
 
