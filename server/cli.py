@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -248,21 +248,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
 EXIT_INDETERMINATE = 3  # `siegel verify`: no signature failed, but not every one could be proven valid
 
 
-def _verify_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise SiegelError(Code.BAD_REQUEST, f"--at {text!r}: expected an ISO 8601 time such as 2026-12-07T10:00Z") from None
-    if moment.tzinfo is None:
-        raise SiegelError(Code.BAD_REQUEST, "--at: the time needs a time zone (Z or +01:00)")
-    return moment
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from server.validation.model import Indication
     from server.validation.report import to_etsi_xml, to_json
+    from server.validation.service import parse_validation_time
 
     def read(path: Path) -> bytes:
         try:
@@ -280,7 +269,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise SiegelError(Code.BAD_REQUEST, "--digest: expected ALGORITHM:HEX such as sha256:9f86d0...") from None
     with _services(args) as services:
         report = services.verification.verify(read(args.file), name=args.file.name, detached=detached,
-                                              detached_digests=digests, at=_verify_time(args.at))
+                                              detached_digests=digests,
+                                              at=parse_validation_time(args.at, "--at") if args.at else None)
     if args.report:
         partial = args.report.with_name(args.report.name + ".partial")
         partial.write_bytes(to_etsi_xml(report))

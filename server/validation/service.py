@@ -38,6 +38,17 @@ def _cms_bytes(data: bytes) -> bytes:
         return data  # not text: the CMS parser says what is wrong with it
 
 
+def parse_validation_time(text: str, what: str) -> datetime:
+    """An ISO 8601 / xs:dateTime with a time zone, as callers give a verification time (``what`` names it)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"{what}: {text!r} is not a time such as 2026-12-07T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise SiegelError(Code.BAD_REQUEST, f"{what}: the time needs a time zone (Z or ±hh:mm)")
+    return moment
+
+
 class VerificationService:
     def __init__(self, settings: Settings, internal_root: Callable[[], bytes]) -> None:
         self._settings = settings

@@ -29,6 +29,7 @@ from server.errors import DSS_MAJOR, DSS_MINOR, SIEGEL_MINOR, Code, SiegelError
 from server.signing.levels import Level
 from server.validation.model import Indication, SubIndication, ValidationReport
 from server.validation.report import to_etsi_xml
+from server.validation.service import parse_validation_time
 from server.web.dss_sign import LEVELS, SIEGEL_NS, _document, _text
 from server.web.soap import DSS_NS, dss_result
 from server.xmlsafe import parse_xml
@@ -84,14 +85,7 @@ def _verification_time(options: etree._Element | None) -> datetime | None:
     use = options.find("dss:UseVerificationTime", _NS) if options is not None else None
     if use is None or use.find("dss:CurrentTime", _NS) is not None:
         return None
-    text = _text(use.find("dss:SpecificTime", _NS))
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise SiegelError(Code.BAD_REQUEST, f"UseVerificationTime: {text!r} is not an xs:dateTime") from None
-    if moment.tzinfo is None:
-        raise SiegelError(Code.BAD_REQUEST, "UseVerificationTime: the SpecificTime needs a time zone (Z or ±hh:mm)")
-    return moment
+    return parse_validation_time(_text(use.find("dss:SpecificTime", _NS)), "UseVerificationTime/SpecificTime")
 
 
 def _update_to(options: etree._Element | None) -> tuple[Level, str] | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 from email import policy as email_policy
 from email.parser import BytesParser
 from typing import Any
@@ -21,7 +20,7 @@ from server.signing.engines import Signed
 from server.signing.order import Document, Format, SignOrder, is_xml_type
 from server.signing.service import SigningService
 from server.validation.report import to_etsi_xml, to_json
-from server.validation.service import VerificationService
+from server.validation.service import VerificationService, parse_validation_time
 from server.web import openapi
 from server.web.http import DigestingBody, error_body, json_response, render_deferred
 
@@ -268,13 +267,7 @@ class Verify(resource.Resource):
             digest = _b64(_query(request, "digest", ""), "digest")
             digests[_query(request, "documentName", "document")] = (algorithm.value, digest)
         at = _query(request, "at", "")
-        try:
-            moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
-        except ValueError:
-            raise SiegelError(Code.BAD_REQUEST, f"at={at!r}: expected an ISO 8601 time such as "
-                                                "2026-12-07T10:00:00Z") from None
-        if moment is not None and moment.tzinfo is None:
-            raise SiegelError(Code.BAD_REQUEST, "at: the time needs a time zone (Z or ±hh:mm)")
+        moment = parse_validation_time(at, "at") if at else None
         xml = b"application/xml" in (request.getHeader(b"accept") or b"")
         return threads.deferToThread(self._verification.verify, data, name=name, detached=detached,
                                      detached_digests=digests, at=moment).addCallback(

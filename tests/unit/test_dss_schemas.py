@@ -14,8 +14,9 @@ from lxml import etree
 from server import config
 from server.errors import Code, SiegelError
 from server.web import dss
-from server.web.dss import ROOT_SCHEMA, SCHEMA_DIR, WSDL_FILE, Contract, build_wsgi_app, not_supported_response
+from server.web.dss import ROOT_SCHEMA, SCHEMA_DIR, WSDL_FILE, Contract, build_wsgi_app
 from server.web.dss_sign import sign_response
+from server.web.dss_verify import verify_response
 from server.web.soap import DSS_NS, SOAP11_ENV, soap_fault_envelope
 from server.xmlsafe import parse_trusted_file, parse_xml
 
@@ -137,16 +138,21 @@ def test_our_subset_is_stricter(outside: str, ours: etree.XMLSchema, official: x
 
 
 def _sign_answer(request: etree._Element) -> etree._Element:
-    return sign_response(request, "urn:siegel:dss:1.0:profile", None,
-                         SiegelError(Code.NOT_SUPPORTED, "XAdES signatures are not offered yet"))
+    return sign_response(request, "urn:siegel:dss:1.0:profile", [],
+                         SiegelError(Code.NOT_SUPPORTED, "PAdES signatures are not offered yet"))
+
+
+def _verify_answer(request: etree._Element) -> etree._Element:
+    return verify_response(request, "urn:siegel:dss:1.0:profile", None, None,
+                           error=SiegelError(Code.NOT_SUPPORTED, "PDF signatures (PAdES) are not verified yet"))
 
 
 @pytest.mark.parametrize(("request_xml", "answer"), [
-    (SIGN_REQUEST, _sign_answer), (VERIFY_REQUEST, not_supported_response),
+    (SIGN_REQUEST, _sign_answer), (VERIFY_REQUEST, _verify_answer),
     (f'<dss:SignRequest xmlns:dss="{DSS_NS}"/>', _sign_answer),
-    (f'<dss:VerifyRequest xmlns:dss="{DSS_NS}"/>', not_supported_response),
+    (f'<dss:VerifyRequest xmlns:dss="{DSS_NS}"/>', _verify_answer),
 ], ids=["sign", "verify", "bare-sign", "bare-verify"])
-def test_not_supported_responses_are_officially_valid(request_xml: str, answer: Callable[..., etree._Element],
+def test_error_responses_are_officially_valid(request_xml: str, answer: Callable[..., etree._Element],
                                                       ours: etree.XMLSchema, official: xmlschema.XMLSchema) -> None:
     request = element(request_xml)
     response = element(etree.tostring(answer(request)).decode())
@@ -203,16 +209,18 @@ def test_served_contract_has_absolute_locations_only() -> None:
 
 
 class _NoSigning:
-    """Unit tests of the SOAP layer never reach a signature."""
+    """Unit tests of the SOAP layer never reach a signature or a verification."""
 
-    def cades(self, *args: Any, **kwargs: Any) -> bytes:
+    def sign(self, *args: Any, **kwargs: Any) -> bytes:
         raise AssertionError("no signature is made in these tests")
+
+    verify = extend = sign
 
 
 def call_wsgi(body: bytes | io.RawIOBase) -> tuple[str, bytes]:
     """POST ``body`` to the DSS WSGI application directly; returns the status line and the body."""
     app = build_wsgi_app(config.load(environ={}), parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA),
-                         _NoSigning())  # type: ignore[arg-type]
+                         _NoSigning(), _NoSigning())  # type: ignore[arg-type]
     stream = io.BytesIO(body) if isinstance(body, bytes) else body
     environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "text/xml; charset=utf-8",
                "CONTENT_LENGTH": str(len(body)) if isinstance(body, bytes) else "100", "wsgi.input": stream,
