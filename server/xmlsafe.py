@@ -17,6 +17,7 @@ larger than 10 MB). Comments and processing instructions are kept.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from lxml import etree
@@ -135,3 +136,17 @@ def parse_trusted_file(path: Path) -> etree._Element:
 def looks_like_xml(data: bytes) -> bool:
     """Whether ``data`` starts like an XML document (after a BOM and white space)."""
     return data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<"
+
+
+def standalone(element: etree._Element) -> bytes:
+    """``element`` serialised as a document of its own, with the namespaces it declares itself but not
+    those it only inherits (a ds:Signature inside a SOAP message must not take the envelope's
+    namespaces into its inclusive canonical form)."""
+    parent = element.getparent()
+    declared = {prefix: uri for prefix, uri in element.nsmap.items()
+                if parent is None or parent.nsmap.get(prefix) != uri}
+    copy_ = etree.Element(element.tag, attrib=dict(element.attrib), nsmap=declared)
+    copy_.text = element.text
+    for child in element:
+        copy_.append(copy.deepcopy(child))
+    return etree.tostring(copy_, encoding="UTF-8")

@@ -32,7 +32,7 @@ from server.validation.report import to_etsi_xml
 from server.validation.service import parse_validation_time
 from server.web.dss_sign import LEVELS, SIEGEL_NS, _document, _text
 from server.web.soap import DSS_NS, dss_result
-from server.xmlsafe import parse_xml
+from server.xmlsafe import parse_xml, standalone
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 VR_NS = "urn:oasis:names:tc:dss-x:1.0:profiles:verificationreport:schema#"
@@ -67,7 +67,7 @@ def _signature_object(request: etree._Element) -> tuple[bytes | None, str | None
         return None, None
     inline = holder.find("ds:Signature", _NS)
     if inline is not None:
-        return etree.tostring(inline, encoding="UTF-8"), None
+        return standalone(inline), None
     b64 = holder.find("dss:Base64Signature", _NS)
     if b64 is not None:
         try:

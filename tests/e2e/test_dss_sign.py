@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -166,12 +167,20 @@ def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></
 def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInstance, official: Any, options: str,
                                                       documents: str, major: str, minor: str | None,
                                                       message: str) -> None:
+    before = _audit_entries(siegel_server)
     response = _sign(siegel_server, official, options, documents)
     got_major, got_minor, got_message = _result(response)
     assert (got_major, got_message) == (major, got_message) and message in got_message, _result(response)
     if minor is not None:
         assert got_minor == minor
     assert response.find(f"{{{DSS_NS}}}SignatureObject") is None
+    assert response.find(f"{{{DSS_NS}}}OptionalOutputs") is None
+    assert _audit_entries(siegel_server) == before  # nothing signed, nothing recorded
+
+
+def _audit_entries(inst: SiegelInstance) -> int:
+    with sqlite3.connect(inst.data_dir / "siegel.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
 
 
 def test_base64_garbage_gets_a_specific_minor(siegel_server: SiegelInstance) -> None:

@@ -195,3 +195,35 @@ def test_siegel_verify_exit_codes_follow_the_verdict(siegel_server: SiegelInstan
     assert failed.returncode == 1 and "HASH_FAILURE" in failed.stdout
     missing = siegel_server.cli("verify", str(tmp_path / "contract.txt.p7s"), check=False)
     assert missing.returncode == 3 and "SIGNED_DATA_NOT_FOUND" in missing.stdout
+
+
+def test_dss_verifies_an_inline_xades_signature_over_a_detached_document(
+        siegel_server: SiegelInstance, verifier: tuple[str, str], official: xmlschema.XMLSchema) -> None:
+    signature = _sign(siegel_server, verifier, "format=xades&level=B-T&name=contract.txt")
+    body = (f'<dss:VerifyRequest RequestID="v-1"><dss:InputDocuments>{_document(DOCUMENT)}</dss:InputDocuments>'
+            f"<dss:SignatureObject>{signature.decode().split('?>', 1)[-1]}</dss:SignatureObject></dss:VerifyRequest>")
+    request = envelope(body)
+    official.validate(parse_xml(request, max_depth=64).find(f"{{{SOAP11_ENV}}}Body")[0])
+    r = requests.post(siegel_server.url + "/dss", data=request, headers=SOAP_HEADERS, auth=siegel_server.auth,
+                      timeout=60)
+    response = parse_xml(r.content, max_depth=128).find(f"{{{SOAP11_ENV}}}Body")[0]
+    assert _result(response) == (MAJOR + "Success", MINOR + "valid:signature:OnAllDocuments"), \
+        response.findtext(f"{{{DSS_NS}}}Result/{{{DSS_NS}}}ResultMessage")
+    report = response.find(f"{{{DSS_NS}}}OptionalOutputs/{{{ETSI}}}ValidationReport")
+    assert report.findtext(f".//{{{ETSI}}}MainIndication") == "urn:etsi:019102:mainindication:total-passed"
+
+
+def test_dss_refuses_a_signature_with_a_dtd_and_reports_wrapped_content_unsigned(
+        siegel_server: SiegelInstance, official: xmlschema.XMLSchema, shared_dir: Path) -> None:
+    vectors = shared_dir / "vectors" / "dss-xades"
+    dtd = _dss_verify(siegel_server, official, "", None,
+                      f'<dss:Document ID="d"><dss:Base64Data MimeType="application/xml">'
+                      f'{base64.b64encode((vectors / "xades-with-dtd-injection.xml").read_bytes()).decode()}'
+                      "</dss:Base64Data></dss:Document>")
+    assert _result(dtd) == (MAJOR + "RequesterError", "urn:siegel:dss:1.0:resultminor:ForbiddenXmlConstruct")
+    wrapped = _dss_verify(siegel_server, official, "", None,
+                          f'<dss:Document ID="d"><dss:Base64Data MimeType="application/xml">'
+                          f'{base64.b64encode((vectors / "xsw" / "XSW-enveloping-fake-object.xml").read_bytes()).decode()}'
+                          "</dss:Base64Data></dss:Document>")
+    major, minor = _result(wrapped)
+    assert major != MAJOR + "Success" or minor != MINOR + "valid:signature:OnAllDocuments", (major, minor)
