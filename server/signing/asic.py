@@ -2,12 +2,11 @@
 
 The ZIP begins with ``mimetype`` (stored, no extra field) naming ``application/vnd.etsi.asic-e+zip``.
 With CAdES, ``META-INF/ASiCManifest.xml`` names every document with its digest and the signature file;
-a detached CAdES over the manifest is ``META-INF/signature.p7s`` (hash → sign → assemble:
-:func:`prepare_asic`, a key source, :func:`assemble_asic`). With XAdES, ``META-INF/signatures.xml``
-(asic:XAdESSignatures) would hold one detached ds:Signature with a Reference per document; the XAdES
-engine has no entry point for that yet (it signs one document, in a document of its own, and the
-signature cannot be moved into asic:XAdESSignatures afterwards: inclusive C14N of SignedInfo and
-SignedProperties covers the namespaces in scope), so that variant is refused as NOT_SUPPORTED.
+a detached CAdES over the manifest is ``META-INF/signature.p7s``. With XAdES, ``META-INF/signatures.xml``
+(asic:XAdESSignatures) holds one ds:Signature with a Reference per document and no manifest; the XAdES
+engine builds it inside asic:XAdESSignatures (:func:`~server.signing.xades.prepare_xades_asic`), since
+inclusive C14N of SignedInfo and SignedProperties covers the namespaces in scope. Either way hash →
+sign → assemble: :func:`prepare_asic`, a key source, :func:`assemble_asic`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import urllib.parse
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 from lxml import etree
 
@@ -36,32 +35,41 @@ from server.signing.cades import (
 )
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.signing.levels import Level, SignatureProperties
-from server.signing.xades import DIGEST_URIS, DS
+from server.signing.xades import (
+    ASIC,
+    DIGEST_URIS,
+    DS,
+    PreparedXades,
+    assemble_xades,
+    prepare_xades_asic,
+)
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
-ASIC = "http://uri.etsi.org/02918/v1.2.1#"
 MANIFEST = "META-INF/ASiCManifest.xml"
 CADES_SIGNATURE = "META-INF/signature.p7s"
 CADES_SIGNATURE_MIME = "application/pkcs7-signature"
+XADES_SIGNATURES = "META-INF/signatures.xml"
 
 Document: TypeAlias = tuple[str, bytes, str]  # name in the container, content, MIME type
+SignatureFormat: TypeAlias = Literal["xades", "cades"]
 
 
 @dataclass(frozen=True)
 class PreparedAsic:
-    """Step 1 done for a CAdES container: the manifest and the CAdES signed attributes over it."""
+    """Step 1 done: for CAdES the manifest and the signed attributes over it, for XAdES the
+    signatures.xml with its SignedInfo over the documents."""
 
     documents: tuple[Document, ...]
-    manifest: bytes
-    cades: Prepared
+    signature: Prepared | PreparedXades
+    manifest: bytes | None = None  # META-INF/ASiCManifest.xml, CAdES only
 
     @property
     def to_be_signed(self) -> bytes:
-        return self.cades.to_be_signed
+        return self.signature.to_be_signed
 
     @property
     def scheme(self) -> SignatureScheme:
-        return self.cades.scheme
+        return self.signature.scheme
 
 
 def check_names(documents: Sequence[Document]) -> None:
@@ -115,21 +123,33 @@ def asic_manifest(documents: Sequence[Document], digest: DigestAlgorithm) -> byt
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
 
 
-def prepare_asic(chain: tuple[bytes, ...], documents: Sequence[Document], *,
+def prepare_asic(chain: tuple[bytes, ...], documents: Sequence[Document], *, signature_format: SignatureFormat,
                  digest: DigestAlgorithm = DigestAlgorithm.SHA256,
                  properties: SignatureProperties | None = None) -> PreparedAsic:
-    """Step 1 (CAdES): the manifest over ``documents`` and the signed attributes (with the signer's
-    ``properties``) over the manifest."""
+    """Step 1: for CAdES the manifest over ``documents`` and the signed attributes (with the signer's
+    ``properties``) over it; for XAdES the signatures.xml with a reference to each document."""
     check_names(documents)
+    if signature_format not in get_args(SignatureFormat):
+        raise SiegelError(Code.BAD_REQUEST, f"an ASiC-E signature is XAdES or CAdES, not {signature_format!r}")
+    if signature_format == "xades":
+        digests = [(name, hashlib.new(digest.value, content).digest(), mime) for name, content, mime in documents]
+        return PreparedAsic(tuple(documents), prepare_xades_asic(chain, digests, digest=digest, properties=properties))
     manifest = asic_manifest(documents, digest)
-    return PreparedAsic(tuple(documents), manifest,
-                        prepare_cades(chain, hashlib.new(digest.value, manifest).digest(), digest, properties))
+    return PreparedAsic(tuple(documents),
+                        prepare_cades(chain, hashlib.new(digest.value, manifest).digest(), digest, properties), manifest)
 
 
 def assemble_asic(prepared: PreparedAsic, value: bytes, *, level: Level = Level.B_B,
                   timestamps: TimestampClient | None = None, trust_roots: Sequence[bytes] = ()) -> bytes:
-    """Step 3 (CAdES): the container with the detached CAdES over the manifest, at ``level``."""
-    signature = assemble_cades(prepared.cades, value, level=Level.B_T if level.at_least(Level.B_T) else level,
+    """Step 3: the container with the signature, at ``level``: META-INF/signatures.xml (XAdES), or the
+    manifest and the detached CAdES over it."""
+    if isinstance(prepared.signature, PreparedXades):
+        signatures = assemble_xades(prepared.signature, value, level=level, timestamps=timestamps,
+                                    trust_roots=trust_roots,
+                                    detached_contents={name: content for name, content, _ in prepared.documents})
+        return _container(prepared.documents, ((XADES_SIGNATURES, signatures),))
+    assert prepared.manifest is not None
+    signature = assemble_cades(prepared.signature, value, level=Level.B_T if level.at_least(Level.B_T) else level,
                                timestamps=timestamps)
     if level.at_least(Level.B_LT):
         signature = extend_cades(signature, level, timestamps=timestamps, trust_roots=trust_roots,
@@ -137,19 +157,14 @@ def assemble_asic(prepared: PreparedAsic, value: bytes, *, level: Level = Level.
     return _container(prepared.documents, ((MANIFEST, prepared.manifest), (CADES_SIGNATURE, signature)))
 
 
-def sign_asic(key: SigningKey, documents: Sequence[Document], *, signature_format: Literal["xades", "cades"],
+def sign_asic(key: SigningKey, documents: Sequence[Document], *, signature_format: SignatureFormat,
               level: Level, timestamps: TimestampClient | None = None, trust_roots: Sequence[bytes] = (),
               properties: SignatureProperties | None = None,
               digest: DigestAlgorithm = DigestAlgorithm.SHA256) -> bytes:
-    """An ASiC-E container over ``documents`` (name, content, MIME type) signed with ``key``: prepare,
-    sign in the key source, assemble."""
-    check_names(documents)
-    if signature_format == "xades":
-        raise SiegelError(Code.NOT_SUPPORTED, "ASiC-E with XAdES is not offered yet: the XAdES engine cannot yet "
-                                              "sign several documents inside META-INF/signatures.xml; use CAdES")
-    if signature_format != "cades":
-        raise SiegelError(Code.BAD_REQUEST, f"an ASiC-E signature is XAdES or CAdES, not {signature_format!r}")
-    prepared = prepare_asic(key.chain, documents, digest=digest, properties=properties)
+    """An ASiC-E container over ``documents`` (name, content, MIME type) signed with ``key`` in XAdES or
+    CAdES: prepare, sign in the key source, assemble."""
+    prepared = prepare_asic(key.chain, documents, signature_format=signature_format, digest=digest,
+                            properties=properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
     return assemble_asic(prepared, value, level=level, timestamps=timestamps, trust_roots=trust_roots)
 

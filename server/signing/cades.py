@@ -25,9 +25,6 @@ from typing import ClassVar
 from asn1crypto import algos, cms, core, crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.sign.ades.asn1_util import register_cms_attribute
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
 from pyhanko.sign.timestamps.api import TimeStamper
@@ -35,7 +32,13 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.keysource import DigestAlgorithm, KeySource, SignatureScheme
+from server.signing.keysource import (
+    DigestAlgorithm,
+    KeySource,
+    SignatureScheme,
+    scheme_of,
+    verify_value,
+)
 from server.signing.levels import Level, Packaging, SignatureProperties
 from server.signing.validation_data import ValidationData, collect_validation_data
 
@@ -124,23 +127,14 @@ class Prepared:
 
     @property
     def scheme(self) -> SignatureScheme:
-        return _scheme_of(self.chain[0])
-
-
-def _scheme_of(certificate: bytes) -> SignatureScheme:
-    public = x509.load_der_x509_certificate(certificate).public_key()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return SignatureScheme.ECDSA
-    if isinstance(public, rsa.RSAPublicKey):
-        return SignatureScheme.RSA_PKCS1V15
-    raise SiegelError(Code.NOT_SUPPORTED, "the signer's key is neither RSA nor EC")
+        return scheme_of(self.chain[0])
 
 
 def _signer(chain: tuple[bytes, ...], digest: DigestAlgorithm, value: bytes | None) -> ExternalSigner:
     """pyHanko's CMS builder for this chain, embedding a given signature value (None: a placeholder)."""
     if not chain:
         raise SiegelError(Code.KEY_NOT_FOUND, "the key has no certificate to sign with")
-    ecdsa = _scheme_of(chain[0]) is SignatureScheme.ECDSA
+    ecdsa = scheme_of(chain[0]) is SignatureScheme.ECDSA
     certs = [asn1_x509.Certificate.load(der) for der in chain]
     mechanism = algos.SignedDigestAlgorithm({"algorithm": f"{digest.value}_{'ecdsa' if ecdsa else 'rsa'}"})
     return ExternalSigner(certs[0], SimpleCertificateStore.from_certs(certs[1:]), signature_value=value,
@@ -199,16 +193,9 @@ def _commitment_oid(commitment: str) -> str:
 
 def check_signature_value(prepared: Prepared, value: bytes) -> None:
     """The value must be the signer certificate's signature over the signed attributes."""
-    public = x509.load_der_x509_certificate(prepared.chain[0]).public_key()
-    algorithm = prepared.digest.hash()
-    try:
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(value, prepared.signed_attrs, ec.ECDSA(algorithm))
-        elif isinstance(public, rsa.RSAPublicKey):
-            public.verify(value, prepared.signed_attrs, padding.PKCS1v15(), algorithm)
-    except InvalidSignature:
+    if not verify_value(prepared.chain[0], prepared.signed_attrs, value, prepared.digest):
         raise SiegelError(Code.BAD_REQUEST, "the signature value does not verify with the signer's certificate "
-                                            "over the prepared attributes") from None
+                                            "over the prepared attributes")
 
 
 def assemble_cades(prepared: Prepared, value: bytes, *, level: Level = Level.B_B,

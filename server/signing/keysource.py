@@ -10,8 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from server.errors import Code, SiegelError
 
@@ -112,6 +114,34 @@ def ecdsa_der_to_raw(der: bytes, curve: ec.EllipticCurve) -> bytes:
     if r.bit_length() > curve.key_size or s.bit_length() > curve.key_size:
         raise SiegelError(Code.BAD_REQUEST, f"the ECDSA signature does not belong to curve {curve.name}")
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def _public_key(certificate: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    public = x509.load_der_x509_certificate(certificate).public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise SiegelError(Code.NOT_SUPPORTED, "the signer's key is neither RSA nor EC")
+    return public
+
+
+def scheme_of(certificate: bytes) -> SignatureScheme:
+    """How the key of ``certificate`` (DER) signs: ECDSA for EC keys, PKCS#1 v1.5 for RSA keys."""
+    if isinstance(_public_key(certificate), ec.EllipticCurvePublicKey):
+        return SignatureScheme.ECDSA
+    return SignatureScheme.RSA_PKCS1V15
+
+
+def verify_value(certificate: bytes, data: bytes, value: bytes, digest: DigestAlgorithm) -> bool:
+    """Whether ``value``, in the form a key source gives it (DER for ECDSA, PKCS#1 v1.5 for RSA), is the
+    signature of the key of ``certificate`` (DER) over ``data`` hashed with ``digest``."""
+    public = _public_key(certificate)
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(value, data, ec.ECDSA(digest.hash()))
+        else:
+            public.verify(value, data, padding.PKCS1v15(), digest.hash())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 class KeySource(Protocol):

@@ -1,13 +1,16 @@
-"""XAdES (ETSI EN 319 132-1) baseline signatures B-B to B-LTA: detached, enveloping or enveloped.
+"""XAdES (ETSI EN 319 132-1) baseline signatures B-B to B-LTA: detached, enveloping or enveloped, and
+the detached signature over several documents of an ASiC-E container (EN 319 162-1).
 
 Hash → sign → assemble: :func:`prepare_xades` builds the ds:Signature (references, SignedProperties,
-KeyInfo) around an empty ds:SignatureValue; the digest of its canonical ds:SignedInfo
+KeyInfo) around an empty ds:SignatureValue, :func:`prepare_xades_asic` the asic:XAdESSignatures
+document holding one; the digest of its canonical ds:SignedInfo
 (:attr:`PreparedXades.to_be_signed`) is signed by a key source, ours or the caller's (two-step
 signing: :meth:`PreparedXades.to_state` / :meth:`PreparedXades.from_state`); :func:`assemble_xades`
 embeds the value and :func:`extend_xades` adds the unsigned properties of the higher levels, to our
 signatures or to another producer's: SignatureTimeStamp (B-T); CertificateValues, RevocationValues and
 TimeStampValidationData (B-LT); ArchiveTimeStamp (B-LTA, EN 319 132-1 5.5.2 / XAdES 1.4.1), whose
-input :func:`archive_timestamp_input` computes.
+input :func:`archive_timestamp_input` computes. Detached documents, which B-LTA covers, are given
+by name (``detached_contents``) and found under their references' URIs as the verifier finds them.
 
 The XML is built with lxml and canonicalised with lxml's C14N (inclusive 1.0 for what we sign:
 signxml mis-digests SignedProperties under exclusive C14N and has no unsigned properties at all).
@@ -27,22 +30,28 @@ import copy
 import hashlib
 import secrets
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.cades import SigningKey, _scheme_of
-from server.signing.keysource import DigestAlgorithm, SignatureScheme, ecdsa_der_to_raw
+from server.signing.cades import SigningKey
+from server.signing.keysource import (
+    DigestAlgorithm,
+    SignatureScheme,
+    ecdsa_der_to_raw,
+    scheme_of,
+    verify_value,
+)
 from server.signing.levels import Level, Packaging, SignatureProperties
 from server.signing.validation_data import ValidationData, collect_validation_data
 from server.xmlsafe import parse_xml
@@ -50,6 +59,7 @@ from server.xmlsafe import parse_xml
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 XADES141 = "http://uri.etsi.org/01903/v1.4.1#"
+ASIC = "http://uri.etsi.org/02918/v1.2.1#"
 C14N_10 = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 C14N_11 = "http://www.w3.org/2006/12/xml-c14n11"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -68,6 +78,7 @@ _SIGNATURE_KINDS = {SignatureScheme.ECDSA: "ecdsa", SignatureScheme.RSA_PKCS1V15
 _XML_ATTRIBUTE = "{http://www.w3.org/XML/1998/namespace}"
 _TIMESTAMP_DIGEST = DigestAlgorithm.SHA256
 _MAX_DEPTH = 200
+_NO_CONTENT: Mapping[str, bytes] = MappingProxyType({})
 
 _Nodes: TypeAlias = "etree._Element | etree._ElementTree"  # a node-set of a reference: a subtree, or the whole document
 
@@ -98,9 +109,8 @@ class _Ids:
     def value(self) -> str:
         return f"value-{self.signature}"
 
-    @property
-    def reference(self) -> str:
-        return f"r-{self.signature}-1"
+    def reference(self, number: int = 1) -> str:
+        return f"r-{self.signature}-{number}"
 
     @property
     def data_object(self) -> str:
@@ -130,7 +140,7 @@ class PreparedXades:
 
     @property
     def scheme(self) -> SignatureScheme:
-        return _scheme_of(self.chain[0])
+        return scheme_of(self.chain[0])
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-able form for two-step signing; :meth:`from_state` reads it back."""
@@ -162,34 +172,72 @@ def prepare_xades(chain: tuple[bytes, ...], *, packaging: Packaging, document: b
     ids = _Ids(_new_id("id"))
     signature = _signature_skeleton(chain, digest, ids)
     xml_document = _xml_of(packaging, document)
-    data, signed_properties = _references(signature[0], ids, packaging, document_name, xml_document is not None)
-    _signed_properties(signature, chain[0], ids, mime_type or
-                       ("text/xml" if xml_document is not None else "application/octet-stream"),
-                       properties or SignatureProperties())
+    data = _data_reference(signature[0], ids, packaging, document_name, xml_document is not None)
+    signed_properties = _signed_properties_reference(signature[0], ids)
+    _signed_properties(signature, chain[0], ids, [(ids.reference(), mime_type or (
+        "text/xml" if xml_document is not None else "application/octet-stream"))], properties or SignatureProperties())
     if packaging is Packaging.ENVELOPED:
         assert xml_document is not None
         xml_document.append(signature)
     elif packaging is Packaging.ENVELOPING:
         assert document is not None
         _data_object(signature, ids, document, xml_document)
+    contents = _NO_CONTENT if document is None else {document_name: document}
     _set_digest(data, digest, document_digest if document_digest is not None else
-                _digest(digest, _reference_data(data, signature, document)))
-    _set_digest(signed_properties, digest, _digest(digest, _reference_data(signed_properties, signature, None)))
+                _digest(digest, _reference_data(data, signature, contents)))
+    return _prepared(signature, signed_properties, ids, digest, chain)
+
+
+def prepare_xades_asic(chain: tuple[bytes, ...], documents: Sequence[tuple[str, bytes, str]], *,
+                       digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+                       properties: SignatureProperties | None = None) -> PreparedXades:
+    """Step 1 for an ASiC-E container (EN 319 162-1 4.4.3): its whole META-INF/signatures.xml, an
+    asic:XAdESSignatures holding one ds:Signature with a ds:Reference (URI the percent-encoded name, no
+    transforms) and a DataObjectFormat for each of ``documents`` (name, ``digest`` of its content, MIME
+    type). SignedProperties and SignedInfo are canonicalised in place, with the asic namespace that
+    inclusive C14N takes in from the root."""
+    _check_chain(chain)
+    if not documents:
+        raise SiegelError(Code.BAD_REQUEST, "an ASiC-E signature signs at least one document")
+    ids = _Ids(_new_id("id"))
+    signature = _signature_skeleton(chain, digest, ids)
+    etree.Element(f"{{{ASIC}}}XAdESSignatures", nsmap={"asic": ASIC}).append(signature)
+    for number, (name, document_digest, _) in enumerate(documents, 1):
+        _check_digest(digest, document_digest)
+        reference = etree.SubElement(signature[0], _ds("Reference"), Id=ids.reference(number), URI=_detached_uri(name))
+        _set_digest(reference, digest, document_digest)
+    signed_properties = _signed_properties_reference(signature[0], ids)
+    _signed_properties(signature, chain[0], ids, [(ids.reference(number), mime_type) for number, (_, _, mime_type)
+                                                  in enumerate(documents, 1)], properties or SignatureProperties())
+    return _prepared(signature, signed_properties, ids, digest, chain)
+
+
+def _prepared(signature: etree._Element, signed_properties: etree._Element, ids: _Ids, digest: DigestAlgorithm,
+              chain: tuple[bytes, ...]) -> PreparedXades:
+    """The SignedProperties digested and the SignedInfo canonicalised where the signature stands now."""
+    _set_digest(signed_properties, digest, _digest(digest, _reference_data(signed_properties, signature, _NO_CONTENT)))
     return PreparedXades(_serialise(signature), ids.signature, _canonical_signed_info(signature), digest, chain)
 
 
 def _check_inputs(chain: tuple[bytes, ...], packaging: Packaging, document: bytes | None,
                   document_digest: bytes | None, digest: DigestAlgorithm) -> None:
-    if not chain:
-        raise SiegelError(Code.KEY_NOT_FOUND, "the key has no certificate to sign with")
+    _check_chain(chain)
     if (document is None) == (document_digest is None):
         raise SiegelError(Code.BAD_REQUEST, "sign either the document or its digest")
     if document_digest is not None:
         if packaging is not Packaging.DETACHED:
             raise SiegelError(Code.BAD_REQUEST, "a signature over a digest only is detached: the document is not here")
-        if len(document_digest) != digest.size:
-            raise SiegelError(Code.BAD_REQUEST, f"a {digest.value} digest has {digest.size} bytes, "
-                                                f"not {len(document_digest)}")
+        _check_digest(digest, document_digest)
+
+
+def _check_chain(chain: tuple[bytes, ...]) -> None:
+    if not chain:
+        raise SiegelError(Code.KEY_NOT_FOUND, "the key has no certificate to sign with")
+
+
+def _check_digest(digest: DigestAlgorithm, value: bytes) -> None:
+    if len(value) != digest.size:
+        raise SiegelError(Code.BAD_REQUEST, f"a {digest.value} digest has {digest.size} bytes, not {len(value)}")
 
 
 def _xml_of(packaging: Packaging, document: bytes | None) -> etree._Element | None:
@@ -216,7 +264,7 @@ def _signature_skeleton(chain: tuple[bytes, ...], digest: DigestAlgorithm, ids: 
     signature = etree.Element(_ds("Signature"), nsmap={"ds": DS}, Id=ids.signature)
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=C14N_10)
-    kind = _SIGNATURE_KINDS[_scheme_of(chain[0])]
+    kind = _SIGNATURE_KINDS[scheme_of(chain[0])]
     etree.SubElement(signed_info, _ds("SignatureMethod"),
                      Algorithm=f"http://www.w3.org/2001/04/xmldsig-more#{kind}-{digest.value}")
     etree.SubElement(signature, _ds("SignatureValue"), Id=ids.value)
@@ -232,14 +280,12 @@ def _key_info_certificates(chain: tuple[bytes, ...]) -> list[bytes]:
     return [chain[0], *issuers]
 
 
-def _references(signed_info: etree._Element, ids: _Ids, packaging: Packaging, name: str,
-                xml: bool) -> tuple[etree._Element, etree._Element]:
-    """The ds:References of the signed data and of the SignedProperties, their digests still to come."""
-    reference = etree.SubElement(signed_info, _ds("Reference"), Id=ids.reference)
+def _data_reference(signed_info: etree._Element, ids: _Ids, packaging: Packaging, name: str,
+                    xml: bool) -> etree._Element:
+    """The ds:Reference of the signed data, its digest still to come."""
+    reference = etree.SubElement(signed_info, _ds("Reference"), Id=ids.reference())
     if packaging is Packaging.DETACHED:
-        if not name:
-            raise SiegelError(Code.BAD_REQUEST, "a detached signature names its document (document_name)")
-        reference.set("URI", urllib.parse.quote(name))
+        reference.set("URI", _detached_uri(name))
     elif packaging is Packaging.ENVELOPED:
         reference.set("URI", "")
         _add_transforms(reference, (ENVELOPED_SIGNATURE, C14N_10))
@@ -247,10 +293,22 @@ def _references(signed_info: etree._Element, ids: _Ids, packaging: Packaging, na
         reference.set("Type", DS + "Object")
         reference.set("URI", "#" + ids.data_object)
         _add_transforms(reference, (C14N_10,) if xml else (BASE64,))
-    signed_properties = etree.SubElement(signed_info, _ds("Reference"), Type=SIGNED_PROPERTIES_TYPE,
-                                         URI="#" + ids.signed_properties)
-    _add_transforms(signed_properties, (C14N_10,))
-    return reference, signed_properties
+    return reference
+
+
+def _detached_uri(name: str) -> str:
+    """The URI of a detached document: its name (a relative path), percent-encoded."""
+    if not name:
+        raise SiegelError(Code.BAD_REQUEST, "a detached signature names its document (document_name)")
+    return urllib.parse.quote(name)
+
+
+def _signed_properties_reference(signed_info: etree._Element, ids: _Ids) -> etree._Element:
+    """The ds:Reference of the SignedProperties (after the data's), its digest still to come."""
+    reference = etree.SubElement(signed_info, _ds("Reference"), Type=SIGNED_PROPERTIES_TYPE,
+                                 URI="#" + ids.signed_properties)
+    _add_transforms(reference, (C14N_10,))
+    return reference
 
 
 def _add_transforms(reference: etree._Element, algorithms: Sequence[str]) -> None:
@@ -274,7 +332,7 @@ def _set_digest(reference: etree._Element, digest: DigestAlgorithm, value: bytes
     etree.SubElement(reference, _ds("DigestValue")).text = _b64(value)
 
 
-def _signed_properties(signature: etree._Element, certificate: bytes, ids: _Ids, mime_type: str,
+def _signed_properties(signature: etree._Element, certificate: bytes, ids: _Ids, formats: Sequence[tuple[str, str]],
                        properties: SignatureProperties) -> None:
     """ds:Object/QualifyingProperties/SignedProperties with the B-B properties and the signer's claims."""
     holder = etree.SubElement(signature, _ds("Object"))
@@ -295,7 +353,7 @@ def _signed_properties(signature: etree._Element, certificate: bytes, ids: _Ids,
     if properties.claimed_role:
         roles = etree.SubElement(etree.SubElement(signature_properties, _xades("SignerRoleV2")), _xades("ClaimedRoles"))
         etree.SubElement(roles, _xades("ClaimedRole")).text = properties.claimed_role
-    _data_object_properties(signed, ids.reference, mime_type, properties)
+    _data_object_properties(signed, formats, properties)
 
 
 def _signing_certificate(parent: etree._Element, certificate: bytes) -> None:
@@ -310,15 +368,16 @@ def _signing_certificate(parent: etree._Element, certificate: bytes) -> None:
     etree.SubElement(cert_id, _xades("IssuerSerialV2")).text = _b64(issuer_serial.dump())
 
 
-def _data_object_properties(signed: etree._Element, reference_id: str, mime_type: str,
+def _data_object_properties(signed: etree._Element, formats: Sequence[tuple[str, str]],
                             properties: SignatureProperties) -> None:
-    """DataObjectFormat of the data and the commitment; the reason qualifies the commitment if there is
-    one, else it describes the data."""
+    """A DataObjectFormat for each (reference Id, MIME type) of ``formats`` and the commitment; the reason
+    qualifies the commitment if there is one, else it describes the data."""
     element = etree.SubElement(signed, _xades("SignedDataObjectProperties"))
-    data_format = etree.SubElement(element, _xades("DataObjectFormat"), ObjectReference=f"#{reference_id}")
-    if properties.reason and not properties.commitment_type:
-        etree.SubElement(data_format, _xades("Description")).text = properties.reason
-    etree.SubElement(data_format, _xades("MimeType")).text = mime_type
+    for reference_id, mime_type in formats:
+        data_format = etree.SubElement(element, _xades("DataObjectFormat"), ObjectReference=f"#{reference_id}")
+        if properties.reason and not properties.commitment_type:
+            etree.SubElement(data_format, _xades("Description")).text = properties.reason
+        etree.SubElement(data_format, _xades("MimeType")).text = mime_type
     if properties.commitment_type:
         commitment = etree.SubElement(element, _xades("CommitmentTypeIndication"))
         etree.SubElement(etree.SubElement(commitment, _xades("CommitmentTypeId")), _xades("Identifier")).text = \
@@ -370,11 +429,11 @@ def _canonical_signed_info(signature: etree._Element) -> bytes:
     return _canonical_element(signed_info, _method(signed_info.find(_ds("CanonicalizationMethod"))))
 
 
-def _reference_data(reference: etree._Element, signature: etree._Element, detached: bytes | None,
+def _reference_data(reference: etree._Element, signature: etree._Element, contents: Mapping[str, bytes],
                     final: tuple[str, tuple[str, ...]] = (C14N_10, ())) -> bytes:
-    """The octets a ds:Reference digests (XMLDSig 4.4.3.2): its URI dereferenced (``detached`` for one
+    """The octets a ds:Reference digests (XMLDSig 4.4.3.2): its URI dereferenced (in ``contents`` for one
     outside the signature's document), transformed, a remaining node-set canonicalised with ``final``."""
-    data: bytes | _Nodes = _dereference(reference.get("URI"), signature, detached)
+    data: bytes | _Nodes = _dereference(reference.get("URI"), signature, contents)
     for transform in reference.iterfind(f"{_ds('Transforms')}/{_ds('Transform')}"):
         data = _transform(data, transform, signature)
     if isinstance(data, bytes):
@@ -386,8 +445,8 @@ def _is_external(uri: str | None) -> bool:
     return uri is None or not (uri == "" or uri.startswith("#"))
 
 
-def _dereference(uri: str | None, signature: etree._Element, detached: bytes | None) -> bytes | _Nodes:
-    """Same-document URIs give node-sets without comments; any other URI is the detached data."""
+def _dereference(uri: str | None, signature: etree._Element, contents: Mapping[str, bytes]) -> bytes | _Nodes:
+    """Same-document URIs give node-sets without comments; any other URI is detached data in ``contents``."""
     if uri == "":
         return signature.getroottree()
     if uri is not None and uri.startswith("#"):
@@ -397,10 +456,20 @@ def _dereference(uri: str | None, signature: etree._Element, detached: bytes | N
         if len(found) != 1:
             raise SiegelError(Code.BAD_REQUEST, f"the reference {uri} names {len(found)} elements, not one")
         return found[0]  # type: ignore[no-any-return]
-    if detached is None:
+    content = _content(uri, contents)
+    if content is None:
         raise SiegelError(Code.NOT_SUPPORTED, f"the signed data {uri!r} is not in the signature's document: "
                                               "it is needed as detached content")
-    return detached
+    return content
+
+
+def _content(uri: str | None, contents: Mapping[str, bytes]) -> bytes | None:
+    """The detached content a URI names: in ``contents`` under the URI as written or under the name it
+    percent-encodes (without a leading "./"), as the verifier looks it up; a reference without URI names none."""
+    if uri is None:
+        return None
+    name = urllib.parse.unquote(uri)
+    return next((contents[key] for key in (uri, name, name.removeprefix("./")) if key in contents), None)
 
 
 def _transform(data: bytes | _Nodes, transform: etree._Element, signature: etree._Element) -> bytes | _Nodes:
@@ -462,40 +531,35 @@ def _same_place(element: etree._Element, document: etree._ElementTree) -> etree.
 
 def check_xades_value(prepared: PreparedXades, value: bytes) -> None:
     """The value (DER for ECDSA, PKCS#1 for RSA) must be the signer certificate's signature over the SignedInfo."""
-    public = x509.load_der_x509_certificate(prepared.chain[0]).public_key()
-    algorithm = prepared.digest.hash()
-    try:
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(value, prepared.signed_info, ec.ECDSA(algorithm))
-        elif isinstance(public, rsa.RSAPublicKey):
-            public.verify(value, prepared.signed_info, padding.PKCS1v15(), algorithm)
-    except (InvalidSignature, ValueError):
+    if not verify_value(prepared.chain[0], prepared.signed_info, value, prepared.digest):
         raise SiegelError(Code.BAD_REQUEST, "the signature value does not verify with the signer's certificate "
-                                            "over the prepared SignedInfo") from None
+                                            "over the prepared SignedInfo")
 
 
 def assemble_xades(prepared: PreparedXades, value: bytes, *, level: Level = Level.B_B,
                    timestamps: TimestampClient | None = None, trust_roots: Sequence[bytes] = (),
-                   detached_content: bytes | None = None) -> bytes:
+                   detached_contents: Mapping[str, bytes] = _NO_CONTENT) -> bytes:
     """Step 3: the document with the signature value (ECDSA as raw r||s), extended to ``level``;
-    ``detached_content`` is the detached document, which a B-LTA archive timestamp covers."""
+    ``detached_contents`` are the detached documents by name (or reference URI), which a B-LTA archive
+    timestamp covers."""
     _check_level(level, timestamps, trust_roots)
     signature = _signature_by_id(parse_xml(prepared.xml, max_depth=_MAX_DEPTH), prepared.signature_id)
     public = x509.load_der_x509_certificate(prepared.chain[0]).public_key()
     raw = ecdsa_der_to_raw(value, public.curve) if isinstance(public, ec.EllipticCurvePublicKey) else value
     _child(signature, _ds("SignatureValue")).text = _b64(raw)
-    _extend(signature, level, timestamps, trust_roots, detached_content)
+    _extend(signature, level, timestamps, trust_roots, detached_contents)
     return _serialise(signature)
 
 
 def extend_xades(signed: bytes, level: Level, *, timestamps: TimestampClient | None, trust_roots: Sequence[bytes],
-                 detached_content: bytes | None = None) -> bytes:
-    """The document's one XAdES signature (ours or another producer's) raised to ``level``: what the
-    level needs and the signature lacks is added; on a B-LTA signature, B-LTA adds the validation data
-    of the last archive timestamp's TSA and a new archive timestamp (renewal)."""
+                 detached_contents: Mapping[str, bytes] = _NO_CONTENT) -> bytes:
+    """The document's one XAdES signature (ours or another producer's, also in an ASiC-E
+    signatures.xml) raised to ``level``: what the level needs and the signature lacks is added; on a
+    B-LTA signature, B-LTA adds the validation data of the last archive timestamp's TSA and a new
+    archive timestamp (renewal). B-LTA needs the ``detached_contents`` as :func:`assemble_xades` does."""
     _check_level(level, timestamps, trust_roots)
     signature = _only_signature(parse_xml(signed, max_depth=_MAX_DEPTH))
-    _extend(signature, level, timestamps, trust_roots, detached_content)
+    _extend(signature, level, timestamps, trust_roots, detached_contents)
     return _serialise(signature)
 
 
@@ -506,10 +570,14 @@ def _check_level(level: Level, timestamps: TimestampClient | None, trust_roots: 
         raise SiegelError(Code.CONFIG, f"XAdES {level} needs trust anchors to collect validation data against")
 
 
-def _check_archivable(level: Level, detached_signature: bool, detached: bytes | None) -> None:
-    if level is Level.B_LTA and detached_signature and detached is None:
-        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed data itself: "
-                                              "it needs the detached document, not only its digest")
+def _check_archivable(level: Level, uris: Iterable[str | None], contents: Mapping[str, bytes]) -> None:
+    """B-LTA: the content of every reference outside the signature's document is at hand."""
+    if level is not Level.B_LTA:
+        return
+    missing = [uri or "(no URI)" for uri in uris if _is_external(uri) and _content(uri, contents) is None]
+    if missing:
+        raise SiegelError(Code.NOT_SUPPORTED, "a B-LTA archive timestamp covers the signed data itself: it needs "
+                                              f"the detached document ({', '.join(missing)}), not only its digest")
 
 
 def _serialise(element: etree._Element) -> bytes:
@@ -543,12 +611,12 @@ def _only_signature(root: etree._Element) -> etree._Element:
 
 
 def _extend(signature: etree._Element, level: Level, timestamps: TimestampClient | None,
-            trust_roots: Sequence[bytes], detached: bytes | None) -> None:
+            trust_roots: Sequence[bytes], contents: Mapping[str, bytes]) -> None:
     if level is Level.B_B:
         return
     assert timestamps is not None
-    _check_archivable(level, any(_is_external(r.get("URI")) for r in
-                                 signature.iterfind(f"{_ds('SignedInfo')}/{_ds('Reference')}")), detached)
+    _check_archivable(level, [r.get("URI") for r in signature.iterfind(f"{_ds('SignedInfo')}/{_ds('Reference')}")],
+                      contents)
     properties = _unsigned_signature_properties(signature)
     stamps = properties.findall(_xades("SignatureTimeStamp"))
     if not stamps:
@@ -565,7 +633,7 @@ def _extend(signature: etree._Element, level: Level, timestamps: TimestampClient
     archives = properties.findall(f"{{{XADES141}}}ArchiveTimeStamp")
     if archives:
         _add_timestamp_validation_data(properties, archives[-1], trust_roots)
-    covered = archive_timestamp_input(signature, detached_content=detached)
+    covered = archive_timestamp_input(signature, detached_contents=contents)
     _add_timestamp(properties, f"{{{XADES141}}}ArchiveTimeStamp", covered, timestamps)
 
 
@@ -652,17 +720,15 @@ def _signer_chain(signature: etree._Element) -> tuple[bytes, ...]:
 
 
 def archive_timestamp_input(signature: etree._Element, archive_timestamp: etree._Element | None = None, *,
-                            detached_content: bytes | None = None) -> bytes:
+                            detached_contents: Mapping[str, bytes] = _NO_CONTENT) -> bytes:
     """The octets an xades141:ArchiveTimeStamp covers (EN 319 132-1 5.5.2.2; XAdES 1.4.1 8.2.1): the
     references' data, SignedInfo, SignatureValue, KeyInfo, the unsigned signature properties before
     the timestamp, the ds:Objects but the QualifyingProperties one; each canonicalised with the
-    timestamp's CanonicalizationMethod. For ``archive_timestamp`` (one of the signature's), or for a
-    new one that goes last."""
+    timestamp's CanonicalizationMethod; detached data from ``detached_contents`` (as :func:`assemble_xades`
+    takes them). For ``archive_timestamp`` (one of the signature's), or for a new one that goes last."""
     method = _method(archive_timestamp.find(_ds("CanonicalizationMethod")) if archive_timestamp is not None else None)
-    references = signature.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}")
-    if sum(_is_external(r.get("URI")) for r in references) > 1:
-        raise SiegelError(Code.NOT_SUPPORTED, "archive timestamps over several detached documents are not supported")
-    parts = [_reference_data(r, signature, detached_content, method) for r in references]
+    parts = [_reference_data(r, signature, detached_contents, method)
+             for r in signature.iterfind(f"{_ds('SignedInfo')}/{_ds('Reference')}")]
     for tag in ("SignedInfo", "SignatureValue", "KeyInfo"):
         element = signature.find(_ds(tag))
         if element is not None:
@@ -688,9 +754,10 @@ def sign_xades(key: SigningKey, *, level: Level, packaging: Packaging, document:
     """The XAdES document signing ``document`` (or, detached only, its ``document_digest``) at ``level``:
     prepare, sign in the key source, assemble."""
     _check_level(level, timestamps, trust_roots)
-    _check_archivable(level, packaging is Packaging.DETACHED, document)
+    contents = _NO_CONTENT if document is None or packaging is not Packaging.DETACHED else {document_name: document}
+    _check_archivable(level, [_detached_uri(document_name)] if packaging is Packaging.DETACHED else [], contents)
     prepared = prepare_xades(key.chain, packaging=packaging, document=document, document_digest=document_digest,
                              digest=digest, document_name=document_name, mime_type=mime_type, properties=properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
     return assemble_xades(prepared, value, level=level, timestamps=timestamps, trust_roots=trust_roots,
-                          detached_content=document if packaging is Packaging.DETACHED else None)
+                          detached_contents=contents)

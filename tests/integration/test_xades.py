@@ -28,6 +28,7 @@ from server.signing.xades import (
     check_xades_value,
     extend_xades,
     prepare_xades,
+    prepare_xades_asic,
     sign_xades,
 )
 from server.xmlsafe import parse_xml
@@ -290,7 +291,7 @@ def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
     assert done.returncode == 0, done.stdout + done.stderr
 
     renewed = extend_xades(signed, Level.B_LTA, timestamps=_online_tsa(pki_online), trust_roots=roots,
-                           detached_content=BINARY)
+                           detached_contents={"vertrag.pdf": BINARY})
     properties = _signature(renewed).find(".//xades:UnsignedSignatureProperties", NS)
     assert [etree.QName(p).localname for p in properties][4:] == [
         "ArchiveTimeStamp", "TimeStampValidationData", "ArchiveTimeStamp"]  # the first one's TSA data, then the new
@@ -330,6 +331,41 @@ def test_archive_input_agrees_with_eu_dss(shared_dir: Path, name: str, intact: b
     (archive,) = signature.findall(".//xades141:ArchiveTimeStamp", NS)
     digest = hashlib.sha256(archive_timestamp_input(signature, archive)).digest()
     assert (_imprint(_token_of(archive)) == digest) is intact
+
+
+def test_an_asic_signature_over_several_documents_reaches_b_lta(pki_online: OnlinePki, tmp_path: Path) -> None:
+    """signatures.xml (asic:XAdESSignatures) over two files: xmlsec1 verifies it beside them, and the
+    archive timestamp covers both files, then the signature's parts (EN 319 132-1 5.5.2.2)."""
+    key = _user_key(pki_online)
+    files = {"Preisblatt 2027.csv": b"Position;Preis\nWartung;1200\n", "Übersicht.txt": INVOICE}
+    prepared = prepare_xades_asic(key.chain, [(name, hashlib.sha256(content).digest(), "text/plain")
+                                              for name, content in files.items()])
+    value = pki_online.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
+    signed = assemble_xades(prepared, value, level=Level.B_LTA, timestamps=_online_tsa(pki_online),
+                            trust_roots=(_root_der(pki_online),), detached_contents=files)
+    assert _tree(signed).tag == "{http://uri.etsi.org/02918/v1.2.1#}XAdESSignatures"
+    _root_pem(pki_online, tmp_path)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    assert _verified(_xmlsec(tmp_path, signed))
+    signature = _signature(signed)
+    (archive,) = signature.findall(".//xades141:ArchiveTimeStamp", NS)
+    parts = [etree.tostring(signature.find(path, NS), method="c14n") for path in (
+        "ds:Object/xades:QualifyingProperties/xades:SignedProperties", "ds:SignedInfo", "ds:SignatureValue",
+        "ds:KeyInfo")]
+    earlier = [etree.tostring(p, method="c14n") for p in list(archive.getparent())[:4]]
+    assert _imprint(_token_of(archive)) == hashlib.sha256(b"".join([*files.values(), *parts, *earlier])).digest()
+    (tmp_path / "Übersicht.txt").write_bytes(INVOICE + b" ")
+    assert not _verified(_xmlsec(tmp_path, signed))
+
+    for documents, message in (([], "at least one document"), ([("a.txt", bytes(20), "text/plain")], "not 20")):
+        with pytest.raises(SiegelError) as caught:
+            prepare_xades_asic(key.chain, documents)
+        assert caught.value.code is Code.BAD_REQUEST and message in caught.value.message
+    with pytest.raises(SiegelError) as caught:
+        assemble_xades(prepared, value, level=Level.B_LTA, timestamps=_online_tsa(pki_online),
+                       trust_roots=(_root_der(pki_online),), detached_contents={"Übersicht.txt": INVOICE})
+    assert caught.value.code is Code.NOT_SUPPORTED and "Preisblatt%202027.csv" in caught.value.message
 
 
 def test_another_producers_signature_extends_to_b_t(shared_dir: Path, tmp_path: Path,
