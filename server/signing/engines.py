@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.timestamp.client import TimestampClient
@@ -69,11 +69,15 @@ def sign_asic_order(key: SigningKey, order: SignOrder, timestamps: TimestampClie
 
 
 def extend_signature(data: bytes, level: Level, *, timestamps: TimestampClient | None, trust_roots: Sequence[bytes],
-                     detached: bytes | None = None) -> tuple[bytes, str]:
-    """An existing XAdES or CAdES signature raised to ``level``, and its SignatureType URI."""
+                     detached: Mapping[str, bytes]) -> tuple[bytes, str]:
+    """An existing XAdES or CAdES signature raised to ``level`` (``detached``: the data it covers, by
+    name, which B-LTA hashes), and its SignatureType URI."""
     if data.startswith(b"PK\x03\x04") or data.startswith(b"%PDF-"):
         raise SiegelError(Code.NOT_SUPPORTED, "ASiC and PDF signatures are not raised to a higher level yet")
     if looks_like_xml(data):
         return extend_xades(data, level, timestamps=timestamps, trust_roots=trust_roots,
-                            detached_content=detached), XMLDSIG_URI
-    return extend_cades(data, level, timestamps=timestamps, trust_roots=trust_roots, content=detached), CMS_URI
+                            detached_contents=detached), XMLDSIG_URI
+    if len(detached) > 1:
+        raise SiegelError(Code.BAD_REQUEST, "a CMS signature covers one document; several were given")
+    return extend_cades(data, level, timestamps=timestamps, trust_roots=trust_roots,
+                        content=next(iter(detached.values()), None)), CMS_URI

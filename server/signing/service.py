@@ -8,6 +8,7 @@ import json
 import secrets
 import threading
 from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
 from typing import Callable
 
 from cryptography import x509
@@ -118,7 +119,8 @@ class SigningService:
         with self._sessions.begin() as session:
             session.execute(delete(SigningState).where(SigningState.expires_at <= datetime.now(timezone.utc)))
 
-    def extend(self, user_name: str, signature: bytes, level: Level, detached: bytes | None = None) -> tuple[bytes, str]:
+    def extend(self, user_name: str, signature: bytes, level: Level,
+               detached: Mapping[str, bytes]) -> tuple[bytes, str]:
         """An existing signature raised to ``level`` (DSS ReturnUpdatedSignature), and its SignatureType."""
         extended = extend_signature(signature, level, timestamps=self._timestamp_client(),
                                     trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),

@@ -163,8 +163,7 @@ class DssService(Service):
                 if any(s.indication is Indication.TOTAL_FAILED for s in report.signatures):
                     raise SiegelError(Code.BAD_REQUEST, "ReturnUpdatedSignature: an invalid signature is not raised "
                                                         "to a higher level", DSS_MINOR + "invalid:IncorrectSignature")
-                detached = next(iter(order.detached.values()), None) if len(order.detached) == 1 else None
-                updated = signing.extend(user_name, order.signature, order.update_to[0], detached)
+                updated = signing.extend(user_name, order.signature, order.update_to[0], order.detached)
         except SiegelError as exc:
             return verify_response(request, SIEGEL_PROFILE, None, None, error=exc)
         return verify_response(request, SIEGEL_PROFILE, report, order, updated, max_depth=depth)

@@ -134,6 +134,11 @@ def parse_verify_request(request: etree._Element, max_depth: int) -> VerifyOrder
     return order
 
 
+_INDETERMINATE_MINORS = {SubIndication.NO_CERTIFICATE_CHAIN_FOUND: DSS_MINOR + "CertificateChainNotComplete",
+                         SubIndication.TRY_LATER: DSS_MINOR + "OcspNotAvailiable",
+                         SubIndication.SIGNED_DATA_NOT_FOUND: DSS_MINOR + "ReferencedDocumentNotPresent"}
+
+
 def result_of(report: ValidationReport, document_names: list[str]) -> tuple[str, str, str]:
     """ResultMajor, ResultMinor and message of a finished verification."""
     worst = min(report.signatures, key=lambda s: (s.indication is Indication.TOTAL_PASSED,
@@ -142,11 +147,8 @@ def result_of(report: ValidationReport, document_names: list[str]) -> tuple[str,
     if worst.indication is Indication.TOTAL_FAILED:
         return DSS_MAJOR + "Success", DSS_MINOR + "invalid:IncorrectSignature", words
     if worst.indication is Indication.INDETERMINATE:
-        sub = worst.sub_indication
-        minor = {SubIndication.NO_CERTIFICATE_CHAIN_FOUND: DSS_MINOR + "CertificateChainNotComplete",
-                 SubIndication.TRY_LATER: DSS_MINOR + "OcspNotAvailiable",
-                 SubIndication.SIGNED_DATA_NOT_FOUND: DSS_MINOR + "ReferencedDocumentNotPresent"}.get(
-            sub, SIEGEL_MINOR + f"indeterminate:{sub.value if sub else 'GENERIC'}")
+        sub = worst.sub_indication or SubIndication.GENERIC
+        minor = _INDETERMINATE_MINORS.get(sub, SIEGEL_MINOR + f"indeterminate:{sub.value}")
         return DSS_MAJOR + "InsufficientInformation", minor, words
     covered = {scope.name for s in report.signatures for scope in s.scopes}
     if any("manifest" in scope.description.lower() for s in report.signatures for scope in s.scopes):

@@ -227,3 +227,25 @@ def test_dss_refuses_a_signature_with_a_dtd_and_reports_wrapped_content_unsigned
                           "</dss:Base64Data></dss:Document>")
     major, minor = _result(wrapped)
     assert major != MAJOR + "Success" or minor != MINOR + "valid:signature:OnAllDocuments", (major, minor)
+
+
+def test_dss_raises_a_detached_xades_to_b_lta_with_its_document(
+        siegel_server: SiegelInstance, verifier: tuple[str, str], official: xmlschema.XMLSchema) -> None:
+    signature = _sign(siegel_server, verifier, "format=xades&level=B-B&name=contract.txt")
+    options = ('<dss:OptionalInputs><dss:ReturnUpdatedSignature '
+               'Type="http://uri.etsi.org/ades/191x2/level/baseline/B-LTA#"/></dss:OptionalInputs>')
+    holder = (f'<dss:SignatureObject><dss:Base64Signature Type="urn:ietf:rfc:3275">'
+              f"{base64.b64encode(signature).decode()}</dss:Base64Signature></dss:SignatureObject>")
+    body = (f'<dss:VerifyRequest RequestID="v-1">{options}<dss:InputDocuments>{_document(DOCUMENT)}'
+            f"</dss:InputDocuments>{holder}</dss:VerifyRequest>")
+    r = requests.post(siegel_server.url + "/dss", data=envelope(body), headers=SOAP_HEADERS, auth=siegel_server.auth,
+                      timeout=120)
+    response = parse_xml(r.content, max_depth=128).find(f"{{{SOAP11_ENV}}}Body")[0]
+    official.validate(parse_xml(etree.tostring(response), max_depth=128))
+    assert _result(response)[0] == MAJOR + "Success", response.findtext(f".//{{{DSS_NS}}}ResultMessage")
+    raised = base64.b64decode(response.findtext(
+        f"{{{DSS_NS}}}OptionalOutputs/{{{DSS_NS}}}UpdatedSignature/{{{DSS_NS}}}SignatureObject/{{{DSS_NS}}}Base64Signature"))
+    assert b"ArchiveTimeStamp" in raised
+    files = {"signature": ("signature.xml", raised), "document": ("contract.txt", DOCUMENT)}
+    (sig,) = requests.post(siegel_server.url + "/api/v1/verify", files=files, auth=verifier, timeout=60).json()["signatures"]
+    assert (sig["indication"], sig["level"]) == ("TOTAL-PASSED", "B-LTA"), sig
