@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHMARKS = ["bench_http", "bench_pki"]
+BENCHMARKS = ["bench_http", "bench_pki", "bench_dss"]
 
 
 def main(names: list[str]) -> int:
