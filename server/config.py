@@ -116,6 +116,12 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class AppearanceSettings:
+    templates: str  # folder of the operator's appearance templates (one TOML file each), beside the shipped ones
+    default: str  # template of a visible signature whose request names none
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -131,6 +137,7 @@ class Settings:
     jobs: JobsSettings
     signing: SigningSettings
     validation: ValidationSettings
+    appearance: AppearanceSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -293,4 +300,7 @@ def _validate(s: Settings) -> None:
     need(s.tsa.client_timeout_seconds > 0, "tsa.client_timeout_seconds", "seconds, more than 0")
     need(s.tsa.client_retries >= 0, "tsa.client_retries", "a number of retries, 0 or more")
     need(s.jobs.poll_seconds > 0, "jobs.poll_seconds", "seconds, more than 0")
+    need(s.appearance.templates.strip() != "", "appearance.templates", "a folder of appearance templates")
+    need(re.fullmatch(r"[A-Za-z0-9_-]+", s.appearance.default) is not None, "appearance.default",
+         "the name of an appearance template (letters, digits, - and _), e.g. standard")
     need(s.auth.credential_cache_seconds >= 0, "auth.credential_cache_seconds", "seconds, 0 or more")
