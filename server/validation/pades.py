@@ -64,6 +64,7 @@ from typing import BinaryIO
 
 from asn1crypto import cms, core, tsp, x509
 from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath
@@ -419,13 +420,13 @@ class _Document:
             try:
                 store = DocumentSecurityStore.read_dss(handler)
                 certs = tuple(store.load_certs())
-                ocsps = tuple(r.dump() for r in store.ocsps)
-                crls = tuple(r.dump() for r in store.crls)
+                ocsps = tuple(ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE) for ref in store.ocsps)
+                crls = tuple(ref.get_object().read_data(DecodePurpose.CRL) for ref in store.crls)
                 self._dss[revision] = _Embedded(certs, ocsps, crls)
             except NoDSSFoundError:
                 self._dss[revision] = None
             except _PARSE_ERRORS as exc:
-                logger.info("the DSS cannot be read: %s", exc)
+                logger.warning("the DSS cannot be read: %s", exc)
                 self._dss[revision] = None
         return self._dss[revision]
 
