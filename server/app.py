@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,7 @@ from server.audit import AuditLog
 from server.config import Settings
 from server.db import engine as db
 from server.errors import Code, SiegelError
+from server.identity.directory import DirectorySync
 from server.identity.users import Role, UserService
 from server.jobs import JobSpec
 from server.pki.ca import ROOT, CertificateAuthorityService
@@ -85,6 +87,22 @@ class Services:
     verification: VerificationService
     signing: SigningService
 
+    def __post_init__(self) -> None:
+        if self.settings.directory.enabled and getattr(self.users, "directory", None) is None:
+            from adapters.directory.ldap import LoginBinder
+
+            self.users.directory = LoginBinder(self.settings)  # directory accounts log in by binding
+
+    @functools.cached_property
+    def directory(self) -> DirectorySync | None:
+        """The LDAP / AD synchronisation, or None when ``directory.enabled`` is false."""
+        if not self.settings.directory.enabled:
+            return None
+        from adapters.directory.ldap import open_directory
+
+        return DirectorySync(self.engine, self.audit, self.settings.directory, lambda: open_directory(self.settings),
+                             self.ca, [role.value for role in Role])
+
     def close(self) -> None:
         self.hsm.close()
         self.engine.dispose()
@@ -111,7 +129,9 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
     """The jobs every node offers to run; the scheduler's leases let one node at a time run each."""
     return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
                     services.ca.issue_all_crls),
-            JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired)]
+            JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
+            *([JobSpec("ldap-sync", timedelta(minutes=services.settings.directory.sync_interval_minutes),
+                       services.directory.run_scheduled, lease=timedelta(hours=1))] if services.directory else [])]
 
 
 def build_root(services: Services) -> resource.Resource:

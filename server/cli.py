@@ -314,6 +314,54 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _directory_sync(services: Services):  # -> DirectorySync
+    if services.directory is None:
+        raise SiegelError(Code.CONFIG, "the directory is not enabled: set directory.enabled = true and its servers, "
+                                       "bind account and base DNs (see config/siegel.toml [directory])")
+    return services.directory
+
+
+def cmd_ldap_sync(args: argparse.Namespace) -> int:
+    """Plain progress lines on a terminal (rich is not a dependency), the summary always."""
+    def progress(stage: str, done: int) -> None:
+        print(f"\r{stage}: {done}", end="", file=sys.stderr, flush=True)
+
+    with _services(args) as services:
+        summary = _directory_sync(services).run(full=args.full, dry_run=args.dry_run,
+                                                progress=progress if sys.stdout.isatty() else None)
+    if sys.stdout.isatty():
+        print(file=sys.stderr)
+    if args.json:
+        from dataclasses import asdict
+        print(json.dumps(asdict(summary), indent=2))
+    else:
+        print("\n".join(summary.lines()))
+    return EXIT_FAILED if summary.errors else 0
+
+
+def cmd_ldap_check(args: argparse.Namespace) -> int:
+    from adapters.directory.ldap import open_directory
+
+    with _services(args) as services:
+        _directory_sync(services)
+        reader = open_directory(services.settings)
+        try:
+            found = reader.check()
+        finally:
+            reader.close()
+    print(", ".join(f"{k}: {v}" for k, v in found.items()))
+    return 0
+
+
+def cmd_ldap_status(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        state = _directory_sync(services).state()
+    for name in ("change_attribute", "high_water", "last_run_at", "last_full_at", "last_ok_at", "last_error",
+                 "last_summary"):
+        print(f"{name}: {getattr(state, name) or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siegel", description="Siegel signature server")
     parser.add_argument("--version", action="version", version=f"siegel {__version__}")
@@ -397,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="ROOT|ISSUING|SERIAL")
     p = command("crl", cmd_ca_crl, "issue a fresh CRL of a CA now", ca)
     p.add_argument("name", type=str.upper, choices=["ROOT", "ISSUING"])
+    ldap = sub.add_parser("ldap", help="LDAP / Active Directory").add_subparsers(dest="sub", required=True, metavar="SUB")
+    p = command("sync", cmd_ldap_sync, "synchronise accounts from the directory: incremental since the last run, "
+                "certificates for enrolment groups, revocation for disabled accounts; exit 1 when errors", ldap)
+    p.add_argument("--full", action="store_true", help="read every user (also finds accounts gone from the directory)")
+    p.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    command("check", cmd_ldap_check, "bind with the service account and say what kind of directory answers", ldap)
+    command("status", cmd_ldap_status, "the high-water mark and how the last sync went", ldap)
     return parser
 
 

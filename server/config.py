@@ -122,6 +122,38 @@ class AppearanceSettings:
 
 
 @dataclass(frozen=True)
+class DirectorySettings:
+    enabled: bool  # synchronise accounts from LDAP / Active Directory and let directory users log in by binding
+    servers: str  # comma-separated ldaps://host[:port] or ldap://host[:port] URLs, tried in order
+    start_tls: bool  # StartTLS on ldap:// URLs before binding
+    ca_file: str  # PEM file of the CA(s) the directory's TLS certificate must chain to; empty: the system store
+    bind_dn: str  # the service account Siegel reads the directory with
+    bind_password_file: str  # file holding that account's password (mode 0600)
+    user_base: str  # base DN of the user search (subtree)
+    user_filter: str  # LDAP filter selecting the accounts Siegel knows
+    group_base: str  # base DN of the group search (subtree)
+    group_filter: str  # LDAP filter selecting groups
+    username_attribute: str  # Siegel account name: sAMAccountName (AD) or uid
+    upn_attribute: str  # userPrincipalName (AD); empty when the directory has none
+    mail_attribute: str  # e-mail address; the UPN stands in when it is empty
+    display_name_attribute: str  # display name, comma-separated attributes tried in order
+    id_attribute: str  # stable id surviving renames: objectGUID (AD) or entryUUID
+    group_name_attribute: str  # what role_groups and enrol_groups name a group by
+    member_attribute: str  # a group's members (DNs of users and of nested groups)
+    role_groups: str  # "group=role, group=role": directory groups (nested membership counts) giving a role; first match wins
+    default_role: str  # role of a synchronised account in none of role_groups
+    enrol_groups: str  # comma-separated groups whose members get an HSM key and a certificate automatically
+    disabled_attribute: str  # attribute marking disabled accounts (userAccountControl on AD); empty: none
+    disabled_value: str  # bit:N (disabled when that bit is set, bit:2 on AD) or a value compared ignoring case
+    nested_groups: str  # auto, in-chain (AD's LDAP_MATCHING_RULE_IN_CHAIN) or expand (Siegel walks the groups)
+    change_attribute: str  # high-water mark: auto, uSNChanged (AD), entryCSN (OpenLDAP) or modifyTimestamp
+    page_size: int  # entries per page of the simple paged results control
+    timeout_seconds: float  # connect and response timeout per directory operation
+    sync_interval_minutes: int  # how often the scheduled job "ldap-sync" runs an incremental sync
+    full_sync_hours: int  # the job runs a full sync (which finds deleted accounts) when the last is older than this
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -139,6 +171,7 @@ class Settings:
     validation: ValidationSettings
     appearance: AppearanceSettings
 
+    directory: DirectorySettings
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
         p = Path(value)
@@ -304,3 +337,20 @@ def _validate(s: Settings) -> None:
     need(re.fullmatch(r"[A-Za-z0-9_-]+", s.appearance.default) is not None, "appearance.default",
          "the name of an appearance template (letters, digits, - and _), e.g. standard")
     need(s.auth.credential_cache_seconds >= 0, "auth.credential_cache_seconds", "seconds, 0 or more")
+    d = s.directory
+    if d.enabled:
+        need(d.servers.strip() != "" and all(re.match(r"^ldaps?://[^/\s]+/?$", u.strip()) for u in d.servers.split(",")),
+             "directory.servers", "comma-separated ldaps://host:636 or ldap://host:389 URLs")
+        need(d.user_base.strip() != "", "directory.user_base", "the base DN of the user search")
+        need(d.group_base.strip() != "", "directory.group_base", "the base DN of the group search")
+        need(d.id_attribute.strip() != "", "directory.id_attribute", "objectGUID (AD) or entryUUID")
+        need(d.username_attribute.strip() != "", "directory.username_attribute", "sAMAccountName (AD) or uid")
+    need(d.nested_groups in ("auto", "in-chain", "expand"), "directory.nested_groups", "auto, in-chain or expand")
+    need(d.change_attribute in ("auto", "uSNChanged", "entryCSN", "modifyTimestamp"), "directory.change_attribute",
+         "auto, uSNChanged, entryCSN or modifyTimestamp")
+    need(re.fullmatch(r"(bit:\d+|[^:].*)?", d.disabled_value) is not None, "directory.disabled_value",
+         "bit:N or a value")
+    need(1 <= d.page_size <= 10000, "directory.page_size", "entries per page from 1 to 10000")
+    need(d.timeout_seconds > 0, "directory.timeout_seconds", "seconds, more than 0")
+    need(d.sync_interval_minutes >= 1, "directory.sync_interval_minutes", "a whole number of at least 1")
+    need(d.full_sync_hours >= 1, "directory.full_sync_hours", "a whole number of at least 1")

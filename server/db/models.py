@@ -216,3 +216,32 @@ class PasswordReset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DirectorySync(Base):
+    """The one row of the LDAP / AD synchronisation: its high-water mark and how the last runs went."""
+
+    __tablename__ = "directory_sync"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    change_attribute: Mapped[str | None] = mapped_column(String(32), nullable=True)  # what high_water counts in
+    high_water: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_full_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON of the last SyncSummary
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DirectoryAccount(Base):
+    """Where a synchronised account (``users.source == 'directory'``) is in the directory now."""
+
+    __tablename__ = "directory_accounts"
+
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    dn: Mapped[str] = mapped_column(String(1000), nullable=False, index=True)
+    change_mark: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The sync disabled the account (disabled or gone in the directory), so the sync may enable it again;
+    # an account an administrator disabled stays disabled whatever the directory says.
+    disabled_by_sync: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,0 +1,1 @@
+"""LDAP / Active Directory: the reader behind ``server.identity.directory.DirectoryReader`` (ldap3)."""
