@@ -67,7 +67,7 @@ class AppearanceTemplate:
     background: Colour
     border: Colour | None  # None: no border
     text_colour: Colour
-    default_page: int  # 1 = the first page
+    default_page: int  # 1 = the first page, -1 = the last
     default_box: tuple[float, float, float, float]  # x, y, width, height
 
 
@@ -277,8 +277,8 @@ def _read_template(path: Path) -> AppearanceTemplate:
     if len(box) != 4 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box) \
             or box[2] <= 2 * PADDING or box[3] <= 2 * PADDING:
         raise fail(f"default_box is [x, y, width, height] in points, width and height over {2 * PADDING:g}")
-    if raw["default_page"] < 1:
-        raise fail("default_page counts from 1")
+    if raw["default_page"] < 1 and raw["default_page"] != -1:
+        raise fail("default_page counts from 1 (or is -1, the last page)")
     if not 4 <= raw["font_size"] <= 72:
         raise fail("font_size is from 4 to 72 points")
     return AppearanceTemplate(

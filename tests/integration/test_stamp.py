@@ -295,7 +295,7 @@ def test_operator_templates_replace_and_add_to_the_shipped_ones(settings: Settin
     (("qr = true", "qr = 1"), "qr is not bool"),
     (('lines = ["Gezeichnet {signer}"]', 'lines = ["{signer} {rank}"]'), "unknown placeholders ['rank']"),
     (('border = ""', 'border = "red"'), "border is a colour #RRGGBB"),
-    (("default_page = 2", "default_page = 0"), "default_page counts from 1"),
+    (("default_page = 2", "default_page = 0"), "default_page counts from 1 (or is -1, the last page)"),
     (("default_box = [10, 20, 200, 50]", "default_box = [10, 20, 200]"), "default_box is [x, y, width, height]"),
     (('logo = ""', 'logo = "missing.png"'), "is not a readable image"),
     (('font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"', 'font = "amt.toml"'), "is not a readable TrueType"),
