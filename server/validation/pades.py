@@ -22,19 +22,27 @@ For each signature, in the order of EN 319 102-1's basic validation, the first f
    it), SIG_CRYPTO_FAILURE when the signature value does not verify; the signing-certificate(-v2) attribute
    must name the signer (required for ETSI.CAdES.detached); MD5/SHA-1 digests: INDETERMINATE/
    CRYPTO_CONSTRAINTS_FAILURE_NO_POE;
-3. the changes after the signed revision (pyHanko's ``DEFAULT_DIFF_POLICY``, revision by revision, with the
-   signature's DocMDP and FieldMDP): allowed are DSS/VRI updates and document timestamps, and — unless a
+3. the changes after the signed revision (pyHanko's ``DEFAULT_DIFF_POLICY`` revision by revision, with the
+   signature's DocMDP and FieldMDP; its DSS rule is :class:`_RefreshableVriRule`, which also lets a later
+   revision replace a VRI entry): allowed are DSS/VRI updates and document timestamps, and — unless a
    certification signature's DocMDP P=1 forbids it — form filling and further signatures; annotations only
-   under DocMDP P=3. A change the policy cannot explain (page content, pages added or removed, objects
-   reused: shadow and incremental saving attacks, a replaced signature dictionary) makes the signature
-   TOTAL-FAILED/FORMAT_FAILURE, a change beyond the DocMDP permission or an annotation
-   INDETERMINATE/SIG_CONSTRAINTS_FAILURE; the message starts "modified after signing: ";
+   under DocMDP P=3. A change the policy cannot explain (page content, pages added or removed, objects reused:
+   shadow and incremental saving attacks, a replaced signature dictionary) makes the signature
+   TOTAL-FAILED/FORMAT_FAILURE; a change beyond the DocMDP permission, an annotation, or a field whose value
+   is unchanged but whose normal appearance was replaced (shadow "replace": what is shown is no longer what
+   was signed) INDETERMINATE/SIG_CONSTRAINTS_FAILURE. Each such message starts "modified after signing: ";
 4. timestamps: signature-time-stamps over the signature value (:func:`check_timestamp`); one whose imprint is
    not this signature's (copied from another signature) makes the signature INDETERMINATE/
    SIG_CONSTRAINTS_FAILURE. The best signature time is the earliest valid signature timestamp, else the
    earliest valid document timestamp covering the signature (a proof of existence);
 5. the signer's certificate (:func:`check_signer`) at ``trust.validation_time`` (default now) with the
    certificates and revocation values of the CMS (incl. adbe-revocationInfoArchival) and of the DSS.
+
+A document timestamp's own report: FORMAT_FAILURE for its /ByteRange as in 1.; HASH_FAILURE when its message
+imprint is not the digest of the revision it covers (a timestamp copied from another document);
+SIG_CRYPTO_FAILURE when the token's signature does not verify; then :func:`check_timestamp` (the TSA chain
+to ``trust.roots``, no revocation check): INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND without anchors,
+CERTIFICATE_CHAIN_GENERAL_FAILURE otherwise; the changes after it as in 3.
 
 Levels (only for ETSI.CAdES.detached; legacy ``adbe.pkcs7.*`` signatures get none): B-B; B-T with a valid
 signature timestamp or document timestamp; B-LT when in addition the document has a DSS and every certificate
@@ -388,6 +396,13 @@ class _Document:
         docmdp = entry.emb.docmdp_level
         fields = ", ".join(sorted(diff.changed_form_fields))
         filled = f" (fields: {fields})" if fields else ""
+        if level in (ModificationLevel.FORM_FILLING, ModificationLevel.ANNOTATIONS):
+            replaced = self._replaced_appearances(entry.revision)
+            if replaced:
+                verdict.fail(Indication.INDETERMINATE, SubIndication.SIG_CONSTRAINTS_FAILURE,
+                             f"{MODIFIED}the appearance of field(s) {', '.join(replaced)} was replaced while their "
+                             "value stayed the same: what is shown now is not what was shown when signing "
+                             "(shadow attack)")
         if level is ModificationLevel.NONE:
             verdict.note("nothing was changed after signing" if entry.coverage is SignatureCoverageLevel.ENTIRE_FILE
                          else "the later revisions change nothing of the signed revision")
@@ -410,6 +425,17 @@ class _Document:
         else:
             verdict.fail(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE,
                          f"{MODIFIED}a later revision changes the document ({level.name})")
+
+    def _replaced_appearances(self, revision: int) -> list[str]:
+        """Fields of the signed revision whose value is the same now but whose normal appearance is not."""
+        try:
+            before = _fields(self.reader.get_historical_resolver(revision))
+            now = _fields(self.reader)
+        except _PARSE_ERRORS as exc:
+            logger.warning("the form fields cannot be compared: %s", exc)
+            return []
+        return sorted(name for name, (value, looks) in before.items()
+                      if name in now and now[name][0] == value and now[name][1] != looks)
 
     # ---- validation data
 
@@ -730,6 +756,58 @@ def _decide(report: SignatureReport, verdict: _Verdict, passed: str) -> Signatur
         report.indication, report.sub_indication = verdict.decided
         report.messages = list(verdict.messages)
     return report
+
+
+def _fields(handler: object) -> dict[str, tuple[str, tuple[object, ...]]]:
+    """Each terminal form field by its full name: (its value as text, the digests of its widgets' normal
+    appearances)."""
+    found: dict[str, tuple[str, tuple[object, ...]]] = {}
+    try:
+        top = handler.root["/AcroForm"]["/Fields"]  # type: ignore[attr-defined]
+    except KeyError:
+        return found
+    seen: set[object] = set()
+
+    def visit(node: generic.PdfObject, prefix: str, depth: int) -> None:
+        ref = node.reference if isinstance(node, generic.IndirectObject) else None
+        if depth > 32 or (ref is not None and ref in seen):
+            return
+        if ref is not None:
+            seen.add(ref)
+        obj = node.get_object()
+        if not isinstance(obj, generic.DictionaryObject):
+            return
+        part = obj.get("/T")
+        name = prefix if part is None else (f"{prefix}.{part}" if prefix else str(part))
+        kids = obj.get("/Kids")
+        named_kids = [k for k in kids or () if isinstance(k.get_object(), generic.DictionaryObject)
+                      and "/T" in k.get_object()]
+        if named_kids:
+            for kid in named_kids:
+                visit(kid, name, depth + 1)
+            return
+        widgets = [obj] if kids is None else [k.get_object() for k in kids]
+        value = obj.get("/V")
+        found[name] = (repr(value.get_object() if isinstance(value, generic.IndirectObject) else value),
+                       tuple(_appearance(w) for w in widgets if isinstance(w, generic.DictionaryObject)))
+
+    for field_node in top:
+        visit(field_node, "", 0)
+    return found
+
+
+def _appearance(widget: generic.DictionaryObject) -> object:
+    """A digest of a widget's normal appearance (a stream, or a dictionary of appearance states)."""
+    try:
+        normal = widget["/AP"]["/N"]
+    except KeyError:
+        return None
+    if isinstance(normal, generic.StreamObject):
+        return hashlib.sha256(normal.data).hexdigest()
+    if isinstance(normal, generic.DictionaryObject):
+        return tuple(sorted((str(state), hashlib.sha256(normal[state].data).hexdigest()
+                             if isinstance(normal[state], generic.StreamObject) else None) for state in normal))
+    return None
 
 
 def _gen_time(token: bytes) -> datetime | None:

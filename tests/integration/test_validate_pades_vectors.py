@@ -191,10 +191,7 @@ VERDICTS: dict[str, Check | None] = {
     "no signature": None,  # refused: see refused_as_unsigned
 }
 
-KNOWN_GAPS = {
-    "shadow-replace.pdf": "the shadow 'replace' overlay is a text field (Text1) filled after signing, which pyHanko's "
-                          "diff policy allows as form filling; only the missing trust anchor keeps it from PASSED",
-}
+KNOWN_GAPS: dict[str, str] = {}  # file -> why Siegel does not meet the manifest verdict yet (strict xfail)
 
 # Why some files answer as they do, where that is a choice (checked, not skipped):
 # - pdf-signed-corrupted.pdf, pdf-spoofing-attack.pdf, pades-5-signatures-and-1-document-timestamp.pdf: the PDF
@@ -426,6 +423,15 @@ def test_a_tampered_signed_byte_is_a_hash_failure(pki_online: OnlinePki) -> None
     (report,) = verify_pdf(tampered, _trust(pki_online))
     assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE), \
         report.messages
+
+
+def test_a_replaced_field_appearance_is_a_shadow_attack(shared_dir: Path) -> None:
+    """shadow-replace.pdf: after signing, the appearance of field Text1 was replaced (the value "Attacker" stayed),
+    which pyHanko's diff policy alone would allow as form filling."""
+    (report,) = verify_pdf((shared_dir / FOLDER / "shadow-replace.pdf").read_bytes(), UNTRUSTED)
+    assert (report.indication, report.sub_indication) == (Indication.INDETERMINATE,
+                                                          SubIndication.SIG_CONSTRAINTS_FAILURE)
+    assert report.messages[0].startswith(MODIFIED + "the appearance of field(s) Text1 was replaced")
 
 
 def test_two_signer_infos_in_one_signature_are_a_format_failure(shared_dir: Path) -> None:
