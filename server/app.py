@@ -14,12 +14,13 @@ from twisted.web import resource
 from adapters.hsm.keys import hsm_private_key
 from adapters.hsm.pkcs11 import Pkcs11Hsm
 from adapters.hsm.softhsm import softhsm_environment
+from adapters.mail import SmtpMailSender
 from server.audit import AuditLog
 from server.config import Settings
 from server.db import engine as db
 from server.errors import Code, SiegelError
 from server.identity.directory import DirectorySync
-from server.identity.users import Role, UserService
+from server.identity.users import LoginPolicy, UserService
 from server.jobs import JobSpec
 from server.pki.ca import ROOT, CertificateAuthorityService
 from server.pki.ocsp import OcspResponder
@@ -108,6 +109,11 @@ class Services:
         self.engine.dispose()
 
 
+def build_mailer(settings: Settings) -> SmtpMailSender:
+    m = settings.mail
+    return SmtpMailSender(m.host, m.port, m.sender, m.starttls, m.timeout_seconds)
+
+
 def build_services(settings: Settings) -> Services:
     engine = db.make_engine(settings.database_url, settings.database.pool_size)
     audit = AuditLog(engine)
@@ -116,7 +122,9 @@ def build_services(settings: Settings) -> Services:
     grants = SigningKeys(engine, audit, ca)
     verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT))
     return Services(settings=settings, engine=engine, audit=audit,
-                    users=UserService(engine, audit, settings.auth.credential_cache_seconds),
+                    users=UserService(engine, audit, settings.auth.credential_cache_seconds,
+                                      LoginPolicy.from_settings(settings.auth), mailer=build_mailer(settings),
+                                      public_base_url=settings.server.public_base_url),
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
                     ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
@@ -137,6 +145,7 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
 def build_root(services: Services) -> resource.Resource:
     """The URL tree of ARCHITECTURE.md's stable contract."""
     from server.web.dss import build_dss_resource
+    from server.web.auth import PasswordResetRequest
     from server.web.pki_http import Ocsp, Published, Tsa
     from server.web.rest import ApiV1
     from server.web.status import Health, Metrics
@@ -146,9 +155,10 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"health", Health({"database": lambda: (db.check(services.engine), {})[1],
                                      "hsm": services.hsm.check}))
     root.putChild(b"metrics", Metrics())
-    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification), public_reads=True))
+    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification)))
     api = resource.Resource()
-    api.putChild(b"v1", _protect(services, ApiV1(services.signing, services.verification, s.server.public_base_url)))
+    api.putChild(b"v1", _protect(services, ApiV1(services.signing, services.verification, s.server.public_base_url),
+                                 public={b"password-reset": PasswordResetRequest(services.users)}))
     root.putChild(b"api", api)
     root.putChild(b"tsa", Tsa(services.tsa.respond))
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))
@@ -157,7 +167,9 @@ def build_root(services: Services) -> resource.Resource:
     return root
 
 
-def _protect(services: Services, wrapped: resource.IResource, public_reads: bool = False) -> resource.IResource:
+def _protect(services: Services, wrapped: resource.IResource,
+             public: dict[bytes, resource.IResource] | None = None) -> resource.IResource:
+    """``wrapped`` behind HTTP Basic; each route's permission is in server.web.auth.ROUTES."""
     from server.web.auth import protect
 
-    return protect(wrapped, services.users, services.settings.auth.realm, tuple(Role), public_reads)
+    return protect(wrapped, services.users, services.settings.auth.realm, public)

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -19,7 +19,7 @@ from server.errors import Code, SiegelError
 if TYPE_CHECKING:
     from server.app import Services
     from server.db.models import Certificate
-    from server.signing.order import SignOrder
+    from server.signing.order import PdfOptions, SignOrder
 
 # Exit codes follow sysexits.h, so scripts can tell the kinds of failure apart.
 EXIT_FAILED = 1
@@ -127,6 +127,61 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_list(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        users = services.users.list()
+    for u in users:
+        state = "disabled" if u.disabled else ("locked" if u.locked_until and u.locked_until > datetime.now(timezone.utc)
+                                               else "enabled")
+        last = f"{u.last_login_at:%Y-%m-%d %H:%M}Z" if u.last_login_at else "-"
+        print(f"{u.name}\t{u.role}\t{u.source}\t{state}\t{u.email}\t{last}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        changed = services.users.disable(args.name, "cli", args.reason)
+    print(f"user {args.name} disabled" if changed else f"user {args.name} was disabled already")
+    return 0
+
+
+def cmd_user_set_role(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        user = services.users.set_role(args.name, args.role, "cli")
+    print(f"user {user.name} now has the role {user.role.value}")
+    return 0
+
+
+def cmd_apiclient_create(args: argparse.Namespace) -> int:
+    from server.identity.apiclients import ApiClientService
+
+    with _services(args) as services:
+        client = ApiClientService(services.users, services.audit).create(args.user, args.name, "cli")
+    print(f"key:    {client.key}\nsecret: {client.secret}\n"
+          f"API client for {client.user} created; HTTP Basic with key:secret. The secret is shown only now.")
+    return 0
+
+
+def cmd_apiclient_revoke(args: argparse.Namespace) -> int:
+    from server.identity.apiclients import ApiClientService
+
+    with _services(args) as services:
+        ApiClientService(services.users, services.audit).revoke(args.key, "cli")
+    print(f"API client {args.key} revoked")
+    return 0
+
+
+def cmd_apiclient_list(args: argparse.Namespace) -> int:
+    from server.identity.apiclients import ApiClientService
+
+    with _services(args) as services:
+        clients = ApiClientService(services.users, services.audit).list()
+    for c in clients:
+        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}Z" if c.revoked_at else "active"
+        print(f"{c.key}\t{c.user}\t{c.name or '-'}\t{c.created_at:%Y-%m-%d %H:%M}Z\t{state}")
+    return 0
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
 _DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
@@ -207,10 +262,26 @@ def _signed_name(file: Path, order: SignOrder) -> Path:
 
     if order.format is Format.ASIC:
         return file.with_name(file.name + ".asice")
+    if order.format is Format.PADES:
+        return file.with_name(file.stem + ".signed.pdf")
     if order.format is Format.XADES:
         return file.with_name(file.stem + ".signed.xml") if order.packaging is Packaging.ENVELOPED else \
             file.with_name(file.name + ".xades.xml")
     return file.with_name(file.name + (".p7s" if order.packaging is Packaging.DETACHED else ".p7m"))
+
+
+def _pdf_options(args: argparse.Namespace) -> PdfOptions:
+    from server.signing.order import PdfOptions
+
+    box = None
+    if args.box:
+        try:
+            x, y, w, h = (float(v) for v in args.box.split(","))
+        except ValueError:
+            raise SiegelError(Code.BAD_REQUEST, f"--box {args.box!r}: expected X,Y,W,H in PDF points") from None
+        box = (x, y, w, h)
+    return PdfOptions(field=args.field, page=args.page, box=box, invisible=args.invisible,
+                      appearance=args.appearance, certify=args.certify)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -228,9 +299,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
             raise SiegelError(Code.BAD_REQUEST, f"{file}: {exc.strerror}") from None
         mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         documents.append(Document(file.name, content=content, mime_type=mime, is_xml=is_xml_type(mime)))
-    packaging = Packaging(args.packaging or ("enveloped" if fmt is Format.XADES else "detached"))
+    packaging = Packaging(args.packaging or ("enveloped" if fmt in (Format.XADES, Format.PADES) else "detached"))
     order = SignOrder(fmt, Level(args.level), packaging, tuple(documents), key_name=args.key,
-                      container_format=Format(args.container))
+                      container_format=Format(args.container), pdf=_pdf_options(args))
     if len(documents) > 1 and fmt is not Format.ASIC:
         raise SiegelError(Code.BAD_REQUEST, "several files are signed together in an ASiC-E container: --format asic")
     out: Path = args.out or _signed_name(args.files[0], order)
@@ -393,13 +464,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("add", cmd_user_add, "add an account; the password is read from standard input", usr)
     p.add_argument("name")
     p.add_argument("--email", required=True)
-    p.add_argument("--role", required=True, choices=["admin", "signer", "integration"])
+    p.add_argument("--role", required=True, choices=["admin", "auditor", "template_manager", "signer", "integration"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p = command("sign", cmd_sign, "sign files with a user's HSM key: CAdES, XAdES or an ASiC-E container")
+    command("list", cmd_user_list, "every account (tab-separated: name, role, source, state, e-mail, last login)", usr)
+    p = command("disable", cmd_user_disable, "disable an account (audited; certificates and grants stay)", usr)
+    p.add_argument("name")
+    p.add_argument("--reason", default="", help="recorded in the audit entry")
+    p = command("set-role", cmd_user_set_role, "change an account's role", usr)
+    p.add_argument("name")
+    p.add_argument("role", choices=["admin", "auditor", "template_manager", "signer", "integration"])
+    apic = sub.add_parser("apiclient", help="API clients (key and secret of an integration account)"
+                          ).add_subparsers(dest="sub", required=True, metavar="SUB")
+    p = command("create", cmd_apiclient_create, "a new key and secret; the secret is printed once", apic)
+    p.add_argument("--user", required=True, help="the integration account the client acts as")
+    p.add_argument("--name", help="what the client is, e.g. the ERP system's name")
+    p = command("revoke", cmd_apiclient_revoke, "revoke an API client's key", apic)
+    p.add_argument("key")
+    command("list", cmd_apiclient_list, "every API client (tab-separated: key, account, name, created, state)", apic)
+    p = command("sign", cmd_sign, "sign files with a user's HSM key: CAdES, XAdES, PAdES or an ASiC-E container")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
     p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose account signs")
     p.add_argument("--key", metavar="LABEL", help="a key label granted to the account (default: its own key)")
-    p.add_argument("--format", choices=["cades", "xades", "asic"], default="cades")
+    p.add_argument("--format", choices=["cades", "xades", "pades", "asic"], default="cades")
+    p.add_argument("--field", help="PAdES: an existing empty signature field")
+    p.add_argument("--page", type=int, help="PAdES: the page of a new field (1 = first, -1 = last), with --box")
+    p.add_argument("--box", metavar="X,Y,W,H", help="PAdES: the new field's rectangle in PDF points")
+    p.add_argument("--appearance", help="PAdES: the appearance template (default: appearance.default)")
+    p.add_argument("--invisible", action="store_true", help="PAdES: no visible stamp")
+    p.add_argument("--certify", action="store_true", help="PAdES: a certification signature (DocMDP P=2)")
     p.add_argument("--container", choices=["xades", "cades"], default="xades", help="the signature inside ASiC-E")
     p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"], default="B-T")
     p.add_argument("--packaging", choices=["detached", "enveloping", "enveloped"],

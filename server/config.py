@@ -72,6 +72,21 @@ class LogSettings:
 class AuthSettings:
     credential_cache_seconds: float
     realm: str
+    min_password_length: int  # shortest password accepted for local accounts
+    lockout_threshold: int  # failed logins of an account before it is locked (growing delay)
+    address_lockout_threshold: int  # failed logins from one source address before it is locked
+    lockout_max_seconds: float  # the longest lock (the delay doubles per failure up to this)
+    failure_window_seconds: float  # an address's failures are forgotten this long after its last one
+    reset_minutes: int  # how long an e-mailed password reset link stays valid
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    host: str  # SMTP relay
+    port: int
+    sender: str  # From: address
+    starttls: bool  # STARTTLS before sending (certificate checked against the system store)
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -164,14 +179,15 @@ class Settings:
     store: StoreSettings
     log: LogSettings
     auth: AuthSettings
+    mail: MailSettings
     pki: PkiSettings
     tsa: TsaSettings
     jobs: JobsSettings
     signing: SigningSettings
     validation: ValidationSettings
     appearance: AppearanceSettings
-
     directory: DirectorySettings
+
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
         p = Path(value)
@@ -337,6 +353,15 @@ def _validate(s: Settings) -> None:
     need(re.fullmatch(r"[A-Za-z0-9_-]+", s.appearance.default) is not None, "appearance.default",
          "the name of an appearance template (letters, digits, - and _), e.g. standard")
     need(s.auth.credential_cache_seconds >= 0, "auth.credential_cache_seconds", "seconds, 0 or more")
+    need(8 <= s.auth.min_password_length <= 1024, "auth.min_password_length", "a length from 8 to 1024")
+    need(s.auth.lockout_threshold >= 1, "auth.lockout_threshold", "a number of failed logins, at least 1")
+    need(s.auth.address_lockout_threshold >= 1, "auth.address_lockout_threshold", "a number of failed logins, at least 1")
+    need(s.auth.lockout_max_seconds >= 1, "auth.lockout_max_seconds", "seconds, at least 1")
+    need(s.auth.failure_window_seconds >= 1, "auth.failure_window_seconds", "seconds, at least 1")
+    need(1 <= s.auth.reset_minutes <= 10080, "auth.reset_minutes", "minutes from 1 to 10080 (a week)")
+    need(0 < s.mail.port < 65536, "mail.port", "a TCP port from 1 to 65535")
+    need(re.match(r"^[^@\s]+@[^@\s]+$", s.mail.sender) is not None, "mail.sender", "an address such as siegel@example.com")
+    need(s.mail.timeout_seconds > 0, "mail.timeout_seconds", "seconds, more than 0")
     d = s.directory
     if d.enabled:
         need(d.servers.strip() != "" and all(re.match(r"^ldaps?://[^/\s]+/?$", u.strip()) for u in d.servers.split(",")),

@@ -1,16 +1,29 @@
-"""HTTP Basic authentication with twisted.cred, for every protected endpoint.
+"""HTTP Basic authentication with twisted.cred, and the permission of every protected route.
+
+:data:`ROUTES` is the one table of what each protected path and method needs: an
+:class:`~server.identity.policy.Action` that :func:`server.identity.policy.allowed` decides for the
+authenticated principal, :data:`PUBLIC` (no authentication), or :data:`DSS_OPERATION` (the action
+follows from the SOAP body: Sign, Verify, Verify with ReturnUpdatedSignature). Deny by default: a
+path under a protected mount that the table does not list is answered 404 (after authentication)
+without reaching the resource behind; a method it does not list for the path, 405; an action the
+role may not perform, 403 (problem JSON, or a SOAP fault with RequesterError / AuthenticationError on
+/dss).
 
 The checker verifies passwords off the reactor thread (argon2id is slow by design; the user
-service caches verified credentials briefly). The authenticated principal is put on the request
-as ``request.principal`` for the resource behind the guard.
+service caches verified credentials briefly). The client's address travels with the credentials to
+the lockout per source address. The authenticated principal is put on the request as
+``request.principal`` for the resource behind the guard.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import json
+import logging
+from typing import Any, Mapping
 
+from lxml import etree
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, threads
@@ -19,7 +32,164 @@ from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
-from server.identity.users import Principal, Role, UserService
+from server.errors import Code, SiegelError
+from server.identity.policy import Action, allowed, require
+from server.identity.users import Principal, UserService
+from server.web.http import error_body, json_response, problem, render_deferred
+
+log = logging.getLogger("siegel.auth")
+
+PUBLIC = "public"
+DSS_OPERATION = "dss-operation"
+Permission = Action | str
+
+ROUTES: Mapping[str, Mapping[str, Permission]] = {
+    "/api/v1": {"GET": Action.API_INFO},
+    "/api/v1/openapi.json": {"GET": Action.API_INFO},
+    "/api/v1/whoami": {"GET": Action.WHOAMI},
+    "/api/v1/sign": {"POST": Action.SIGN},
+    "/api/v1/sign-hash": {"POST": Action.SIGN_HASH},
+    "/api/v1/sign/prepare": {"POST": Action.TWO_STEP},
+    "/api/v1/sign/complete": {"POST": Action.TWO_STEP},  # the state's owner only (SigningService)
+    "/api/v1/verify": {"POST": Action.VERIFY},
+    "/api/v1/password-reset": {"POST": PUBLIC},
+    "/api/v1/password-reset/complete": {"POST": PUBLIC},
+    "/dss": {"GET": PUBLIC, "POST": DSS_OPERATION},  # GET: the WSDL and its schemas
+}
+"""Every protected route's permission: path (without query, no trailing slash) → method → permission."""
+
+_DSS_NS = "urn:oasis:names:tc:dss:1.0:core:schema"
+_SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
+    "SignRequest": (Action.SIGN,),
+    "VerifyRequest": (Action.VERIFY,),
+    "VerifyRequest+ReturnUpdatedSignature": (Action.VERIFY, Action.EXTEND),
+}
+"""What a DSS operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
+
+
+def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[str, ...]]:
+    """The permission of ``method`` on ``path`` and the methods the path offers; (None, ()) for no route."""
+    text = path.split(b"?", 1)[0].decode("latin-1")
+    methods = ROUTES.get(text)
+    if methods is None:
+        return None, ()
+    verb = method.decode("latin-1").upper()
+    return methods.get("GET" if verb == "HEAD" else verb), tuple(methods)
+
+
+# --- DSS: which operation a SOAP body asks for ---------------------------------------------------------
+
+class _Found(Exception):
+    pass
+
+
+class _DssClassifier:
+    """Parser target reading only as far as needed: the first element of the first soap:Body, and for a
+    VerifyRequest whether its OptionalInputs hold ReturnUpdatedSignature. A DOCTYPE stops it (unknown)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_body = False
+        self.body_seen = False
+        self.operation: str | None = None
+        self.in_optional = False
+        self.update = False
+
+    def doctype(self, *args: Any) -> None:
+        self.operation = None
+        raise _Found
+
+    def start(self, tag: str, attrib: Any) -> None:
+        self.depth += 1
+        d = self.depth
+        if d == 1 and tag != f"{{{_SOAP11_ENV}}}Envelope":
+            raise _Found
+        if d == 2:
+            self.in_body = tag == f"{{{_SOAP11_ENV}}}Body" and not self.body_seen
+            self.body_seen = self.body_seen or self.in_body
+        elif d == 3 and self.in_body:
+            if self.operation is not None:
+                raise _Found  # a second body element: spyne refuses the request
+            if tag == f"{{{_DSS_NS}}}SignRequest":
+                self.operation = "SignRequest"
+                raise _Found
+            if tag != f"{{{_DSS_NS}}}VerifyRequest":
+                raise _Found
+            self.operation = "VerifyRequest"
+        elif d == 4 and self.in_body and self.operation == "VerifyRequest":
+            if tag != f"{{{_DSS_NS}}}OptionalInputs":
+                raise _Found
+            self.in_optional = True
+        elif d == 5 and self.in_optional and tag == f"{{{_DSS_NS}}}ReturnUpdatedSignature":
+            self.update = True
+            raise _Found
+
+    def end(self, tag: str) -> None:
+        if self.depth == 4 and self.in_optional:
+            raise _Found
+        if self.depth == 3 and self.in_body and self.operation is not None:
+            raise _Found
+        self.depth -= 1
+
+    def data(self, data: str) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+
+def dss_operation(content: Any) -> str | None:
+    """The DSS_ACTIONS key of the SOAP request in ``content`` (a file, read and rewound), or None."""
+    target = _DssClassifier()
+    parser = etree.XMLParser(target=target, load_dtd=False, resolve_entities=False, no_network=True,
+                             huge_tree=False)
+    content.seek(0)
+    try:
+        while True:
+            chunk = content.read(64 * 1024)
+            if not chunk:
+                parser.close()
+                break
+            parser.feed(chunk)
+    except _Found:
+        pass
+    except etree.XMLSyntaxError:
+        pass
+    finally:
+        content.seek(0)
+    if target.operation == "VerifyRequest" and target.update:
+        return "VerifyRequest+ReturnUpdatedSignature"
+    return target.operation
+
+
+def required_actions(request: Any, permission: Permission) -> tuple[Action, ...] | None:
+    """The actions a request needs; None when any DSS operation would do (the body names none: the
+    DSS service answers it with a fault and runs nothing)."""
+    if permission == DSS_OPERATION:
+        operation = dss_operation(request.content)
+        return DSS_ACTIONS[operation] if operation is not None else None
+    return (Action(permission),)
+
+
+# --- the checker --------------------------------------------------------------------------------------
+
+class AddressedCredentials(UsernamePassword):
+    """Basic credentials with the client address they came from (for the lockout per address)."""
+
+    def __init__(self, username: bytes, password: bytes, address: str | None) -> None:
+        super().__init__(username, password)
+        self.address = address
+
+
+def client_address(request: Any) -> str | None:
+    return getattr(request.getClientAddress(), "host", None)
+
+
+class AddressedBasicCredentialFactory(BasicCredentialFactory):
+    def decode(self, response: bytes, request: Any) -> AddressedCredentials:
+        credentials = super().decode(response, request)
+        return AddressedCredentials(credentials.username, credentials.password, client_address(request))
 
 
 @implementer(ICredentialsChecker)
@@ -35,68 +205,192 @@ class PasswordChecker:
             password = credentials.password.decode("utf-8")
         except UnicodeDecodeError:
             return defer.fail(UnauthorizedLogin("credentials are not UTF-8"))
-        d = threads.deferToThread(self._users.authenticate, name, password)
+        address = getattr(credentials, "address", None)
+        d = threads.deferToThread(self._users.authenticate, name, password, address)
 
         def checked(principal: Principal | None) -> Principal:
             if principal is None:
-                raise UnauthorizedLogin("unknown user or wrong password")
+                raise UnauthorizedLogin("unknown user, wrong password, or locked")
             return principal
 
         return d.addCallback(checked)
 
 
-class _AsPrincipal(resource.Resource):
-    """Renders the protected resource with the principal attached to the request."""
+# --- the guard ------------------------------------------------------------------------------------------
 
-    def __init__(self, wrapped: IResource, principal: Principal, roles: frozenset[Role]) -> None:
+class _Refusal(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, error: SiegelError | None, status: int | None = None, allow: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._error = error
+        self._status = status
+        self._allow = allow
+
+    def render(self, request: Any) -> bytes:
+        if self._error is None:  # 405
+            request.setResponseCode(405)
+            request.setHeader(b"allow", ", ".join(self._allow).encode())
+            request.setHeader(b"content-type", b"application/problem+json")
+            return problem(405, "Method not allowed", f"{request.method.decode('latin-1')} is not offered here; "
+                                                      f"use {', '.join(self._allow)}", "method-not-allowed")
+        ctype, body = error_body(request.path, self._error)
+        request.setResponseCode(self._status or self._error.kind.http_status)
+        request.setHeader(b"content-type", ctype)
+        return body
+
+
+def authorize(request: Any, principal: Principal) -> resource.IResource | None:
+    """None when ``principal`` may make ``request`` as ROUTES and the policy say, else the refusal."""
+    permission, methods = permission_of(request.path, request.method)
+    if not methods:
+        return _Refusal(SiegelError(Code.NOT_FOUND, f"no resource at {request.path.decode('latin-1')}"))
+    if permission is None:
+        return _Refusal(None, allow=methods)
+    if permission == PUBLIC:
+        return None
+    actions = required_actions(request, permission)
+    try:
+        if actions is None:
+            if not any(allowed(principal, a) for acts in DSS_ACTIONS.values() for a in acts):
+                require(principal, Action.VERIFY)
+            return None
+        for action in actions:
+            require(principal, action)
+    except SiegelError as exc:
+        log.info("refused: %s %s for %s: %s", request.method.decode("latin-1"),
+                 request.path.decode("latin-1"), principal.name, exc.message)
+        return _Refusal(exc)
+    return None
+
+
+class _AsPrincipal(resource.Resource):
+    """Renders the protected resource with the principal attached, once the route table allows it."""
+
+    def __init__(self, wrapped: IResource, principal: Principal) -> None:
         super().__init__()
         self._wrapped = wrapped
         self._principal = principal
-        self._roles = roles
         self.isLeaf = getattr(wrapped, "isLeaf", False)
 
     def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
         request.principal = self._principal
-        if self._principal.role not in self._roles:
-            return resource.ErrorPage(403, "Forbidden", "your role may not use this endpoint")
-        return self._wrapped.getChildWithDefault(path, request)
+        refusal = authorize(request, self._principal)
+        return refusal if refusal is not None else self._wrapped.getChildWithDefault(path, request)
 
     def render(self, request: Any) -> Any:
         request.principal = self._principal
-        if self._principal.role not in self._roles:
-            return resource.ErrorPage(403, "Forbidden", "your role may not use this endpoint").render(request)
-        return self._wrapped.render(request)
+        refusal = authorize(request, self._principal)
+        return (refusal or self._wrapped).render(request)
 
 
 @implementer(IRealm)
 class _Realm:
-    def __init__(self, wrapped: IResource, roles: frozenset[Role]) -> None:
+    def __init__(self, wrapped: IResource) -> None:
         self._wrapped = wrapped
-        self._roles = roles
 
     def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, IResource, Any]:
         if IResource not in interfaces:
             raise NotImplementedError("only web resources are offered")
-        return IResource, _AsPrincipal(self._wrapped, avatar_id, self._roles), lambda: None
+        return IResource, _AsPrincipal(self._wrapped, avatar_id), lambda: None
 
 
-class _PublicReads(resource.Resource):
-    """GET and HEAD go to the resource directly (WSDLs, schemas); everything else through the guard."""
+class _Gate(resource.Resource):
+    """A protected mount: PUBLIC routes go to their resource directly, all others through the guard."""
 
-    def __init__(self, wrapped: IResource, guarded: IResource) -> None:
+    def __init__(self, wrapped: IResource, guarded: IResource, public: Mapping[bytes, IResource]) -> None:
         super().__init__()
         self._wrapped = wrapped
         self._guarded = guarded
-        self.isLeaf = True
+        self._public = dict(public)
+        self.isLeaf = getattr(wrapped, "isLeaf", False)
+
+    def _is_public(self, request: Any) -> bool:
+        return permission_of(request.path, request.method)[0] == PUBLIC
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        if self._is_public(request):
+            if path in self._public:
+                return self._public[path]
+            return self._wrapped.getChildWithDefault(path, request)
+        return self._guarded.getChildWithDefault(path, request)
 
     def render(self, request: Any) -> Any:
-        target = self._wrapped if request.method in (b"GET", b"HEAD") else self._guarded
-        return target.render(request)
+        return (self._wrapped if self._is_public(request) else self._guarded).render(request)
 
 
-def protect(wrapped: IResource, users: UserService, realm: str, roles: Iterable[Role] = tuple(Role),
-            public_reads: bool = False) -> IResource:
-    """``wrapped`` behind HTTP Basic; only the given roles get through (403 for the others)."""
-    portal = Portal(_Realm(wrapped, frozenset(roles)), [PasswordChecker(users)])
-    guarded = HTTPAuthSessionWrapper(portal, [BasicCredentialFactory(realm)])
-    return _PublicReads(wrapped, guarded) if public_reads else guarded
+def protect(wrapped: IResource, users: UserService, realm: str,
+            public: Mapping[bytes, IResource] | None = None) -> IResource:
+    """``wrapped`` behind HTTP Basic, each route allowed as :data:`ROUTES` and the policy say. ``public``
+    children (PUBLIC routes not in ``wrapped``) are served without authentication."""
+    portal = Portal(_Realm(wrapped), [PasswordChecker(users)])
+    guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm)])
+    return _Gate(wrapped, guarded, public or {})
+
+
+# --- password reset (public) ---------------------------------------------------------------------------
+
+def _json_object(request: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(request.content.read())
+    except (ValueError, UnicodeDecodeError):
+        raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")
+    return body
+
+
+class _NoChild(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return _Refusal(SiegelError(Code.NOT_FOUND, f"no resource at {request.path.decode('latin-1')}")).render(request)
+
+
+class PasswordResetRequest(resource.Resource):
+    """``POST /api/v1/password-reset`` with JSON ``{"user": "<name or e-mail address>"}``: always 202; the
+    mail goes out in the background, so neither the answer nor its timing tells whether the account exists."""
+
+    def __init__(self, users: UserService) -> None:
+        super().__init__()
+        self._users = users
+        self.putChild(b"complete", PasswordResetComplete(users))
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return _NoChild()
+
+    def render_POST(self, request: Any) -> Any:
+        def start() -> Any:
+            body = _json_object(request)
+            who = body.get("user", body.get("email", body.get("name")))
+            if not isinstance(who, str) or not who.strip():
+                raise SiegelError(Code.BAD_REQUEST, "user: the account name or e-mail address")
+            threads.deferToThread(self._users.start_reset, who).addErrback(
+                lambda f: log.error("password reset mail failed: %s", f.getErrorMessage()))
+            return json_response(request, 202, {"status": "accepted", "detail": "if the account exists and has a "
+                                                "password here, a reset link is on its way by e-mail"})
+
+        return render_deferred(request, start)
+
+
+class PasswordResetComplete(resource.Resource):
+    """``POST /api/v1/password-reset/complete`` with JSON ``{"token": "...", "password": "..."}``: the new
+    password; 400 when the token is invalid, used or expired, or the password too short."""
+
+    isLeaf = True
+
+    def __init__(self, users: UserService) -> None:
+        super().__init__()
+        self._users = users
+
+    def render_POST(self, request: Any) -> Any:
+        def start() -> Any:
+            body = _json_object(request)
+            token, password = body.get("token"), body.get("password")
+            if not isinstance(token, str) or not isinstance(password, str):
+                raise SiegelError(Code.BAD_REQUEST, "token and password: expected strings")
+            return threads.deferToThread(self._users.complete_reset, token, password).addCallback(
+                lambda principal: json_response(request, 200, {"status": "password changed",
+                                                               "name": principal.name}))
+
+        return render_deferred(request, start)

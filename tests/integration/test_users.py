@@ -37,9 +37,9 @@ def test_add_and_authenticate(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("args, code, words", [
-    (("bad name!", "a@example.com", "signer", "long enough"), Code.BAD_REQUEST, "user name"),
-    (("bert", "not-an-address", "signer", "long enough"), Code.BAD_REQUEST, "e-mail"),
-    (("bert", "b@example.com", "superuser", "long enough"), Code.BAD_REQUEST, "role"),
+    (("bad name!", "a@example.com", "signer", "long enough pw"), Code.BAD_REQUEST, "user name"),
+    (("bert", "not-an-address", "signer", "long enough pw"), Code.BAD_REQUEST, "e-mail"),
+    (("bert", "b@example.com", "superuser", "long enough pw"), Code.BAD_REQUEST, "role"),
     (("bert", "b@example.com", "signer", "short"), Code.BAD_REQUEST, "password"),
 ])
 def test_bad_input_is_refused_and_leaves_nothing(engine: Engine, args: tuple[str, ...], code: Code, words: str) -> None:
@@ -54,9 +54,9 @@ def test_bad_input_is_refused_and_leaves_nothing(engine: Engine, args: tuple[str
 
 def test_duplicate_name_conflicts_without_partial_state(engine: Engine) -> None:
     users = UserService(engine, AuditLog(engine))
-    users.add("carl", "c@example.com", "admin", "long enough")
+    users.add("carl", "c@example.com", "admin", "long enough pw")
     with pytest.raises(SiegelError) as err:
-        users.add("carl", "c2@example.com", "admin", "long enough")
+        users.add("carl", "c2@example.com", "admin", "long enough pw")
     assert err.value.code is Code.CONFLICT
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 1

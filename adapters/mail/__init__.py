@@ -1,0 +1,5 @@
+"""Outgoing e-mail."""
+
+from adapters.mail.smtp import SmtpMailSender
+
+__all__ = ["SmtpMailSender"]
