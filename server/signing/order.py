@@ -71,6 +71,31 @@ def choose_format(document: Document) -> tuple[Format, Packaging]:
 
 
 @dataclass(frozen=True)
+class PdfOptions:
+    """Where and how a PAdES signature goes: an existing empty field by name, or a page (1-based, -1 the
+    last) and a box (x, y, width, height in points), else automatically; its appearance template."""
+
+    field: str | None = None
+    page: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    invisible: bool = False
+    appearance: str | None = None  # a template name; None: appearance.default
+    certify: bool = False  # a DocMDP certification signature (P=2: form filling and signing stay allowed)
+    lock_fields: tuple[str, ...] | None = None  # FieldMDP: () all fields, names these, None none
+    password: str | None = None  # of an encrypted PDF
+
+    def __post_init__(self) -> None:
+        if self.field is not None and (self.page is not None or self.box is not None):
+            raise SiegelError(Code.BAD_REQUEST, "give a signature field or a page and box, not both")
+        if (self.page is None) != (self.box is None):
+            raise SiegelError(Code.BAD_REQUEST, "a position needs both the page and the box (x, y, width, height)")
+        if self.box is not None and (self.box[2] <= 0 or self.box[3] <= 0):
+            raise SiegelError(Code.BAD_REQUEST, f"box {self.box}: width and height must be positive")
+        if self.page == 0:
+            raise SiegelError(Code.BAD_REQUEST, "page 0 does not exist: pages count from 1 (-1 is the last)")
+
+
+@dataclass(frozen=True)
 class SignOrder:
     """Sign ``documents`` in ``format`` at ``level``: one signature each, or one ASiC-E over all."""
 
@@ -82,6 +107,7 @@ class SignOrder:
     properties: SignatureProperties = field(default_factory=SignatureProperties)
     digest: DigestAlgorithm = DigestAlgorithm.SHA256
     container_format: Format = Format.XADES  # inside an ASiC-E: XADES or CADES
+    pdf: PdfOptions = field(default_factory=PdfOptions)
 
     def __post_init__(self) -> None:
         if not self.documents:
@@ -90,8 +116,10 @@ class SignOrder:
         if len(set(names)) != len(names):
             raise SiegelError(Code.BAD_REQUEST, "two documents have the same name; every document needs its own")
         if self.format is Format.PADES:
-            raise SiegelError(Code.NOT_SUPPORTED, "PAdES signatures are not offered yet; ask for CAdES "
-                                                  "(urn:ietf:rfc:3369) to sign a PDF as a file")
+            for d in self.documents:
+                if d.content is None:
+                    raise SiegelError(Code.BAD_REQUEST, f"{d.name!r} is given as a digest only: a PAdES "
+                                                        "signature goes into the PDF, which must be here")
         if self.format is Format.ASIC and self.container_format not in (Format.XADES, Format.CADES):
             raise SiegelError(Code.BAD_REQUEST, "an ASiC-E container holds a XAdES or a CAdES signature")
         if self.format is Format.CADES and self.packaging is Packaging.ENVELOPED:
