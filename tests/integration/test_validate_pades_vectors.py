@@ -311,20 +311,79 @@ def _tsa(pki: OnlinePki) -> ClientTimeStamper:
 CONTENT = b"BT /F1 14 Tf 72 760 Td (Rahmenvertrag: 10.000 EUR) Tj ET"
 
 
-def _document() -> bytes:
+def _name(value: str) -> generic.NameObject:
+    return generic.NameObject(value)
+
+
+def _appearance(writer: PdfFileWriter | IncrementalPdfFileWriter, text: str, font: generic.PdfObject
+                ) -> generic.IndirectObject:
+    """A text field's normal appearance showing ``text``."""
+    stream = generic.StreamObject({
+        _name("/Type"): _name("/XObject"), _name("/Subtype"): _name("/Form"),
+        _name("/BBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 200, 20)]),
+        _name("/Resources"): generic.DictionaryObject({
+            _name("/Font"): generic.DictionaryObject({_name("/Helv"): font})})},
+        stream_data=f"/Tx BMC q BT /Helv 12 Tf 0 g 2 6 Td ({text}) Tj ET Q EMC".encode())
+    return writer.add_object(stream)
+
+
+def _document(*, text_field: bool = False) -> bytes:
+    """A one-page PDF (its content stream uncompressed), optionally with an empty text field "Name"."""
     writer = PdfFileWriter()
     font = writer.add_object(generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Font"),
-        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
-        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica")}))
+        _name("/Type"): _name("/Font"), _name("/Subtype"): _name("/Type1"), _name("/BaseFont"): _name("/Helvetica")}))
     contents = writer.add_object(generic.StreamObject(stream_data=CONTENT))
     page = generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Page"),
-        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
-        generic.NameObject("/Contents"): contents,
-        generic.NameObject("/Resources"): generic.DictionaryObject({
-            generic.NameObject("/Font"): generic.DictionaryObject({generic.NameObject("/F1"): font})})})
+        _name("/Type"): _name("/Page"),
+        _name("/MediaBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
+        _name("/Contents"): contents,
+        _name("/Resources"): generic.DictionaryObject({
+            _name("/Font"): generic.DictionaryObject({_name("/F1"): font})})})
+    if text_field:
+        widget = writer.add_object(generic.DictionaryObject({
+            _name("/Type"): _name("/Annot"), _name("/Subtype"): _name("/Widget"), _name("/FT"): _name("/Tx"),
+            _name("/T"): generic.TextStringObject("Name"), _name("/V"): generic.TextStringObject(""),
+            _name("/F"): generic.NumberObject(4), _name("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
+            _name("/Rect"): generic.ArrayObject([generic.NumberObject(v) for v in (72, 700, 272, 720)]),
+            _name("/AP"): generic.DictionaryObject({_name("/N"): _appearance(writer, "", font)})}))
+        page[_name("/Annots")] = generic.ArrayObject([widget])
+        writer.root[_name("/AcroForm")] = writer.add_object(generic.DictionaryObject({
+            _name("/Fields"): generic.ArrayObject([widget]),
+            _name("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
+            _name("/DR"): generic.DictionaryObject({
+                _name("/Font"): generic.DictionaryObject({_name("/Helv"): font})})}))
     writer.insert_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _fill(pdf: bytes, text: str, *, value: bool = True) -> bytes:
+    """An incremental update that fills the text field "Name" with ``text`` (``value`` False: only its
+    appearance shows ``text``, its value stays)."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    field = writer.root["/AcroForm"]["/Fields"][0].get_object()
+    font = writer.root["/AcroForm"]["/DR"]["/Font"].raw_get("/Helv")
+    if value:
+        field[_name("/V")] = generic.TextStringObject(text)
+    field[_name("/AP")] = generic.DictionaryObject({_name("/N"): _appearance(writer, text, font)})
+    writer.update_container(field)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _annotate(pdf: bytes) -> bytes:
+    """An incremental update that puts a white square annotation over the page's text."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    annotation = writer.add_object(generic.DictionaryObject({
+        _name("/Type"): _name("/Annot"), _name("/Subtype"): _name("/Square"), _name("/F"): generic.NumberObject(4),
+        _name("/Rect"): generic.ArrayObject([generic.NumberObject(v) for v in (60, 750, 400, 780)]),
+        _name("/IC"): generic.ArrayObject([generic.FloatObject(1)] * 3)}))
+    annots = page.get("/Annots")
+    page[_name("/Annots")] = generic.ArrayObject([*(annots or ()), annotation])
+    writer.update_container(page)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -440,3 +499,26 @@ def test_two_signer_infos_in_one_signature_are_a_format_failure(shared_dir: Path
     (report,) = verify_pdf((shared_dir / FOLDER / "pdf-double-signer-info.pdf").read_bytes(), UNTRUSTED)
     assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
     assert "exactly one" in report.messages[0]
+
+
+def test_filling_a_form_field_after_signing_keeps_the_signature_passed(pki_online: OnlinePki) -> None:
+    signed = _sign(_document(text_field=True), _user_key(pki_online))
+    (report,) = verify_pdf(_fill(signed, "Anna Muster"), _trust(pki_online))
+    _passed(report, "B-B")
+    assert any(m.startswith("allowed changes after signing: form filling") and "Name" in m
+               for m in report.messages), report.messages
+
+
+def test_a_replaced_appearance_without_a_new_value_is_not_passed(pki_online: OnlinePki) -> None:
+    signed = _sign(_fill(_document(text_field=True), "Anna Muster"), _user_key(pki_online))
+    (report,) = verify_pdf(_fill(signed, "Bert Betrug", value=False), _trust(pki_online))
+    assert (report.indication, report.sub_indication) == (Indication.INDETERMINATE,
+                                                          SubIndication.SIG_CONSTRAINTS_FAILURE)
+    assert report.messages[0].startswith(MODIFIED + "the appearance of field(s) Name was replaced")
+
+
+def test_an_annotation_over_the_signed_text_is_not_passed(pki_online: OnlinePki) -> None:
+    signed = _sign(_document(), _user_key(pki_online))
+    (report,) = verify_pdf(_annotate(signed), _trust(pki_online))
+    assert report.indication is not Indication.TOTAL_PASSED
+    assert report.messages[0].startswith(MODIFIED), report.messages
