@@ -1,6 +1,6 @@
 """Reading users and groups from LDAP or Active Directory with ldap3, and checking passwords by binding.
 
-- Connections: the configured servers in order (ldap3 ``ServerPool``, FIRST), ``ldaps://`` or
+- Connections: the configured servers in order (the first that answers), ``ldaps://`` or
   ``ldap://`` with StartTLS, the certificate checked against ``directory.ca_file`` (or the system store).
   The service account binds with the password from ``directory.bind_password_file``.
 - Searches are paged with the simple paged results control (RFC 2696), ``directory.page_size`` a page.
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult, LDAPSocketOpenError
+from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult
 from ldap3.utils.conv import escape_filter_chars
 
 from server.config import DirectorySettings, Settings
@@ -94,7 +94,7 @@ class LdapDirectory:
                             ca_certs_file=settings.ca_file or None)
         servers = [ldap3.Server(u, use_ssl=u.lower().startswith("ldaps://"), tls=tls, get_info=ldap3.NONE,
                                 connect_timeout=settings.timeout_seconds) for u in urls]
-        self._pool = ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)
+        self._servers = servers
         self._urls = urls
         self._start_tls = settings.start_tls
         self._conn: ldap3.Connection | None = None
@@ -103,30 +103,35 @@ class LdapDirectory:
     # --- connections ---------------------------------------------------------------------------
 
     def _connect(self, user: str, password: str) -> ldap3.Connection:
-        """A connection bound as ``user``; LDAPInvalidCredentialsResult when the password is wrong."""
-        conn = ldap3.Connection(self._pool, user=user, password=password, receive_timeout=max(1, math.ceil(self._s.timeout_seconds)),
-                                raise_exceptions=False, read_only=True, auto_referrals=False)
-        try:
-            conn.open()
-            if self._start_tls and not conn.server.ssl:
-                if not conn.start_tls():
-                    raise DirectoryUnavailable(f"StartTLS with {conn.server.host} failed: "
+        """A connection bound as ``user`` on the first server that answers (in the configured order);
+        LDAPInvalidCredentialsResult when the password is wrong."""
+        failures = []
+        for server in self._servers:
+            conn = ldap3.Connection(server, user=user, password=password,
+                                    receive_timeout=max(1, math.ceil(self._s.timeout_seconds)),
+                                    raise_exceptions=False, read_only=True, auto_referrals=False)
+            try:
+                conn.open()
+            except (LDAPException, OSError) as exc:
+                failures.append(f"{server.host}:{server.port}: {exc}")
+                continue
+            try:
+                if self._start_tls and not server.ssl and not conn.start_tls():
+                    raise DirectoryUnavailable(f"StartTLS with {server.host} failed: "
                                                f"{conn.result.get('description')} {conn.result.get('message')}")
-            if not conn.bind():
-                if conn.result.get("result") == _INVALID_CREDENTIALS:
-                    raise LDAPInvalidCredentialsResult(conn.result.get("message") or "invalid credentials")
-                raise DirectoryUnavailable(f"bind as {user} failed: {conn.result.get('description')} "
-                                           f"{conn.result.get('message')}".strip())
-        except (LDAPSocketOpenError, OSError) as exc:
-            conn.unbind()
-            raise DirectoryUnavailable(f"no directory server answers ({', '.join(self._urls)}): {exc}") from None
-        except LDAPInvalidCredentialsResult:
-            conn.unbind()
-            raise
-        except LDAPException as exc:
-            conn.unbind()
-            raise DirectoryUnavailable(f"directory error on {', '.join(self._urls)}: {exc}") from None
-        return conn
+                if not conn.bind():
+                    if conn.result.get("result") == _INVALID_CREDENTIALS:
+                        raise LDAPInvalidCredentialsResult(conn.result.get("message") or "invalid credentials")
+                    raise DirectoryUnavailable(f"bind as {user} on {server.host} failed: "
+                                               f"{conn.result.get('description')} {conn.result.get('message')}".strip())
+            except (LDAPInvalidCredentialsResult, DirectoryUnavailable):
+                conn.unbind()
+                raise
+            except (LDAPException, OSError) as exc:
+                conn.unbind()
+                raise DirectoryUnavailable(f"directory error on {server.host}: {exc}") from None
+            return conn
+        raise DirectoryUnavailable(f"no directory server answers ({', '.join(self._urls)}): {'; '.join(failures)}")
 
     def _service(self) -> ldap3.Connection:
         if self._conn is None or self._conn.closed or not self._conn.bound:
