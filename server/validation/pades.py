@@ -187,7 +187,7 @@ def verify_pdf(pdf: BinaryIO | bytes, trust: Trust, *, name: str = "document.pdf
     if not found:
         raise SiegelError(Code.BAD_REQUEST, f"{name} holds no signature (no filled signature field)")
     document = _Document(reader, data, name, trust, trust.validation_time or datetime.now(timezone.utc))
-    entries = [document.entry(names, sig_field) for names, sig_field in found]
+    entries = [document.safe_entry(names, sig_field) for names, sig_field in found]
     timestamps = [e for e in entries if e.is_timestamp and e.emb is not None]
     reports = []
     for entry in entries:
@@ -293,6 +293,14 @@ class _Document:
         self._dss: dict[int | None, _Embedded | None] = {}
 
     # ---- reading one field
+
+    def safe_entry(self, names: list[str], sig_field: generic.DictionaryObject) -> _Entry:
+        try:
+            return self.entry(names, sig_field)
+        except _PARSE_ERRORS as exc:
+            entry = _Entry(" / ".join(names), generic.DictionaryObject(), False, None)
+            entry.error = f"the signature dictionary cannot be read: {_short(exc)}"
+            return entry
 
     def entry(self, names: list[str], sig_field: generic.DictionaryObject) -> _Entry:
         sig_object = sig_field["/V"]
