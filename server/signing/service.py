@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping
 from typing import Callable
@@ -23,14 +24,16 @@ from server.pki.ca import ROOT, CertificateAuthorityService
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
 from server.signing.cades import Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades
-from server.signing.engines import Signed, extend_signature, sign_asic_order, sign_document
+from server.signing.engines import Appearances, Signed, extend_signature, sign_asic_order, sign_document
 from server.signing.keys import SigningKeys
 from server.signing.order import Format, SignOrder
+from server.signing.stamp import load_templates
 from server.signing.keysource import DigestAlgorithm, KeySource
 from server.signing.levels import Level, Packaging
 
 
 PREPARED_FOR = timedelta(minutes=15)  # how long a prepared two-step signature waits for its value
+KEY_CACHE_SECONDS = 2.0  # how long a caller's key and chain are reused (a revocation or grant change takes this long)
 
 
 def _utc(value: datetime) -> datetime:
@@ -61,6 +64,8 @@ class SigningService:
         self._audit = audit
         self._timestamps: TimestampClient | None = None
         self._grants = grants
+        self._appearance_cache: Appearances | None = None
+        self._key_cache: dict[tuple[int, str | None], tuple[float, SigningKey]] = {}
         self._trust_roots = trust_roots  # the verification trust anchors: B-LT proves the chain up to one
         self._lock = threading.Lock()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -128,18 +133,44 @@ class SigningService:
         self._audit.append(user_name, "sign.extend", hashlib.sha256(signature).hexdigest(), level=level.value)
         return extended
 
+    def _signing_key(self, user_id: int, key_name: str | None) -> SigningKey:
+        """The key ``user_id`` signs with and its chain; remembered for KEY_CACHE_SECONDS, as looking
+        them up (database, PKCS#11 object search) costs more than the signature."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._key_cache.get((user_id, key_name))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        label = self._grants.key_for(user_id, key_name)
+        keys = self._keys()
+        key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
+        with self._lock:
+            if len(self._key_cache) > 10000:
+                self._key_cache.clear()
+            self._key_cache[(user_id, key_name)] = (now + KEY_CACHE_SECONDS, key)
+        return key
+
+    def _appearances(self) -> Appearances:
+        """The appearance templates, read on first use (a broken template is a configuration error then)."""
+        with self._lock:
+            if self._appearance_cache is None:
+                settings = self._settings
+                self._appearance_cache = Appearances(load_templates(settings), settings.appearance.default,
+                                                     settings.server.public_base_url.rstrip("/") + "/portal/verify")
+            return self._appearance_cache
+
     def sign(self, user_id: int, user_name: str, order: SignOrder) -> list[Signed]:
         """``order`` signed with the caller's own key or a key granted to it: one signature per
         document, or one ASiC-E container over all; one audit entry per document."""
-        label = self._grants.key_for(user_id, order.key_name)
-        keys = self._keys()
-        key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
+        key = self._signing_key(user_id, order.key_name)
+        label = key.label
         timestamps = self._timestamp_client() if order.level.at_least(Level.B_T) else None
         roots = self._trust_roots() if order.level.at_least(Level.B_LT) else ()
         if order.format is Format.ASIC:
             signed = [sign_asic_order(key, order, timestamps, roots)]
         else:
-            signed = [sign_document(key, order, document, timestamps, roots) for document in order.documents]
+            signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
+                      for document in order.documents]
         with self._sessions.begin() as session:
             for document in order.documents:
                 algorithm, digest = document.digested(order.digest)

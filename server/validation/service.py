@@ -1,7 +1,7 @@
 """Verification for callers: which format a signed input is, the trust it is checked against, the report.
 
 Formats are told apart by their bytes: an ASiC container (a ZIP starting with ``mimetype``), a PDF
-(``%PDF-``, the PAdES issue), XML (XAdES / XMLDSig), else a CMS (CAdES; DER, or PEM / base64 text).
+(``%PDF-``: PAdES), XML (XAdES / XMLDSig), else a CMS (CAdES; DER, or PEM / base64 text).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from server.errors import Code, SiegelError
 from server.validation.asic import is_asic, verify_asic
 from server.validation.cades import verify_cades
 from server.validation.model import Indication, Trust, ValidationReport
+from server.validation.pades import verify_pdf
 from server.validation.trust import load_certificate_files
 from server.validation.xades import verify_xml_signatures
 from server.xmlsafe import looks_like_xml
@@ -66,9 +67,10 @@ class VerificationService:
 
     def verify(self, data: bytes, *, name: str = "document", detached: Mapping[str, bytes] | None = None,
                detached_digests: Mapping[str, tuple[str, bytes]] | None = None,
-               at: datetime | None = None) -> ValidationReport:
+               at: datetime | None = None, password: str | None = None) -> ValidationReport:
         """The report on every signature in ``data`` (a signed document or a detached signature, with
-        the data it covers in ``detached`` / ``detached_digests``); a TOTAL-FAILED signature is reported
+        the data it covers in ``detached`` / ``detached_digests``; ``password`` of an encrypted PDF); a
+        TOTAL-FAILED signature is reported
         as covering nothing. Blocking (revocation fetching): call it off the reactor thread."""
         if not data:
             raise SiegelError(Code.BAD_REQUEST, "nothing to verify: the signed document is empty")
@@ -77,7 +79,7 @@ class VerificationService:
         if is_asic(data):
             signatures = verify_asic(data, trust, max_bytes=self._settings.server.max_streamed_bytes)
         elif data.startswith(b"%PDF-"):
-            raise SiegelError(Code.NOT_SUPPORTED, "PDF signatures (PAdES) are not verified yet")
+            signatures = verify_pdf(data, trust, name=name, password=password)
         elif looks_like_xml(data):
             signatures = verify_xml_signatures(data, trust, detached=detached, detached_digests=detached_digests,
                                                name=name)

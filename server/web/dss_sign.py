@@ -13,6 +13,8 @@ Understood optional inputs:
   document (as the document element's last child); ``IncludeObject``: enveloping XAdES; else detached.
 - ``Properties/SignedProperties/Property``: :data:`PROPERTIES` (claimed role, commitment type,
   production place, reason).
+- ``siegel:PdfSignature`` (namespace ``urn:siegel:dss:1.0``): where and how a PAdES signature goes
+  (:func:`_pdf_options`).
 
 Several documents give one signature each (a batch: ``OptionalOutputs/siegel:SignedDocument`` per document)
 or, with the ASiC-E type, one container. Bad input is RequesterError with a specific ResultMinor,
@@ -27,14 +29,13 @@ import binascii
 from lxml import etree
 
 from server.errors import DSS_MINOR, SIEGEL_MINOR, Code, SiegelError
-from server.signing.engines import ASIC_URI, CMS_URI, XMLDSIG_URI, Signed
+from server.signing.engines import ASIC_URI, CMS_URI, PADES_URI, XMLDSIG_URI, Signed
 from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging, ProductionPlace, SignatureProperties
-from server.signing.order import Document, Format, SignOrder, choose_format, is_xml_type
+from server.signing.order import Document, Format, PdfOptions, SignOrder, choose_format, is_xml_type
 from server.web.soap import DSS_NS, dss_result
 from server.xmlsafe import parse_xml
 
-PADES_URI = "http://uri.etsi.org/19142/v1.1.1"
 ASIC_CADES = "urn:siegel:dss:1.0:asic-e:cades"
 """A second ``SignatureType`` beside the ASiC-E one: the container holds CAdES instead of XAdES."""
 ADES_PROFILE = "urn:oasis:names:tc:dss:1.0:profiles:AdES"
@@ -226,6 +227,35 @@ def _check_placement(placement: etree._Element, document: Document, max_depth: i
                                               "in the document element (XPathFirstChildOf selecting it)")
 
 
+def _float(element: etree._Element, name: str) -> float:
+    try:
+        return float(element.get(name, ""))
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"siegel:PdfSignature {name}={element.get(name)!r}: expected a number "
+                                            "of PDF points") from None
+
+
+def _pdf_options(options: etree._Element | None) -> PdfOptions:
+    """``siegel:PdfSignature`` (namespace urn:siegel:dss:1.0): Field, or Page with X, Y, Width, Height;
+    Appearance, Invisible, Certify, LockFields (space-separated names, or * for all), Password."""
+    element = options.find(f"{{{SIEGEL_NS}}}PdfSignature") if options is not None else None
+    if element is None:
+        return PdfOptions()
+    page = element.get("Page")
+    box = tuple(_float(element, n) for n in ("X", "Y", "Width", "Height")) if page is not None else None
+    try:
+        page_number = int(page) if page is not None else None
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"siegel:PdfSignature Page={page!r}: expected a page number "
+                                            "(1 = first, -1 = last)") from None
+    lock = element.get("LockFields")
+    return PdfOptions(field=element.get("Field"), page=page_number, box=box,  # type: ignore[arg-type]
+                      invisible=element.get("Invisible") in ("true", "1"), appearance=element.get("Appearance"),
+                      certify=element.get("Certify") in ("true", "1"),
+                      lock_fields=None if lock is None else () if lock.strip() == "*" else tuple(lock.split()),
+                      password=element.get("Password"))
+
+
 def parse_sign_request(request: etree._Element, default_level: str, max_depth: int) -> SignOrder:
     """The order in ``request``; SiegelError (BAD_REQUEST or NOT_SUPPORTED) names what is wrong."""
     options = request.find("dss:OptionalInputs", _NS)
@@ -250,7 +280,8 @@ def parse_sign_request(request: etree._Element, default_level: str, max_depth: i
                                                 "SignatureType")
         fmt, packaging = choices.pop()
     return SignOrder(fmt, _level(options, default_level), packaging, tuple(d for _, d in documents),
-                     key_name=_key_name(options), properties=_properties(options), container_format=container)
+                     key_name=_key_name(options), properties=_properties(options), container_format=container,
+                     pdf=_pdf_options(options))
 
 
 def _output(parent: etree._Element, signed: Signed, ident: str | None) -> None:

@@ -37,7 +37,7 @@ PATHS: dict[str, dict[str, Any]] = {
                        "streams in (up to server.max_streamed_bytes); other packagings read the body whole "
                        "(up to server.max_request_bytes). The Content-Type is the document's MIME type.",
         "parameters": [
-            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades", "xades", "asic"],
+            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades", "xades", "asic", "pades"],
                                                           "default": "cades"}},
             {"name": "level", "in": "query", "schema": _LEVEL},
             {"name": "packaging", "in": "query", "schema": {"type": "string", "enum": [
@@ -48,12 +48,25 @@ PATHS: dict[str, dict[str, Any]] = {
             {"name": "name", "in": "query", "schema": {"type": "string", "default": "document"},
              "description": "the document's name (XAdES detached reference, ASiC-E entry)"},
             {"name": "container", "in": "query", "schema": {"type": "string", "enum": ["xades", "cades"],
-                                                             "default": "xades"}, "description": "inside ASiC-E"}],
-        "requestBody": {"required": True, "content": {"application/octet-stream": _BINARY, "application/xml": _BINARY}},
+                                                             "default": "xades"}, "description": "inside ASiC-E"},
+            *({"name": name, "in": "query", "schema": schema, "description": "PAdES: " + what} for name, schema, what in (
+                ("field", {"type": "string"}, "an existing empty signature field"),
+                ("page", {"type": "integer"}, "the page of a new field (1 = first, -1 = last), with x, y, w, h"),
+                ("x", {"type": "number"}, "the new field's lower left x in PDF points"),
+                ("y", {"type": "number"}, "its lower left y"), ("w", {"type": "number"}, "its width"),
+                ("h", {"type": "number"}, "its height"),
+                ("appearance", {"type": "string"}, "the appearance template (default: appearance.default)"),
+                ("invisible", {"type": "boolean"}, "no visible stamp"),
+                ("certify", {"type": "boolean"}, "a certification signature (DocMDP P=2)"),
+                ("lock", {"type": "string"}, "fields to lock (FieldMDP), comma-separated, * for all"))),
+            {"name": "X-Pdf-Password", "in": "header", "schema": {"type": "string"},
+             "description": "the password of an encrypted PDF"}],
+        "requestBody": {"required": True, "content": {"application/octet-stream": _BINARY, "application/xml": _BINARY,
+                                                      "application/pdf": _BINARY}},
         "responses": {"200": {"description": "the signature (detached, enveloping) or the signed document "
                                              "(enveloped XAdES, ASiC-E); X-Siegel-Signature-Type names the format",
                               "content": {**_CMS, "application/pkcs7-mime": _BINARY, "application/xml": _BINARY,
-                                          "application/vnd.etsi.asic-e+zip": _BINARY}},
+                                          "application/vnd.etsi.asic-e+zip": _BINARY, "application/pdf": _BINARY}},
                       **_errors(400, 401, 404, 413, 501)}}},
     "/sign-hash": {"post": {
         "summary": "A detached CAdES or XAdES over a digest; the document stays with the caller",

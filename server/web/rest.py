@@ -17,14 +17,14 @@ from server.errors import Code, SiegelError
 from server.signing.levels import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
 from server.signing.engines import Signed
-from server.signing.order import Document, Format, SignOrder, is_xml_type
+from server.signing.order import Document, Format, PdfOptions, SignOrder, is_xml_type
 from server.signing.service import SigningService
 from server.validation.report import to_etsi_xml, to_json
 from server.validation.service import VerificationService, parse_validation_time
 from server.web import openapi
 from server.web.http import DigestingBody, error_body, json_response, render_deferred
 
-FORMATS = ("cades", "xades", "asic")
+FORMATS = ("cades", "xades", "asic", "pades")
 DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
 DETACHED_CMS = b"application/pkcs7-signature"
 
@@ -122,10 +122,40 @@ class Sign(_SigningEndpoint):
             if not content:
                 raise SiegelError(Code.BAD_REQUEST, "the request body is the document to sign; it is empty")
             document = Document(name, content=content, mime_type=mime, is_xml=is_xml_type(mime))
+        if fmt is Format.PADES:
+            packaging = Packaging.ENVELOPED
         order = SignOrder(fmt, level, packaging, (document,), key_name=_query(request, "key", "") or None,
                           digest=digest, container_format=Format(_choice(request, "container", "xades",
-                                                                         ("xades", "cades"))))
+                                                                         ("xades", "cades"))),
+                          pdf=_pdf_options(request))
         return _signed_in_thread(request, self._signing, order)
+
+
+def _number(request: Any, name: str) -> float | None:
+    text = _query(request, name, "")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"{name}={text!r}: expected a number") from None
+
+
+def _pdf_options(request: Any) -> PdfOptions:
+    """``field``, or ``page`` with ``x``, ``y``, ``w``, ``h`` (PDF points); ``appearance``, ``invisible``,
+    ``certify``, ``lock`` (comma-separated field names, or * for all); the password in ``X-Pdf-Password``."""
+    page, box = _number(request, "page"), tuple(_number(request, n) for n in ("x", "y", "w", "h"))
+    if any(v is None for v in box) and any(v is not None for v in box):
+        raise SiegelError(Code.BAD_REQUEST, "a position needs all of x, y, w and h (PDF points)")
+    lock = _query(request, "lock", "")
+    password = request.getHeader(b"x-pdf-password")
+    return PdfOptions(field=_query(request, "field", "") or None, page=None if page is None else int(page),
+                      box=None if box[0] is None else box,  # type: ignore[arg-type]
+                      invisible=_query(request, "invisible", "false") == "true",
+                      appearance=_query(request, "appearance", "") or None,
+                      certify=_query(request, "certify", "false") == "true",
+                      lock_fields=None if not lock else () if lock == "*" else tuple(lock.split(",")),
+                      password=password.decode("utf-8", "replace") if password else None)
 
 
 class SignHash(_SigningEndpoint):
@@ -269,8 +299,10 @@ class Verify(resource.Resource):
         at = _query(request, "at", "")
         moment = parse_validation_time(at, "at") if at else None
         xml = b"application/xml" in (request.getHeader(b"accept") or b"")
+        password = request.getHeader(b"x-pdf-password")
         return threads.deferToThread(self._verification.verify, data, name=name, detached=detached,
-                                     detached_digests=digests, at=moment).addCallback(
+                                     detached_digests=digests, at=moment,
+                                     password=password.decode("utf-8", "replace") if password else None).addCallback(
             lambda report: _signed(request, to_etsi_xml(report), b"application/xml") if xml
             else json_response(request, 200, to_json(report)))
 
