@@ -7,9 +7,11 @@
    signature ends INDETERMINATE ("valid(crypto)": NO_CERTIFICATE_CHAIN_FOUND; CERTIFICATE_CHAIN_GENERAL_FAILURE
    where the signer's certificate does not decode strictly; CRYPTO_CONSTRAINTS_FAILURE_NO_POE for SHA-1,
    refused as in CAdES) with a scope and no "modified after signing" finding. Attacks never end TOTAL-PASSED.
+   Some valid(crypto) vectors are verified again trusting their own DSS root at their signing time: TOTAL-PASSED.
 2. Round trips: PDFs signed here with pyHanko and an HSM key of the test PKI, verified with our root as the
    trust anchor: TOTAL-PASSED at B-B, B-T, B-LT and B-LTA; a later page-content change is "modified after
-   signing"; a second signature (form filling) keeps the first one passed.
+   signing"; a second signature or a filled text field keeps the first one passed; a replaced field
+   appearance and an annotation over the text do not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,9 +29,11 @@ from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.signers.pdf_cms import Signer
+from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -522,3 +527,30 @@ def test_an_annotation_over_the_signed_text_is_not_passed(pki_online: OnlinePki)
     (report,) = verify_pdf(_annotate(signed), _trust(pki_online))
     assert report.indication is not Indication.TOTAL_PASSED
     assert report.messages[0].startswith(MODIFIED), report.messages
+
+
+def _own_roots(pdf: bytes) -> tuple[bytes, ...]:
+    """The self-signed certificates of the vector's DSS (its producer's test or real roots)."""
+    store = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(pdf), strict=False))
+    return tuple(c.dump() for c in store.load_certs() if c.self_signed in ("yes", "maybe"))
+
+
+@pytest.mark.parametrize(("file", "signatures"), [
+    ("doc-firmado-B.pdf", {"Signature1": "B-B"}),
+    ("PAdES-LT.pdf", {"Signature2": "B-LT", "Signature4": "B-LT"}),
+    ("plugtest/Signature-P-HU_POL-3.pdf", {"Signature1": "B-LT"}),
+])
+def test_vectors_pass_when_their_own_root_is_trusted_at_their_signing_time(
+        shared_dir: Path, file: str, signatures: dict[str, str]) -> None:
+    """valid(crypto) vectors end TOTAL-PASSED once their own root is the trust anchor and the verification
+    time is when they were signed (their certificates have expired since; only embedded revocation data)."""
+    data = (shared_dir / FOLDER / file).read_bytes()
+    roots = _own_roots(data)
+    assert roots
+    claimed = {r.id: r.claimed_signing_time for r in verify_pdf(data, UNTRUSTED)}
+    for identifier, level in signatures.items():
+        moment = claimed[identifier]
+        assert moment is not None
+        trust = Trust(roots, allow_fetching=False, validation_time=moment + timedelta(minutes=5))
+        (report,) = [r for r in verify_pdf(data, trust) if r.id == identifier]
+        _passed(report, level)
