@@ -172,4 +172,6 @@ def _protect(services: Services, wrapped: resource.IResource,
     """``wrapped`` behind HTTP Basic; each route's permission is in server.web.auth.ROUTES."""
     from server.web.auth import protect
 
-    return protect(wrapped, services.users, services.settings.auth.realm, public)
+    auth = services.settings.auth
+    return protect(wrapped, services.users, auth.realm, public,
+                   trusted_proxies=frozenset(a.strip() for a in auth.trusted_proxies.split(",") if a.strip()))

@@ -78,6 +78,7 @@ class AuthSettings:
     lockout_max_seconds: float  # the longest lock (the delay doubles per failure up to this)
     failure_window_seconds: float  # an address's failures are forgotten this long after its last one
     reset_minutes: int  # how long an e-mailed password reset link stays valid
+    trusted_proxies: str  # comma-separated addresses of reverse proxies whose X-Forwarded-For names the client
 
 
 @dataclass(frozen=True)

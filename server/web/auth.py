@@ -182,14 +182,30 @@ class AddressedCredentials(UsernamePassword):
         self.address = address
 
 
-def client_address(request: Any) -> str | None:
-    return getattr(request.getClientAddress(), "host", None)
+def client_address(request: Any, trusted_proxies: frozenset[str] = frozenset()) -> str | None:
+    """The address a request comes from: the peer's, or, when the peer is a trusted reverse proxy, the
+    right-most X-Forwarded-For entry that is not a trusted proxy itself (entries left of it are the
+    client's word and could be forged)."""
+    peer = getattr(request.getClientAddress(), "host", None)
+    if peer is None or peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for v in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
+            for h in v.decode("latin-1").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop[:64]
+    return peer
 
 
 class AddressedBasicCredentialFactory(BasicCredentialFactory):
+    def __init__(self, realm: str, trusted_proxies: frozenset[str] = frozenset()) -> None:
+        super().__init__(realm)
+        self._trusted = trusted_proxies
+
     def decode(self, response: bytes, request: Any) -> AddressedCredentials:
         credentials = super().decode(response, request)
-        return AddressedCredentials(credentials.username, credentials.password, client_address(request))
+        return AddressedCredentials(credentials.username, credentials.password,
+                                    client_address(request, self._trusted))
 
 
 @implementer(ICredentialsChecker)
@@ -320,11 +336,12 @@ class _Gate(resource.Resource):
 
 
 def protect(wrapped: IResource, users: UserService, realm: str,
-            public: Mapping[bytes, IResource] | None = None) -> IResource:
+            public: Mapping[bytes, IResource] | None = None, trusted_proxies: frozenset[str] = frozenset()) -> IResource:
     """``wrapped`` behind HTTP Basic, each route allowed as :data:`ROUTES` and the policy say. ``public``
-    children (PUBLIC routes not in ``wrapped``) are served without authentication."""
+    children (PUBLIC routes not in ``wrapped``) are served without authentication. The lockout per
+    address counts the peer address, or X-Forwarded-For's behind a ``trusted_proxies`` address."""
     portal = Portal(_Realm(wrapped), [PasswordChecker(users)])
-    guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm)])
+    guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm, trusted_proxies)])
     return _Gate(wrapped, guarded, public or {})
 
 

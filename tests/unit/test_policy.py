@@ -108,3 +108,77 @@ def test_users_see_only_their_own_documents_admins_and_auditors_any() -> None:
     assert allowed(who(U, 3), Action.DOCUMENT_READ, owner_id=4)
     assert not allowed(who(U, 3), Action.DOCUMENT_CANCEL, owner_id=3)  # the auditor only reads
     assert allowed(who(A, 3), Action.DOCUMENT_CANCEL, owner_id=4)
+
+
+# --- the route table and the DSS operation that decide which action a request needs ------------------
+
+import io  # noqa: E402
+
+from server.web.auth import DSS_ACTIONS, PUBLIC, ROUTES, client_address, dss_operation, permission_of  # noqa: E402
+
+ENV = '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" ' \
+      'xmlns:dss="urn:oasis:names:tc:dss:1.0:core:schema">{}</soap:Envelope>'
+
+
+def test_every_route_names_an_action_public_or_the_dss_operation() -> None:
+    for path, methods in ROUTES.items():
+        for method, permission in methods.items():
+            assert permission in (PUBLIC, "dss-operation") or Action(permission), (path, method)
+    assert permission_of(b"/api/v1/sign", b"POST") == (Action.SIGN, ("POST",))
+    assert permission_of(b"/api/v1/whoami", b"HEAD")[0] == Action.WHOAMI
+    assert permission_of(b"/api/v1/sign", b"GET") == (None, ("POST",))
+    assert permission_of(b"/api/v1/sig%6E", b"POST") == (None, ())  # not decoded: unknown, refused
+    assert permission_of(b"/api/v1/", b"GET") == (None, ())
+    assert permission_of(b"/dss", b"GET")[0] == PUBLIC
+
+
+@pytest.mark.parametrize("body, operation", [
+    ("<soap:Body><dss:SignRequest><dss:InputDocuments/></dss:SignRequest></soap:Body>", "SignRequest"),
+    ("<soap:Header><x/></soap:Header><soap:Body><dss:VerifyRequest/></soap:Body>", "VerifyRequest"),
+    ("<soap:Body><dss:VerifyRequest><dss:OptionalInputs><dss:ReturnVerificationReport/></dss:OptionalInputs>"
+     "<dss:SignatureObject/></dss:VerifyRequest></soap:Body>", "VerifyRequest"),
+    ("<soap:Body><dss:VerifyRequest><dss:OptionalInputs><dss:ReturnVerificationReport/>"
+     '<dss:ReturnUpdatedSignature Type="x"/></dss:OptionalInputs></dss:VerifyRequest></soap:Body>',
+     "VerifyRequest+ReturnUpdatedSignature"),
+    # ReturnUpdatedSignature outside OptionalInputs is not the option (and not schema-valid anyway)
+    ("<soap:Body><dss:VerifyRequest><dss:SignatureObject><dss:ReturnUpdatedSignature/></dss:SignatureObject>"
+     "</dss:VerifyRequest></soap:Body>", "VerifyRequest"),
+    ("<soap:Body><dss:Other/></soap:Body>", None),
+    ("<soap:Body/>", None),
+    ("<soap:Body><dss:SignRequest/>", "SignRequest"),  # cut off after the operation: spyne refuses it
+])
+def test_the_dss_operation_of_a_request(body: str, operation: str | None) -> None:
+    content = io.BytesIO(ENV.format(body).encode())
+    assert dss_operation(content) == operation
+    assert content.tell() == 0
+    if operation is not None:
+        assert operation in DSS_ACTIONS
+
+
+def test_a_dss_request_with_a_doctype_or_garbage_has_no_operation() -> None:
+    doc = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "SignRequest">]>' + ENV.format(
+        "<soap:Body><dss:SignRequest/></soap:Body>")
+    assert dss_operation(io.BytesIO(doc.encode())) is None
+    assert dss_operation(io.BytesIO(b"not xml at all")) is None
+    assert dss_operation(io.BytesIO(b"<other><soap:Body/></other>")) is None
+
+
+class _Request:
+    def __init__(self, peer: str, forwarded: list[bytes]) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.web.http_headers import Headers
+
+        self._peer = IPv4Address("TCP", peer, 4711)
+        self.requestHeaders = Headers({b"x-forwarded-for": forwarded} if forwarded else {})
+
+    def getClientAddress(self) -> object:
+        return self._peer
+
+
+def test_the_client_address_behind_trusted_proxies_only() -> None:
+    proxies = frozenset({"10.0.0.1", "10.0.0.2"})
+    assert client_address(_Request("192.0.2.9", [b"203.0.113.5"]), proxies) == "192.0.2.9"  # not a proxy: ignored
+    assert client_address(_Request("10.0.0.1", [b"203.0.113.5"]), proxies) == "203.0.113.5"
+    assert client_address(_Request("10.0.0.1", [b"1.2.3.4, 203.0.113.5, 10.0.0.2"]), proxies) == "203.0.113.5"
+    assert client_address(_Request("10.0.0.1", []), proxies) == "10.0.0.1"
+    assert client_address(_Request("10.0.0.1", [b"203.0.113.5"])) == "10.0.0.1"  # no trusted proxies
