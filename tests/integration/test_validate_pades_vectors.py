@@ -332,7 +332,7 @@ def _appearance(writer: PdfFileWriter | IncrementalPdfFileWriter, text: str, fon
     return writer.add_object(stream)
 
 
-def _document(*, text_field: bool = False) -> bytes:
+def _document(*, text_field: bool = False, password: str | None = None) -> bytes:
     """A one-page PDF (its content stream uncompressed), optionally with an empty text field "Name"."""
     writer = PdfFileWriter()
     font = writer.add_object(generic.DictionaryObject({
@@ -358,6 +358,8 @@ def _document(*, text_field: bool = False) -> bytes:
             _name("/DR"): generic.DictionaryObject({
                 _name("/Font"): generic.DictionaryObject({_name("/Helv"): font})})}))
     writer.insert_page(page)
+    if password is not None:
+        writer.encrypt("owner-" + password, password)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -395,13 +397,17 @@ def _annotate(pdf: bytes) -> bytes:
 
 
 def _sign(pdf: bytes, key: SigningKey, *, field: str = "Signature1", timestamper: ClientTimeStamper | None = None,
-          roots: tuple[bytes, ...] = (), lta: bool = False) -> bytes:
+          roots: tuple[bytes, ...] = (), lta: bool = False, certify: fields.MDPPerm | None = None,
+          password: str | None = None) -> bytes:
     meta = signers.PdfSignatureMetadata(
         field_name=field, subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256",
-        embed_validation_info=bool(roots), use_pades_lta=lta,
+        embed_validation_info=bool(roots), use_pades_lta=lta, certify=certify is not None,
+        docmdp_permissions=certify or fields.MDPPerm.FILL_FORMS,
         validation_context=ValidationContext(trust_roots=[asn1_x509.Certificate.load(r) for r in roots],
                                              allow_fetching=True) if roots else None)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    if password is not None:
+        writer.encrypt(password)
     out = io.BytesIO()
     asyncio.run(signers.PdfSigner(meta, signer=_HsmSigner(key), timestamper=timestamper)
                 .async_sign_pdf(writer, output=out))
@@ -554,3 +560,29 @@ def test_vectors_pass_when_their_own_root_is_trusted_at_their_signing_time(
         trust = Trust(roots, allow_fetching=False, validation_time=moment + timedelta(minutes=5))
         (report,) = [r for r in verify_pdf(data, trust) if r.id == identifier]
         _passed(report, level)
+
+
+def test_a_certification_that_allows_no_changes_is_not_passed_after_a_form_fill(pki_online: OnlinePki) -> None:
+    """(pyHanko itself refuses to sign after DocMDP P=1, so the change is a filled text field.)"""
+    certified = _sign(_document(text_field=True), _user_key(pki_online), certify=fields.MDPPerm.NO_CHANGES)
+    _passed(verify_pdf(certified, _trust(pki_online))[0], "B-B")
+    (report,) = verify_pdf(_fill(certified, "Anna Muster"), _trust(pki_online))
+    assert report.indication is not Indication.TOTAL_PASSED and report.messages[0].startswith(MODIFIED), \
+        report.messages
+
+
+def test_a_certification_that_allows_form_filling_stays_passed_after_a_second_signature(
+        pki_online: OnlinePki) -> None:
+    certified = _sign(_document(), _user_key(pki_online, "anna"), field="Anna", certify=fields.MDPPerm.FILL_FORMS)
+    for report in verify_pdf(_sign(certified, _user_key(pki_online, "bert"), field="Bert"), _trust(pki_online)):
+        _passed(report, "B-B")
+
+
+def test_an_encrypted_pdf_is_verified_with_its_password(pki_online: OnlinePki) -> None:
+    signed = _sign(_document(password="geheim"), _user_key(pki_online), password="geheim")
+    (report,) = verify_pdf(signed, _trust(pki_online), password="geheim")
+    _passed(report, "B-B")
+    for password, words in ((None, "give its password"), ("falsch", "does not open it")):
+        with pytest.raises(SiegelError) as caught:
+            verify_pdf(signed, _trust(pki_online), name="geheim.pdf", password=password)
+        assert caught.value.code is Code.BAD_REQUEST and words in caught.value.message
