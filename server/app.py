@@ -100,6 +100,7 @@ class Services:
         if not self.settings.directory.enabled:
             return None
         from adapters.directory.ldap import open_directory
+        from server.identity.users import Role
 
         return DirectorySync(self.engine, self.audit, self.settings.directory, lambda: open_directory(self.settings),
                              self.ca, [role.value for role in Role])

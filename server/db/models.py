@@ -244,4 +244,4 @@ class DirectoryAccount(Base):
     # The sync disabled the account (disabled or gone in the directory), so the sync may enable it again;
     # an account an administrator disabled stays disabled whatever the directory says.
     disabled_by_sync: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
-    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # last written by a sync

@@ -39,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 ACTOR = "ldap-sync"
 WORKFLOW_STEPS_NOTE = "workflow steps: n/a until workflows exist"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")  # the account name rule of server/identity/users.py
+_API_KEY = re.compile(r"^ak_[0-9a-f]{32}$")  # API client keys; no account may be named like one
 _STATE_ID = 1
 _MAX_CHANGES_LISTED = 1000
 _USER_SIGNING = "user-signing"  # server.pki.profiles.USER_SIGNING.name
@@ -139,7 +141,7 @@ class SyncSummary:
             ("enabled", self.enabled), ("unchanged", self.unchanged),
             ("certificates issued", self.certificates_issued),
             ("certificates revoked", self.certificates_revoked)))
-        out = [head, f"accounts {verb + ' ' if verb else ''}{counts}".replace("  ", " "), self.workflow_steps]
+        out = [head, f"accounts{' (' + verb + ')' if verb else ''}: {counts}", self.workflow_steps]
         out += [f"  {c}" for c in self.changes]
         out += [f"error: {e}" for e in self.errors]
         return out
@@ -185,6 +187,7 @@ class _Account:
     external_id: str
     dn: str | None
     disabled_by_sync: bool
+    change_mark: str | None
     groups: set[str]
 
 
@@ -276,7 +279,7 @@ class DirectorySync:
                         progress("users read", len(entries))
             finally:
                 reader.close()
-        except DirectoryUnavailable as exc:
+        except SiegelError as exc:  # unavailable, or refused (configuration): nothing changed
             if not dry_run:
                 self._record_failure(exc.message)
             raise
@@ -319,7 +322,7 @@ class DirectorySync:
                 if groups != account.groups or role != account.role:
                     wanted[account.id] = _Wanted(account.name, account.email, account.display_name, role,
                                                  account.disabled and account.disabled_by_sync, account.dn,
-                                                 groups, None)
+                                                 groups, account.change_mark)
         summary.high_water = high
         pending = self._apply(accounts, wanted, full, seen, groups_by_name={g.name.lower(): g for g in directory_groups},
                               summary=summary, dry_run=dry_run)
@@ -334,7 +337,7 @@ class DirectorySync:
             return f"{entry.dn}: no {self._s.id_attribute} (the stable id); skipped"
         if not entry.username:
             return f"{entry.dn}: no {self._s.username_attribute}; skipped"
-        if not _NAME.match(entry.username):
+        if not _NAME.match(entry.username) or _API_KEY.match(entry.username):
             return (f"{entry.dn}: {self._s.username_attribute} {entry.username!r} is not a Siegel account name "
                     "(1-200 letters, digits or . _ @ -); skipped")
         return None
@@ -385,14 +388,15 @@ class DirectorySync:
     def _load_accounts(self) -> dict[int, _Account]:
         users, accounts_t = User.__table__, DirectoryAccount.__table__
         query = (select(users.c.id, users.c.name, users.c.email, users.c.display_name, users.c.role,
-                        users.c.disabled, users.c.external_id, accounts_t.c.dn, accounts_t.c.disabled_by_sync)
+                        users.c.disabled, users.c.external_id, accounts_t.c.dn, accounts_t.c.disabled_by_sync,
+                        accounts_t.c.change_mark)
                  .select_from(users.outerjoin(accounts_t, accounts_t.c.user_id == users.c.id))
                  .where(users.c.source == "directory"))
         out: dict[int, _Account] = {}
         with self._engine.connect() as conn:
             for r in conn.execute(query):
                 out[r.id] = _Account(r.id, r.name, r.email, r.display_name, r.role, bool(r.disabled),
-                                     r.external_id or "", r.dn, bool(r.disabled_by_sync), set())
+                                     r.external_id or "", r.dn, bool(r.disabled_by_sync), r.change_mark, set())
             if self._relevant:
                 rows = conn.execute(select(GroupMember.user_id, Group.name)
                                     .join(Group, Group.id == GroupMember.group_id)
@@ -468,8 +472,8 @@ class DirectorySync:
                 audit.append((ACTOR, action, values.get("name", account.name), {**changed_fields, "source": "directory"}))
             if not values and key not in membership:
                 summary.unchanged += 1
-            if (values or account.dn != want.dn or want.change_mark is not None
-                    or disabled_by_sync != account.disabled_by_sync):
+            if (values or account.dn != want.dn or disabled_by_sync != account.disabled_by_sync
+                    or (want.change_mark is not None and want.change_mark != account.change_mark)):
                 account_rows.append({"user_id": account.id, "dn": want.dn, "change_mark": want.change_mark,
                                      "disabled_by_sync": disabled_by_sync, "seen_at": now})
         if full:  # gone from the directory (or out of the user filter): disabled, never deleted
@@ -486,6 +490,18 @@ class DirectorySync:
         new_enrol = sum(1 for _, w in creates if not w.directory_disabled and w.groups & set(self._enrol))
         if dry_run or not (creates or updates or account_rows or membership):
             return disabling, new_enrol
+        try:
+            return self._write(creates, updates, account_rows, membership, audit, groups_by_name, now,
+                               (disabling, new_enrol))
+        except IntegrityError:
+            raise SiegelError(Code.CONFLICT, "the accounts changed while the sync ran (another sync at the same "
+                                             "time?); nothing of this run was written, run it again") from None
+
+    def _write(self, creates: list[tuple[str, _Wanted]], updates: list[dict], account_rows: list[dict],
+               membership: dict[int | str, tuple[set[str], frozenset[str]]], audit: list[tuple[str, str, str, dict]],
+               groups_by_name: dict[str, DirectoryGroup], now: datetime,
+               pending: tuple[set[int], int]) -> tuple[set[int], int]:
+        users_t, accounts_t = User.__table__, DirectoryAccount.__table__
         with self._engine.begin() as conn:
             new_ids: dict[str, int] = {}
             if creates:
@@ -534,7 +550,7 @@ class DirectorySync:
                     conn.execute(delete(gm).where(and_(gm.c.group_id == group_id, gm.c.user_id == user_id)))
             if audit:
                 self._audit.append_many_in(conn, audit)
-        return disabling, new_enrol
+        return pending
 
     def _group_ids(self, conn, names: set[str], groups_by_name: dict[str, DirectoryGroup],
                    now: datetime) -> dict[str, int]:

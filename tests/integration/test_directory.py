@@ -467,3 +467,60 @@ def test_ten_thousand_users_in_nested_groups(big_directory: tuple[SlapdServer, O
         assert seconds < 10
     finally:
         engine.dispose()
+
+
+# --- the command and the scheduled job --------------------------------------------------------------------
+
+
+def test_siegel_ldap_sync_command_and_job(slapd_server: SlapdServer, org: Org, tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from server.app import build_services, scheduled_jobs
+
+    name = org.dn.split(",")[0].split("=")[1]
+    secret = tmp_path / "bind.password"
+    secret.write_text(slapd_server.password + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIEGEL_")}
+    directory_env = {
+        "SIEGEL_DATA_DIR": str(tmp_path / "var"), "SIEGEL_DIRECTORY_ENABLED": "true",
+        "SIEGEL_DIRECTORY_SERVERS": slapd_server.url, "SIEGEL_DIRECTORY_START_TLS": "false",
+        "SIEGEL_DIRECTORY_BIND_DN": slapd_server.bind_dn, "SIEGEL_DIRECTORY_BIND_PASSWORD_FILE": str(secret),
+        "SIEGEL_DIRECTORY_USER_BASE": org.users_dn, "SIEGEL_DIRECTORY_GROUP_BASE": org.groups_dn,
+        "SIEGEL_DIRECTORY_ROLE_GROUPS": f"{name}-admins=admin", "SIEGEL_DIRECTORY_SYNC_INTERVAL_MINUTES": "5"}
+
+    def siegel(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "server.cli", *args], env={**env, **(extra or {})},
+                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+
+    off = siegel("ldap", "sync", extra={"SIEGEL_DATA_DIR": str(tmp_path / "var")})
+    assert off.returncode == 78 and "the directory is not enabled" in off.stderr
+
+    dry = siegel("ldap", "sync", "--dry-run", extra=directory_env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("full sync (dry run: nothing written): 12 users and 10 groups read"), dry.stdout
+    assert "accounts (would be): 12 created" in dry.stdout
+    real = siegel("ldap", "sync", extra=directory_env)
+    assert real.returncode == 0 and "accounts: 12 created" in real.stdout, real.stdout + real.stderr
+    again = siegel("ldap", "sync", "--json", extra=directory_env)
+    assert again.returncode == 0 and '"mode": "incremental"' in again.stdout, again.stdout + again.stderr
+    status = siegel("ldap", "status", extra=directory_env)
+    assert "change_attribute: entryCSN" in status.stdout and "last_error: -" in status.stdout, status.stdout
+    check = siegel("ldap", "check", extra=directory_env)
+    assert check.stdout.strip() == "server: OpenLDAP, change_attribute: entryCSN, nested_groups: expand", check.stdout
+
+    settings = config.load(data_dir=tmp_path / "var", environ=directory_env)
+    services = build_services(settings)
+    try:
+        [job] = [j for j in scheduled_jobs(services) if j.name == "ldap-sync"]
+        assert job.interval.total_seconds() == 300
+        job.run()  # incremental: the last full run is recent
+        assert services.directory is not None and services.directory.state().last_error is None
+        assert services.users.directory is not None  # directory accounts log in by binding
+    finally:
+        services.close()
+    plain = build_services(config.load(data_dir=tmp_path / "other", environ={}))
+    try:
+        assert plain.directory is None and "ldap-sync" not in [j.name for j in scheduled_jobs(plain)]
+    finally:
+        plain.close()
