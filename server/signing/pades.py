@@ -429,8 +429,11 @@ def prepare_pades(pdf: BinaryIO, chain: tuple[bytes, ...], *, options: PadesOpti
     properties = properties or SignatureProperties()
     cades_spec = _cades_attributes(properties)
     signer = _signer(chain, digest, None)
+    if out is pdf:
+        raise SiegelError(Code.INTERNAL, "prepare_pades writes a new stream: the input stays as it is")
     writer = _open(pdf, options.password)
-    target = _target(writer, chain[0], options)
+    with _pdf_errors("the PDF's pages or form fields cannot be read"):
+        target = _target(writer, chain[0], options)
     place = properties.production_place
     meta = PdfSignatureMetadata(
         field_name=target.field_name, md_algorithm=digest.value, reason=properties.reason,

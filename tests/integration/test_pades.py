@@ -42,7 +42,7 @@ from server.signing.pades import (
     sign_pades,
 )
 from tests.fixtures.pdf import EmptyField, encrypt_with_qpdf, make_pdf, set_text_field
-from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings
 
 pytestmark = pytest.mark.integration
 
@@ -265,6 +265,27 @@ def test_the_default_stamp_shows_the_signers_name(pki: Pki) -> None:
         return data + b"".join(streams(x) for x in nested.values())
 
     assert b"berta" in streams(field["/AP"]["/N"])
+
+
+@pytest.mark.parametrize("digest", [DigestAlgorithm.SHA384, DigestAlgorithm.SHA512])
+def test_other_digest_algorithms(pki: Pki, nss: Nss, tmp_path: Path, digest: DigestAlgorithm) -> None:
+    out = BytesIO()
+    sign_pades(_user_key(pki), BytesIO(make_pdf()), level=Level.B_B, digest=digest, out=out)
+    _pdfsig(nss, out.getvalue(), tmp_path, 1)
+    assert _signer_info(out.getvalue())["digest_algorithm"]["algorithm"].native == digest.value
+    _validate_all(out.getvalue(), pki)
+
+
+def test_rsa_keys_sign_too(tmp_path: Path, database_url: str, hsm: object) -> None:
+    made = make_pki(pki_settings(tmp_path / "var", database_url, key_algorithm="rsa-3072"), hsm)  # type: ignore[arg-type]
+    try:
+        made.ca.init("test")
+        signed = _sign(_user_key(made, "rsa"), make_pdf())
+        _pdfsig(_nss(tmp_path, made, ("-no-ocsp",)), signed, tmp_path, 1)
+        assert _signer_info(signed)["signature_algorithm"]["algorithm"].native == "sha256_rsa"
+        _validate_all(signed, made)
+    finally:
+        made.engine.dispose()
 
 
 # ---------------------------------------------------------------- several signers, certification, locks
@@ -559,3 +580,13 @@ def test_a_20_mb_pdf_signs_from_file_to_file_with_little_memory(pki: Pki, nss: N
         tracemalloc.stop()
     assert peak < size // 2, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB PDF"
     _pdfsig(nss, target.read_bytes(), tmp_path, 1)
+
+    data = source.read_bytes()  # in memory already (as a request body is): the output is the one copy more
+    tracemalloc.start()
+    try:
+        out = BytesIO()
+        sign_pades(key, BytesIO(data), level=Level.B_B, out=out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * size, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB PDF in memory"
