@@ -72,6 +72,14 @@ def is_disabled(rule_attribute: str, rule_value: str, raw: list[bytes] | None) -
     return text.lower() == rule_value.lower()
 
 
+def _unbind(conn: ldap3.Connection) -> None:
+    """Close a connection whose socket may be broken already (a failed TLS handshake, a dead server)."""
+    try:
+        conn.unbind()
+    except (LDAPException, OSError):
+        pass
+
+
 @dataclass(frozen=True)
 class ServerKind:
     change_attribute: str
@@ -125,10 +133,10 @@ class LdapDirectory:
                     raise DirectoryUnavailable(f"bind as {user} on {server.host} failed: "
                                                f"{conn.result.get('description')} {conn.result.get('message')}".strip())
             except (LDAPInvalidCredentialsResult, DirectoryUnavailable):
-                conn.unbind()
+                _unbind(conn)
                 raise
             except (LDAPException, OSError) as exc:
-                conn.unbind()
+                _unbind(conn)
                 raise DirectoryUnavailable(f"directory error on {server.host}: {exc}") from None
             return conn
         raise DirectoryUnavailable(f"no directory server answers ({', '.join(self._urls)}): {'; '.join(failures)}")
@@ -144,7 +152,7 @@ class LdapDirectory:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.unbind()
+            _unbind(self._conn)
             self._conn = None
 
     def check(self) -> dict[str, str]:
@@ -301,7 +309,7 @@ class LdapDirectory:
             conn = self._connect(dn, password)
         except LDAPInvalidCredentialsResult:
             return False
-        conn.unbind()
+        _unbind(conn)
         return True
 
 

@@ -457,7 +457,8 @@ def test_ten_thousand_users_in_nested_groups(big_directory: tuple[SlapdServer, O
         assert disabled == len(org.disabled) == 10_000 // 97
 
         target = org.users[1234]
-        server.modify_ldif(f"dn: {org.user_dn(target)}\nchangetype: modify\nreplace: mail\nmail: new@big.test\n")
+        server.modify_ldif(f"dn: {org.user_dn(target)}\nchangetype: modify\nreplace: mail\n"
+                           f"mail: {uuid.uuid4().hex[:8]}@big.test\n")  # the module shares the directory
         started = time.monotonic()
         incremental = sync.run()
         seconds = time.monotonic() - started
@@ -524,3 +525,77 @@ def test_siegel_ldap_sync_command_and_job(slapd_server: SlapdServer, org: Org, t
         assert plain.directory is None and "ldap-sync" not in [j.name for j in scheduled_jobs(plain)]
     finally:
         plain.close()
+
+
+# --- TLS ------------------------------------------------------------------------------------------------
+
+
+def _tls_files(where: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA certificate, and a server certificate for 127.0.0.1 with its key (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} directory CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = where / f"{name}-ca.pem", where / f"{name}-server.pem", where / f"{name}-server.key"
+    paths[0].write_bytes(ca.public_bytes(Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return paths
+
+
+def test_ldaps_and_starttls_check_the_directory_certificate(tmp_path: Path) -> None:
+    from tests.fixtures.slapd import DEFAULT_LDIF, USER_PASSWORDS, tool_path
+
+    if tool_path("slapd") is None:
+        pytest.skip("OpenLDAP tools missing")
+    ca, cert, key = _tls_files(tmp_path, "good")
+    other_ca, _, _ = _tls_files(tmp_path, "other")
+    server = SlapdServer(base=service_dir("siegel-slapd-tls-"), port=free_port(), tls_certificate=cert, tls_key=key,
+                         ldaps_port=free_port())
+    try:
+        server.start()
+        server.add_ldif(DEFAULT_LDIF)
+        base = replace(config.load(data_dir=tmp_path, environ={}).directory, enabled=True, bind_dn=server.bind_dn,
+                       user_base=server.users_dn, group_base=server.groups_dn, timeout_seconds=5.0)
+        for servers, start_tls in ((server.ldaps_url, False), (server.url, True)):
+            trusted = LdapDirectory(replace(base, servers=servers, start_tls=start_tls, ca_file=str(ca)), server.password)
+            try:
+                assert trusted.check()["server"] == "OpenLDAP"
+                assert trusted.bind_check("anna", USER_PASSWORDS["anna"])
+            finally:
+                trusted.close()
+            stranger = LdapDirectory(replace(base, servers=servers, start_tls=start_tls, ca_file=str(other_ca)),
+                                     server.password)
+            with pytest.raises(DirectoryUnavailable):
+                stranger.check()
+        # the right CA, the wrong name: the certificate names 127.0.0.1 only
+        misnamed = LdapDirectory(replace(base, servers=f"ldaps://localhost:{server.ldaps_port}", start_tls=False,
+                                         ca_file=str(ca)), server.password)
+        with pytest.raises(DirectoryUnavailable):
+            misnamed.check()
+        # the first server refuses (nothing listens there), the second answers
+        failover = LdapDirectory(replace(base, servers=f"ldaps://127.0.0.1:{free_port()}, {server.ldaps_url}",
+                                         start_tls=False, ca_file=str(ca)), server.password)
+        try:
+            assert failover.check()["server"] == "OpenLDAP"
+        finally:
+            failover.close()
+    finally:
+        server.stop()
