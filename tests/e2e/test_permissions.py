@@ -270,6 +270,17 @@ def test_lockout_api_clients_and_password_reset_over_http(siegel_instance: Siege
     assert _whoami(inst, ("nora", "nora-second-password")).status_code == 200
     assert _whoami(inst, ("nora", "nora-first-password")).status_code == 401
     assert len(smtp_server.messages) == 1, "no mail for the unknown account"
+
+    # Account administration from the CLI takes effect on the running server (credential cache off here).
+    assert "now has the role auditor" in inst.cli("user", "set-role", "nora", "auditor").stdout
+    assert _whoami(inst, ("nora", "nora-second-password")).json()["role"] == "auditor"
+    assert requests.post(inst.url + "/api/v1/sign", data=DOCUMENT, auth=("nora", "nora-second-password"),
+                         timeout=30).status_code == 403
+    assert "disabled" in inst.cli("user", "disable", "nora", "--reason", "left").stdout
+    assert _whoami(inst, ("nora", "nora-second-password")).status_code == 401
+    listed = dict(line.split("\t", 1) for line in inst.cli("user", "list").stdout.splitlines())
+    assert listed["nora"].startswith("auditor\tlocal\tdisabled\tnora@example.com\t")
+    assert listed[inst.user].startswith("integration\tlocal\tenabled\t")
     audit = inst.cli("audit", "verify").stdout
     assert "intact" in audit
     assert inst.stop() == 0
