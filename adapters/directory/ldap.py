@@ -27,7 +27,11 @@ from ldap3.utils.conv import escape_filter_chars
 
 from server.config import DirectorySettings, Settings
 from server.errors import Code, SiegelError
-from server.identity.directory import DirectoryGroup, DirectoryUnavailable, DirectoryUser
+from server.identity.directory import (
+    DirectoryGroup,
+    DirectoryUnavailable,
+    DirectoryUser,
+)
 
 AD_CAPABILITY = "1.2.840.113556.1.4.800"  # LDAP_CAP_ACTIVE_DIRECTORY_OID in supportedCapabilities
 IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN

@@ -35,16 +35,18 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, Table, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql import ColumnElement
 
 from server.audit import AuditLog
 from server.config import DirectorySettings
-from server.db.models import Certificate, DirectoryAccount, DirectorySync as SyncRow, Group, GroupMember, User
+from server.db.models import Certificate, DirectoryAccount, Group, GroupMember, User
+from server.db.models import DirectorySync as SyncRow
 from server.errors import Code, SiegelError
 
 if TYPE_CHECKING:
@@ -168,12 +170,16 @@ def parse_role_groups(text: str, roles: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _table(model: type) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
 def _mark_key(attribute: str, mark: str) -> tuple[int, str]:
     return (int(mark), "") if attribute == "uSNChanged" and mark.isdigit() else (0, mark)
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -234,7 +240,7 @@ class DirectorySync:
     def full_due(self, now: datetime | None = None) -> bool:
         """Whether the scheduled job should run a full sync (never ran one, or too long ago)."""
         last = _utc(self.state().last_full_at)
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return last is None or now - last >= timedelta(hours=self._s.full_sync_hours)
 
     def run_scheduled(self) -> SyncSummary:
@@ -247,7 +253,7 @@ class DirectorySync:
         return summary
 
     def _record_failure(self, error: str) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._sessions.begin() as session:
             row = session.get(SyncRow, _STATE_ID)
             if row is None:
@@ -386,7 +392,7 @@ class DirectorySync:
         return users
 
     def _load_accounts(self) -> dict[int, _Account]:
-        users, accounts_t = User.__table__, DirectoryAccount.__table__
+        users, accounts_t = _table(User), _table(DirectoryAccount)
         query = (select(users.c.id, users.c.name, users.c.email, users.c.display_name, users.c.role,
                         users.c.disabled, users.c.external_id, accounts_t.c.dn, accounts_t.c.disabled_by_sync,
                         accounts_t.c.change_mark)
@@ -411,8 +417,8 @@ class DirectorySync:
                dry_run: bool) -> tuple[set[int], int]:
         """Create, update and disable accounts, and their memberships, in one transaction. Returns the ids of
         the accounts disabled and the number of new enabled accounts in an enrolment group."""
-        now = datetime.now(timezone.utc)
-        users_t, accounts_t = User.__table__, DirectoryAccount.__table__
+        now = datetime.now(UTC)
+        users_t = _table(User)
         names_taken: dict[str, int] = {}
         with self._engine.connect() as conn:
             names_taken = {n.lower(): i for i, n in conn.execute(select(users_t.c.id, users_t.c.name))}
@@ -469,7 +475,8 @@ class DirectorySync:
                 updates.append({"id": account.id, **values})
                 action = ("user.disable" if values.get("disabled") is True else
                           "user.enable" if values.get("disabled") is False else "user.update")
-                audit.append((ACTOR, action, values.get("name", account.name), {**changed_fields, "source": "directory"}))
+                audit.append((ACTOR, action, str(values.get("name", account.name)),
+                              {**changed_fields, "source": "directory"}))
             if not values and key not in membership:
                 summary.unchanged += 1
             if (values or account.dn != want.dn or disabled_by_sync != account.disabled_by_sync
@@ -501,7 +508,7 @@ class DirectorySync:
                membership: dict[int | str, tuple[set[str], frozenset[str]]], audit: list[tuple[str, str, str, dict]],
                groups_by_name: dict[str, DirectoryGroup], now: datetime,
                pending: tuple[set[int], int]) -> tuple[set[int], int]:
-        users_t, accounts_t = User.__table__, DirectoryAccount.__table__
+        users_t, accounts_t = _table(User), _table(DirectoryAccount)
         with self._engine.begin() as conn:
             new_ids: dict[str, int] = {}
             if creates:
@@ -544,8 +551,8 @@ class DirectorySync:
                     adds += [{"group_id": group_ids[g], "user_id": user_id} for g in wants - had if g in group_ids]
                     removes += [(group_ids[g], user_id) for g in had - wants if g in group_ids]
                 if adds:
-                    conn.execute(insert(GroupMember.__table__), adds)
-                gm = GroupMember.__table__
+                    conn.execute(insert(_table(GroupMember)), adds)
+                gm = _table(GroupMember)
                 for group_id, user_id in removes:
                     conn.execute(delete(gm).where(and_(gm.c.group_id == group_id, gm.c.user_id == user_id)))
             if audit:
@@ -555,7 +562,7 @@ class DirectorySync:
     def _group_ids(self, conn, names: set[str], groups_by_name: dict[str, DirectoryGroup],
                    now: datetime) -> dict[str, int]:
         """Ids of the directory groups ``names`` (lower-cased), created as needed."""
-        groups_t = Group.__table__
+        groups_t = _table(Group)
         out: dict[str, int] = {}
         existing = {r.name.lower(): r for r in conn.execute(select(groups_t.c.id, groups_t.c.name, groups_t.c.source))}
         for name in names:
@@ -577,12 +584,12 @@ class DirectorySync:
 
         ``pending``: in a dry run, the accounts the run would disable and the number of new accounts it
         would enrol (the database does not show them yet)."""
-        now = datetime.now(timezone.utc)
-        users_t, certs_t, gm, groups_t = User.__table__, Certificate.__table__, GroupMember.__table__, Group.__table__
+        now = datetime.now(UTC)
+        users_t, certs_t, gm, groups_t = _table(User), _table(Certificate), _table(GroupMember), _table(Group)
         valid = and_(certs_t.c.revoked_at.is_(None), certs_t.c.not_after > now)
         would_disable, would_enrol = pending
         with self._engine.connect() as conn:
-            disabled = users_t.c.disabled.is_(True)
+            disabled: ColumnElement[bool] = users_t.c.disabled.is_(True)
             if dry_run and would_disable:
                 disabled = disabled | users_t.c.id.in_(sorted(would_disable))
             to_revoke = list(conn.execute(
@@ -604,10 +611,11 @@ class DirectorySync:
             summary.certificates_revoked = len(to_revoke)
             summary.certificates_issued = len(to_enrol) + would_enrol
             return
-        if (to_revoke or to_enrol) and self._ca is None:
-            summary.errors.append("certificates: no CA service wired; nothing issued or revoked")
-            return
         ca = self._ca
+        if ca is None:
+            if to_revoke or to_enrol:
+                summary.errors.append("certificates: no CA service wired; nothing issued or revoked")
+            return
         for serial, name in to_revoke:
             try:
                 ca.revoke(serial, "cessationOfOperation", ACTOR)
@@ -627,7 +635,7 @@ class DirectorySync:
                     break
 
     def _record(self, summary: SyncSummary, full: bool, change_attribute: str, high: str | None) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._sessions.begin() as session:
             row = session.get(SyncRow, _STATE_ID)
             if row is None:

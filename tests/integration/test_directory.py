@@ -12,9 +12,9 @@ import base64
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from cryptography import x509
@@ -29,8 +29,16 @@ from server import config
 from server.audit import AuditLog
 from server.config import DirectorySettings
 from server.db.engine import make_engine, migrate
-from server.db.models import AuditEntry, Certificate, DirectoryAccount, DirectorySync as SyncRow, Group, GroupMember, User
-from server.identity.directory import DirectorySync, DirectoryUnavailable, SyncSummary
+from server.db.models import (
+    AuditEntry,
+    Certificate,
+    DirectoryAccount,
+    Group,
+    GroupMember,
+    User,
+)
+from server.db.models import DirectorySync as SyncRow
+from server.identity.directory import DirectorySync, DirectoryUnavailable
 from server.identity.users import Role, UserService
 from server.pki.ocsp import OcspResponder
 from tests.fixtures.pki import Pki
@@ -539,7 +547,7 @@ def _tls_files(where: Path, name: str) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
     from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} directory CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
