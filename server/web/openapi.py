@@ -110,6 +110,18 @@ PATHS: dict[str, dict[str, Any]] = {
                                   ["stateId", "signatureValue"]),
         "responses": {"200": {"description": "the detached CMS signature", "content": _CMS},
                       **_errors(400, 401, 404, 409)}}},
+    "/password-reset": {"post": {
+        "summary": "Mail a single-use password reset link to the account (no authentication; always 202)",
+        "security": [],
+        "requestBody": _json_body({"user": {"type": "string", "description": "account name or e-mail address"}},
+                                  ["user"]),
+        "responses": {"202": {"description": "accepted, whether or not such an account exists"}, **_errors(400)}}},
+    "/password-reset/complete": {"post": {
+        "summary": "Set a new password with the token of a reset link (once, before it expires)",
+        "security": [],
+        "requestBody": _json_body({"token": {"type": "string"}, "password": {"type": "string"}},
+                                  ["token", "password"]),
+        "responses": {"200": {"description": "the password is changed"}, **_errors(400)}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
 }
 

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.e2e
 MAJOR_RESPONDER = "urn:oasis:names:tc:dss:1.0:resultmajor:ResponderError"
 MAJOR_SUCCESS = "urn:oasis:names:tc:dss:1.0:resultmajor:Success"
 MAJOR_REQUESTER = "urn:oasis:names:tc:dss:1.0:resultmajor:RequesterError"
-MINOR_NOT_SUPPORTED = "urn:oasis:names:tc:dss:1.0:resultminor:NotSupported"
+MINOR_VALID_ON_ALL = "urn:oasis:names:tc:dss:1.0:resultminor:valid:signature:OnAllDocuments"
+MINOR_INCORRECT = "urn:oasis:names:tc:dss:1.0:resultminor:invalid:IncorrectSignature"
 SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:siegel:dss:1.0:Sign"'}
 
 JAVA_MAIN = """\
@@ -207,11 +208,16 @@ def test_zeep_client_from_the_wsdl_url(siegel_server: Any, official: xmlschema.X
     digest = next(a["values"][0].native for a in signed_attrs if a["type"].native == "message_digest")
     assert digest == hashlib.sha256(b"hello from zeep").digest()  # a CAdES over the document (openssl: test_dss_sign)
 
-    answer = client.service.Verify(RequestID="zeep-2", InputDocuments=documents,
-                                   SignatureObject={"Base64Signature": {"_value_1": b"\x30\x80", "Type": "urn:ietf:rfc:3369"}})
-    assert (answer.RequestID, answer.Result.ResultMinor) == ("zeep-2", MINOR_NOT_SUPPORTED)
+    answer = client.service.Verify(RequestID="zeep-2", InputDocuments=documents, SignatureObject={
+        "Base64Signature": {"_value_1": signature._value_1, "Type": "urn:ietf:rfc:3369"}})
+    assert (answer.RequestID, answer.Result.ResultMajor, answer.Result.ResultMinor) == (
+        "zeep-2", MAJOR_SUCCESS, MINOR_VALID_ON_ALL)
     official.validate(body_entry(history.last_sent["envelope"]))
     official.validate(body_entry(history.last_received["envelope"]))
+
+    answer = client.service.Verify(RequestID="zeep-3", InputDocuments=documents,
+                                   SignatureObject={"Base64Signature": {"_value_1": b"\x30\x80", "Type": "urn:ietf:rfc:3369"}})
+    assert (answer.RequestID, answer.Result.ResultMinor) == ("zeep-3", MINOR_INCORRECT)  # not a CMS: FORMAT_FAILURE
 
 
 def run(args: list[str], cwd: Path) -> str:
