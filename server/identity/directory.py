@@ -30,6 +30,7 @@ accounts follow it:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections import defaultdict
@@ -52,6 +53,7 @@ from server.errors import Code, SiegelError
 if TYPE_CHECKING:
     from server.pki.ca import CertificateAuthorityService
 
+log = logging.getLogger("siegel.directory")
 ACTOR = "ldap-sync"
 WORKFLOW_STEPS_NOTE = "workflow steps: n/a until workflows exist"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")  # the account name rule of server/identity/users.py
@@ -243,14 +245,17 @@ class DirectorySync:
         now = now or datetime.now(UTC)
         return last is None or now - last >= timedelta(hours=self._s.full_sync_hours)
 
-    def run_scheduled(self) -> SyncSummary:
-        """The job "ldap-sync": incremental, full when ``directory.full_sync_hours`` have passed."""
+    def run_scheduled(self) -> None:
+        """The job "ldap-sync": incremental, full when ``directory.full_sync_hours`` have passed.
+
+        The directory away fails the job (the scheduler retries it soon); errors of single entries (a
+        name Siegel cannot take, a certificate the HSM could not make) are logged and kept in
+        ``directory_sync.last_error``, and the job keeps its interval: the next run tries them again."""
         summary = self.run(full=self.full_due())
-        if summary.errors:
-            # The job's row shows the failure; the accounts that could be synchronised are.
-            raise SiegelError(Code.INTERNAL, f"ldap sync finished with {len(summary.errors)} error(s): "
-                                             f"{summary.errors[0]}")
-        return summary
+        fields = {k: v for k, v in asdict(summary).items() if k not in ("changes", "errors")}
+        log.info("ldap sync", extra={"fields": {**fields, "errors": len(summary.errors)}})
+        for error in summary.errors:
+            log.warning("ldap sync: %s", error)
 
     def _record_failure(self, error: str) -> None:
         now = datetime.now(UTC)

@@ -607,3 +607,42 @@ def test_ldaps_and_starttls_check_the_directory_certificate(tmp_path: Path) -> N
             failover.close()
     finally:
         server.stop()
+
+
+def test_entries_siegel_cannot_take_are_errors_and_the_job_keeps_running(
+        pki: Pki, slapd_server: SlapdServer, org: Org, caplog: pytest.LogCaptureFixture) -> None:
+    name = org.dn.split(",")[0].split("=")[1]
+    bad = f"{name} with spaces"
+    guid = base64.b64encode(object_guid(f"{name}/bad")).decode()
+    slapd_server.add_ldif(f"""dn: uid={name}-bad,{org.users_dn}
+objectClass: inetOrgPerson
+objectClass: adUser
+uid: {name}-bad
+cn: Bad Name
+sn: Name
+sAMAccountName: {bad}
+objectGUID:: {guid}
+""")
+    # a local account already has the name of a directory entry: it is not taken over
+    local = UserService(pki.engine, pki.audit, 0)
+    local.add(org.users[0], "local@example.com", "signer", LOCAL_PASSWORD)
+    settings = directory_settings(pki.settings.directory, slapd_server, org)
+    sync, _ = make_sync(pki.engine, pki.audit, settings, slapd_server.password)
+
+    with caplog.at_level("WARNING", logger="siegel.directory"):
+        sync.run_scheduled()  # no exception: the job keeps its interval
+
+    state = sync.state()
+    assert state.last_ok_at is not None and state.last_error is not None
+    assert f"{bad!r} is not a Siegel account name" in state.last_error
+    assert f"the account name {org.users[0]!r} is taken by another account" in state.last_error
+    assert any("is not a Siegel account name" in r.getMessage() for r in caplog.records)
+    account = users_by_name(pki.engine)[org.users[0]]
+    assert (account.source, account.email, account.external_id) == ("local", "local@example.com", None)
+    assert local.authenticate(org.users[0], LOCAL_PASSWORD) is not None
+    assert len([u for u in users_by_name(pki.engine).values() if u.source == "directory"]) == 11
+
+    away = replace(settings, servers=f"ldap://127.0.0.1:{free_port()}", timeout_seconds=2.0)
+    down, _ = make_sync(pki.engine, pki.audit, away, slapd_server.password)
+    with pytest.raises(DirectoryUnavailable):
+        down.run_scheduled()  # the job fails and is retried soon
