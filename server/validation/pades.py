@@ -67,17 +67,22 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from asn1crypto import cms, core, tsp, x509
 from pyhanko.pdf_utils import generic, misc
-from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath
-from pyhanko.sign.diff_analysis import (DEFAULT_DIFF_POLICY, DiffResult, DSSCompareRule, ModificationLevel,
-                                        StandardDiffPolicy, SuspiciousModification)
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffResult,
+    DSSCompareRule,
+    ModificationLevel,
+    StandardDiffPolicy,
+    SuspiciousModification,
+)
 from pyhanko.sign.diff_analysis.commons import compare_key_refs
 from pyhanko.sign.diff_analysis.rules.form_field_rules import _validate_dss_substructure
 from pyhanko.sign.diff_analysis.rules_api import Context, ReferenceUpdate
@@ -85,16 +90,33 @@ from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
 from pyhanko.sign.general import check_ess_certid, find_cms_attribute_iter
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.generic_cms import get_signing_cert_attr, validate_sig_integrity
+from pyhanko.sign.validation.generic_cms import (
+    get_signing_cert_attr,
+    validate_sig_integrity,
+)
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, extract_contents
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from server.errors import Code, SiegelError
-from server.validation.cades import (WEAK_DIGESTS, _ades, _complete, _embedded, _Embedded, _signature_timestamp,
-                                     _signer_certificate, _signing_time)
+from server.validation.cades import (
+    WEAK_DIGESTS,
+    _ades,
+    _complete,
+    _Embedded,
+    _embedded,
+    _signature_timestamp,
+    _signer_certificate,
+    _signing_time,
+)
 from server.validation.certificates import ChainResult, check_signer
-from server.validation.model import (Indication, SignatureReport, SignedScope, SubIndication, TimestampResult,
-                                     Trust)
+from server.validation.model import (
+    Indication,
+    SignatureReport,
+    SignedScope,
+    SubIndication,
+    TimestampResult,
+    Trust,
+)
 from server.validation.timestamps import check_timestamp, message_imprint
 
 FORMAT = "PAdES"
@@ -186,7 +208,7 @@ def verify_pdf(pdf: BinaryIO | bytes, trust: Trust, *, name: str = "document.pdf
         return [_unreadable(exc)]
     if not found:
         raise SiegelError(Code.BAD_REQUEST, f"{name} holds no signature (no filled signature field)")
-    document = _Document(reader, data, name, trust, trust.validation_time or datetime.now(timezone.utc))
+    document = _Document(reader, data, name, trust, trust.validation_time or datetime.now(UTC))
     entries = [document.safe_entry(names, sig_field) for names, sig_field in found]
     timestamps = [e for e in entries if e.is_timestamp and e.emb is not None]
     reports = []
@@ -366,7 +388,7 @@ class _Document:
         except _PARSE_ERRORS as exc:
             entry.structure = f"what the signature covers cannot be determined: {_short(exc)}"
             return None
-        entry.emb.coverage = coverage
+        entry.emb.coverage = coverage  # type: ignore[assignment]  # pyHanko declares it None until computed
         if coverage is SignatureCoverageLevel.UNCLEAR:
             entry.structure = "the /ByteRange does not cover the file up to a revision's end around the signature value"
         elif coverage is SignatureCoverageLevel.CONTIGUOUS_BLOCK_FROM_START:
@@ -569,7 +591,7 @@ class _SignatureCheck:
         self.info: cms.SignerInfo = self.emb.signer_info
         self.algorithm: str = self.emb.md_algorithm
         self.etsi = entry.subfilter == "/ETSI.CAdES.detached"
-        self.covering = [t for t in doc_timestamps if t.revision > entry.revision]
+        self.covering = sorted((t for t in doc_timestamps if t.revision > entry.revision), key=lambda t: t.revision)
         self.verdict = _Verdict()
         self.report = SignatureReport(
             entry.identifier, FORMAT, Indication.INDETERMINATE, digest_algorithm=self.algorithm,

@@ -149,7 +149,7 @@ def test_universal_forgery_with_an_emptied_contents_is_a_format_failure(signed: 
 
 @pytest.mark.parametrize("shape", ["empty", "overlap", "beyond-the-end", "not-from-zero", "shifted-gap"])
 def test_universal_forgery_and_wrapping_by_the_byte_range_are_format_failures(signed: bytes, shape: str) -> None:
-    _, (first, length1, start2, length2) = _byte_range(signed)
+    _, (_, length1, start2, length2) = _byte_range(signed)
     values = {
         "empty": [0, 0, 0, 0],
         "overlap": [0, length1 + 10, length1, length2 + start2 - length1],
