@@ -1,5 +1,5 @@
-"""Two-factor authentication: each account's TOTP secret (encrypted), last accepted TOTP time step and
-SMS number; recovery codes (SHA-256 hashes, single use); sent e-mail / SMS codes (SHA-256 hashes, with
+"""Two-factor authentication: each account's TOTP secret (encrypted), last accepted TOTP time step,
+SMS number and failed second factors in a row; recovery codes (SHA-256 hashes, single use); sent e-mail / SMS codes (SHA-256 hashes, with
 purpose, binding, expiry and attempt count).
 
 Revision ID: 0008
@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("totp_confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("totp_last_step", sa.BigInteger, nullable=True),
         sa.Column("phone", sa.String(32), nullable=True),
+        sa.Column("otp_failures", sa.Integer, nullable=False, server_default="0"),  # wrong second factors in a row
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
