@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from asn1crypto import algos, cms, core, tsp
-from asn1crypto import x509 as asn1_x509
+from asn1crypto import core, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, insert, update
@@ -44,7 +43,20 @@ from server.pki.ca import CertificateAuthorityService
 from server.pki.keystore import KeyStore
 from server.pki.profiles import signature_hash
 from server.pki.rfc3161 import TimeStampResp
-from server.signing.keysource import DigestAlgorithm, SignatureScheme
+from server.signing.cms_parts import (
+    OCTET_STRING,
+    SEQUENCE,
+    SignerParts,
+    attribute,
+    oid,
+    signed_attributes,
+    signed_data,
+    signer_info,
+    signer_parts,
+    tlv,
+    utc_time,
+)
+from server.signing.keysource import DigestAlgorithm
 
 log = logging.getLogger("siegel.tsa")
 
@@ -72,41 +84,22 @@ class Rejected(Exception):
         self.message = message
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    """One DER element: tag, definite length, content."""
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
-
-
-_SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0 = 0x30, 0x31, 0x04, 0xA0
 _GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
-_SIGNED_DATA = cms.ContentType("signed_data").dump()
-_TST_INFO = cms.ContentType("tst_info").dump()
-_VERSION_1, _VERSION_3 = core.Integer(1).dump(), core.Integer(3).dump()
-_MESSAGE_DIGEST = cms.CMSAttributeType("message_digest").dump()
-_SIGNING_TIME = cms.CMSAttributeType("signing_time").dump()
+_VERSION_1 = core.Integer(1).dump()
 
 
 @dataclass(frozen=True)
 class _Signer:
     """The TSA's key and the DER of everything a token says about its certificate.
 
-    Tokens are assembled from these bytes: asn1crypto re-encodes every certificate of a value it
-    wraps, which cost several times the signature. The parts that change per token (TSTInfo,
-    message digest, signing time) are encoded by asn1crypto.
+    Tokens are assembled from these bytes (:mod:`server.signing.cms_parts`): asn1crypto re-encodes
+    every certificate of a value it wraps, which cost several times the signature. The parts that
+    change per token (TSTInfo, message digest, signing time) are encoded per token.
     """
 
     key_label: str
-    scheme: SignatureScheme
-    digest: DigestAlgorithm
     certificate: bytes  # the TSA's certificate
-    certificates: bytes  # [0] IMPLICIT CertificateSet: the TSA's certificate and its issuers, root excluded
-    digest_algorithms: bytes  # SignedData's SET OF DigestAlgorithmIdentifier
-    signer_head: bytes  # SignerInfo's version, sid and digestAlgorithm
-    signature_algorithm: bytes
+    parts: SignerParts
     fixed_attributes: tuple[bytes, ...]  # content-type and signing-certificate-v2
 
 
@@ -114,20 +107,8 @@ def _make_signer(label: str, chain: list[bytes]) -> _Signer:
     public_key = x509.load_der_x509_certificate(chain[0]).public_key()
     ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
     digest = DigestAlgorithm.from_hash(signature_hash(public_key))  # type: ignore[arg-type]
-    parsed = asn1_x509.Certificate.load(chain[0])
-    ess = tsp.SigningCertificateV2({"certs": [tsp.ESSCertIDv2({  # hash algorithm: SHA-256, the default
-        "cert_hash": hashlib.sha256(chain[0]).digest(),
-        "issuer_serial": {"issuer": [asn1_x509.GeneralName({"directory_name": parsed.issuer})],
-                          "serial_number": parsed.serial_number}})]})
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": digest.value}).dump()
-    sid = cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump()
-    signature_algorithm = algos.SignedDigestAlgorithm(
-        {"algorithm": f"{digest.value}_ecdsa" if ec_key else "rsassa_pkcs1v15"}).dump()
-    return _Signer(label, SignatureScheme.ECDSA if ec_key else SignatureScheme.RSA_PKCS1V15, digest, chain[0],
-                   _tlv(_CONTEXT_0, b"".join(chain[:-1])), _tlv(_SET, digest_algorithm),
-                   _VERSION_1 + sid + digest_algorithm, signature_algorithm,
-                   (cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),
-                    cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}).dump()))
+    parts = signer_parts(tuple(chain), digest, f"{digest.value}_ecdsa" if ec_key else "rsassa_pkcs1v15")
+    return _Signer(label, chain[0], parts, (attribute("content_type", oid("tst_info")), parts.signing_certificate_v2))
 
 
 def rejection(fail_info: str, message: str) -> bytes:
@@ -249,25 +230,20 @@ class TimestampAuthority:
             "serial": serial, "gen_time": gen_time, "policy": self._settings.policy_oid,
             "hash_algorithm": request.hash_algorithm, "imprint": request.digest.hex()})
         # TSTInfo: version, policy, messageImprint (as requested), serialNumber, genTime, accuracy, nonce
-        tst_der = _tlv(_SEQUENCE, _VERSION_1 + self._policy + request.imprint_der + core.Integer(serial).dump()
-                       + core.GeneralizedTime(gen_time).dump() + self._accuracy + request.nonce_der)
-        digest_name = signer.digest.value
-        attributes = [*signer.fixed_attributes,
-                      _tlv(_SEQUENCE, _MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING,
-                                                                        hashlib.new(digest_name, tst_der).digest()))),
-                      _tlv(_SEQUENCE, _SIGNING_TIME + _tlv(_SET, core.UTCTime(gen_time).dump()))]
-        signed_attrs = b"".join(sorted(attributes))  # DER orders the elements of a SET OF
-        digest = hashlib.new(digest_name, _tlv(_SET, signed_attrs)).digest()
+        tst_der = tlv(SEQUENCE, _VERSION_1 + self._policy + request.imprint_der + core.Integer(serial).dump()
+                      + core.GeneralizedTime(gen_time).dump() + self._accuracy + request.nonce_der)
+        parts = signer.parts
+        signed_attrs = signed_attributes([
+            *signer.fixed_attributes,
+            attribute("message_digest", tlv(OCTET_STRING, hashlib.new(parts.digest.value, tst_der).digest())),
+            attribute("signing_time", utc_time(gen_time))])
+        digest = hashlib.new(parts.digest.value, signed_attrs).digest()
         try:
-            signature = keys.sign_digest(signer.key_label, digest, signer.digest, signer.scheme)
+            signature = keys.sign_digest(signer.key_label, digest, parts.digest, parts.scheme)
         except BaseException:
             futures.wait([recorded])  # the row is written either way: answer the failure after it
             raise
-        signer_info = _tlv(_SEQUENCE, signer.signer_head + _tlv(_CONTEXT_0, signed_attrs)
-                           + signer.signature_algorithm + _tlv(_OCTET_STRING, signature))
-        encap = _tlv(_SEQUENCE, _TST_INFO + _tlv(_CONTEXT_0, _tlv(_OCTET_STRING, tst_der)))
-        signed_data = _tlv(_SEQUENCE, _VERSION_3 + signer.digest_algorithms + encap
-                           + (signer.certificates if request.cert_req else b"") + _tlv(_SET, signer_info))
-        token = _tlv(_SEQUENCE, _SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
+        token = signed_data(parts, 3, "tst_info", signer_info(parts, signed_attrs, signature),
+                            encap_content=tst_der, with_certificates=request.cert_req)
         recorded.result()  # raises what the database raised: no token goes out unrecorded
-        return _tlv(_SEQUENCE, _GRANTED + token)
+        return tlv(SEQUENCE, _GRANTED + token)

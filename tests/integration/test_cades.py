@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
 from server.identity.users import UserService
-from server.signing.cades import SigningKey, extend_cades, sign_cades
+from server.signing.cades import (
+    SigningKey,
+    assemble_cades,
+    check_signature_value,
+    extend_cades,
+    prepare_cades,
+    sign_cades,
+)
 from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging, ProductionPlace, SignatureProperties
 from server.signing.validation_data import collect_validation_data
@@ -127,6 +134,35 @@ def test_b_t_embeds_a_checked_timestamp_over_the_signature_value(
                            hashlib.sha256(info["signature"].native).hexdigest(), "-CAfile", "tsa-ca.pem"],
                           cwd=tmp_path, capture_output=True, timeout=60, check=False)
     assert done.returncode == 0 and b"Verification: OK" in done.stdout, done.stdout + done.stderr
+
+
+def test_two_step_b_t_from_prepared_attributes_is_der_and_verifies(
+        pki: Pki, tmp_path: Path, reference_tsa: ReferenceTsa) -> None:
+    """prepare → the HSM signs the digest → check → assemble B-T, with the signed attributes pyHanko gave
+    before the CMS was assembled from parts (content-type, signing-time, message-digest, signing-certificate-v2)."""
+    key = _user_key(pki)
+    prepared = prepare_cades(key.chain, hashlib.sha256(DOCUMENT).digest(), DigestAlgorithm.SHA256)
+    value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
+    check_signature_value(prepared, value)
+    with pytest.raises(SiegelError):
+        check_signature_value(prepared, value[:-1] + bytes([value[-1] ^ 1]))
+    b_b = assemble_cades(prepared, value)
+    assert cms.ContentInfo.load(b_b).dump(force=True) == b_b  # DER: asn1crypto re-encodes it to the same bytes
+    assert [a["type"].dotted for a in _signer_info(b_b)["signed_attrs"]] == [
+        "1.2.840.113549.1.9.3", "1.2.840.113549.1.9.5", "1.2.840.113549.1.9.4", SIGNING_CERTIFICATE_V2]
+    assert _signer_info(b_b)["signed_attrs"].dump()[1:] == prepared.signed_attrs[1:]
+    assert cms.ContentInfo.load(b_b)["content"]["version"].native == "v1"
+
+    client = TimestampClient([endpoint_from_url(reference_tsa.url, (reference_tsa.ca,))], 10, 0)
+    b_t = assemble_cades(prepared, value, level=Level.B_T, timestamps=client)
+    _files(tmp_path, pki, b_t)
+    done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    (stamp,) = _signer_info(b_t)["unsigned_attrs"]
+    assert stamp["type"].dotted == SIGNATURE_TIME_STAMP
+    for name in ("sid", "signed_attrs", "signature_algorithm", "signature"):  # B-B's SignerInfo, plus the token
+        assert _signer_info(b_t)[name].dump() == _signer_info(b_b)[name].dump()
+    assert extend_cades(b_t, Level.B_T, timestamps=client, trust_roots=()) == b_t  # there already, as extend sees it
 
 
 def test_bad_requests_are_refused_before_the_hsm(pki: Pki) -> None:
