@@ -45,6 +45,7 @@ class Code(Enum):
     KEY_NOT_FOUND = "key-not-found"
     DATABASE = "database"
     TSA_FAILED = "tsa-failed"
+    DIRECTORY_UNAVAILABLE = "directory-unavailable"
     INTERNAL = "internal"
 
 
@@ -64,6 +65,7 @@ KINDS: dict[Code, ErrorKind] = {
     Code.HSM_LOGIN: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "HSM login failed"),
     Code.KEY_NOT_FOUND: ErrorKind(DSS_MAJOR + "RequesterError", DSS_MINOR + "invalid:KeyLookupFailed", 404, "Key not found"),
     Code.DATABASE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Database unavailable"),
+    Code.DIRECTORY_UNAVAILABLE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Directory unavailable"),
     Code.TSA_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Timestamp authority failed"),
     Code.INTERNAL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Internal error"),
 }

@@ -67,7 +67,7 @@ class DirectoryUnavailable(SiegelError):
     """No directory server answers (or it fails mid-way); local accounts are not affected."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(Code.INTERNAL, f"directory unavailable: {message}")
+        super().__init__(Code.DIRECTORY_UNAVAILABLE, f"directory unavailable: {message}")
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,15 @@ class UserService:
                          mono: float) -> Principal | None:
         if self.directory is None or user.disabled:
             return None
-        if not password or not self.directory.bind(user.name, user.external_id, password):
+        try:
+            bound = bool(password) and self.directory.bind(user.name, user.external_id, password)
+        except SiegelError as exc:
+            if exc.code is not Code.DIRECTORY_UNAVAILABLE:
+                raise
+            # Not the user's failure: no lockout count; refused until the directory answers again.
+            log.warning("directory login refused", extra={"fields": {"user": user.name, "error": exc.message}})
+            return None
+        if not bound:
             self._failed(user.id, address, now)
             return None
         self._succeeded(user.id, now)
@@ -341,6 +349,10 @@ class UserService:
                     conn.execute(update(LoginFailure).where(LoginFailure.address == address[:64])
                                  .values(locked_until=now + timedelta(seconds=seconds)))
                     log.warning("address %s locked for %g s after %d failed logins", address, seconds, count)
+
+    def count_failed_login(self, user_id: int | None, address: str | None) -> None:
+        """Count a failed login decided elsewhere (a wrong second factor) towards the lockouts."""
+        self._failed(user_id, address, self.clock())
 
     def _succeeded(self, user_id: int, now: datetime) -> None:
         with self._engine.begin() as conn:

@@ -406,14 +406,17 @@ def test_directory_accounts_log_in_by_binding(pki: Pki, slapd_server: SlapdServe
     settings = directory_settings(pki.settings.directory, slapd_server, org)
     sync, _ = make_sync(pki.engine, pki.audit, settings, slapd_server.password)
     sync.run(full=True)
-    try:
-        users = UserService(pki.engine, pki.audit, 0, directory=LdapDirectory(settings, slapd_server.password))
-    except TypeError:
-        pytest.skip("UserService has no directory hook yet")
+    users = UserService(pki.engine, pki.audit, 0, directory=LdapDirectory(settings, slapd_server.password))
     uid = org.users[4]
     principal = users.authenticate(uid, f"{uid}-password")
     assert principal is not None and principal.name == uid and principal.role.value == "signer"
     assert users.authenticate(uid, "not the password") is None
+    failed = users_by_name(pki.engine)[uid].failed_logins
+
+    away = LdapDirectory(replace(settings, servers=f"ldap://127.0.0.1:{free_port()}", timeout_seconds=2.0), "x")
+    outage = UserService(pki.engine, pki.audit, 0, directory=away)
+    assert outage.authenticate(uid, f"{uid}-password") is None  # refused while the directory is away ...
+    assert users_by_name(pki.engine)[uid].failed_logins == failed  # ... without counting against the user
 
 
 # --- 10,000 users ---------------------------------------------------------------------------------------
