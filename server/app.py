@@ -20,6 +20,7 @@ from server.config import Settings
 from server.db import engine as db
 from server.errors import Code, SiegelError
 from server.identity.directory import DirectorySync
+from server.identity.twofactor import TwoFactorService
 from server.identity.users import LoginPolicy, UserService
 from server.jobs import JobSpec
 from server.pki.ca import ROOT, CertificateAuthorityService
@@ -105,6 +106,22 @@ class Services:
         return DirectorySync(self.engine, self.audit, self.settings.directory, lambda: open_directory(self.settings),
                              self.ca, [role.value for role in Role])
 
+    @functools.cached_property
+    def twofactor(self) -> TwoFactorService:
+        """Second factors (settings [twofactor], [sms]); the installation key is made on first use."""
+        from adapters.sms import HttpSmsGateway
+        from server.identity.twofactor import TwoFactorPolicy, load_or_create_key
+
+        s = self.settings
+        sms = None
+        if s.sms.url:
+            secret = read_secret(s, s.sms.secret_file, "SMS gateway secret") if s.sms.auth != "none" else ""
+            sms = HttpSmsGateway(s.sms.url, s.sms.body, s.sms.sender, s.sms.auth, s.sms.username, secret,
+                                 s.sms.timeout_seconds, s.sms.ca_file or None)
+        return TwoFactorService(self.engine, self.audit, self.users, load_or_create_key(s.path(s.twofactor.key_file)),
+                                TwoFactorPolicy.from_settings(s.twofactor), mailer=self.users.mailer, sms=sms,
+                                cache_seconds=s.auth.credential_cache_seconds)
+
     def close(self) -> None:
         self.hsm.close()
         self.engine.dispose()
@@ -157,9 +174,13 @@ def build_root(services: Services) -> resource.Resource:
                                      "hsm": services.hsm.check}))
     root.putChild(b"metrics", Metrics())
     root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification)))
+    from server.web.twofactor import TwoFactorRoot
+
+    services.users.twofactor = services.twofactor  # type: ignore[attr-defined]  # the guard asks it (web.auth)
+    v1 = ApiV1(services.signing, services.verification, s.server.public_base_url)
+    v1.putChild(b"2fa", TwoFactorRoot(services.twofactor))
     api = resource.Resource()
-    api.putChild(b"v1", _protect(services, ApiV1(services.signing, services.verification, s.server.public_base_url),
-                                 public={b"password-reset": PasswordResetRequest(services.users)}))
+    api.putChild(b"v1", _protect(services, v1, public={b"password-reset": PasswordResetRequest(services.users)}))
     root.putChild(b"api", api)
     root.putChild(b"tsa", Tsa(services.tsa.respond))
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))

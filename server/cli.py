@@ -152,6 +152,21 @@ def cmd_user_set_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_reset_2fa(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        services.twofactor.reset(args.name, "cli")
+    print(f"user {args.name}: TOTP authenticator, recovery codes and open one-time codes removed; "
+          "the account gets a code by e-mail (POST /api/v1/2fa/otp) and enrols again")
+    return 0
+
+
+def cmd_user_set_phone(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        services.twofactor.set_phone(args.name, args.phone or None, "cli")
+    print(f"user {args.name}: SMS number {'set' if args.phone else 'removed'}")
+    return 0
+
+
 def cmd_apiclient_create(args: argparse.Namespace) -> int:
     from server.identity.apiclients import ApiClientService
 
@@ -473,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set-role", cmd_user_set_role, "change an account's role", usr)
     p.add_argument("name")
     p.add_argument("role", choices=["admin", "auditor", "template_manager", "signer", "integration"])
+    p = command("reset-2fa", cmd_user_reset_2fa, "remove an account's second factors (lost authenticator; audited)", usr)
+    p.add_argument("name")
+    p = command("set-phone", cmd_user_set_phone, "the number SMS codes go to (E.164, e.g. +4930123456; "
+                "empty removes it)", usr)
+    p.add_argument("name")
+    p.add_argument("phone")
     apic = sub.add_parser("apiclient", help="API clients (key and secret of an integration account)"
                           ).add_subparsers(dest="sub", required=True, metavar="SUB")
     p = command("create", cmd_apiclient_create, "a new key and secret; the secret is printed once", apic)

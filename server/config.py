@@ -91,6 +91,29 @@ class MailSettings:
 
 
 @dataclass(frozen=True)
+class TwofactorSettings:
+    required_roles: str  # comma-separated roles whose requests need a second factor (X-Siegel-OTP)
+    issuer: str  # the issuer an authenticator app shows next to the account name
+    key_file: str  # 32-byte key (mode 0600, made on first use) encrypting TOTP secrets and keying sent-code hashes
+    totp_window: int  # TOTP time steps (30 s) accepted either side of now
+    code_minutes: int  # how long an e-mailed or texted code stays valid
+    code_attempts: int  # wrong tries before a sent code is dead
+    resend_seconds: int  # a second code on one channel within this time is refused
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    url: str  # the SMS provider's HTTP(S) endpoint; empty: no SMS codes
+    body: str  # JSON template of the POST body; string values may name $to, $text, $sender
+    sender: str  # what $sender stands for (the sender name or number)
+    auth: str  # none, basic (username + password in secret_file) or bearer (token in secret_file)
+    username: str
+    secret_file: str  # file with the password or token (mode 0600)
+    ca_file: str  # PEM CA file of an https:// provider; empty: the system store
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
 class PkiSettings:
     root_common_name: str
     issuing_common_name: str
@@ -181,6 +204,8 @@ class Settings:
     log: LogSettings
     auth: AuthSettings
     mail: MailSettings
+    twofactor: TwofactorSettings
+    sms: SmsSettings
     pki: PkiSettings
     tsa: TsaSettings
     jobs: JobsSettings
@@ -363,6 +388,16 @@ def _validate(s: Settings) -> None:
     need(0 < s.mail.port < 65536, "mail.port", "a TCP port from 1 to 65535")
     need(re.match(r"^[^@\s]+@[^@\s]+$", s.mail.sender) is not None, "mail.sender", "an address such as siegel@example.com")
     need(s.mail.timeout_seconds > 0, "mail.timeout_seconds", "seconds, more than 0")
+    roles = {"admin", "auditor", "template_manager", "signer"}
+    need(all(r.strip() in roles for r in s.twofactor.required_roles.split(",") if r.strip()),
+         "twofactor.required_roles", "comma-separated roles of people: admin, auditor, template_manager, signer")
+    need(0 <= s.twofactor.totp_window <= 10, "twofactor.totp_window", "time steps from 0 to 10")
+    need(1 <= s.twofactor.code_minutes <= 60, "twofactor.code_minutes", "minutes from 1 to 60")
+    need(1 <= s.twofactor.code_attempts <= 20, "twofactor.code_attempts", "tries from 1 to 20")
+    need(s.twofactor.resend_seconds >= 0, "twofactor.resend_seconds", "seconds, 0 or more")
+    need(s.sms.url == "" or re.match(r"^https?://\S+$", s.sms.url) is not None, "sms.url", "an http(s):// URL or empty")
+    need(s.sms.auth in ("none", "basic", "bearer"), "sms.auth", "none, basic or bearer")
+    need(s.sms.timeout_seconds > 0, "sms.timeout_seconds", "seconds, more than 0")
     d = s.directory
     if d.enabled:
         need(d.servers.strip() != "" and all(re.match(r"^ldaps?://[^/\s]+/?$", u.strip()) for u in d.servers.split(",")),

@@ -245,3 +245,51 @@ class DirectoryAccount(Base):
     # an account an administrator disabled stays disabled whatever the directory says.
     disabled_by_sync: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # last written by a sync
+
+
+class TwoFactor(Base):
+    """An account's second factors (migration 0008): TOTP secret (AES-GCM under the installation key),
+    the last TOTP time step accepted (no reuse), SMS number, wrong second factors in a row."""
+
+    __tablename__ = "twofactor"
+
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # nonce (12 bytes) + ciphertext
+    totp_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)  # E.164
+    otp_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RecoveryCode(Base):
+    """A single-use 2FA recovery code (80 random bits), stored as its SHA-256 hash."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class OtpCode(Base):
+    """A one-time code sent by e-mail or SMS (HMAC-SHA256 under the installation key), for a purpose and
+    optionally bound to data (SHA-256 of it); dead when used, expired or after too many wrong tries."""
+
+    __tablename__ = "otp_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    channel: Mapped[str] = mapped_column(String(8), nullable=False)  # email | sms
+    purpose: Mapped[str] = mapped_column(String(64), nullable=False)
+    binding_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -124,3 +124,21 @@ def require(principal: Principal, action: Action | str, owner_id: int | None = N
         whose = " on another account's item" if owner_id is not None and owner_id != principal.user_id else ""
         raise SiegelError(Code.FORBIDDEN, f"the role {role} may not perform {str(action)!r}{whose} "
                                           f"(account {principal.name})")
+
+
+# --- second factor -----------------------------------------------------------------------------------
+
+NO_SECOND_FACTOR: frozenset[Role] = frozenset({Role.INTEGRATION})
+"""Roles never asked for a second factor: system accounts (API clients) have no person to ask."""
+
+
+def needs_second_factor(principal: Principal, required_roles: frozenset[str]) -> bool:
+    """Whether requests of ``principal`` need a second factor: its role is one of ``required_roles``
+    (setting twofactor.required_roles, default admin), unless it is a system role. Signing with a
+    qualified remote key (REMOTE_SIGN) always needs one, bound to the hashes; the Remote signing issue
+    asks :meth:`server.identity.twofactor.TwoFactorService.verify_otp` for that itself."""
+    try:
+        role = Role(principal.role)
+    except ValueError:
+        return True  # unknown roles are denied anyway; never let them skip the second factor
+    return role.value in required_roles and role not in NO_SECOND_FACTOR

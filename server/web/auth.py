@@ -53,6 +53,11 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/sign/complete": {"POST": Action.TWO_STEP},  # the state's owner only (SigningService)
     "/api/v1/verify": {"POST": Action.VERIFY},
     "/api/v1/password-reset": {"POST": PUBLIC},
+    "/api/v1/2fa": {"DELETE": Action.SECOND_FACTOR},  # needs a valid second factor in the request as well
+    "/api/v1/2fa/totp": {"POST": Action.SECOND_FACTOR},
+    "/api/v1/2fa/totp/confirm": {"POST": Action.SECOND_FACTOR},
+    "/api/v1/2fa/recovery-codes": {"POST": Action.SECOND_FACTOR},
+    "/api/v1/2fa/otp": {"POST": Action.SECOND_FACTOR},  # PASSWORD_ONLY: how one gets a first code
     "/api/v1/password-reset/complete": {"POST": PUBLIC},
     "/dss": {"GET": PUBLIC, "POST": DSS_OPERATION},  # GET: the WSDL and its schemas
 }
@@ -204,8 +209,10 @@ class AddressedBasicCredentialFactory(BasicCredentialFactory):
 
     def decode(self, response: bytes, request: Any) -> AddressedCredentials:
         credentials = super().decode(response, request)
-        return AddressedCredentials(credentials.username, credentials.password,
-                                    client_address(request, self._trusted))
+        addressed = AddressedCredentials(credentials.username, credentials.password,
+                                         client_address(request, self._trusted))
+        addressed.otp = request.getHeader(b"x-siegel-otp")  # the second factor, when the account needs one
+        return addressed
 
 
 @implementer(ICredentialsChecker)
@@ -222,12 +229,24 @@ class PasswordChecker:
         except UnicodeDecodeError:
             return defer.fail(UnauthorizedLogin("credentials are not UTF-8"))
         address = getattr(credentials, "address", None)
+        otp = getattr(credentials, "otp", None)
         d = threads.deferToThread(self._users.authenticate, name, password, address)
 
-        def checked(principal: Principal | None) -> Principal:
+        def checked(principal: Principal | None) -> Any:
             if principal is None:
                 raise UnauthorizedLogin("unknown user, wrong password, or locked")
-            return principal
+            twofactor = getattr(self._users, "twofactor", None)  # set by the wiring (server.app)
+            if twofactor is None or not twofactor.required(principal):
+                return principal
+            # The password is right; only now the second factor (a wrong one counts towards the lockout).
+            return threads.deferToThread(twofactor.login, principal, name, password,
+                                         otp.decode("utf-8", "replace") if otp else None, address
+                                         ).addCallback(second)
+
+        def second(outcome: Any) -> Any:
+            if outcome is None:
+                raise UnauthorizedLogin("locked")
+            return outcome  # a LoginOutcome: the realm serves or refuses (second_factor_resource)
 
         return d.addCallback(checked)
 
@@ -308,6 +327,8 @@ class _Realm:
     def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, IResource, Any]:
         if IResource not in interfaces:
             raise NotImplementedError("only web resources are offered")
+        if not isinstance(avatar_id, Principal):  # a LoginOutcome of an account that needs a second factor
+            return IResource, second_factor_resource(self._wrapped, avatar_id), lambda: None
         return IResource, _AsPrincipal(self._wrapped, avatar_id), lambda: None
 
 
@@ -411,3 +432,55 @@ class PasswordResetComplete(resource.Resource):
                                                                "name": principal.name}))
 
         return render_deferred(request, start)
+
+
+# --- second factor ---------------------------------------------------------------------------------------
+
+PASSWORD_ONLY: Mapping[str, frozenset[str]] = {"/api/v1/2fa/otp": frozenset({"POST"})}
+"""Routes an account that needs a second factor may use with its password alone: asking for a code by
+e-mail or SMS (to the address and number on record) is how it gets its first second factor."""
+
+
+class _VerifiedPrincipal(_AsPrincipal):
+    """The principal, with ``request.second_factor`` set: this request carried a valid second factor."""
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        request.second_factor = True
+        return super().getChildWithDefault(path, request)
+
+    def render(self, request: Any) -> Any:
+        request.second_factor = True
+        return super().render(request)
+
+
+class _SecondFactorNeeded(resource.Resource):
+    """401 for an account of a role that needs a second factor when the request has none or a wrong one;
+    the password-only routes (PASSWORD_ONLY) go on when it has none."""
+
+    def __init__(self, wrapped: IResource, outcome: Any) -> None:
+        super().__init__()
+        self._wrapped = wrapped
+        self._outcome = outcome
+        self.isLeaf = getattr(wrapped, "isLeaf", False)
+
+    def _target(self, request: Any) -> IResource:
+        text = request.path.split(b"?", 1)[0].decode("latin-1")
+        if self._outcome.missing and request.method.decode("latin-1").upper() in PASSWORD_ONLY.get(text, ()):
+            return _AsPrincipal(self._wrapped, self._outcome.principal)
+        log.info("second factor %s: %s %s for %s", "missing" if self._outcome.missing else "refused",
+                 request.method.decode("latin-1"), request.path.decode("latin-1"), self._outcome.principal.name)
+        return _Refusal(SiegelError(Code.UNAUTHENTICATED, self._outcome.detail), 401)
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        target = self._target(request)
+        return target.getChildWithDefault(path, request) if isinstance(target, _AsPrincipal) else target
+
+    def render(self, request: Any) -> Any:
+        return self._target(request).render(request)
+
+
+def second_factor_resource(wrapped: IResource, outcome: Any) -> IResource:
+    """What the realm serves for a :class:`server.identity.twofactor.LoginOutcome`."""
+    if outcome.verified:
+        return _VerifiedPrincipal(wrapped, outcome.principal)
+    return _SecondFactorNeeded(wrapped, outcome)

@@ -18,6 +18,11 @@ _DIGEST = {
 }
 
 
+_OTP = {"name": "X-Siegel-OTP", "in": "header", "schema": {"type": "string"},
+        "description": "the second factor (TOTP, recovery or sent code) of accounts whose role needs one "
+                       "(setting twofactor.required_roles); any route"}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _PROBLEM for status in statuses}
 
@@ -122,6 +127,26 @@ PATHS: dict[str, dict[str, Any]] = {
         "requestBody": _json_body({"token": {"type": "string"}, "password": {"type": "string"}},
                                   ["token", "password"]),
         "responses": {"200": {"description": "the password is changed"}, **_errors(400)}}},
+    "/2fa": {"delete": {
+        "summary": "Remove one's TOTP authenticator and recovery codes; needs a valid second factor (X-Siegel-OTP)",
+        "parameters": [_OTP], "responses": {"200": {"description": "removed"}, **_errors(401, 403)}}},
+    "/2fa/totp": {"post": {
+        "summary": "Enrol a TOTP authenticator (RFC 6238): the otpauth:// URI and its QR code, shown only now",
+        "parameters": [_OTP],
+        "responses": {"200": {"description": "uri, qrPng (base64 PNG), qrDataUri", "content": {
+            "application/json": {"schema": {"type": "object"}}}}, **_errors(401, 403, 409)}}},
+    "/2fa/totp/confirm": {"post": {
+        "summary": "Activate the enrolled authenticator with its first code (recovery codes come with it)",
+        "parameters": [_OTP], "requestBody": _json_body({"code": {"type": "string"}}, ["code"]),
+        "responses": {"200": {"description": "status; recoveryCodes when the account had none"},
+                      **_errors(400, 401, 403, 409)}}},
+    "/2fa/recovery-codes": {"post": {
+        "summary": "Ten new single-use recovery codes, shown only now (the earlier ones stop working)",
+        "parameters": [_OTP], "responses": {"200": {"description": "recoveryCodes"}, **_errors(401, 403)}}},
+    "/2fa/otp": {"post": {
+        "summary": "Send a one-time code by e-mail or SMS for X-Siegel-OTP (works with the password alone)",
+        "requestBody": _json_body({"channel": {"type": "string", "enum": ["email", "sms"], "default": "email"}}, []),
+        "responses": {"202": {"description": "channel, to (masked), expires"}, **_errors(400, 401, 403, 409, 501)}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
 }
 
