@@ -194,6 +194,12 @@ def _protect(services: Services, wrapped: resource.IResource,
     """``wrapped`` behind HTTP Basic; each route's permission is in server.web.auth.ROUTES."""
     from server.web.auth import protect
 
+    from server.identity.client_certs import ClientCertificateService
+    from server.identity.wssecurity import KEY_FILE, WsSecurity, WssPolicy
+
     auth = services.settings.auth
+    wss = WsSecurity(services.users, services.settings.path(KEY_FILE), WssPolicy.from_settings(services.settings.wssecurity))
+    certs = ClientCertificateService(services.engine, services.audit, services.ca) if auth.client_certificates else None
     return protect(wrapped, services.users, auth.realm, public,
-                   trusted_proxies=frozenset(a.strip() for a in auth.trusted_proxies.split(",") if a.strip()))
+                   trusted_proxies=frozenset(a.strip() for a in auth.trusted_proxies.split(",") if a.strip()),
+                   wss=wss, client_certs=certs)

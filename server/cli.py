@@ -197,6 +197,49 @@ def cmd_apiclient_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apiclient_digest_secret(args: argparse.Namespace) -> int:
+    from server.identity.wssecurity import KEY_FILE, WsSecurity
+
+    with _services(args) as services:
+        secret = WsSecurity(services.users, services.settings.path(KEY_FILE)).new_digest_secret(args.key, "cli")
+    print(f"digest secret: {secret}\nWS-Security PasswordDigest for {args.key}: Username {args.key}, this secret as "
+          "the password (an earlier digest secret no longer works). The secret is shown only now; it is stored "
+          f"encrypted with {KEY_FILE}, which every node needs.")
+    return 0
+
+
+def cmd_clientcert_map(args: argparse.Namespace) -> int:
+    from server.identity.client_certs import ClientCertificateService
+
+    with _services(args) as services:
+        mapped = ClientCertificateService(services.engine, services.audit, services.ca).map(
+            args.cert.read_bytes(), args.user, "cli")
+    print(f"client certificate {mapped.fingerprint} ({mapped.subject}, serial {mapped.serial} of {mapped.issuer}) "
+          f"now authenticates as {mapped.user}")
+    return 0
+
+
+def cmd_clientcert_unmap(args: argparse.Namespace) -> int:
+    from server.identity.client_certs import ClientCertificateService
+
+    arg = args.certificate
+    value: str | bytes = Path(arg).read_bytes() if Path(arg).is_file() else arg
+    with _services(args) as services:
+        fp = ClientCertificateService(services.engine, services.audit, services.ca).unmap(value, "cli")
+    print(f"client certificate {fp} unmapped")
+    return 0
+
+
+def cmd_clientcert_list(args: argparse.Namespace) -> int:
+    from server.identity.client_certs import ClientCertificateService
+
+    with _services(args) as services:
+        rows = ClientCertificateService(services.engine, services.audit, services.ca).list()
+    for m in rows:
+        print(f"{m.fingerprint}\t{m.user}\t{m.subject}\t{m.issuer}\t{m.serial}\t{m.not_after:%Y-%m-%d}")
+    return 0
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
 _DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
@@ -502,6 +545,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("revoke", cmd_apiclient_revoke, "revoke an API client's key", apic)
     p.add_argument("key")
     command("list", cmd_apiclient_list, "every API client (tab-separated: key, account, name, created, state)", apic)
+    p = command("digest-secret", cmd_apiclient_digest_secret, "a new secret for WS-Security PasswordDigest "
+                "(stored encrypted, printed once; replaces an earlier one)", apic)
+    p.add_argument("key")
+    ccert = sub.add_parser("clientcert", help="TLS client certificates mapped to accounts"
+                           ).add_subparsers(dest="sub", required=True, metavar="SUB")
+    p = command("map", cmd_clientcert_map, "map a certificate (PEM or DER file) to an account: under --tls it "
+                "authenticates as the account", ccert)
+    p.add_argument("cert", type=Path, metavar="CERT")
+    p.add_argument("user", metavar="USER")
+    p = command("unmap", cmd_clientcert_unmap, "remove a mapping, by certificate file or SHA-256 fingerprint", ccert)
+    p.add_argument("certificate", metavar="CERT|FINGERPRINT")
+    command("list", cmd_clientcert_list, "every mapping (tab-separated: fingerprint, account, subject, issuer, "
+            "serial, not after)", ccert)
     p = command("sign", cmd_sign, "sign files with a user's HSM key: CAdES, XAdES, PAdES or an ASiC-E container")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
     p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose account signs")

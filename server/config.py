@@ -79,6 +79,14 @@ class AuthSettings:
     failure_window_seconds: float  # an address's failures are forgotten this long after its last one
     reset_minutes: int  # how long an e-mailed password reset link stays valid
     trusted_proxies: str  # comma-separated addresses of reverse proxies whose X-Forwarded-For names the client
+    client_certificates: bool  # under --tls, ask for (optional) client certificates mapped to accounts
+    client_ca_file: str  # PEM file of further CAs client certificates may come from (besides the internal CA)
+
+
+@dataclass(frozen=True)
+class WsSecuritySettings:
+    created_window_seconds: float  # a PasswordDigest's wsu:Created may be at most this old
+    future_skew_seconds: float  # ... and at most this far in the future (clock skew)
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,7 @@ class Settings:
     store: StoreSettings
     log: LogSettings
     auth: AuthSettings
+    wssecurity: WsSecuritySettings
     mail: MailSettings
     twofactor: TwofactorSettings
     sms: SmsSettings
@@ -385,6 +394,9 @@ def _validate(s: Settings) -> None:
     need(s.auth.lockout_max_seconds >= 1, "auth.lockout_max_seconds", "seconds, at least 1")
     need(s.auth.failure_window_seconds >= 1, "auth.failure_window_seconds", "seconds, at least 1")
     need(1 <= s.auth.reset_minutes <= 10080, "auth.reset_minutes", "minutes from 1 to 10080 (a week)")
+    need(10 <= s.wssecurity.created_window_seconds <= 86400, "wssecurity.created_window_seconds",
+         "seconds from 10 to 86400")
+    need(0 <= s.wssecurity.future_skew_seconds <= 3600, "wssecurity.future_skew_seconds", "seconds from 0 to 3600")
     need(0 < s.mail.port < 65536, "mail.port", "a TCP port from 1 to 65535")
     need(re.match(r"^[^@\s]+@[^@\s]+$", s.mail.sender) is not None, "mail.sender", "an address such as siegel@example.com")
     need(s.mail.timeout_seconds > 0, "mail.timeout_seconds", "seconds, more than 0")

@@ -118,11 +118,11 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
 def _tls_files(settings: Settings) -> TlsFiles:
     """The TLS key and certificate, issued by the internal CA before any worker starts."""
     from server.app import build_services
-    from server.tls import ensure_tls_files
+    from server.tls import ensure_tls_files, write_client_cas
 
     services = build_services(settings)
     try:
-        return ensure_tls_files(settings, services.ca)
+        return replace(ensure_tls_files(settings, services.ca), client_cas=write_client_cas(settings, services.ca))
     finally:
         services.close()
 

@@ -31,6 +31,7 @@ RENEW_BEFORE = timedelta(days=30)
 class TlsFiles:
     key: Path
     chain: Path  # the server certificate first, then the issuing CA's
+    client_cas: Path | None = None  # CAs client certificates are verified against (None: none asked for)
 
 
 def tls_names(settings: Settings) -> list[str]:
@@ -80,8 +81,34 @@ def server_context(files: TlsFiles) -> object:
 
     chain = x509.load_pem_x509_certificates(files.chain.read_bytes())
     key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    client_cas = ([crypto.X509.from_cryptography(c) for c in x509.load_pem_x509_certificates(files.client_cas.read_bytes())]
+                  if files.client_cas is not None else [])
+    # With client CAs the server asks for a client certificate (optional: requireCertificate=False); one that
+    # does not verify against them ends the handshake (server.identity.client_certs maps verified ones).
     return ssl.CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
         certificate=crypto.X509.from_cryptography(chain[0]),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        verify=bool(client_cas), caCerts=client_cas or None, requireCertificate=False)
+
+
+def write_client_cas(settings: Settings, ca: CertificateAuthorityService) -> Path | None:
+    """``tls/client-cas.pem``: the internal CA's certificates and those of ``auth.client_ca_file``; None when
+    ``auth.client_certificates`` is off."""
+    if not settings.auth.client_certificates:
+        return None
+    pems = [cert.public_bytes(serialization.Encoding.PEM) for cert in ca.ca_certificates().values()]
+    if settings.auth.client_ca_file.strip():
+        extra = settings.path(settings.auth.client_ca_file.strip())
+        try:
+            pems.extend(c.public_bytes(serialization.Encoding.PEM) for c in x509.load_pem_x509_certificates(extra.read_bytes()))
+        except (OSError, ValueError) as exc:
+            from server.errors import ConfigError
+
+            raise ConfigError(f"setting auth.client_ca_file: {extra}: not a readable PEM file of CA "
+                              f"certificates ({exc})") from None
+    path = settings.path("tls/client-cas.pem")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_bytes(b"".join(pems))
+    return path

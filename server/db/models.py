@@ -247,6 +247,42 @@ class DirectoryAccount(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # last written by a sync
 
 
+class WssNonce(Base):
+    """A WS-Security UsernameToken nonce seen once (SHA-256 of user and nonce), kept until its Created time
+    has left the accepted window; then the row is swept."""
+
+    __tablename__ = "wss_nonces"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class WssDigestSecret(Base):
+    """An API client's secret for WS-Security PasswordDigest, encrypted (AES-GCM, key in secrets/)."""
+
+    __tablename__ = "wss_digest_secrets"
+
+    client_id: Mapped[int] = mapped_column(Integer, ForeignKey("api_clients.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # nonce (12 bytes) + ciphertext
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ClientCertificate(Base):
+    """A TLS client certificate mapped to the account it authenticates as."""
+
+    __tablename__ = "client_certificates"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the DER, hex
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    issuer: Mapped[str] = mapped_column(String(1000), nullable=False)
+    serial: Mapped[str] = mapped_column(String(64), nullable=False)  # hex
+    subject: Mapped[str] = mapped_column(String(1000), nullable=False)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class TwoFactor(Base):
     """An account's second factors (migration 0008): TOTP secret (AES-GCM under the installation key),
     the last TOTP time step accepted (no reuse), SMS number, wrong second factors in a row."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from lxml import etree
 from twisted.cred.checkers import ICredentialsChecker
@@ -30,12 +30,17 @@ from twisted.internet import defer, threads
 from twisted.web import resource
 from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
 from twisted.web.resource import IResource
+from twisted.web.util import DeferredResource
 from zope.interface import implementer
 
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed, require
 from server.identity.users import Principal, UserService
-from server.web.http import error_body, json_response, problem, render_deferred
+from server.web.http import SOAP_PREFIXES, error_body, json_response, problem, render_deferred
+
+if TYPE_CHECKING:
+    from server.identity.client_certs import ClientCertificateService
+    from server.identity.wssecurity import WsSecurity
 
 log = logging.getLogger("siegel.auth")
 
@@ -332,38 +337,126 @@ class _Realm:
         return IResource, _AsPrincipal(self._wrapped, avatar_id), lambda: None
 
 
-class _Gate(resource.Resource):
-    """A protected mount: PUBLIC routes go to their resource directly, all others through the guard."""
+class _WssRefusal(resource.Resource):
+    """A refused WS-Security UsernameToken: 401 with a SOAP fault (wsse fault code, DSS Result in the detail)."""
 
-    def __init__(self, wrapped: IResource, guarded: IResource, public: Mapping[bytes, IResource]) -> None:
+    isLeaf = True
+
+    def __init__(self, fault: Any) -> None:
+        super().__init__()
+        self._fault = fault
+
+    def render(self, request: Any) -> bytes:
+        from server.identity.wssecurity import fault_envelope
+
+        log.info("WS-Security refused: %s %s: %s", request.method.decode("latin-1"), request.path.decode("latin-1"),
+                 self._fault.message)
+        request.setResponseCode(401)
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        return fault_envelope(self._fault)
+
+
+def peer_certificate(request: Any) -> bytes | None:
+    """The DER of the client certificate the TLS connection verified, or None."""
+    if not request.isSecure():
+        return None
+    get = getattr(getattr(request.channel, "transport", None), "getPeerCertificate", None)
+    cert = get() if get is not None else None
+    if cert is None:
+        return None
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.to_cryptography().public_bytes(Encoding.DER)  # type: ignore[no-any-return]
+
+
+class _Gate(resource.Resource):
+    """A protected mount: PUBLIC routes go to their resource directly, all others through the guard.
+
+    Before HTTP Basic: on SOAP paths (SOAP_PREFIXES) a wsse:Security UsernameToken in the request
+    authenticates (with Basic credentials as well, the request is refused: send one of them); without an
+    Authorization header and a token, a verified TLS client certificate mapped to an account does (an
+    unmapped, revoked or expired one is refused, 401)."""
+
+    def __init__(self, wrapped: IResource, guarded: IResource, public: Mapping[bytes, IResource],
+                 wss: WsSecurity | None = None, client_certs: ClientCertificateService | None = None,
+                 trusted_proxies: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self._wrapped = wrapped
         self._guarded = guarded
         self._public = dict(public)
+        self._wss = wss
+        self._certs = client_certs
+        self._trusted = trusted_proxies
         self.isLeaf = getattr(wrapped, "isLeaf", False)
 
     def _is_public(self, request: Any) -> bool:
         return permission_of(request.path, request.method)[0] == PUBLIC
+
+    def _authenticated(self, principal: Principal | None) -> IResource:
+        if principal is None:
+            return _Refusal(SiegelError(Code.UNAUTHENTICATED, "the client certificate is not mapped to an enabled "
+                                                              "account, has expired or is revoked"))
+        return _AsPrincipal(self._wrapped, principal)
+
+    def _wss_failed(self, failure: Any) -> IResource:
+        from server.identity.wssecurity import WssFault
+
+        if failure.check(WssFault):
+            return _WssRefusal(failure.value)
+        log.error("WS-Security check failed: %s", failure.getTraceback())
+        return _Refusal(SiegelError(Code.INTERNAL, "internal error"))
+
+    def _other_credentials(self, request: Any) -> IResource | None:
+        """A resource authenticating by WS-Security or client certificate; None: HTTP Basic decides."""
+        basic = request.getHeader(b"authorization") is not None
+        if self._wss is not None and request.method == b"POST" and request.path.startswith(SOAP_PREFIXES):
+            from server.identity.wssecurity import FAILED_AUTHENTICATION, WssFault, read_token
+
+            try:
+                token = read_token(request.content)
+            except WssFault as fault:
+                return _WssRefusal(fault)
+            if token is not None:
+                if basic:
+                    return _WssRefusal(WssFault(FAILED_AUTHENTICATION, "the request carries HTTP Basic credentials "
+                                                                       "and a WS-Security UsernameToken: send one"))
+                d = threads.deferToThread(self._wss.authenticate, token, request.isSecure(),
+                                          client_address(request, self._trusted))
+                return DeferredResource(d.addCallbacks(lambda p: _AsPrincipal(self._wrapped, p), self._wss_failed))
+        if not basic and self._certs is not None:
+            der = peer_certificate(request)
+            if der is not None:
+                d = threads.deferToThread(self._certs.authenticate, der)
+                return DeferredResource(d.addCallback(self._authenticated))
+        return None
 
     def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
         if self._is_public(request):
             if path in self._public:
                 return self._public[path]
             return self._wrapped.getChildWithDefault(path, request)
+        other = self._other_credentials(request)
+        if other is not None:
+            request.postpath.insert(0, request.prepath.pop())  # traversal goes on below, once authenticated
+            return other
         return self._guarded.getChildWithDefault(path, request)
 
     def render(self, request: Any) -> Any:
-        return (self._wrapped if self._is_public(request) else self._guarded).render(request)
+        if self._is_public(request):
+            return self._wrapped.render(request)
+        return (self._other_credentials(request) or self._guarded).render(request)
 
 
 def protect(wrapped: IResource, users: UserService, realm: str,
-            public: Mapping[bytes, IResource] | None = None, trusted_proxies: frozenset[str] = frozenset()) -> IResource:
+            public: Mapping[bytes, IResource] | None = None, trusted_proxies: frozenset[str] = frozenset(),
+            wss: WsSecurity | None = None, client_certs: ClientCertificateService | None = None) -> IResource:
     """``wrapped`` behind HTTP Basic, each route allowed as :data:`ROUTES` and the policy say. ``public``
     children (PUBLIC routes not in ``wrapped``) are served without authentication. The lockout per
-    address counts the peer address, or X-Forwarded-For's behind a ``trusted_proxies`` address."""
+    address counts the peer address, or X-Forwarded-For's behind a ``trusted_proxies`` address. With ``wss``,
+    SOAP paths accept a WS-Security UsernameToken; with ``client_certs``, a mapped TLS client certificate."""
     portal = Portal(_Realm(wrapped), [PasswordChecker(users)])
     guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm, trusted_proxies)])
-    return _Gate(wrapped, guarded, public or {})
+    return _Gate(wrapped, guarded, public or {}, wss, client_certs, trusted_proxies)
 
 
 # --- password reset (public) ---------------------------------------------------------------------------
