@@ -42,7 +42,7 @@ from typing import Any, Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -352,7 +352,7 @@ class WsSecurity:
                                                 + self.policy.future_skew_seconds)
         try:
             with self._engine.begin() as conn:
-                conn.execute(WssNonce.__table__.insert().values(nonce_hash=digest, expires_at=expires))
+                conn.execute(insert(WssNonce).values(nonce_hash=digest, expires_at=expires))
         except IntegrityError:
             raise WssFault(FAILED_AUTHENTICATION, "this wsse:Nonce was used already: a replayed message") from None
         self.sweep(now)
