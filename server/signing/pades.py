@@ -69,10 +69,21 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
-from server.signing.cades import ID_AT_NAME, ClientTimeStamper, SigningKey, _commitment_oid
-from server.signing.keysource import DigestAlgorithm, SignatureScheme, scheme_of, verify_value
+from server.signing.cades import (
+    ID_AT_NAME,
+    ClientTimeStamper,
+    SigningKey,
+    _commitment_oid,
+)
+from server.signing.keysource import (
+    DigestAlgorithm,
+    SignatureScheme,
+    scheme_of,
+    verify_value,
+)
 from server.signing.levels import Level, SignatureProperties
 from server.signing.validation_data import ValidationData, collect_validation_data
+
 
 def _refresh_attribute_names() -> None:
     """asn1crypto builds its name → OID map of CMS attribute types once, on first use; attributes
@@ -349,9 +360,9 @@ def _target(writer: IncrementalPdfFileWriter, certificate: bytes, options: Pades
         return _existing(writer, placement.field, empty[placement.field], lock)
     if placement.page is None and placement.box is None and not placement.invisible:
         names = _signer_names(certificate)
-        for name in empty:
+        for name, ref in empty.items():
             if name.casefold() in names or name.rpartition(".")[2].casefold() in names:
-                return _existing(writer, name, empty[name], lock)
+                return _existing(writer, name, ref, lock)
         if len(empty) == 1:
             name = next(iter(empty))
             return _existing(writer, name, empty[name], lock)
@@ -596,9 +607,8 @@ def _document_timestamp(stream: BinaryIO, timestamps: TimestampClient, digest: D
 def _reader(stream: BinaryIO, password: str | None) -> PdfFileReader:
     stream.seek(0)
     reader = PdfFileReader(stream)
-    if reader.encrypted:
-        if password is None or reader.decrypt(password).status is AuthStatus.FAILED:
-            raise SiegelError(Code.BAD_REQUEST, "the PDF is encrypted: give its password")
+    if reader.encrypted and (password is None or reader.decrypt(password).status is AuthStatus.FAILED):
+        raise SiegelError(Code.BAD_REQUEST, "the PDF is encrypted: give its password")
     return reader
 
 

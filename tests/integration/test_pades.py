@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import tracemalloc
-from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -18,11 +17,14 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.general import SigningError
+from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
-from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature, validate_pdf_timestamp
-from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.validation import (
+    DocumentSecurityStore,
+    validate_pdf_signature,
+    validate_pdf_timestamp,
+)
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -70,7 +72,8 @@ def _tsa(pki: OnlinePki) -> TimestampClient:
 
 
 def _sign(key: SigningKey, pdf: bytes, *, level: Level = Level.B_B, pki: Pki | None = None,
-          options: PadesOptions = PadesOptions(), properties: SignatureProperties | None = None) -> bytes:
+          options: PadesOptions | None = None, properties: SignatureProperties | None = None) -> bytes:
+    options = options or PadesOptions()
     out = BytesIO()
     online = isinstance(pki, OnlinePki)
     sign_pades(key, BytesIO(pdf), level=level, options=options, properties=properties,
@@ -348,7 +351,7 @@ def test_a_certification_signature_allows_later_signers_to_fill_fields(pki: Pki,
 
     both = _sign(_user_key(pki, "bert"), certified, options=PadesOptions(placement=Placement(field="Freigabe")))
     _pdfsig(nss, both, tmp_path, 2)
-    first, second = _validate_all(both, pki)
+    first, _second = _validate_all(both, pki)
     assert first.docmdp_ok and first.modification_level <= ModificationLevel.FORM_FILLING
 
     with pytest.raises(SiegelError) as refused:
