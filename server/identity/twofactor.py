@@ -36,10 +36,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import pyotp
 from cryptography.exceptions import InvalidTag
@@ -89,7 +90,7 @@ class TwoFactorPolicy:
     resend_seconds: int = 30  # a second code on one channel within this time is refused
 
     @classmethod
-    def from_settings(cls, tf: Any) -> "TwoFactorPolicy":
+    def from_settings(cls, tf: Any) -> TwoFactorPolicy:
         return cls(required_roles=frozenset(r.strip() for r in tf.required_roles.split(",") if r.strip()),
                    issuer=tf.issuer, totp_window=tf.totp_window, code_minutes=tf.code_minutes,
                    code_attempts=tf.code_attempts, resend_seconds=tf.resend_seconds)
@@ -185,7 +186,7 @@ class TwoFactorService:
     def __init__(self, engine: Engine, audit: AuditLog, users: UserService, key: bytes,
                  policy: TwoFactorPolicy | None = None, mailer: MailSender | None = None,
                  sms: SmsSender | None = None, cache_seconds: float = 60.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit

@@ -11,8 +11,8 @@ second factors lock the account although the password is right.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
@@ -36,7 +36,7 @@ PASSWORD = "correct horse battery"
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 12, 7, 12, 0, 5, tzinfo=timezone.utc)
+        self.now = datetime(2026, 12, 7, 12, 0, 5, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
