@@ -354,10 +354,6 @@ class UserService:
         """Count a failed login decided elsewhere (a wrong second factor) towards the lockouts."""
         self._failed(user_id, address, self.clock())
 
-    def count_failed_login(self, user_id: int | None, address: str | None) -> None:
-        """Count a failed login decided elsewhere (a wrong second factor) towards the lockouts."""
-        self._failed(user_id, address, self.clock())
-
     def _succeeded(self, user_id: int, now: datetime) -> None:
         with self._engine.begin() as conn:
             conn.execute(update(User).where(User.id == user_id)
