@@ -15,8 +15,10 @@ class Level(StrEnum):
     B_LTA = "B-LTA"  # + an archive timestamp over all of it
 
     def at_least(self, other: Level) -> bool:
-        order = tuple(Level)
-        return order.index(self) >= order.index(other)
+        return _RANK[self] >= _RANK[other]
+
+
+_RANK = {level: rank for rank, level in enumerate(Level)}
 
 
 class Packaging(StrEnum):
