@@ -156,6 +156,7 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
     return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
+            JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
             *([JobSpec("ldap-sync", timedelta(minutes=services.settings.directory.sync_interval_minutes),
                        services.directory.run_scheduled, lease=timedelta(hours=1))] if services.directory else [])]
 
@@ -186,6 +187,13 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"ocsp", Ocsp(services.ocsp.respond))
     root.putChild(b"crl", Published(services.ca.current_crl, b".crl", b"application/pkix-crl"))
     root.putChild(b"ca", Published(services.ca.ca_certificate_der, b".crt", b"application/pkix-cert"))
+    from server.remote.csc_service import CscPolicy, CscService, internal_timestamp
+    from server.web.csc import CscApi
+
+    csc = CscService(services.engine, services.audit, services.users, services.twofactor, services.hsm.get,
+                     CscPolicy.from_settings(s.csc), timestamp=internal_timestamp(services.tsa.respond))
+    root.putChild(b"csc", CscApi(csc, trusted_proxies=frozenset(a.strip() for a in s.auth.trusted_proxies.split(",")
+                                                                if a.strip()), public_base_url=s.server.public_base_url))
     return root
 
 

@@ -201,6 +201,15 @@ class DirectorySettings:
 
 
 @dataclass(frozen=True)
+class CscSettings:
+    name: str  # the service name credentials/info and info report
+    region: str  # ISO 3166-1 alpha-2 country the service reports (info.region)
+    token_minutes: int  # lifetime of an access token from auth/login
+    sad_minutes: int  # lifetime of the SAD from credentials/authorize
+    multisign: int  # the most signatures one authorisation may cover (numSignatures)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -222,6 +231,7 @@ class Settings:
     validation: ValidationSettings
     appearance: AppearanceSettings
     directory: DirectorySettings
+    csc: CscSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -427,3 +437,7 @@ def _validate(s: Settings) -> None:
     need(d.timeout_seconds > 0, "directory.timeout_seconds", "seconds, more than 0")
     need(d.sync_interval_minutes >= 1, "directory.sync_interval_minutes", "a whole number of at least 1")
     need(d.full_sync_hours >= 1, "directory.full_sync_hours", "a whole number of at least 1")
+    need(1 <= s.csc.token_minutes <= 1440, "csc.token_minutes", "minutes from 1 to 1440")
+    need(1 <= s.csc.sad_minutes <= 60, "csc.sad_minutes", "minutes from 1 to 60")
+    need(1 <= s.csc.multisign <= 1000, "csc.multisign", "a number of signatures from 1 to 1000")
+    need(re.match(r"^[A-Z]{2}$", s.csc.region) is not None, "csc.region", "a two-letter ISO 3166 country code such as DE")

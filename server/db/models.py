@@ -329,3 +329,35 @@ class OtpCode(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CscToken(Base):
+    """A bearer token of the CSC API (/csc/v2), stored as the SHA-256 of the token (migration 0010)."""
+
+    __tablename__ = "csc_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # access | refresh
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CscSad(Base):
+    """Signature Activation Data of credentials/authorize (SHA-256 of the SAD): for one account and credential,
+    the exact hashes (JSON list of hex), at most ``num_signatures`` signatures, until ``expires_at``."""
+
+    __tablename__ = "csc_sads"
+
+    sad_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    credential_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    hash_algorithm: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hashes: Mapped[str] = mapped_column(Text, nullable=False)
+    num_signatures: Mapped[int] = mapped_column(Integer, nullable=False)
+    used: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)

@@ -31,7 +31,8 @@ class Action(StrEnum):
     TWO_STEP = "two_step"                  # prepare / complete a signature made with a key outside Siegel
     EXTEND = "extend"                      # raise a signature's level (DSS ReturnUpdatedSignature)
     VERIFY = "verify"                      # verify signatures, get the validation report
-    REMOTE_SIGN = "remote_sign"            # sign with a qualified remote key (CSC API); needs 2FA (later issue)
+    REMOTE_SIGN = "remote_sign"            # sign over the CSC API (Siegel's /csc/v2 with one's own or a granted key,
+    #                                        or a remote service's key); each authorisation needs PIN + OTP
     # own account
     WHOAMI = "whoami"                      # who am I (any authenticated account)
     API_INFO = "api_info"                  # the API's description (GET /api/v1, openapi.json)

@@ -65,6 +65,11 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/2fa/otp": {"POST": Action.SECOND_FACTOR},  # PASSWORD_ONLY: how one gets a first code
     "/api/v1/password-reset/complete": {"POST": PUBLIC},
     "/dss": {"GET": PUBLIC, "POST": DSS_OPERATION},  # GET: the WSDL and its schemas
+    # The CSC API has its own authentication (auth/login with Basic, then bearer tokens; server.web.csc checks
+    # Action.REMOTE_SIGN): not behind this guard, so PUBLIC here means "no HTTP Basic demanded by the guard".
+    **{f"/csc/{version}/{method}": {"POST": PUBLIC} for version in ("v1", "v2") for method in (
+        "info", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
+        "credentials/authorize", "credentials/authorizeCheck", "signatures/signHash", "signatures/timestamp")},
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission."""
 

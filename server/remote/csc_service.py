@@ -1,0 +1,505 @@
+"""The CSC API server's domain: access tokens, credentials, SAD, signing of hashes, timestamps.
+
+Credentials are the users' HSM keys from the internal CA: a credential ID is the key label of a valid
+user-signing certificate of the caller, or of one granted to it (``siegel key grant``, the same rule as
+:class:`server.signing.keys.SigningKeys`); every other ID is "invalid", so a caller learns nothing about
+keys it may not use.
+
+Authorisation is explicit (SCAL2): ``credentials/authorize`` needs the PIN, which is the account's
+password (checked by :meth:`UserService.authenticate`, counted towards the lockout; a locked account is
+refused before the password is looked at), and an OTP (a code sent by ``credentials/sendOTP`` by e-mail or
+SMS, bound to the credential, or to the hashes when the client names them there; or the account's TOTP),
+checked by :meth:`TwoFactorService.verify_otp` with the purpose ``csc``. The SAD it returns has 256 random
+bits and is stored as its SHA-256, with the account, the credential, the exact hashes (and their algorithm),
+numSignatures and its expiry (``csc.sad_minutes``). ``signatures/signHash`` signs only those hashes, at
+most numSignatures in all (a conditional UPDATE, so concurrent calls cannot overspend it), only for that
+account and credential, before the expiry. Access tokens (``auth/login``) are stored as SHA-256 too.
+
+Every authorisation, signature and refusal is an audit entry naming the hashes (never a document: only
+hashes reach this service). Errors are :class:`CscError` with the CSC API's ``error``,
+``error_description`` and HTTP status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from server.audit import AuditLog
+from server.db.models import Certificate, CscSad, CscToken, KeyGrant, User
+from server.errors import Code, SiegelError
+from server.identity.policy import Action, allowed
+from server.identity.users import Principal, Role, UserService, utc
+from server.pki import profiles
+from server.signing.keysource import DigestAlgorithm, SignatureScheme
+
+log = logging.getLogger("siegel.csc")
+
+PURPOSE = "csc"
+"""The purpose of one-time codes that authorise CSC credentials (server.identity.twofactor)."""
+
+HASH_OIDS: dict[str, DigestAlgorithm] = {
+    "2.16.840.1.101.3.4.2.1": DigestAlgorithm.SHA256,
+    "2.16.840.1.101.3.4.2.2": DigestAlgorithm.SHA384,
+    "2.16.840.1.101.3.4.2.3": DigestAlgorithm.SHA512,
+}
+OID_OF_HASH = {v: k for k, v in HASH_OIDS.items()}
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"  # the hash comes from hashAlgorithmOID
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+# signAlgo → (scheme, implied hash or None)
+SIGN_ALGOS: dict[str, tuple[SignatureScheme, DigestAlgorithm | None]] = {
+    "1.2.840.10045.4.3.2": (SignatureScheme.ECDSA, DigestAlgorithm.SHA256),
+    "1.2.840.10045.4.3.3": (SignatureScheme.ECDSA, DigestAlgorithm.SHA384),
+    "1.2.840.10045.4.3.4": (SignatureScheme.ECDSA, DigestAlgorithm.SHA512),
+    EC_PUBLIC_KEY: (SignatureScheme.ECDSA, None),
+    "1.2.840.113549.1.1.11": (SignatureScheme.RSA_PKCS1V15, DigestAlgorithm.SHA256),
+    "1.2.840.113549.1.1.12": (SignatureScheme.RSA_PKCS1V15, DigestAlgorithm.SHA384),
+    "1.2.840.113549.1.1.13": (SignatureScheme.RSA_PKCS1V15, DigestAlgorithm.SHA512),
+    RSA_ENCRYPTION: (SignatureScheme.RSA_PKCS1V15, None),
+}
+CURVE_OIDS = {"secp256r1": "1.2.840.10045.3.1.7", "secp384r1": "1.3.132.0.34", "secp521r1": "1.3.132.0.35"}
+
+
+class CscError(Exception):
+    """A refusal as the CSC API specifies it: HTTP status, ``error`` and ``error_description``."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+def invalid(description: str) -> CscError:
+    return CscError(400, "invalid_request", description)
+
+
+class Hsm(Protocol):
+    def sign_digest(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm | str,
+                    scheme: SignatureScheme) -> bytes: ...
+
+    def certificate_chain(self, key_label: str) -> list[bytes]: ...
+
+
+class OtpVerifier(Protocol):
+    def verify_otp(self, user_id: int, code: str, *, purpose: str = ..., binding: bytes | None = None) -> bool: ...
+
+    def send_code(self, principal: Principal, channel: str, *, purpose: str = ..., binding: bytes | None = None
+                  ) -> Any: ...
+
+    def count_failure(self, user_id: int, address: str | None) -> None: ...
+
+    def required(self, principal: Principal) -> bool: ...
+
+    def login(self, principal: Principal, name: str, password: str, code: str | None, address: str | None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CscPolicy:
+    """Settings [csc]."""
+
+    name: str = "Siegel"
+    region: str = "DE"
+    token_minutes: int = 60
+    sad_minutes: int = 5
+    multisign: int = 100
+
+    @classmethod
+    def from_settings(cls, csc: Any) -> CscPolicy:
+        return cls(csc.name, csc.region, csc.token_minutes, csc.sad_minutes, csc.multisign)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    sad: str
+    expires_in: int
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def decode_hashes(values: Any, what: str = "hashes") -> list[bytes]:
+    """The list of base64 hashes of a request (CSC: "Invalid Base64 hash string parameter")."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise invalid(f"Missing (or invalid type) array parameter {what}")
+    if not values:
+        raise invalid("Empty hash array")
+    out = []
+    for v in values:
+        try:
+            out.append(base64.b64decode(v.replace("-", "+").replace("_", "/") + "=" * (-len(v) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            raise invalid("Invalid Base64 hash string parameter") from None
+    return out
+
+
+def hash_algorithm(oid: Any, what: str = "hashAlgorithmOID") -> DigestAlgorithm:
+    if not isinstance(oid, str):
+        raise invalid(f"Missing (or invalid type) string parameter {what}")
+    if oid not in HASH_OIDS:
+        raise invalid(f"Invalid parameter {what}")
+    return HASH_OIDS[oid]
+
+
+def otp_binding(credential_id: str, hashes: list[bytes] | None = None, algorithm: DigestAlgorithm | None = None) -> bytes:
+    """What a sent CSC code is bound to: the credential, and the hashes when the client named them."""
+    base = b"csc\0" + credential_id.encode("utf-8")
+    if hashes is None:
+        return base
+    return base + b"\0" + str(algorithm or "").encode() + b"\0" + b"".join(sorted(hashes))
+
+
+class CscService:
+    def __init__(self, engine: Engine, audit: AuditLog, users: UserService, twofactor: OtpVerifier,
+                 hsm: Callable[[], Hsm], policy: CscPolicy | None = None,
+                 timestamp: Callable[[bytes, DigestAlgorithm, int | None], bytes] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._users = users
+        self._twofactor = twofactor
+        self._hsm = hsm
+        self.policy = policy or CscPolicy()
+        self._timestamp = timestamp
+        self.clock = clock
+
+    # --- service authorisation --------------------------------------------------------------------
+
+    def login(self, name: str, password: str, address: str | None, otp: str | None = None) -> tuple[str, int]:
+        """auth/login with HTTP Basic: a short-lived access token (stored as its SHA-256)."""
+        principal = self._users.authenticate(name, password, address)
+        if principal is not None and self._twofactor.required(principal):
+            outcome = self._twofactor.login(principal, name, password, otp, address)
+            if outcome is None or not outcome.verified:
+                self._audit.append("anonymous", "csc.login_refused", name, reason="second factor missing or wrong")
+                raise CscError(400, "authentication_error", "An error occurred during authentication process "
+                                    "(this account needs a second factor in the X-Siegel-OTP header)")
+        if principal is None:
+            self._audit.append("anonymous", "csc.login_refused", name[:200], reason="wrong name or password, or locked")
+            raise CscError(400, "authentication_error", "An error occurred during authentication process")
+        if not allowed(principal, Action.REMOTE_SIGN):
+            self._audit.append(principal.name, "csc.login_refused", principal.name, reason="role may not sign")
+            raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        seconds = self.policy.token_minutes * 60
+        with self._engine.begin() as conn:
+            conn.execute(CscToken.__table__.insert().values(
+                token_hash=_sha256(token), user_id=principal.user_id, kind="access", created_at=now,
+                expires_at=now + timedelta(seconds=seconds)))
+            self._audit.append_many_in(conn, [(principal.name, "csc.login", principal.name, {"expires_in": seconds})])
+        return token, seconds
+
+    def principal(self, token: str) -> Principal:
+        """The account of a bearer token; 401 invalid_token / expired_token otherwise."""
+        now = self.clock()
+        with self._engine.connect() as conn:
+            row = conn.execute(select(CscToken.user_id, CscToken.expires_at, CscToken.revoked_at, User.name,
+                                      User.role, User.disabled).join(User, User.id == CscToken.user_id)
+                               .where(CscToken.token_hash == _sha256(token), CscToken.kind == "access")).first()
+        if row is None or row.disabled:
+            raise CscError(401, "invalid_token", "The access token is not valid")
+        if row.revoked_at is not None or utc(row.expires_at) <= now:  # type: ignore[operator]
+            raise CscError(401, "expired_token", "The access token is expired or has been revoked")
+        principal = Principal(row.user_id, row.name, Role(row.role))
+        if not allowed(principal, Action.REMOTE_SIGN):
+            raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
+        return principal
+
+    def revoke(self, principal: Principal, token: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(CscToken).where(CscToken.token_hash == _sha256(token),
+                                                CscToken.user_id == principal.user_id)
+                         .values(revoked_at=self.clock()))
+
+    # --- credentials ------------------------------------------------------------------------------
+
+    def credentials(self, principal: Principal) -> list[str]:
+        """Key labels of the caller's valid user-signing certificates, then of those granted to it."""
+        now = self.clock()
+        valid = (Certificate.profile == profiles.USER_SIGNING.name, Certificate.revoked_at.is_(None),
+                 Certificate.not_after > now)
+        with self._engine.connect() as conn:
+            own = conn.execute(select(Certificate.key_label).where(Certificate.user_id == principal.user_id, *valid)
+                               .order_by(Certificate.not_after.desc())).scalars().all()
+            granted = conn.execute(select(Certificate.key_label).join(KeyGrant, KeyGrant.key_label == Certificate.key_label)
+                                   .where(KeyGrant.user_id == principal.user_id, *valid)
+                                   .order_by(Certificate.key_label)).scalars().all()
+        out: list[str] = []
+        for label in [*own, *granted]:
+            if label not in out:
+                out.append(label)
+        return out
+
+    def _certificate(self, principal: Principal, credential_id: Any) -> Certificate:
+        """The newest valid certificate of a credential the caller may use; "Invalid parameter credentialID"."""
+        if not isinstance(credential_id, str) or not credential_id:
+            raise invalid("Missing (or invalid type) string parameter credentialID")
+        if credential_id not in self.credentials(principal):
+            raise invalid("Invalid parameter credentialID")
+        with Session(self._engine) as session:
+            row = session.execute(select(Certificate).where(
+                Certificate.key_label == credential_id, Certificate.profile == profiles.USER_SIGNING.name,
+                Certificate.revoked_at.is_(None)).order_by(Certificate.not_after.desc()).limit(1)).scalars().first()
+            if row is None:
+                raise invalid("Invalid parameter credentialID")
+            session.expunge(row)
+        return row
+
+    def credential_info(self, principal: Principal, credential_id: Any, certificates: Any = "single",
+                        cert_info: bool = False, auth_info: bool = True) -> dict[str, Any]:
+        """credentials/info: key (algorithm OIDs, length, curve), certificate(s), SCAL 2, explicit PIN + OTP."""
+        if certificates not in ("none", "single", "chain"):
+            raise invalid("Invalid parameter certificates")
+        cert = self._certificate(principal, credential_id)
+        parsed = x509.load_der_x509_certificate(cert.der)
+        key = parsed.public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            algos = ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", EC_PUBLIC_KEY]
+            key_part: dict[str, Any] = {"status": "enabled", "algo": algos, "len": key.curve.key_size,
+                                        "curve": CURVE_OIDS.get(key.curve.name, key.curve.name)}
+        elif isinstance(key, rsa.RSAPublicKey):
+            algos = ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13", RSA_ENCRYPTION]
+            key_part = {"status": "enabled", "algo": algos, "len": key.key_size}
+        else:  # pragma: no cover - the CA issues only RSA and EC keys
+            raise CscError(500, "server_error", "the credential's key is neither RSA nor EC")
+        chain = [cert.der] if certificates == "single" else [] if certificates == "none" else \
+            self._chain(cert)
+        cert_part: dict[str, Any] = {"status": "valid", "certificates": [base64.b64encode(c).decode() for c in chain]}
+        if cert_info:
+            cert_part.update({"issuerDN": parsed.issuer.rfc4514_string(), "serialNumber": format(parsed.serial_number, "X"),
+                              "subjectDN": parsed.subject.rfc4514_string(),
+                              "validFrom": parsed.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ"),
+                              "validTo": parsed.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ")})
+        pin = {"presence": "true", "format": "A", "label": "Password",
+               "description": "The password of your Siegel account"}
+        otp = {"presence": "true", "type": "online", "format": "N", "label": "One-time code",
+               "description": "A code from credentials/sendOTP (e-mail or SMS) or your authenticator app (TOTP)"}
+        out: dict[str, Any] = {
+            "description": f"Signing key {cert.key_label} of {cert.subject}", "key": key_part, "cert": cert_part,
+            "SCAL": "2", "multisign": self.policy.multisign, "lang": "en-US",
+            "authMode": "explicit", "PIN": pin, "OTP": otp}  # the last three as CSC v1 names them
+        if auth_info:
+            out["auth"] = {"mode": "explicit", "expression": "PIN AND OTP", "objects": [
+                {"type": "Password", "id": "PIN", "format": "A", "label": pin["label"], "description": pin["description"]},
+                {"type": "Password", "id": "OTP", "format": "N", "label": otp["label"], "description": otp["description"]}]}
+        return out
+
+    def _chain(self, cert: Certificate) -> list[bytes]:
+        chain = self._hsm().certificate_chain(cert.key_label)
+        if not chain or chain[0] != cert.der:
+            chain = [cert.der, *[c for c in chain if c != cert.der]]
+        return chain
+
+    # --- credential authorisation -----------------------------------------------------------------
+
+    def send_otp(self, principal: Principal, credential_id: Any, channel: str = "email",
+                 hashes: list[bytes] | None = None, algorithm: DigestAlgorithm | None = None) -> Any:
+        """credentials/sendOTP: a code by e-mail (default) or SMS, bound to the credential (and the hashes)."""
+        cert = self._certificate(principal, credential_id)
+        if channel not in ("email", "sms"):
+            raise invalid("Invalid parameter channel (email or sms)")
+        try:
+            return self._twofactor.send_code(principal, channel, purpose=PURPOSE,
+                                             binding=otp_binding(cert.key_label, hashes, algorithm))
+        except SiegelError as exc:
+            if exc.code in (Code.CONFLICT, Code.BAD_REQUEST):
+                raise invalid(exc.message) from None
+            raise
+
+    def _locked(self, user_id: int) -> bool:
+        with self._engine.connect() as conn:
+            until = utc(conn.execute(select(User.locked_until).where(User.id == user_id)).scalar())
+        return until is not None and until > self.clock()
+
+    def authorize(self, principal: Principal, credential_id: Any, num_signatures: Any, hashes: list[bytes] | None,
+                  algorithm: DigestAlgorithm | None, pin: Any, otp: Any, address: str | None) -> Authorization:
+        """credentials/authorize (explicit, SCAL2): PIN = the account's password, OTP; a SAD for the hashes."""
+        cert = self._certificate(principal, credential_id)
+        label = cert.key_label
+        if isinstance(num_signatures, bool) or not isinstance(num_signatures, int):
+            raise invalid("Missing (or invalid type) integer parameter numSignatures")
+        if num_signatures < 1:
+            raise invalid("Invalid value for parameter numSignatures")
+        if num_signatures > self.policy.multisign:
+            raise invalid("Numbers of signatures is too high")
+        if hashes is None:
+            raise invalid("Missing (or invalid type) array parameter hashes (SCAL2: the SAD is bound to the hashes)")
+        if len(hashes) > num_signatures:
+            raise invalid("Invalid parameter hashes: more hashes than numSignatures")
+        if algorithm is not None and any(len(h) != algorithm.size for h in hashes):
+            raise invalid("Invalid digest value length")
+        hex_hashes = sorted({h.hex() for h in hashes})
+
+        def refuse(error: CscError, reason: str) -> CscError:
+            self._audit.append(principal.name, "csc.authorize_refused", label, reason=reason, hashes=hex_hashes,
+                               numSignatures=num_signatures)
+            return error
+
+        if self._locked(principal.user_id):
+            raise refuse(invalid("Credential locked"), "account locked")
+        if not isinstance(pin, str) or not pin:
+            raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "no PIN")
+        if self._users.authenticate(principal.name, pin, address) is None:
+            if self._locked(principal.user_id):
+                raise refuse(invalid("Credential locked"), "wrong PIN, account locked")
+            raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "wrong PIN")
+        code = otp if isinstance(otp, str) else ""
+        if not code or not any(self._twofactor.verify_otp(principal.user_id, code, purpose=PURPOSE, binding=b)
+                               for b in (otp_binding(label, hashes, algorithm), otp_binding(label), None)):
+            if code:
+                self._twofactor.count_failure(principal.user_id, address)
+            raise refuse(CscError(400, "invalid_otp", "The OTP is invalid"), "wrong OTP" if code else "no OTP")
+        sad = secrets.token_urlsafe(32)  # 256 random bits
+        now = self.clock()
+        seconds = self.policy.sad_minutes * 60
+        with self._engine.begin() as conn:
+            conn.execute(CscSad.__table__.insert().values(
+                sad_hash=_sha256(sad), user_id=principal.user_id, credential_id=label,
+                hash_algorithm=OID_OF_HASH[algorithm] if algorithm else None, hashes=json.dumps(hex_hashes),
+                num_signatures=num_signatures, used=0, created_at=now, expires_at=now + timedelta(seconds=seconds)))
+            self._audit.append_many_in(conn, [(principal.name, "csc.authorize", label, {
+                "numSignatures": num_signatures, "hashes": hex_hashes,
+                "hashAlgorithm": str(algorithm) if algorithm else None, "expires_in": seconds})])
+        return Authorization(sad, seconds)
+
+    def authorize_check(self, principal: Principal, credential_id: Any, sad: Any) -> dict[str, Any]:
+        """credentials/authorizeCheck (Siegel authorises synchronously): the state of a SAD of the caller."""
+        label = self._certificate(principal, credential_id).key_label
+        row = self._sad(principal, label, sad)
+        left = row.num_signatures - row.used
+        return {"SAD": sad, "expiresIn": max(int((utc(row.expires_at) - self.clock()).total_seconds()), 0),  # type: ignore[operator]
+                "remainingSignatures": left}
+
+    def _sad(self, principal: Principal, label: str, sad: Any) -> Any:
+        if not isinstance(sad, str) or not sad:
+            raise invalid("Missing (or invalid type) string parameter SAD")
+        with Session(self._engine) as session:
+            row = session.execute(select(CscSad).where(CscSad.sad_hash == _sha256(sad))).scalars().first()
+            if row is not None:
+                session.expunge(row)
+        if row is None or row.user_id != principal.user_id or row.credential_id != label:
+            raise invalid("Invalid parameter SAD")
+        if utc(row.expires_at) <= self.clock():  # type: ignore[operator]
+            raise invalid("SAD expired")
+        if row.used >= row.num_signatures:
+            raise invalid("Invalid parameter SAD")
+        return row
+
+    # --- signing --------------------------------------------------------------------------------
+
+    def sign_hash(self, principal: Principal, credential_id: Any, sad: Any, hashes: list[bytes],
+                  hash_oid: Any, sign_algo: Any) -> list[bytes]:
+        """signatures/signHash: one signature per hash (same order), as the SAD allows."""
+        label = credential_id if isinstance(credential_id, str) else ""
+
+        def refused(error: CscError, reason: str) -> CscError:
+            self._audit.append(principal.name, "csc.sign_refused", label[:200], reason=reason,
+                               hashes=[h.hex() for h in hashes])
+            return error
+
+        try:
+            cert = self._certificate(principal, credential_id)
+            if not isinstance(sign_algo, str):
+                raise invalid("Missing (or invalid type) string parameter signAlgo")
+            if sign_algo not in SIGN_ALGOS:
+                raise invalid("Invalid parameter signAlgo")
+            scheme, implied = SIGN_ALGOS[sign_algo]
+            key = x509.load_der_x509_certificate(cert.der).public_key()
+            if (scheme is SignatureScheme.ECDSA) != isinstance(key, ec.EllipticCurvePublicKey):
+                raise invalid("Invalid parameter signAlgo")
+            given = hash_algorithm(hash_oid) if hash_oid is not None else None
+            if implied is not None and given is not None and given is not implied:
+                raise invalid("String parameter hashAlgorithmOID contradicts with signAlgo parameter")
+            row = self._sad(principal, cert.key_label, sad)
+            bound_algorithm = HASH_OIDS.get(row.hash_algorithm or "")
+            algorithm = implied or given or bound_algorithm
+            if algorithm is None:
+                raise invalid("Missing (or invalid type) string parameter hashAlgorithmOID")
+            if bound_algorithm is not None and algorithm is not bound_algorithm:
+                raise invalid("Invalid parameter hashAlgorithmOID: the SAD was issued for another hash algorithm")
+            if any(len(h) != algorithm.size for h in hashes):
+                raise invalid("Invalid digest value length")
+            bound = set(json.loads(row.hashes))
+            if any(h.hex() not in bound for h in hashes):
+                raise invalid("Hash is not authorized by the SAD")
+            if certificate_expired(cert, self.clock()):
+                raise invalid("Signing certificate is expired")
+        except CscError as exc:
+            raise refused(exc, exc.description) from None
+        n = len(hashes)
+        with self._engine.begin() as conn:  # spend the SAD: never beyond numSignatures, even concurrently
+            spent = conn.execute(update(CscSad).where(
+                CscSad.sad_hash == row.sad_hash, CscSad.used + n <= CscSad.num_signatures,
+                CscSad.expires_at > self.clock()).values(used=CscSad.used + n)).rowcount
+        if spent != 1:
+            raise refused(invalid("Invalid parameter SAD"), f"the SAD does not cover {n} more signatures")
+        try:
+            hsm = self._hsm()
+            values = [hsm.sign_digest(cert.key_label, h, algorithm, scheme) for h in hashes]
+        except Exception:
+            with self._engine.begin() as conn:  # nothing signed: the SAD keeps its signatures
+                conn.execute(update(CscSad).where(CscSad.sad_hash == row.sad_hash).values(used=CscSad.used - n))
+            self._audit.append(principal.name, "csc.sign_failed", cert.key_label, hashes=[h.hex() for h in hashes])
+            raise
+        self._audit.append(principal.name, "csc.sign", cert.key_label, hashes=[h.hex() for h in hashes],
+                           hashAlgorithm=str(algorithm), signAlgo=sign_algo, serial=cert.serial)
+        return values
+
+    def timestamp(self, principal: Principal, hash_b64: Any, hash_oid: Any, nonce: Any) -> bytes:
+        """signatures/timestamp: an RFC 3161 token over the hash from the configured TSA."""
+        if not isinstance(hash_b64, str):
+            raise invalid("Missing (or invalid type) string parameter hash")
+        if not hash_b64:
+            raise invalid("Empty hash parameter")
+        digest = decode_hashes([hash_b64], "hash")[0]
+        algorithm = hash_algorithm(hash_oid, "hashAlgo")
+        if len(digest) != algorithm.size:
+            raise invalid("Invalid digest value length")
+        number: int | None = None
+        if nonce is not None:
+            try:
+                number = int(str(nonce), 16)
+            except ValueError:
+                raise invalid("Invalid parameter nonce") from None
+        if self._timestamp is None:
+            raise CscError(501, "not_implemented", "no TSA is configured")
+        token = self._timestamp(digest, algorithm, number)
+        self._audit.append(principal.name, "csc.timestamp", "", hash=digest.hex(), hashAlgorithm=str(algorithm))
+        return token
+
+
+def certificate_expired(cert: Certificate, now: datetime) -> bool:
+    return utc(cert.not_after) <= now  # type: ignore[operator]
+
+
+def internal_timestamp(respond: Callable[[bytes], Any]) -> Callable[[bytes, DigestAlgorithm, int | None], bytes]:
+    """A timestamp function over our TSA's ``respond(TimeStampReq DER) -> TsaReply``."""
+    from asn1crypto import tsp
+
+    def stamp(digest: bytes, algorithm: DigestAlgorithm, nonce: int | None) -> bytes:
+        fields: dict[str, Any] = {"version": 1, "message_imprint": {
+            "hash_algorithm": {"algorithm": str(algorithm)}, "hashed_message": digest}, "cert_req": True}
+        if nonce is not None:
+            fields["nonce"] = nonce
+        reply = respond(tsp.TimeStampReq(fields).dump())
+        resp = tsp.TimeStampResp.load(reply.der)
+        if resp["status"]["status"].native not in ("granted", "granted_with_mods"):
+            raise SiegelError(Code.TSA_FAILED, f"the TSA refused: {reply.problem}")
+        return resp["time_stamp_token"].dump()  # type: ignore[no-any-return]
+
+    return stamp

@@ -1,0 +1,293 @@
+"""The CSC API server's domain (server.remote.csc_service) on SQLite and PostgreSQL with the session's
+SoftHSM2 token and the internal PKI: login, credentials, SAD bound to the hashes (SCAL2), signHash, timestamps.
+
+Each protection has a test that fails when it is removed: a wrong OTP or PIN gives no SAD, a SAD signs only its
+hashes, at most numSignatures, only for its account and credential, never after its expiry; wrong PINs lock the
+account (and then even the right one is refused); every refusal is an audit entry and no signature comes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from sqlalchemy import select
+
+from server.db.models import AuditEntry, CscSad, CscToken
+from server.identity.twofactor import TwoFactorPolicy, TwoFactorService
+from server.identity.users import LoginPolicy, Principal, UserService
+from server.pki.tsa import TimestampAuthority
+from server.remote.csc_service import (
+    PURPOSE,
+    CscError,
+    CscPolicy,
+    CscService,
+    internal_timestamp,
+    otp_binding,
+)
+from server.signing.keys import SigningKeys
+from server.signing.keysource import DigestAlgorithm
+from tests.fixtures.pki import Pki
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse battery"
+SHA256 = "2.16.840.1.101.3.4.2.1"
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        self.sent.append((to, subject, body))
+
+    def code(self) -> str:
+        match = re.search(r"\b(\d{6})\b", self.sent[-1][2])
+        assert match
+        return match.group(1)
+
+
+class World:
+    def __init__(self, pki: Pki) -> None:
+        self.pki = pki
+        self.clock = Clock()
+        self.mail = Mailbox()
+        self.users = UserService(pki.engine, pki.audit, 0, LoginPolicy(lockout_threshold=3, address_lockout_threshold=100),
+                                 clock=self.clock)
+        self.tf = TwoFactorService(pki.engine, pki.audit, self.users, b"k" * 32, TwoFactorPolicy(resend_seconds=0),
+                                   mailer=self.mail, clock=self.clock)
+        tsa = TimestampAuthority(pki.engine, pki.audit, pki.ca, lambda: pki.hsm, pki.settings.tsa)
+        self.csc = CscService(pki.engine, pki.audit, self.users, self.tf, lambda: pki.hsm,
+                              CscPolicy(sad_minutes=5, multisign=10), timestamp=internal_timestamp(tsa.respond),
+                              clock=self.clock)
+
+    def person(self, name: str) -> tuple[Principal, str]:
+        p = self.users.add(name, f"{name}@example.com", "signer", PASSWORD)
+        cert = self.pki.ca.issue_user(name)
+        return p, cert.key_label
+
+    def audit(self, action: str) -> list[dict[str, object]]:
+        with self.pki.engine.connect() as conn:
+            rows = conn.execute(select(AuditEntry.target, AuditEntry.details).where(AuditEntry.action == action)
+                                .order_by(AuditEntry.seq)).all()
+        return [{"target": r.target, **json.loads(r.details)} for r in rows]
+
+
+@pytest.fixture
+def world(pki: Pki) -> World:
+    return World(pki)
+
+
+def digests(*texts: str) -> list[bytes]:
+    return [hashlib.sha256(t.encode()).digest() for t in texts]
+
+
+def check(cert_der: bytes, digest: bytes, signature: bytes) -> None:
+    key = x509.load_der_x509_certificate(cert_der).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    key.verify(signature, digest, ec.ECDSA(utils.Prehashed(DigestAlgorithm.SHA256.hash())))
+
+
+def authorize(w: World, p: Principal, label: str, hashes: list[bytes], n: int | None = None, *,
+              pin: str = PASSWORD) -> str:
+    w.csc.send_otp(p, label)
+    return w.csc.authorize(p, label, n or len(hashes), hashes, DigestAlgorithm.SHA256, pin, w.mail.code(), None).sad
+
+
+def test_login_token_is_stored_hashed_and_expires(world: World) -> None:
+    p, _ = world.person("ada")
+    token, seconds = world.csc.login("ada", PASSWORD, None)
+    assert seconds == 3600 and world.csc.principal(token).user_id == p.user_id
+    with world.pki.engine.connect() as conn:
+        stored = conn.execute(select(CscToken.token_hash)).scalars().all()
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+    with pytest.raises(CscError) as err:
+        world.csc.login("ada", "wrong password!", None)
+    assert (err.value.status, err.value.error) == (400, "authentication_error")
+    with pytest.raises(CscError) as err:
+        world.csc.principal("not-a-token")
+    assert (err.value.status, err.value.error) == (401, "invalid_token")
+    world.clock.now += timedelta(hours=2)
+    with pytest.raises(CscError) as err:
+        world.csc.principal(token)
+    assert (err.value.status, err.value.error) == (401, "expired_token")
+
+
+def test_happy_path_list_info_otp_authorize_sign_many_hashes(world: World) -> None:
+    p, label = world.person("ada")
+    _other, other_label = world.person("bob")
+    SigningKeys(world.pki.engine, world.pki.audit, world.pki.ca).grant(other_label, "ada")
+    assert world.csc.credentials(p) == [label, other_label]
+    info = world.csc.credential_info(p, label, "chain", True)
+    assert info["SCAL"] == "2" and info["authMode"] == "explicit" and info["auth"]["mode"] == "explicit"
+    assert info["key"]["algo"][0] == ECDSA_SHA256 and info["key"]["len"] == 256
+    assert info["PIN"]["presence"] == "true" and info["OTP"]["presence"] == "true"
+    chain = [__import__("base64").b64decode(c) for c in info["cert"]["certificates"]]
+    assert len(chain) == 3 and info["cert"]["validTo"].endswith("Z")
+    hashes = digests("one", "two", "three")
+    sad = authorize(world, p, label, hashes)
+    assert world.mail.sent[-1][0] == "ada@example.com"
+    with world.pki.engine.connect() as conn:
+        row = conn.execute(select(CscSad.__table__)).one()
+    assert row.sad_hash == hashlib.sha256(sad.encode()).hexdigest() and row.num_signatures == 3
+    assert sorted(json.loads(row.hashes)) == sorted(h.hex() for h in hashes)
+    assert world.csc.authorize_check(p, label, sad)["remainingSignatures"] == 3
+    values = world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)
+    assert len(values) == 3
+    for digest, value in zip(hashes, values):
+        check(chain[0], digest, value)
+    (entry,) = world.audit("csc.sign")
+    assert entry["target"] == label and entry["hashes"] == [h.hex() for h in hashes]
+    assert world.audit("csc.authorize")[0]["numSignatures"] == 3
+
+
+def test_totp_authorizes_too_and_the_code_is_bound_to_the_hashes_when_named(world: World) -> None:
+    p, label = world.person("ada")
+    enrolment = world.tf.enrol_totp(p)
+    totp = pyotp.parse_uri(enrolment.uri)
+    world.tf.confirm_totp(p, totp.at(world.clock.now))
+    world.clock.now += timedelta(seconds=30)
+    hashes = digests("totp")
+    sad = world.csc.authorize(p, label, 1, hashes, DigestAlgorithm.SHA256, PASSWORD, totp.at(world.clock.now), None).sad
+    assert world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)
+    # A code sent for these hashes does not authorise other hashes.
+    world.csc.send_otp(p, label, hashes=digests("bound"), algorithm=DigestAlgorithm.SHA256)
+    with pytest.raises(CscError) as err:
+        world.csc.authorize(p, label, 1, digests("other"), DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
+    assert err.value.error == "invalid_otp"
+    assert world.tf.verify_otp(p.user_id, world.mail.code(), purpose=PURPOSE,
+                               binding=otp_binding(label, digests("bound"), DigestAlgorithm.SHA256))
+
+
+def test_wrong_otp_gives_no_sad(world: World) -> None:
+    p, label = world.person("ada")
+    world.csc.send_otp(p, label)
+    wrong = "000000" if world.mail.code() != "000000" else "111111"
+    with pytest.raises(CscError) as err:
+        world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, PASSWORD, wrong, None)
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_otp", "The OTP is invalid")
+    with world.pki.engine.connect() as conn:
+        assert conn.execute(select(CscSad)).first() is None
+    assert world.audit("csc.authorize_refused")[0]["reason"] == "wrong OTP"
+
+
+def test_expired_sad_signs_nothing(world: World) -> None:
+    p, label = world.person("ada")
+    hashes = digests("late")
+    sad = authorize(world, p, label, hashes)
+    world.clock.now += timedelta(minutes=5, seconds=1)
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "SAD expired")
+    assert world.audit("csc.sign") == [] and world.audit("csc.sign_refused")[0]["reason"] == "SAD expired"
+
+
+def test_sad_is_spent_after_num_signatures(world: World) -> None:
+    p, label = world.person("ada")
+    hashes = digests("a", "b")
+    sad = authorize(world, p, label, hashes, 2)
+    assert len(world.csc.sign_hash(p, label, sad, hashes[:1], SHA256, ECDSA_SHA256)) == 1
+    with pytest.raises(CscError) as err:  # one signature left, two asked for
+        world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)
+    assert err.value.description == "Invalid parameter SAD"
+    assert len(world.csc.sign_hash(p, label, sad, hashes[1:], SHA256, ECDSA_SHA256)) == 1
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, hashes[1:], SHA256, ECDSA_SHA256)
+    assert (err.value.error, err.value.description) == ("invalid_request", "Invalid parameter SAD")
+    assert len(world.audit("csc.sign")) == 2 and len(world.audit("csc.sign_refused")) == 2
+
+
+def test_sad_for_another_hash_or_algorithm(world: World) -> None:
+    p, label = world.person("ada")
+    sad = authorize(world, p, label, digests("authorised"))
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, digests("something else"), SHA256, ECDSA_SHA256)
+    assert err.value.description == "Hash is not authorized by the SAD"
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, [hashlib.sha384(b"authorised").digest()], None, "1.2.840.10045.4.3.3")
+    assert "another hash algorithm" in err.value.description
+    assert world.audit("csc.sign") == []
+    assert len(world.csc.sign_hash(p, label, sad, digests("authorised"), SHA256, ECDSA_SHA256)) == 1
+
+
+def test_someone_elses_credential_or_sad(world: World) -> None:
+    ada, ada_label = world.person("ada")
+    bob, bob_label = world.person("bob")
+    with pytest.raises(CscError) as err:
+        world.csc.credential_info(ada, bob_label)
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request",
+                                                                         "Invalid parameter credentialID")
+    with pytest.raises(CscError) as err:
+        world.csc.send_otp(ada, bob_label)
+    assert err.value.description == "Invalid parameter credentialID"
+    hashes = digests("x")
+    sad = authorize(world, ada, ada_label, hashes)
+    with pytest.raises(CscError) as err:  # bob presents ada's SAD
+        world.csc.sign_hash(bob, ada_label, sad, hashes, SHA256, ECDSA_SHA256)
+    assert err.value.description == "Invalid parameter credentialID"
+    with pytest.raises(CscError) as err:  # ... or with his own credential
+        world.csc.sign_hash(bob, bob_label, sad, hashes, SHA256, ECDSA_SHA256)
+    assert err.value.description == "Invalid parameter SAD"
+    assert world.audit("csc.sign") == [] and len(world.audit("csc.sign_refused")) == 2
+
+
+def test_wrong_pin_repeatedly_locks_the_credential(world: World) -> None:
+    p, label = world.person("ada")
+    for _ in range(3):
+        with pytest.raises(CscError) as err:
+            world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, "wrong password!", "123456", None)
+        assert err.value.error in ("invalid_pin", "invalid_request")
+    assert err.value.description == "Credential locked"
+    world.csc.send_otp(p, label)
+    with pytest.raises(CscError) as err:  # the right PIN and OTP, but locked
+        world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "Credential locked")
+    reasons = [e["reason"] for e in world.audit("csc.authorize_refused")]
+    assert reasons == ["wrong PIN", "wrong PIN", "wrong PIN, account locked", "account locked"]
+    with world.pki.engine.connect() as conn:
+        assert conn.execute(select(CscSad)).first() is None
+
+
+def test_parameters_are_checked_as_csc_says(world: World) -> None:
+    p, label = world.person("ada")
+    for n, text in ((0, "Invalid value for parameter numSignatures"), (11, "Numbers of signatures is too high"),
+                    ("1", "Missing (or invalid type) integer parameter numSignatures")):
+        with pytest.raises(CscError) as err:
+            world.csc.authorize(p, label, n, digests("x"), DigestAlgorithm.SHA256, PASSWORD, "123456", None)
+        assert err.value.description == text
+    sad = authorize(world, p, label, digests("x"))
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, digests("x"), SHA256, "1.2.840.113549.1.1.11")  # RSA on an EC key
+    assert err.value.description == "Invalid parameter signAlgo"
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(p, label, sad, [b"short"], SHA256, ECDSA_SHA256)
+    assert err.value.description == "Invalid digest value length"
+
+
+def test_timestamp_from_the_internal_tsa(world: World) -> None:
+    from asn1crypto import cms, tsp
+
+    p, _ = world.person("ada")
+    digest = digests("stamp me")[0]
+    token = world.csc.timestamp(p, __import__("base64").b64encode(digest).decode(), SHA256, "0a1b2c")
+    info = tsp.TSTInfo.load(cms.ContentInfo.load(token)["content"]["encap_content_info"]["content"].parsed.dump())
+    assert info["message_imprint"]["hashed_message"].native == digest and info["nonce"].native == 0x0A1B2C
+    with pytest.raises(CscError) as err:
+        world.csc.timestamp(p, "AAAA", SHA256, None)
+    assert err.value.description == "Invalid digest value length"
