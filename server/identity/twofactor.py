@@ -497,6 +497,11 @@ class TwoFactorService:
         self._users.count_failed_login(user_id, address)
         log.info("wrong second factor for account %d (%d in a row)", user_id, n)
 
+    def sweep(self) -> None:
+        """The scheduled job "twofactor-codes": sent codes a day past their expiry go."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(OtpCode).where(OtpCode.expires_at < self.clock() - timedelta(days=1)))
+
     # --- removal --------------------------------------------------------------------------------
 
     def remove(self, principal: Principal, actor: str | None = None) -> None:

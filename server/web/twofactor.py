@@ -2,13 +2,17 @@
 
 * ``POST /2fa/totp``: enrol a TOTP authenticator: ``{"uri": "otpauth://...", "qrPng": "<base64 PNG>"}``
   (the secret is shown only in this answer).
+
+``POST /2fa/totp``, ``POST /2fa/recovery-codes`` and ``DELETE /2fa`` need a valid second factor in the
+request (X-Siegel-OTP; the guard checked it for roles that need one, this module for the others), so a
+password alone can neither plant an authenticator nor take one away: a first enrolment uses a code from
+``POST /2fa/otp``, which goes to the e-mail address (or SMS number) on record.
 * ``POST /2fa/totp/confirm`` ``{"code": "123456"}``: activate it with a first code; the first set of
   recovery codes comes with the answer when the account has none.
 * ``POST /2fa/recovery-codes``: ten new recovery codes (the old ones stop working), shown once.
 * ``POST /2fa/otp`` ``{"channel": "email" | "sms"}``: send a one-time code (202); works with the
   password alone (server.web.auth.PASSWORD_ONLY), so an account that needs a second factor can get one.
-* ``DELETE /2fa``: remove the TOTP authenticator and recovery codes; the request must carry a valid
-  second factor (X-Siegel-OTP, checked by the guard or here).
+* ``DELETE /2fa``: remove the TOTP authenticator and recovery codes.
 * ``GET`` is not offered; the state is in ``POST /2fa/...`` answers and ``siegel user list``.
 """
 
@@ -37,6 +41,21 @@ def _body(request: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")
     return body
+
+
+def require_factor(service: TwoFactorService, request: Any, what: str) -> None:
+    """Raise UNAUTHENTICATED (401) unless this request carries a valid second factor; a wrong one is a
+    failed login. Runs off the reactor thread."""
+    if getattr(request, "second_factor", False):  # verified by the guard for this request
+        return
+    principal = request.principal
+    code = request.getHeader(b"x-siegel-otp")
+    if code and service.verify_otp(principal.user_id, code.decode("utf-8", "replace"), purpose=LOGIN):
+        return
+    if code:
+        service.count_failure(principal.user_id, client_address(request))
+    raise SiegelError(Code.UNAUTHENTICATED, f"{what} needs a valid second factor: send the X-Siegel-OTP header "
+                                            "(a TOTP or recovery code, or a code from POST /api/v1/2fa/otp)")
 
 
 class _Leaf(resource.Resource):
@@ -72,13 +91,21 @@ class Totp(resource.Resource):
         self.putChild(b"confirm", TotpConfirm(service))
 
     def render_POST(self, request: Any) -> Any:
-        return render_deferred(request, lambda: threads.deferToThread(self._tf.enrol_totp, request.principal)
+        def enrol() -> Any:
+            require_factor(self._tf, request, "enrolling an authenticator")
+            return self._tf.enrol_totp(request.principal)
+
+        return render_deferred(request, lambda: threads.deferToThread(enrol)
                                .addCallback(lambda e: json_response(request, 200, describe(e))))
 
 
 class RecoveryCodes(_Leaf):
     def render_POST(self, request: Any) -> Any:
-        return render_deferred(request, lambda: threads.deferToThread(self._tf.new_recovery_codes, request.principal)
+        def renew() -> list[str]:
+            require_factor(self._tf, request, "new recovery codes")
+            return self._tf.new_recovery_codes(request.principal)
+
+        return render_deferred(request, lambda: threads.deferToThread(renew)
                                .addCallback(lambda codes: json_response(request, 200, {
                                    "recoveryCodes": codes, "detail": "each works once; they are shown only now, "
                                                                       "the earlier codes no longer work"})))
@@ -109,15 +136,8 @@ class TwoFactorRoot(resource.Resource):
 
     def render_DELETE(self, request: Any) -> Any:
         def remove() -> None:
-            principal = request.principal
-            if not getattr(request, "second_factor", False):  # not checked by the guard: check it here
-                code = request.getHeader(b"x-siegel-otp")
-                if not code or not self._tf.verify_otp(principal.user_id, code.decode("utf-8", "replace"),
-                                                       purpose=LOGIN):
-                    self._tf.count_failure(principal.user_id, client_address(request))
-                    raise SiegelError(Code.UNAUTHENTICATED, "removing the second factor needs a valid one: "
-                                                            "send the X-Siegel-OTP header")
-            self._tf.remove(principal)
+            require_factor(self._tf, request, "removing the second factor")
+            self._tf.remove(request.principal)
 
         return render_deferred(request, lambda: threads.deferToThread(remove).addCallback(
             lambda _: json_response(request, 200, {"status": "removed"})))

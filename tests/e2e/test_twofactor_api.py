@@ -123,13 +123,20 @@ def test_second_factor_over_http(siegel_instance: SiegelInstance, smtp_server: S
     assert gone.status_code == 200, gone.text
     assert _call(inst, "GET", "/api/v1/whoami", ADMIN, otp=fresh.json()["recoveryCodes"][2]).status_code == 401
 
-    # A signer may enrol too (not asked at login); removing it needs a code.
-    signer_totp = pyotp.parse_uri(_call(inst, "POST", "/api/v1/2fa/totp", SIGNER).json()["uri"])
+    # A signer (not asked at login) may enrol too, but not with the password alone: a password thief could
+    # otherwise plant an authenticator of his own. The e-mailed code proves the mailbox on record.
+    refused = _call(inst, "POST", "/api/v1/2fa/totp", SIGNER)
+    assert refused.status_code == 401 and "second factor" in refused.json()["detail"]
+    n = len(smtp_server.messages) + 1
+    assert _call(inst, "POST", "/api/v1/2fa/otp", SIGNER, json={"channel": "email"}).status_code == 202
+    signer_code = _code(smtp_server.wait_for(n)[-1].message.get_content())
+    signer_totp = pyotp.parse_uri(_call(inst, "POST", "/api/v1/2fa/totp", SIGNER, otp=signer_code).json()["uri"])
     assert _call(inst, "POST", "/api/v1/2fa/totp/confirm", SIGNER, json={"code": signer_totp.now()}).status_code == 200
-    assert _call(inst, "DELETE", "/api/v1/2fa", SIGNER).status_code == 401
-    assert _call(inst, "GET", "/api/v1/whoami", SIGNER).status_code == 200
+    assert _call(inst, "DELETE", "/api/v1/2fa", SIGNER).status_code == 401, "removing needs a code"
+    assert _call(inst, "POST", "/api/v1/2fa/recovery-codes", SIGNER).status_code == 401
+    assert _call(inst, "GET", "/api/v1/whoami", SIGNER).status_code == 200, "still not asked at login"
     assert "removed" in inst.cli("user", "reset-2fa", "sam").stdout
-    again_enrol = _call(inst, "POST", "/api/v1/2fa/totp", SIGNER)
-    assert again_enrol.status_code == 200, "after reset-2fa the account enrols again"
+    assert _call(inst, "DELETE", "/api/v1/2fa", SIGNER, otp=signer_totp.at(time.time() + 30)).status_code == 401, \
+        "after reset-2fa the old authenticator's codes are worthless"
     assert "intact" in inst.cli("audit", "verify").stdout
     assert inst.stop() == 0

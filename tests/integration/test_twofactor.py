@@ -278,3 +278,17 @@ def test_reset_removes_every_factor(engine: Engine, clock: Clock) -> None:
     with pytest.raises(SiegelError):
         tf.reset("nobody", "cli")
     assert LOGIN == "login"
+
+
+def test_sweep_removes_sent_codes_a_day_after_expiry(engine: Engine, clock: Clock, smtp_server: SmtpServer) -> None:
+    mailer = SmtpMailSender(smtp_server.host, smtp_server.port, "siegel@example.com", False)
+    users, tf = build(engine, clock, mailer=mailer)
+    p = users.add("eve", "eve@example.com", "signer", PASSWORD)
+    tf.send_code(p, "email")
+    tf.sweep()
+    with engine.connect() as c:
+        assert len(c.execute(select(OtpCode.id)).all()) == 1
+    clock.advance(86400 + 11 * 60)
+    tf.sweep()
+    with engine.connect() as c:
+        assert c.execute(select(OtpCode.id)).all() == []
