@@ -131,7 +131,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Remove one's TOTP authenticator and recovery codes; needs a valid second factor (X-Siegel-OTP)",
         "parameters": [_OTP], "responses": {"200": {"description": "removed"}, **_errors(401, 403)}}},
     "/2fa/totp": {"post": {
-        "summary": "Enrol a TOTP authenticator (RFC 6238): the otpauth:// URI and its QR code, shown only now",
+        "summary": "Enrol a TOTP authenticator (RFC 6238): the otpauth:// URI and its QR code, shown only now; "
+                   "needs a valid second factor (a first enrolment: a code from POST /2fa/otp)",
         "parameters": [_OTP],
         "responses": {"200": {"description": "uri, qrPng (base64 PNG), qrDataUri", "content": {
             "application/json": {"schema": {"type": "object"}}}}, **_errors(401, 403, 409)}}},
@@ -141,7 +142,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "status; recoveryCodes when the account had none"},
                       **_errors(400, 401, 403, 409)}}},
     "/2fa/recovery-codes": {"post": {
-        "summary": "Ten new single-use recovery codes, shown only now (the earlier ones stop working)",
+        "summary": "Ten new single-use recovery codes, shown only now (the earlier ones stop working); "
+                   "needs a valid second factor",
         "parameters": [_OTP], "responses": {"200": {"description": "recoveryCodes"}, **_errors(401, 403)}}},
     "/2fa/otp": {"post": {
         "summary": "Send a one-time code by e-mail or SMS for X-Siegel-OTP (works with the password alone)",
