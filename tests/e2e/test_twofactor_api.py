@@ -25,6 +25,13 @@ ADMIN = ("ada", "ada-admin-password")
 SIGNER = ("sam", "sam-signer-password")
 
 
+def _totp(uri: str) -> pyotp.TOTP:
+    """The authenticator an app makes of the enrolment URI."""
+    parsed = pyotp.parse_uri(uri)
+    assert isinstance(parsed, pyotp.TOTP)
+    return parsed
+
+
 def _call(inst: SiegelInstance, method: str, path: str, auth: tuple[str, str], otp: str | None = None,
           **kw: object) -> requests.Response:
     headers = {"X-Siegel-OTP": otp} if otp is not None else {}
@@ -85,7 +92,7 @@ def test_second_factor_over_http(siegel_instance: SiegelInstance, smtp_server: S
     enrolled = _call(inst, "POST", "/api/v1/2fa/totp", ADMIN, otp=mailed())
     assert enrolled.status_code == 200, enrolled.text
     assert base64.b64decode(enrolled.json()["qrPng"]).startswith(b"\x89PNG")
-    totp = pyotp.parse_uri(enrolled.json()["uri"])
+    totp = _totp(enrolled.json()["uri"])
     confirmed = _call(inst, "POST", "/api/v1/2fa/totp/confirm", ADMIN, otp=mailed(), json={"code": totp.now()})
     assert confirmed.status_code == 200, confirmed.text
     recovery = confirmed.json()["recoveryCodes"]
@@ -130,7 +137,7 @@ def test_second_factor_over_http(siegel_instance: SiegelInstance, smtp_server: S
     n = len(smtp_server.messages) + 1
     assert _call(inst, "POST", "/api/v1/2fa/otp", SIGNER, json={"channel": "email"}).status_code == 202
     signer_code = _code(smtp_server.wait_for(n)[-1].message.get_content())
-    signer_totp = pyotp.parse_uri(_call(inst, "POST", "/api/v1/2fa/totp", SIGNER, otp=signer_code).json()["uri"])
+    signer_totp = _totp(_call(inst, "POST", "/api/v1/2fa/totp", SIGNER, otp=signer_code).json()["uri"])
     assert _call(inst, "POST", "/api/v1/2fa/totp/confirm", SIGNER, json={"code": signer_totp.now()}).status_code == 200
     assert _call(inst, "DELETE", "/api/v1/2fa", SIGNER).status_code == 401, "removing needs a code"
     assert _call(inst, "POST", "/api/v1/2fa/recovery-codes", SIGNER).status_code == 401

@@ -34,6 +34,13 @@ pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
 
 
+def _totp(uri: str) -> pyotp.TOTP:
+    """The authenticator an app makes of the enrolment URI."""
+    parsed = pyotp.parse_uri(uri)
+    assert isinstance(parsed, pyotp.TOTP)
+    return parsed
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 12, 7, 12, 0, 5, tzinfo=UTC)
@@ -73,7 +80,7 @@ def enrolled(users: UserService, tf: TwoFactorService, clock: Clock, name: str =
     e = tf.enrol_totp(p)
     assert e.uri.startswith("otpauth://totp/") and "issuer=Siegel" in e.uri
     assert e.qr_png.startswith(b"\x89PNG\r\n\x1a\n")
-    totp = pyotp.parse_uri(e.uri)
+    totp = _totp(e.uri)
     codes = tf.confirm_totp(p, totp.at(clock.now))
     assert codes is not None and len(codes) == 10
     clock.advance(30)  # the confirming code's step is used up
@@ -95,13 +102,13 @@ def test_totp_code_from_the_enrolment_uri_is_accepted_once(engine: Engine, clock
     assert tf.verify_otp(p.user_id, totp.at(clock.now))
     with engine.connect() as c:
         secret = c.execute(select(TwoFactor.totp_secret).where(TwoFactor.user_id == p.user_id)).scalar_one()
-    assert totp.secret.encode() not in secret and len(secret) > 12  # stored encrypted
+    assert secret is not None and totp.secret.encode() not in secret and len(secret) > 12  # stored encrypted
 
 
 def test_wrong_and_unconfirmed_totp_codes_are_refused(engine: Engine, clock: Clock) -> None:
     users, tf = build(engine, clock)
     p = users.add("bob", "bob@example.com", "admin", PASSWORD)
-    totp = pyotp.parse_uri(tf.enrol_totp(p).uri)
+    totp = _totp(tf.enrol_totp(p).uri)
     assert not tf.verify_otp(p.user_id, totp.at(clock.now)), "not confirmed yet"
     with pytest.raises(SiegelError) as err:
         tf.confirm_totp(p, f"{(int(totp.at(clock.now)) + 1) % 10 ** 6:06d}")
@@ -272,7 +279,7 @@ def test_reset_removes_every_factor(engine: Engine, clock: Clock) -> None:
     assert not tf.verify_otp(p.user_id, totp.at(clock.now)) and not tf.verify_otp(p.user_id, codes[0])
     status = tf.status(p.user_id)
     assert not status.totp and status.recovery_codes_left == 0
-    totp2 = pyotp.parse_uri(tf.enrol_totp(p).uri)  # enrols again
+    totp2 = _totp(tf.enrol_totp(p).uri)  # enrols again
     tf.confirm_totp(p, totp2.at(clock.now))
     assert tf.status(p.user_id).totp
     with pytest.raises(SiegelError):

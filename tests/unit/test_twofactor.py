@@ -161,8 +161,8 @@ def test_without_a_second_factor_only_asking_for_a_code_goes_on(monkeypatch: pyt
 
     def serve(outcome: LoginOutcome, path: bytes, method: bytes) -> tuple[int, bytes]:
         request = DummyRequest(path.lstrip(b"/").split(b"/"))
-        request.path, request.method = path, method
-        body = auth.second_factor_resource(Inner(), outcome).render(request)
+        request.path, request.method = path, method  # type: ignore[attr-defined]
+        body = auth.second_factor_resource(Inner(), outcome).render(request)  # type: ignore[arg-type, call-arg, misc]
         return request.responseCode or 200, body
 
     ada = who(Role.ADMIN)
