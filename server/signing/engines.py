@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from cryptography import x509
@@ -90,6 +90,7 @@ def _pades_options(key: SigningKey, order: SignOrder, pdf: bytes, appearances: C
                              issuer=_common_name(certificate.issuer), serial=f"{certificate.serial_number:x}",
                              verify_url=known.verify_url)
         stamp = stamp_style(template, fields, pdfa=is_pdfa(pdf))
+        placement = replace(placement, default=(template.default_page, template.default_box))
     return PadesOptions(placement=placement, certify=wanted.certify, lock_fields=wanted.lock_fields,
                         password=wanted.password, stamp=stamp)
 

@@ -117,12 +117,14 @@ class Placement:
     name); (b) ``page`` and/or ``box``, a new field there (page 1-based, -1 the last; box x, y, width,
     height in PDF points; ``invisible`` for a field without a visible widget); (c) neither: the first
     empty signature field named like the signer (its certificate's common name, e-mail address or
-    the address's local part), or the only empty field, else the default position (:data:`DEFAULT_PAGE`,
-    :data:`DEFAULT_BOX_SIZE`, :data:`DEFAULT_BOX_MARGIN`)."""
+    the address's local part), or the only empty field, else ``default`` (an appearance template's
+    page and box), else the default position (:data:`DEFAULT_PAGE`, :data:`DEFAULT_BOX_SIZE`,
+    :data:`DEFAULT_BOX_MARGIN`)."""
 
     field: str | None = None
     page: int | None = None
     box: tuple[float, float, float, float] | None = None
+    default: tuple[int, tuple[float, float, float, float]] | None = None  # page and box for (c)
     invisible: bool = False
 
 
@@ -366,11 +368,13 @@ def _target(writer: IncrementalPdfFileWriter, certificate: bytes, options: Pades
         if len(empty) == 1:
             name = next(iter(empty))
             return _existing(writer, name, empty[name], lock)
-    index = _page_index(writer, DEFAULT_PAGE if placement.page is None else placement.page)
+    automatic = placement.page is None and placement.box is None and placement.default is not None
+    page, box = placement.default if automatic and placement.default else (placement.page, placement.box)
+    index = _page_index(writer, DEFAULT_PAGE if page is None else page)
     if placement.invisible:
         rect = None
-    elif placement.box is not None:
-        rect = _rect(writer, index, placement.box)
+    elif box is not None:
+        rect = _rect(writer, index, box)
     else:
         rect = _default_rect(writer, index)
     taken = {name for name, _, _ in fields}

@@ -324,6 +324,23 @@ def test_without_a_matching_field_the_signature_goes_to_the_default_position_on_
     assert (urx, lly, urx - llx, ury - lly) == (595 - 36, 36, 200, 60)
 
 
+def test_without_a_matching_field_a_templates_default_position_is_taken(pki: Pki) -> None:
+    pdf = make_pdf(pages=2, fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
+                                    EmptyField("Aufsichtsrat", 0, (300, 50, 500, 110))])
+    template_default = (1, (40.0, 700.0, 180.0, 50.0))  # first page, top left
+    signed = _sign(_user_key(pki, "dora"), pdf, options=PadesOptions(placement=Placement(default=template_default)))
+    reader = _reader(signed)
+    (signature,) = reader.embedded_regular_signatures
+    first_page = reader.root["/Pages"]["/Kids"][0].get_object()
+    assert any(a.get_object().get("/T") == signature.fq_name for a in first_page["/Annots"])
+    llx, lly, urx, ury = (float(v) for v in signature.sig_field["/Rect"])
+    assert (llx, lly, urx - llx, ury - lly) == (40, 700, 180, 50)
+    named = _sign(_user_key(pki, "vorstand"), make_pdf(fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
+                                                                EmptyField("Other", 0, (300, 50, 500, 110))]),
+                  options=PadesOptions(placement=Placement(default=template_default)))
+    assert _reader(named).embedded_regular_signatures[0].fq_name == "Vorstand"  # the signer's field comes first
+
+
 def test_page_minus_one_is_the_last_page(pki: Pki) -> None:
     signed = _sign(_user_key(pki), make_pdf(pages=4), options=PadesOptions(placement=Placement(page=-1, box=(10, 10, 100, 40))))
     reader = _reader(signed)
