@@ -1,0 +1,193 @@
+"""The CSC API v2 over HTTP against a running Siegel: login → list → info → sendOTP (a real SMTP sink) →
+authorize → signHash, the signatures verified with the credential's certificate over the hashes
+(``cryptography``); and each refusal (wrong OTP, expired SAD, SAD reused beyond numSignatures, SAD for another
+hash, someone else's credential, wrong PIN repeatedly → locked) with its CSC error, an audit entry and no
+signature. The document never reaches the server: only hashes are sent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes as crypto_hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from sqlalchemy import create_engine, text
+
+from tests.fixtures.server import SiegelInstance
+from tests.fixtures.smtp import SmtpServer
+
+pytestmark = pytest.mark.e2e
+
+ADA = ("ada", "ada-password-123")
+BOB = ("bob", "bob-password-123")
+SHA256 = "2.16.840.1.101.3.4.2.1"
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Csc:
+    def __init__(self, inst: SiegelInstance, smtp: SmtpServer) -> None:
+        self.inst = inst
+        self.smtp = smtp
+        self.token: str | None = None
+
+    def call(self, method: str, body: dict[str, Any] | None = None, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return requests.post(f"{self.inst.url}/csc/v2/{method}", json=body or {}, headers=headers, timeout=30, **kw)
+
+    def login(self, who: tuple[str, str]) -> None:
+        r = requests.post(f"{self.inst.url}/csc/v2/auth/login", json={}, auth=who, timeout=30)
+        assert r.status_code == 200, r.text
+        self.token = r.json()["access_token"]
+
+    def otp(self, credential: str) -> str:
+        before = len(self.smtp.messages)
+        r = self.call("credentials/sendOTP", {"credentialID": credential})
+        assert r.status_code == 204, r.text
+        mail = self.smtp.wait_for(before + 1)[-1]
+        return re.search(r"\b(\d{6})\b", mail.message.get_content()).group(1)  # type: ignore[union-attr]
+
+    def authorize(self, credential: str, digests: list[bytes], pin: str, n: int | None = None,
+                  otp: str | None = None) -> requests.Response:
+        return self.call("credentials/authorize", {
+            "credentialID": credential, "numSignatures": n or len(digests), "hashes": [b64(d) for d in digests],
+            "hashAlgorithmOID": SHA256,
+            "authData": [{"id": "PIN", "value": pin}, {"id": "OTP", "value": otp or self.otp(credential)}]})
+
+    def sign(self, credential: str, sad: str, digests: list[bytes]) -> requests.Response:
+        return self.call("signatures/signHash", {"credentialID": credential, "SAD": sad,
+                                                 "hashes": [b64(d) for d in digests], "hashAlgorithmOID": SHA256,
+                                                 "signAlgo": ECDSA_SHA256})
+
+
+def error(r: requests.Response) -> tuple[int, str, str]:
+    assert r.headers["Content-Type"] == "application/json", r.headers
+    body = r.json()
+    assert set(body) == {"error", "error_description"}, body
+    return r.status_code, body["error"], body["error_description"]
+
+
+def audit(inst: SiegelInstance, action: str) -> list[dict[str, Any]]:
+    engine = create_engine(f"sqlite:///{inst.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT target, details FROM audit_log WHERE action = :a ORDER BY seq"),
+                                {"a": action}).all()
+    finally:
+        engine.dispose()
+    return [{"target": r.target, **json.loads(r.details)} for r in rows]
+
+
+@pytest.fixture
+def csc(siegel_instance: SiegelInstance, smtp_server: SmtpServer) -> Csc:
+    inst = siegel_instance
+    inst.env.update({"SIEGEL_AUTH_CREDENTIAL_CACHE_SECONDS": "0", "SIEGEL_AUTH_LOCKOUT_THRESHOLD": "3",
+                     "SIEGEL_AUTH_ADDRESS_LOCKOUT_THRESHOLD": "100", "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0",
+                     "SIEGEL_MAIL_HOST": smtp_server.host, "SIEGEL_MAIL_PORT": str(smtp_server.port),
+                     "SIEGEL_MAIL_SENDER": "siegel@example.com", "SIEGEL_CSC_SAD_MINUTES": "1"})
+    for name, password in (ADA, BOB):
+        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
+                 stdin=password + "\n")
+        inst.cli("ca", "issue", name)
+    inst.start()
+    return Csc(inst, smtp_server)
+
+
+def test_info_and_login(csc: Csc) -> None:
+    info = requests.post(f"{csc.inst.url}/csc/v2/info", json={}, timeout=30)
+    assert info.status_code == 200 and info.json()["specs"].startswith("2.")
+    assert "basic" in info.json()["authType"] and "signatures/signHash" in info.json()["methods"]
+    assert error(requests.post(f"{csc.inst.url}/csc/v2/credentials/list", json={}, timeout=30))[:2] == \
+        (401, "invalid_token")
+    wrong = requests.post(f"{csc.inst.url}/csc/v2/auth/login", json={}, auth=("ada", "nope"), timeout=30)
+    assert error(wrong)[:2] == (400, "authentication_error")
+    no_basic = requests.post(f"{csc.inst.url}/csc/v2/auth/login", json={}, timeout=30)
+    assert error(no_basic)[:2] == (401, "invalid_request")
+    csc.login(ADA)
+    assert csc.call("credentials/list").status_code == 200
+    assert csc.call("auth/revoke", {"token": csc.token}).status_code == 204
+    assert error(csc.call("credentials/list"))[:2] == (401, "expired_token")
+
+
+def test_happy_path_signs_many_hashes_that_verify(csc: Csc) -> None:
+    csc.login(ADA)
+    (credential,) = csc.call("credentials/list").json()["credentialIDs"]
+    info = csc.call("credentials/info", {"credentialID": credential, "certificates": "chain", "certInfo": True}).json()
+    assert info["SCAL"] == "2" and info["authMode"] == "explicit" and ECDSA_SHA256 in info["key"]["algo"]
+    assert {o["id"] for o in info["auth"]["objects"]} == {"PIN", "OTP"}
+    cert = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0]))
+    assert "ada@example.com" in cert.subject.rfc4514_string() or "ada" in cert.subject.rfc4514_string()
+    documents = [b"first document", b"second document", b"third document"]
+    digests = [hashlib.sha256(d).digest() for d in documents]
+    r = csc.authorize(credential, digests, ADA[1])
+    assert r.status_code == 200, r.text
+    sad = r.json()["SAD"]
+    assert r.json()["expiresIn"] == 60 and len(base64.urlsafe_b64decode(sad + "=")) >= 16
+    signed = csc.sign(credential, sad, digests)
+    assert signed.status_code == 200, signed.text
+    values = [base64.b64decode(v) for v in signed.json()["signatures"]]
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    for digest, value in zip(digests, values):
+        key.verify(value, digest, ec.ECDSA(utils.Prehashed(crypto_hashes.SHA256())))
+    (entry,) = audit(csc.inst, "csc.sign")
+    assert entry["target"] == credential and entry["hashes"] == [d.hex() for d in digests]
+    assert audit(csc.inst, "csc.authorize")[0]["hashes"] == sorted(d.hex() for d in digests)
+    db = (csc.inst.data_dir / "siegel.db").read_bytes()
+    assert not any(d in db for d in documents) and sad.encode() not in db and csc.token.encode() not in db  # type: ignore[union-attr]
+    stamp = csc.call("signatures/timestamp", {"hash": b64(digests[0]), "hashAlgo": SHA256})
+    assert stamp.status_code == 200 and base64.b64decode(stamp.json()["timestamp"])[:1] == b"\x30"
+
+
+def test_refusals(csc: Csc) -> None:
+    csc.login(ADA)
+    (credential,) = csc.call("credentials/list").json()["credentialIDs"]
+    digest = [hashlib.sha256(b"contract").digest()]
+
+    # Wrong OTP: no SAD.
+    csc.otp(credential)
+    r = csc.authorize(credential, digest, ADA[1], otp="000000")
+    assert error(r) == (400, "invalid_otp", "The OTP is invalid")
+
+    # SAD for another hash, then reused beyond numSignatures.
+    sad = csc.authorize(credential, digest, ADA[1]).json()["SAD"]
+    assert error(csc.sign(credential, sad, [hashlib.sha256(b"other").digest()])) == \
+        (400, "invalid_request", "Hash is not authorized by the SAD")
+    assert csc.sign(credential, sad, digest).status_code == 200
+    assert error(csc.sign(credential, sad, digest)) == (400, "invalid_request", "Invalid parameter SAD")
+
+    # Someone else's credential: bob cannot see, authorize or sign with ada's key, nor spend her SAD.
+    sad = csc.authorize(credential, digest, ADA[1]).json()["SAD"]
+    bob = Csc(csc.inst, csc.smtp)
+    bob.login(BOB)
+    assert credential not in bob.call("credentials/list").json()["credentialIDs"]
+    assert error(bob.call("credentials/info", {"credentialID": credential})) == \
+        (400, "invalid_request", "Invalid parameter credentialID")
+    assert error(bob.sign(credential, sad, digest)) == (400, "invalid_request", "Invalid parameter credentialID")
+
+    # Expired SAD (csc.sad_minutes = 1).
+    time.sleep(61)
+    assert error(csc.sign(credential, sad, digest)) == (400, "invalid_request", "SAD expired")
+
+    # Wrong PIN repeatedly: locked; then even the right PIN and OTP are refused.
+    for _ in range(3):
+        r = csc.authorize(credential, digest, "wrong password!", otp="123456")
+    assert error(r) == (400, "invalid_request", "Credential locked")
+    assert error(csc.authorize(credential, digest, ADA[1])) == (400, "invalid_request", "Credential locked")
+
+    assert len(audit(csc.inst, "csc.sign")) == 1  # only the one allowed signature
+    refused = [e["reason"] for e in audit(csc.inst, "csc.sign_refused")]
+    assert refused == ["Hash is not authorized by the SAD", "Invalid parameter SAD",
+                       "Invalid parameter credentialID", "SAD expired"], refused
+    reasons = [e["reason"] for e in audit(csc.inst, "csc.authorize_refused")]
+    assert reasons == ["wrong OTP", "wrong PIN", "wrong PIN", "wrong PIN, account locked", "account locked"], reasons
