@@ -286,7 +286,16 @@ class WsSecurity:
     # --- authentication ----------------------------------------------------------------------------
 
     def authenticate(self, token: UsernameToken, secure: bool, address: str | None) -> Principal:
-        """The account ``token`` proves, or WssFault. Runs off the reactor thread (database, argon2id)."""
+        """The account ``token`` proves, or WssFault. Runs off the reactor thread (database, argon2id). An
+        account whose role needs a second factor (twofactor.required_roles) is refused: a token carries none."""
+        principal = self._authenticate(token, secure, address)
+        twofactor = getattr(self._users, "twofactor", None)  # set by the wiring (server.app)
+        if twofactor is not None and twofactor.required(principal):
+            raise WssFault(FAILED_AUTHENTICATION, f"the account {principal.name} needs a second factor, which a "
+                                                  "UsernameToken does not carry: use HTTP Basic with X-Siegel-OTP")
+        return principal
+
+    def _authenticate(self, token: UsernameToken, secure: bool, address: str | None) -> Principal:
         if token.password_type == PASSWORD_TEXT:
             if not secure:
                 raise WssFault(FAILED_AUTHENTICATION, "PasswordText is accepted over TLS (https) only: use https, "

@@ -384,11 +384,12 @@ class _Gate(resource.Resource):
 
     def __init__(self, wrapped: IResource, guarded: IResource, public: Mapping[bytes, IResource],
                  wss: WsSecurity | None = None, client_certs: ClientCertificateService | None = None,
-                 trusted_proxies: frozenset[str] = frozenset()) -> None:
+                 trusted_proxies: frozenset[str] = frozenset(), users: UserService | None = None) -> None:
         super().__init__()
         self._wrapped = wrapped
         self._guarded = guarded
         self._public = dict(public)
+        self._users = users
         self._wss = wss
         self._certs = client_certs
         self._trusted = trusted_proxies
@@ -401,6 +402,10 @@ class _Gate(resource.Resource):
         if principal is None:
             return _Refusal(SiegelError(Code.UNAUTHENTICATED, "the client certificate is not mapped to an enabled "
                                                               "account, has expired or is revoked"))
+        twofactor = getattr(self._users, "twofactor", None)
+        if twofactor is not None and twofactor.required(principal):
+            return _Refusal(SiegelError(Code.UNAUTHENTICATED, f"the account {principal.name} needs a second factor, "
+                                        "which a client certificate does not carry: use HTTP Basic with X-Siegel-OTP"))
         return _AsPrincipal(self._wrapped, principal)
 
     def _wss_failed(self, failure: Any) -> IResource:
@@ -461,7 +466,7 @@ def protect(wrapped: IResource, users: UserService, realm: str,
     SOAP paths accept a WS-Security UsernameToken; with ``client_certs``, a mapped TLS client certificate."""
     portal = Portal(_Realm(wrapped), [PasswordChecker(users)])
     guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm, trusted_proxies)])
-    return _Gate(wrapped, guarded, public or {}, wss, client_certs, trusted_proxies)
+    return _Gate(wrapped, guarded, public or {}, wss, client_certs, trusted_proxies, users)
 
 
 # --- password reset (public) ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """TLS client certificates mapped to accounts, against ``siegel serve --tls``.
 
 A certificate mapped with ``siegel clientcert map`` authenticates as its account without Basic (REST and
-DSS); an unmapped one does not (401); one of the internal CA stops working once ``siegel ca revoke`` revoked
+DSS); an unmapped one does not (401), nor one of an account whose role needs a second factor; one of the internal CA stops working once ``siegel ca revoke`` revoked
 it; an unmapped mapping stops working; a certificate of a CA the server does not trust ends the handshake.
 """
 
@@ -97,6 +97,7 @@ def test_mapped_client_certificates_authenticate_unmapped_and_revoked_do_not(sie
     outside = outside_ca("Partner CA")
     (tmp_path / "partner-ca.pem").write_bytes(outside[0].public_bytes(serialization.Encoding.PEM))
     inst.env["SIEGEL_AUTH_CLIENT_CA_FILE"] = str(tmp_path / "partner-ca.pem")
+    inst.env["SIEGEL_TWOFACTOR_REQUIRED_ROLES"] = "admin"  # the fixture turns second factors off
     inst.env["SIEGEL_SIGNING_DEFAULT_LEVEL"] = "B-B"  # the internal TSA (http) is not reachable on the TLS port
     mapped = client_cert(tmp_path, "erp-partner", outside)
     unmapped = client_cert(tmp_path, "someone-else", outside)
@@ -106,6 +107,10 @@ def test_mapped_client_certificates_authenticate_unmapped_and_revoked_do_not(sie
     internal = write_pair(tmp_path, "erp-internal", issued["cert"], issued["key"])
 
     assert "now authenticates as erp" in inst.cli("clientcert", "map", mapped[0], inst.user).stdout
+    admin = client_cert(tmp_path, "boss", outside)  # twofactor.required_roles: admin; a certificate is no OTP
+    inst.cli("user", "add", "boss", "--email", "boss@example.com", "--role", "admin", "--password-stdin",
+             stdin="boss-password-long\n")
+    inst.cli("clientcert", "map", admin[0], "boss")
     inst.cli("clientcert", "map", internal[0], inst.user)
     assert inst.cli("clientcert", "map", mapped[0], inst.user, check=False).returncode != 0  # mapped already
     listed = inst.cli("clientcert", "list").stdout
@@ -128,6 +133,8 @@ def test_mapped_client_certificates_authenticate_unmapped_and_revoked_do_not(sie
     assert r.status_code == 200 and "resultmajor:Success" in r.text, r.text
 
     assert whoami(inst, unmapped).status_code == 401
+    r = whoami(inst, admin)
+    assert r.status_code == 401 and "second factor" in r.text, r.text
     assert whoami(inst).status_code == 401
     assert whoami(inst, auth=inst.auth).status_code == 200  # Basic still works, with or without a certificate
     assert whoami(inst, unmapped, auth=inst.auth).status_code == 200

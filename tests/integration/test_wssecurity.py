@@ -145,3 +145,18 @@ def test_expired_nonces_are_swept(engine: Engine, tmp_path: Path) -> None:
     assert wss.sweep(force=True) == 0
     clock.now += timedelta(seconds=2)
     assert wss.sweep(force=True) == 3 and wss.nonces() == 0
+
+
+def test_accounts_that_need_a_second_factor_are_refused(engine: Engine, tmp_path: Path) -> None:
+    clock = Clock()
+    users, wss, key, secret = _setup(engine, tmp_path, clock)
+    users.add("boss", "boss@example.com", "admin", "boss-password-long")
+
+    class AdminsNeedOne:
+        def required(self, principal: object) -> bool:
+            return getattr(principal, "role").value == "admin"
+
+    users.twofactor = AdminsNeedOne()  # type: ignore[attr-defined]
+    with pytest.raises(WssFault, match="second factor"):
+        wss.authenticate(UsernameToken("boss", "boss-password-long", PASSWORD_TEXT), secure=True, address=None)
+    assert wss.authenticate(digest_token(key, secret, clock.now), False, None).name == "erp"  # integration: none
