@@ -191,3 +191,56 @@ def test_refusals(csc: Csc) -> None:
                        "Invalid parameter credentialID", "SAD expired"], refused
     reasons = [e["reason"] for e in audit(csc.inst, "csc.authorize_refused")]
     assert reasons == ["wrong OTP", "wrong PIN", "wrong PIN", "wrong PIN, account locked", "account locked"], reasons
+
+
+def test_unmodified_pyhanko_csc_signer_signs_a_pdf_through_csc_v1(csc: Csc, tmp_path: Any) -> None:
+    """pyHanko's CSCSigner (CSC v1.0.4: /csc/v1/credentials/info, credentials/authorize with ``hash``, PIN and
+    OTP, signatures/signHash with ``hash``/``hashAlgo``/``signAlgo``) signs a PDF with ada's key; pdfsig accepts
+    the signature. Only pyHanko's own authorization hook is filled in, as its documentation asks."""
+    import asyncio
+    import io
+    import subprocess
+
+    import aiohttp
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+    from pyhanko.sign.signers import csc_signer
+
+    from tests.fixtures.pdf import make_pdf
+
+    csc.login(ADA)
+    (credential,) = csc.call("credentials/list").json()["credentialIDs"]
+    smtp = csc.smtp
+
+    async def sign() -> bytes:
+        info = csc_signer.CSCServiceSessionInfo(csc.inst.url, credential, oauth_token=csc.token)
+        async with aiohttp.ClientSession() as session:
+            credential_info = await csc_signer.fetch_certs_in_csc_credential(session, info)
+            assert credential_info.hash_pinning_required
+
+            class Authorize(csc_signer.CSCAuthorizationManager):
+                async def authorize_signature(self, hash_b64s: list[str]) -> csc_signer.CSCAuthorizationInfo:
+                    before = len(smtp.messages)
+                    async with session.post(info.endpoint_url("credentials/sendOTP"), headers=self.auth_headers,
+                                            json={"credentialID": credential}, raise_for_status=True):
+                        pass
+                    mail = (await asyncio.to_thread(smtp.wait_for, before + 1))[-1]
+                    code = re.search(r"\b(\d{6})\b", mail.message.get_content()).group(1)  # type: ignore[union-attr]
+                    request = self.format_csc_auth_request(pin=ADA[1], otp=code, hash_b64s=hash_b64s)
+                    async with session.post(info.endpoint_url("credentials/authorize"), headers=self.auth_headers,
+                                            json=request, raise_for_status=True) as r:
+                        return self.parse_csc_auth_response(await r.json())
+
+            signer = csc_signer.CSCSigner(session, Authorize(info, credential_info))
+            out = io.BytesIO()
+            await signers.async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(make_pdf())),
+                                         signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer,
+                                         output=out)
+            return out.getvalue()
+
+    signed = asyncio.run(sign())
+    (tmp_path / "signed.pdf").write_bytes(signed)
+    done = subprocess.run(["pdfsig", "signed.pdf"], cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    report = done.stdout.decode(errors="replace")
+    assert "Signature Validation: Signature is Valid." in report, report
+    assert len(audit(csc.inst, "csc.sign")) == 1 and audit(csc.inst, "csc.authorize")[0]["numSignatures"] == 1
