@@ -11,6 +11,7 @@ import base64
 import hashlib
 import secrets
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -453,13 +454,20 @@ class TimestampClient:
     them in a worker thread, never on the reactor.
     """
 
-    def __init__(self, tsas: Sequence[TsaEndpoint], timeout: float, retries: int) -> None:
+    def __init__(self, tsas: Sequence[TsaEndpoint], timeout: float, retries: int,
+                 https_anchors: Sequence[x509.Certificate] = ()) -> None:
+        """``https_anchors``: CA certificates trusted for HTTPS besides the system's (our own CA, so
+        that ``internal`` works under ``siegel serve --tls``)."""
         if not tsas:
             raise TimestampError("no TSA is configured")
         self.tsas = tuple(tsas)
         self.timeout = timeout
         self.retries = retries
-        self._opener = urllib.request.build_opener()
+        context = ssl.create_default_context()
+        if https_anchors:
+            context.load_verify_locations(cadata="".join(
+                c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in https_anchors))
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def timestamp(self, digest: bytes, hash_algorithm: str = "sha256", cert_req: bool = True) -> TimestampToken:
         """A checked token for ``digest``; ``TimestampError`` listing every TSA's failure if none gives one."""
@@ -551,13 +559,15 @@ def endpoint_from_url(url: str, trust_anchors: Sequence[x509.Certificate] = ()) 
                        urllib.parse.unquote(parts.password or ""))
 
 
-def client_from_settings(settings: Settings, internal_anchors: Sequence[x509.Certificate] = ()) -> TimestampClient:
+def client_from_settings(settings: Settings, internal_anchors: Sequence[x509.Certificate] = (),
+                         https_anchors: Sequence[x509.Certificate] = ()) -> TimestampClient:
     """The client for ``tsa.clients``; ``internal`` is ``<server.public_base_url>/tsa``, checked
-    against ``internal_anchors`` (the internal root) when given."""
+    against ``internal_anchors`` (the internal root) when given; ``https_anchors`` are trusted for
+    HTTPS (the internal CAs, whose certificate the server presents under ``--tls``)."""
     tsas = []
     for entry in (e.strip() for e in settings.tsa.clients.split(",")):
         if entry == "internal":
             tsas.append(TsaEndpoint(settings.server.public_base_url.rstrip("/") + "/tsa", tuple(internal_anchors)))
         elif entry:
             tsas.append(endpoint_from_url(entry))
-    return TimestampClient(tsas, settings.tsa.client_timeout_seconds, settings.tsa.client_retries)
+    return TimestampClient(tsas, settings.tsa.client_timeout_seconds, settings.tsa.client_retries, https_anchors)

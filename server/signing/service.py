@@ -74,7 +74,8 @@ class SigningService:
         """The configured TSAs (``internal`` checked against our root), built on first use."""
         with self._lock:
             if self._timestamps is None:
-                self._timestamps = client_from_settings(self._settings, [self._ca.ca_certificates()[ROOT]])
+                cas = self._ca.ca_certificates()
+                self._timestamps = client_from_settings(self._settings, [cas[ROOT]], list(cas.values()))
             return self._timestamps
 
     def prepare_cades(self, user_id: int, user_name: str, content_digest: bytes, digest: DigestAlgorithm,

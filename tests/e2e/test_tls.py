@@ -63,3 +63,19 @@ def test_serve_tls_with_a_certificate_of_the_internal_ca(siegel_instance: Siegel
     assert renamed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
         .get_values_for_type(x509.DNSName) == ["siegel.example.com"]
     assert siegel_instance.stop() == 0
+
+
+def test_b_t_signing_under_tls_gets_its_timestamp_from_the_servers_own_https_tsa(
+        siegel_instance: SiegelInstance) -> None:
+    """With ``public_base_url`` on https, the ``internal`` TSA is reached over TLS, trusting our own CA."""
+    siegel_instance.env["SIEGEL_SERVER_PUBLIC_BASE_URL"] = f"https://127.0.0.1:{siegel_instance.port}"
+    _serve_tls(siegel_instance)
+    r = requests.post(siegel_instance.url + "/api/v1/sign?format=cades&level=B-T", data=b"Vertrag\n" * 10,
+                      auth=siegel_instance.auth, verify=siegel_instance.verify, timeout=60)
+    assert r.status_code == 200, r.text
+    files = {"signature": ("s.p7s", r.content), "document": ("v.txt", b"Vertrag\n" * 10)}
+    report = requests.post(siegel_instance.url + "/api/v1/verify", files=files, auth=siegel_instance.auth,
+                           verify=siegel_instance.verify, timeout=60).json()
+    (sig,) = report["signatures"]
+    assert sig["level"] == "B-T" and [t["kind"] for t in sig["timestamps"]] == ["signature"], sig
+    assert siegel_instance.stop() == 0
