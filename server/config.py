@@ -207,6 +207,7 @@ class CscSettings:
     token_minutes: int  # lifetime of an access token from auth/login
     sad_minutes: int  # lifetime of the SAD from credentials/authorize
     multisign: int  # the most signatures one authorisation may cover (numSignatures)
+    oauth2_redirect_uris: str  # comma-separated redirect URIs OAuth2 clients may have codes sent to
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,10 @@ class CscToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
                                          index=True)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # access | refresh
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # access | code (OAuth2 authorization code)
+    client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    redirect_uri: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(200), nullable=True)  # PKCE S256
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -35,11 +35,11 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from server.audit import AuditLog
-from server.db.models import Certificate, CscSad, CscToken, KeyGrant, User
+from server.db.models import ApiClient, Certificate, CscSad, CscToken, KeyGrant, User
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role, UserService, utc
@@ -116,10 +116,12 @@ class CscPolicy:
     token_minutes: int = 60
     sad_minutes: int = 5
     multisign: int = 100
+    redirect_uris: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, csc: Any) -> CscPolicy:
-        return cls(csc.name, csc.region, csc.token_minutes, csc.sad_minutes, csc.multisign)
+        return cls(csc.name, csc.region, csc.token_minutes, csc.sad_minutes, csc.multisign,
+                   frozenset(u.strip() for u in csc.oauth2_redirect_uris.split(",") if u.strip()))
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,10 @@ class CscService:
         if principal is None:
             self._audit.append("anonymous", "csc.login_refused", name[:200], reason="wrong name or password, or locked")
             raise CscError(400, "authentication_error", "An error occurred during authentication process")
+        return self._issue(principal, principal.client, "auth/login")
+
+    def _issue(self, principal: Principal, client_id: str | None, how: str) -> tuple[str, int]:
+        """A bearer access token for ``principal`` (stored as its SHA-256), audited."""
         if not allowed(principal, Action.REMOTE_SIGN):
             self._audit.append(principal.name, "csc.login_refused", principal.name, reason="role may not sign")
             raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
@@ -198,11 +204,94 @@ class CscService:
         now = self.clock()
         seconds = self.policy.token_minutes * 60
         with self._engine.begin() as conn:
-            conn.execute(CscToken.__table__.insert().values(
-                token_hash=_sha256(token), user_id=principal.user_id, kind="access", created_at=now,
-                expires_at=now + timedelta(seconds=seconds)))
-            self._audit.append_many_in(conn, [(principal.name, "csc.login", principal.name, {"expires_in": seconds})])
+            conn.execute(insert(CscToken).values(
+                token_hash=_sha256(token), user_id=principal.user_id, kind="access", client_id=client_id,
+                created_at=now, expires_at=now + timedelta(seconds=seconds)))
+            self._audit.append_many_in(conn, [(principal.name, "csc.login", principal.name,
+                                               {"expires_in": seconds, "via": how, "client": client_id})])
         return token, seconds
+
+    # --- OAuth2 (authorization code with PKCE, client credentials), scope "service" -------------------
+
+    def oauth2_code(self, name: str, password: str, address: str | None, otp: str | None, client_id: Any,
+                    redirect_uri: Any, scope: Any, challenge: Any, method: Any) -> str:
+        """oauth2/authorize: the user (HTTP Basic) grants the API client ``client_id`` a code (60 s, once)
+        for ``redirect_uri`` (one of csc.oauth2_redirect_uris), bound to the PKCE S256 ``challenge``."""
+        if not isinstance(client_id, str) or not self._client_exists(client_id):
+            raise invalid("Invalid parameter client_id")
+        if not isinstance(redirect_uri, str) or redirect_uri not in self.policy.redirect_uris:
+            raise invalid("Invalid parameter redirect_uri (not registered in csc.oauth2_redirect_uris)")
+        if scope not in (None, "service"):
+            raise CscError(400, "invalid_scope", "only the scope service is offered (credentials: explicit SAD)")
+        if method != "S256" or not isinstance(challenge, str) or not 43 <= len(challenge) <= 128:
+            raise invalid("PKCE: code_challenge and code_challenge_method=S256 are required")
+        principal = self._users.authenticate(name, password, address)
+        if principal is not None and self._twofactor.required(principal):
+            outcome = self._twofactor.login(principal, name, password, otp, address)
+            principal = principal if outcome is not None and outcome.verified else None
+        if principal is None:
+            self._audit.append("anonymous", "csc.login_refused", name[:200], reason="oauth2/authorize: wrong credentials")
+            raise CscError(401, "access_denied", "the user did not authenticate")
+        if not allowed(principal, Action.REMOTE_SIGN):
+            raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
+        code = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._engine.begin() as conn:
+            conn.execute(insert(CscToken).values(
+                token_hash=_sha256(code), user_id=principal.user_id, kind="code", client_id=client_id,
+                redirect_uri=redirect_uri, code_challenge=challenge, created_at=now,
+                expires_at=now + timedelta(seconds=60)))
+            self._audit.append_many_in(conn, [(principal.name, "csc.oauth2_code", principal.name, {"client": client_id})])
+        return code
+
+    def _client_exists(self, client_id: str) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(select(ApiClient.id).where(ApiClient.client_key == client_id,
+                                                           ApiClient.revoked_at.is_(None))).first() is not None
+
+    def oauth2_token(self, form: dict[str, str], basic: tuple[str, str] | None, address: str | None) -> tuple[str, int]:
+        """oauth2/token: authorization_code (with the PKCE code_verifier) or client_credentials."""
+        grant = form.get("grant_type")
+        client_id = form.get("client_id") or (basic[0] if basic else None)
+        if not grant:
+            raise invalid("Missing parameter grant_type")
+        if not client_id:
+            raise invalid("Missing parameter client_id")
+        if grant == "client_credentials":
+            secret = form.get("client_secret") or (basic[1] if basic else None)
+            if not secret:
+                raise invalid("Client authorization required")
+            principal = self._users.authenticate(client_id, secret, address)
+            if principal is None or principal.client != client_id:
+                raise invalid("Invalid parameter client_secret")
+            return self._issue(principal, client_id, "oauth2 client_credentials")
+        if grant != "authorization_code":
+            raise invalid("Invalid parameter grant_type")
+        code = form.get("code")
+        if not code:
+            raise invalid("Missing parameter code")
+        now = self.clock()
+        with self._engine.begin() as conn:  # single use: only one exchange takes the code
+            row = conn.execute(select(CscToken.user_id, CscToken.client_id, CscToken.redirect_uri,
+                                      CscToken.code_challenge, CscToken.expires_at)
+                               .where(CscToken.token_hash == _sha256(code), CscToken.kind == "code")).first()
+            taken = conn.execute(update(CscToken).where(CscToken.token_hash == _sha256(code), CscToken.kind == "code",
+                                                        CscToken.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+        if row is None or taken != 1 or utc(row.expires_at) <= now:  # type: ignore[operator]
+            raise CscError(400, "invalid_grant", "Authorization code is invalid or expired")
+        if row.client_id != client_id:
+            raise invalid("Invalid parameter client_id")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise CscError(400, "invalid_grant", "redirect_uri parameter does not match")
+        verifier = form.get("code_verifier") or ""
+        expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("utf-8")).digest()).rstrip(b"=").decode()
+        if not verifier or not secrets.compare_digest(expected, row.code_challenge or ""):
+            raise CscError(400, "invalid_grant", "PKCE: the code_verifier does not match the code_challenge")
+        with self._engine.connect() as conn:
+            user = conn.execute(select(User.name, User.role, User.disabled).where(User.id == row.user_id)).first()
+        if user is None or user.disabled:
+            raise CscError(400, "invalid_grant", "Authorization code is invalid or expired")
+        return self._issue(Principal(row.user_id, user.name, Role(user.role)), client_id, "oauth2 authorization_code")
 
     def principal(self, token: str) -> Principal:
         """The account of a bearer token; 401 invalid_token / expired_token otherwise."""
@@ -368,7 +457,7 @@ class CscService:
         now = self.clock()
         seconds = self.policy.sad_minutes * 60
         with self._engine.begin() as conn:
-            conn.execute(CscSad.__table__.insert().values(
+            conn.execute(insert(CscSad).values(
                 sad_hash=_sha256(sad), user_id=principal.user_id, credential_id=label,
                 hash_algorithm=OID_OF_HASH[algorithm] if algorithm else None, hashes=json.dumps(hex_hashes),
                 num_signatures=num_signatures, used=0, created_at=now, expires_at=now + timedelta(seconds=seconds)))

@@ -70,6 +70,8 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     **{f"/csc/{version}/{method}": {"POST": PUBLIC} for version in ("v1", "v2") for method in (
         "info", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
         "credentials/authorize", "credentials/authorizeCheck", "signatures/signHash", "signatures/timestamp")},
+    "/csc/v2/oauth2/authorize": {"GET": PUBLIC},  # the user authenticates there itself (server.web.csc)
+    "/csc/v2/oauth2/token": {"POST": PUBLIC},
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission."""
 

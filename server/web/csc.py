@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 from twisted.internet import threads
 from twisted.web import resource, server
@@ -36,7 +37,7 @@ from server.web.auth import client_address
 
 log = logging.getLogger("siegel.csc")
 
-METHODS_V2 = ["auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
+METHODS_V2 = ["oauth2/authorize", "oauth2/token", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
               "credentials/authorize", "credentials/authorizeCheck", "signatures/signHash", "signatures/timestamp"]
 METHODS_V1 = ["auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
               "credentials/authorize", "signatures/signHash", "signatures/timestamp"]
@@ -52,7 +53,8 @@ def _error(request: Any, status: int, error: str, description: str) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     if status == 401:
-        request.setHeader(b"www-authenticate", f'Bearer error="{error}"'.encode())
+        request.setHeader(b"www-authenticate", b'Basic realm="Siegel CSC"' if error == "access_denied"
+                          else f'Bearer error="{error}"'.encode())
     return json.dumps({"error": error, "error_description": description}).encode()
 
 
@@ -88,7 +90,8 @@ class CscApi(resource.Resource):
             "credentials/list": self._list, "credentials/info": self._credential_info,
             "credentials/sendOTP": self._send_otp, "credentials/authorize": self._authorize,
             "credentials/authorizeCheck": self._authorize_check, "signatures/signHash": self._sign_hash,
-            "signatures/timestamp": self._timestamp}
+            "signatures/timestamp": self._timestamp, "oauth2/authorize": self._oauth2_authorize,
+            "oauth2/token": self._oauth2_token}
 
     def render(self, request: Any) -> Any:
         parts = [p.decode("latin-1") for p in request.postpath]
@@ -96,12 +99,17 @@ class CscApi(resource.Resource):
         if version not in ("v1", "v2") or method not in self._handlers or (version == "v1" and method ==
                                                                              "credentials/authorizeCheck"):
             return _error(request, 404, "invalid_request", f"no CSC API method {'/'.join(parts)!r}")
-        if request.method != b"POST":
-            request.setHeader(b"allow", b"POST")
-            return _error(request, 405, "invalid_request", "CSC API methods are called with POST")
+        verb = b"GET" if method == "oauth2/authorize" else b"POST"
+        if request.method != verb or (version == "v1" and method.startswith("oauth2/")):
+            request.setHeader(b"allow", verb)
+            return _error(request, 405, "invalid_request", f"{method} is called with {verb.decode()}")
 
         def work() -> Any:
             raw = request.content.read() if request.content is not None else b""
+            if method.startswith("oauth2/"):  # OAuth2: query (authorize) or form body (token), not JSON
+                source = request.uri.partition(b"?")[2] if method == "oauth2/authorize" else raw
+                pairs = parse_qs(source.decode("utf-8", "replace"), keep_blank_values=False)
+                return self._handlers[method](request, {k: v[-1] for k, v in pairs.items()}, version)
             try:
                 body = json.loads(raw) if raw.strip() else {}
             except (ValueError, UnicodeDecodeError):
@@ -112,6 +120,12 @@ class CscApi(resource.Resource):
 
         def done(result: Any) -> None:
             status, payload = result if isinstance(result, tuple) else (200, result)
+            if status == 302:
+                request.setResponseCode(302)
+                request.setHeader(b"location", payload.encode("utf-8"))
+                request.setHeader(b"cache-control", b"no-store")
+                self._write(request, b"")
+                return
             self._write(request, _ok(request, payload, status))
 
         def failed(failure: Any) -> None:
@@ -156,7 +170,8 @@ class CscApi(resource.Resource):
             "specs": "2.0.0.2" if version == "v2" else "1.0.4.0", "name": p.name,
             "logo": f"{self._base}/portal/logo.png", "region": p.region, "lang": "en-US",
             "description": f"Siegel {__version__}: on-premise remote signing with the keys of the internal CA",
-            "authType": ["basic"], "methods": METHODS_V2 if version == "v2" else METHODS_V1}
+            "authType": ["basic", "oauth2code", "oauth2client"], "oauth2": f"{self._base}/csc/v2",
+            "methods": METHODS_V2 if version == "v2" else METHODS_V1}
         if version == "v2":
             out["signAlgorithms"] = {"algos": ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4",
                                                "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12",
@@ -179,6 +194,39 @@ class CscApi(resource.Resource):
         otp = request.getHeader(b"x-siegel-otp")
         token, seconds = self._service.login(name, password, client_address(request, self._trusted),
                                              otp.decode("utf-8", "replace") if otp else None)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": seconds}
+
+    @staticmethod
+    def _basic(request: Any) -> tuple[str, str] | None:
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            name, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return None
+        return (name, password) if sep and name else None
+
+    def _oauth2_authorize(self, request: Any, query: dict[str, str], version: str) -> Any:
+        """GET oauth2/authorize (response_type=code, PKCE S256): the user authenticates with HTTP Basic here
+        (and X-Siegel-OTP when the role needs it); 302 to the registered redirect_uri with code and state."""
+        if query.get("response_type") != "code":
+            raise CscError(400, "unsupported_response_type", "response_type must be code")
+        basic = self._basic(request)
+        if basic is None:
+            raise CscError(401, "access_denied", "the user did not authenticate (HTTP Basic)")
+        otp = request.getHeader(b"x-siegel-otp")
+        code = self._service.oauth2_code(basic[0], basic[1], client_address(request, self._trusted),
+                                         otp.decode("utf-8", "replace") if otp else None, query.get("client_id"),
+                                         query.get("redirect_uri"), query.get("scope"), query.get("code_challenge"),
+                                         query.get("code_challenge_method", "plain"))
+        answer = {"code": code, **({"state": query["state"]} if "state" in query else {})}
+        uri = query["redirect_uri"]
+        return 302, uri + ("&" if "?" in uri else "?") + urlencode(answer)
+
+    def _oauth2_token(self, request: Any, form: dict[str, str], version: str) -> Any:
+        token, seconds = self._service.oauth2_token(form, self._basic(request), client_address(request, self._trusted))
         return {"access_token": token, "token_type": "Bearer", "expires_in": seconds}
 
     def _revoke(self, request: Any, body: dict[str, Any], version: str) -> Any:

@@ -94,7 +94,8 @@ def csc(siegel_instance: SiegelInstance, smtp_server: SmtpServer) -> Csc:
     inst.env.update({"SIEGEL_AUTH_CREDENTIAL_CACHE_SECONDS": "0", "SIEGEL_AUTH_LOCKOUT_THRESHOLD": "3",
                      "SIEGEL_AUTH_ADDRESS_LOCKOUT_THRESHOLD": "100", "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0",
                      "SIEGEL_MAIL_HOST": smtp_server.host, "SIEGEL_MAIL_PORT": str(smtp_server.port),
-                     "SIEGEL_MAIL_SENDER": "siegel@example.com", "SIEGEL_CSC_SAD_MINUTES": "1"})
+                     "SIEGEL_MAIL_SENDER": "siegel@example.com", "SIEGEL_CSC_SAD_MINUTES": "1",
+                     "SIEGEL_CSC_OAUTH2_REDIRECT_URIS": "https://app.example/cb"})
     for name, password in (ADA, BOB):
         inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
                  stdin=password + "\n")
@@ -244,3 +245,38 @@ def test_unmodified_pyhanko_csc_signer_signs_a_pdf_through_csc_v1(csc: Csc, tmp_
     report = done.stdout.decode(errors="replace")
     assert "Signature Validation: Signature is Valid." in report, report
     assert len(audit(csc.inst, "csc.sign")) == 1 and audit(csc.inst, "csc.authorize")[0]["numSignatures"] == 1
+
+
+def test_oauth2_authorization_code_with_pkce_and_client_credentials(csc: Csc) -> None:
+    import secrets
+    from urllib.parse import parse_qs, urlsplit
+
+    out = csc.inst.cli("apiclient", "create", "--user", csc.inst.user).stdout
+    key = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"secret:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    base = f"{csc.inst.url}/csc/v2"
+    assert requests.post(f"{base}/info", json={}, timeout=30).json()["oauth2"] == base
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {"response_type": "code", "client_id": key, "redirect_uri": "https://app.example/cb", "scope": "service",
+             "code_challenge": challenge, "code_challenge_method": "S256", "state": "xyz"}
+    assert requests.get(f"{base}/oauth2/authorize", params=query, timeout=30, allow_redirects=False).status_code == 401
+    r = requests.get(f"{base}/oauth2/authorize", params=query, auth=ADA, timeout=30, allow_redirects=False)
+    assert r.status_code == 302, r.text
+    location = urlsplit(r.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example/cb"
+    got = parse_qs(location.query)
+    assert got["state"] == ["xyz"]
+    form = {"grant_type": "authorization_code", "code": got["code"][0], "client_id": key,
+            "redirect_uri": "https://app.example/cb", "code_verifier": verifier}
+    token = requests.post(f"{base}/oauth2/token", data=form, timeout=30)
+    assert token.status_code == 200 and token.json()["token_type"] == "Bearer", token.text
+    csc.token = token.json()["access_token"]
+    assert len(csc.call("credentials/list").json()["credentialIDs"]) == 1  # ada's key
+    again = requests.post(f"{base}/oauth2/token", data=form, timeout=30)
+    assert error(again) == (400, "invalid_grant", "Authorization code is invalid or expired")
+    client = requests.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"}, auth=(key, secret),
+                           timeout=30)
+    assert client.status_code == 200, client.text
+    csc.token = client.json()["access_token"]
+    assert len(csc.call("credentials/list").json()["credentialIDs"]) == 1  # the integration account's key

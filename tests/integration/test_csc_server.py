@@ -291,3 +291,62 @@ def test_timestamp_from_the_internal_tsa(world: World) -> None:
     with pytest.raises(CscError) as err:
         world.csc.timestamp(p, "AAAA", SHA256, None)
     assert err.value.description == "Invalid digest value length"
+
+
+def test_oauth2_authorization_code_with_pkce_and_client_credentials(world: World) -> None:
+    import base64
+    import secrets
+
+    from server.identity.apiclients import ApiClientService
+
+    world.csc.policy = CscPolicy(redirect_uris=frozenset({"https://app.example/cb"}))
+    ada, _ = world.person("ada")
+    world.users.add("erp", "erp@example.com", "integration", PASSWORD)
+    client = ApiClientService(world.users, world.pki.audit).create("erp")
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+    def code(**kw: object) -> str:
+        args: dict[str, object] = {"client_id": client.key, "redirect_uri": "https://app.example/cb", "scope": "service",
+                                   "challenge": challenge, "method": "S256", **kw}
+        return world.csc.oauth2_code("ada", PASSWORD, None, None, args["client_id"], args["redirect_uri"],
+                                     args["scope"], args["challenge"], args["method"])
+
+    for bad, text in (({"redirect_uri": "https://evil.example/cb"}, "Invalid parameter redirect_uri"),
+                      ({"client_id": "ak_" + "0" * 32}, "Invalid parameter client_id"),
+                      ({"method": "plain"}, "PKCE")):
+        with pytest.raises(CscError) as err:
+            code(**bad)
+        assert err.value.description.startswith(text)
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_code("ada", "wrong password!", None, None, client.key, "https://app.example/cb", None,
+                              challenge, "S256")
+    assert err.value.error == "access_denied"
+
+    form = {"grant_type": "authorization_code", "client_id": client.key, "redirect_uri": "https://app.example/cb"}
+    first = code()
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_token({**form, "code": first, "code_verifier": "not-the-verifier"}, None, None)
+    assert err.value.error == "invalid_grant" and err.value.description.startswith("PKCE")
+    with pytest.raises(CscError) as err:  # the failed exchange used the code up
+        world.csc.oauth2_token({**form, "code": first, "code_verifier": verifier}, None, None)
+    assert err.value.error == "invalid_grant"
+    second = code()
+    token, _ = world.csc.oauth2_token({**form, "code": second, "code_verifier": verifier}, None, None)
+    assert world.csc.principal(token).user_id == ada.user_id
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_token({**form, "code": second, "code_verifier": verifier}, None, None)
+    assert (err.value.error, err.value.description) == ("invalid_grant", "Authorization code is invalid or expired")
+    world.clock.now += timedelta(seconds=61)
+    late = code()
+    world.clock.now += timedelta(seconds=61)
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_token({**form, "code": late, "code_verifier": verifier}, None, None)
+    assert err.value.error == "invalid_grant"
+
+    token, _ = world.csc.oauth2_token({"grant_type": "client_credentials"}, (client.key, client.secret), None)
+    assert world.csc.principal(token).name == "erp"
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_token({"grant_type": "client_credentials", "client_id": client.key,
+                                "client_secret": "wrong"}, None, None)
+    assert err.value.description == "Invalid parameter client_secret"

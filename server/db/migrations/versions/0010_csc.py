@@ -1,4 +1,4 @@
-"""CSC API server: bearer access tokens of /csc/v2 (SHA-256 of the token) and Signature Activation Data
+"""CSC API server: bearer access tokens and OAuth2 authorization codes of /csc/v2 (SHA-256 of each) and Signature Activation Data
 (SHA-256 of the SAD) bound to an account, a credential, the exact hashes and a number of signatures.
 
 Revision ID: 0010
@@ -20,7 +20,10 @@ def upgrade() -> None:
         "csc_tokens",
         sa.Column("token_hash", sa.String(64), primary_key=True),
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
-        sa.Column("kind", sa.String(16), nullable=False),  # access | refresh
+        sa.Column("kind", sa.String(16), nullable=False),  # access | code (OAuth2 authorization code)
+        sa.Column("client_id", sa.String(200), nullable=True),  # OAuth2: the API client the token or code is for
+        sa.Column("redirect_uri", sa.String(2000), nullable=True),  # OAuth2 code: where it was sent
+        sa.Column("code_challenge", sa.String(200), nullable=True),  # OAuth2 code: PKCE S256 challenge
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
