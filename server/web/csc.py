@@ -44,7 +44,7 @@ METHODS_V1 = ["auth/login", "auth/revoke", "credentials/list", "credentials/info
 _STATUS = {Code.HSM_UNAVAILABLE: (503, "temporarily_unavailable"), Code.HSM_LOGIN: (503, "temporarily_unavailable"),
            Code.DATABASE: (503, "temporarily_unavailable"), Code.TSA_FAILED: (503, "temporarily_unavailable"),
            Code.NOT_SUPPORTED: (501, "not_implemented")}
-PATHS = [f"/csc/{v}/{m}" for v in ("v1", "v2") for m in ["info", *METHODS_V2]]
+PATHS = [f"/csc/{v}/{m}" for v in ("v1", "v2") for m in ["info", *METHODS_V2] if v == "v2" or "oauth2" not in m]
 """Every path this resource answers (POST); server.web.auth.ROUTES lists them as PUBLIC for the Basic guard."""
 
 
@@ -96,8 +96,7 @@ class CscApi(resource.Resource):
     def render(self, request: Any) -> Any:
         parts = [p.decode("latin-1") for p in request.postpath]
         version, method = (parts[0], "/".join(parts[1:])) if parts else ("", "")
-        if version not in ("v1", "v2") or method not in self._handlers or (version == "v1" and method ==
-                                                                             "credentials/authorizeCheck"):
+        if version not in ("v1", "v2") or method not in self._handlers:
             return _error(request, 404, "invalid_request", f"no CSC API method {'/'.join(parts)!r}")
         verb = b"GET" if method == "oauth2/authorize" else b"POST"
         if request.method != verb or (version == "v1" and method.startswith("oauth2/")):

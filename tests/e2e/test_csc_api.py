@@ -180,11 +180,12 @@ def test_refusals(csc: Csc) -> None:
     time.sleep(61)
     assert error(csc.sign(credential, sad, digest)) == (400, "invalid_request", "SAD expired")
 
-    # Wrong PIN repeatedly: locked; then even the right PIN and OTP are refused.
+    # Wrong PIN repeatedly: locked (2 s after the third); then even the right PIN and a valid OTP are refused.
+    code = csc.otp(credential)  # fetched first, so the lock cannot run out while the mail travels
     for _ in range(3):
         r = csc.authorize(credential, digest, "wrong password!", otp="123456")
     assert error(r) == (400, "invalid_request", "Credential locked")
-    assert error(csc.authorize(credential, digest, ADA[1])) == (400, "invalid_request", "Credential locked")
+    assert error(csc.authorize(credential, digest, ADA[1], otp=code)) == (400, "invalid_request", "Credential locked")
 
     assert len(audit(csc.inst, "csc.sign")) == 1  # only the one allowed signature
     refused = [e["reason"] for e in audit(csc.inst, "csc.sign_refused")]
@@ -280,3 +281,20 @@ def test_oauth2_authorization_code_with_pkce_and_client_credentials(csc: Csc) ->
     assert client.status_code == 200, client.text
     csc.token = client.json()["access_token"]
     assert len(csc.call("credentials/list").json()["credentialIDs"]) == 1  # the integration account's key
+
+
+def test_every_csc_route_of_the_route_table_answers_with_csc_errors(csc: Csc) -> None:
+    """The guard's table lists exactly the /csc paths served; none is 404; unauthenticated calls get CSC errors."""
+    from server.web.auth import PUBLIC, ROUTES
+    from server.web.csc import PATHS
+
+    assert {p for p in ROUTES if p.startswith("/csc/")} == set(PATHS)
+    for path in PATHS:
+        ((method, permission),) = ROUTES[path].items()
+        assert permission == PUBLIC
+        r = requests.request(method, csc.inst.url + path, json={}, timeout=30, allow_redirects=False)
+        assert r.status_code != 404, (path, r.status_code, r.text)
+        if r.status_code >= 400:
+            assert set(r.json()) == {"error", "error_description"}, (path, r.text)
+    assert requests.get(csc.inst.url + "/csc/v2/credentials/list", timeout=30).status_code == 405
+    assert requests.post(csc.inst.url + "/csc/v2/nothing", json={}, timeout=30).status_code == 404
