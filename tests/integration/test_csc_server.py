@@ -350,3 +350,32 @@ def test_oauth2_authorization_code_with_pkce_and_client_credentials(world: World
         world.csc.oauth2_token({"grant_type": "client_credentials", "client_id": client.key,
                                 "client_secret": "wrong"}, None, None)
     assert err.value.description == "Invalid parameter client_secret"
+
+
+def test_concurrent_sign_calls_never_overspend_a_sad(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, label = world.person("ada")
+    hashes = digests("once")
+    sad = authorize(world, p, label, hashes, 1)
+
+    def attempt(_: int) -> str:
+        try:
+            world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)
+            return "signed"
+        except CscError as exc:
+            return exc.description
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count("signed") == 1, outcomes
+    assert set(outcomes) == {"signed", "Invalid parameter SAD"}
+    assert len(world.audit("csc.sign")) == 1
+
+
+def test_roles_that_may_not_sign_get_no_token(world: World) -> None:
+    world.users.add("audrey", "audrey@example.com", "auditor", PASSWORD)
+    with pytest.raises(CscError) as err:
+        world.csc.login("audrey", PASSWORD, None)
+    assert (err.value.status, err.value.error) == (403, "access_denied")
+    assert world.audit("csc.login_refused")[-1]["reason"] == "role may not sign"
