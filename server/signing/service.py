@@ -172,12 +172,13 @@ class SigningService:
         else:
             signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
                       for document in order.documents]
+        entries = []
+        for document in order.documents:
+            algorithm, digest = document.digested(order.digest)
+            entries.append((user_name, f"sign.{order.format.value}", digest.hex(), {
+                "document": document.name, "digest_algorithm": algorithm.value, "key_label": label,
+                "level": order.level.value, "packaging": order.packaging.value, "hash_only": document.content is None}))
         with self._sessions.begin() as session:
-            for document in order.documents:
-                algorithm, digest = document.digested(order.digest)
-                self._audit.append_in(session, user_name, f"sign.{order.format.value}", digest.hex(),
-                                      document=document.name, digest_algorithm=algorithm.value, key_label=label,
-                                      level=order.level.value,
-                                      packaging=order.packaging.value, hash_only=document.content is None)
+            self._audit.append_many_in(session, entries)  # one statement each for the head and the rows
         metrics.SIGNATURES.labels(format=order.format.value).inc(len(signed))
         return signed
