@@ -10,7 +10,7 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from server import __version__
 from server.config import Settings, load
@@ -451,15 +451,21 @@ def _directory_sync(services: Services):  # -> DirectorySync
 
 
 def cmd_ldap_sync(args: argparse.Namespace) -> int:
-    """Plain progress lines on a terminal (rich is not a dependency), the summary always."""
-    def progress(stage: str, done: int) -> None:
-        print(f"\r{stage}: {done}", end="", file=sys.stderr, flush=True)
+    """A progress bar (rich, on stderr) when run in a terminal; the summary always."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with _services(args) as services:
-        summary = _directory_sync(services).run(full=args.full, dry_run=args.dry_run,
-                                                progress=progress if sys.stdout.isatty() else None)
-    if sys.stdout.isatty():
-        print(file=sys.stderr)
+    with _services(args) as services, Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed}"),
+                                               TimeElapsedColumn(), console=Console(stderr=True),
+                                               disable=not sys.stdout.isatty(), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=None)
+            bar.update(tasks[stage], completed=done)
+
+        summary = _directory_sync(services).run(full=args.full, dry_run=args.dry_run, progress=progress)
     if args.json:
         from dataclasses import asdict
         print(json.dumps(asdict(summary), indent=2))
