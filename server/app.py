@@ -157,7 +157,6 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
-            JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
             *([JobSpec("ldap-sync", timedelta(minutes=services.settings.directory.sync_interval_minutes),
                        services.directory.run_scheduled, lease=timedelta(hours=1))] if services.directory else [])]
 

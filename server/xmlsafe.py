@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -150,3 +151,27 @@ def standalone(element: etree._Element) -> bytes:
     for child in element:
         copy_.append(copy.deepcopy(child))
     return etree.tostring(copy_, encoding="UTF-8")
+
+
+class StopScan(Exception):
+    """Raised by a :func:`scan_prefix` target once it has what it looks for."""
+
+
+def scan_prefix(content: Any, target: object) -> None:
+    """Feed the XML in ``content`` (a file: read in chunks and rewound) to the lxml parser ``target``
+    until the target raises :class:`StopScan` or the document ends; no DTD, entities or network, and a
+    syntax error simply ends the scan (the full parser answers the broken request)."""
+    parser = etree.XMLParser(target=target, load_dtd=False, resolve_entities=False, no_network=True,
+                             huge_tree=False)
+    content.seek(0)
+    try:
+        while True:
+            chunk = content.read(64 * 1024)
+            if not chunk:
+                parser.close()
+                break
+            parser.feed(chunk)
+    except (StopScan, etree.XMLSyntaxError):
+        pass
+    finally:
+        content.seek(0)

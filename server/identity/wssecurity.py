@@ -50,6 +50,7 @@ from server.db.models import ApiClient, User, WssDigestSecret, WssNonce
 from server.errors import Code, SiegelError
 from server.identity.users import API_KEY, Principal, Role, UserService
 from server.web.soap import SOAP11_ENV, dss_result, soap_envelope
+from server.xmlsafe import StopScan, scan_prefix
 
 log = logging.getLogger("siegel.wssecurity")
 
@@ -99,10 +100,6 @@ class UsernameToken:
     created: str | None = None  # as sent
 
 
-class _Stop(Exception):
-    pass
-
-
 class _HeaderReader:
     """Parser target collecting the first wsse:Security/wsse:UsernameToken of the soap:Header; stops at the
     Body (or a DOCTYPE, or anything that is not a SOAP 1.1 envelope)."""
@@ -117,15 +114,15 @@ class _HeaderReader:
 
     def doctype(self, *args: Any) -> None:
         self.security = False
-        raise _Stop
+        raise StopScan
 
     def start(self, tag: str, attrib: Any) -> None:
         self.path.append(tag)
         depth = len(self.path)
         if depth == 1 and tag != f"{{{SOAP11_ENV}}}Envelope":
-            raise _Stop
+            raise StopScan
         if depth == 2 and tag != f"{{{SOAP11_ENV}}}Header":
-            raise _Stop  # the Body (the Header comes first, if at all)
+            raise StopScan  # the Body (the Header comes first, if at all)
         if depth == 3 and tag == f"{{{WSSE}}}Security":
             self.security = True
         if depth == 4 and self.path[2] == f"{{{WSSE}}}Security" and tag == f"{{{WSSE}}}UsernameToken":
@@ -154,22 +151,7 @@ def read_token(content: Any) -> UsernameToken | None:
     """The UsernameToken of the SOAP request in ``content`` (a file, read and rewound); None without a
     wsse:Security header. Raises WssFault for a Security header without a usable UsernameToken."""
     reader = _HeaderReader()
-    parser = etree.XMLParser(target=reader, load_dtd=False, resolve_entities=False, no_network=True,
-                             huge_tree=False)
-    content.seek(0)
-    try:
-        while True:
-            chunk = content.read(64 * 1024)
-            if not chunk:
-                parser.close()
-                break
-            parser.feed(chunk)
-    except _Stop:
-        pass
-    except etree.XMLSyntaxError:
-        pass  # spyne answers the broken envelope; without a token the Basic guard asks for credentials
-    finally:
-        content.seek(0)
+    scan_prefix(content, reader)  # a broken envelope: spyne answers it; without a token Basic is asked for
     if not reader.security:
         return None
     if reader.tokens != 1:

@@ -352,7 +352,7 @@ def _certificates(signed_data: cms.SignedData) -> list[bytes]:
     return [c.chosen.dump() for c in _items(signed_data["certificates"]) if c.name == "certificate"]
 
 
-def _chain_of(signer_info: cms.SignerInfo, certificates: Sequence[bytes]) -> list[bytes]:
+def chain_of(signer_info: cms.SignerInfo, certificates: Sequence[bytes]) -> list[bytes]:
     """The certificate ``signer_info`` names first, then the other certificates (the path is built from them)."""
     sid = signer_info["sid"]
     for der in certificates:
@@ -363,7 +363,7 @@ def _chain_of(signer_info: cms.SignerInfo, certificates: Sequence[bytes]) -> lis
             named = cert.key_identifier == sid.chosen.native
         if named:
             return [der] + [other for other in certificates if other != der]
-    raise SiegelError(Code.BAD_REQUEST, "a signer's certificate is not in the signature (nor in its timestamp)")
+    raise SiegelError(Code.BAD_REQUEST, "a signer's certificate is not in its signature")
 
 
 def _timestamp_tokens(signer_info: cms.SignerInfo) -> list[cms.ContentInfo]:
@@ -376,10 +376,10 @@ def _validation_data(signed_data: cms.SignedData, trust_roots: Sequence[bytes]) 
     certificates = _certificates(signed_data)
     data = ValidationData((), (), ())
     for signer_info in signed_data["signer_infos"]:
-        data += collect_validation_data(_chain_of(signer_info, certificates), trust_roots)
+        data += collect_validation_data(chain_of(signer_info, certificates), trust_roots)
         for token in _timestamp_tokens(signer_info):
             token_data = token["content"]
-            chain = _chain_of(token_data["signer_infos"][0], _certificates(token_data) + certificates)
+            chain = chain_of(token_data["signer_infos"][0], _certificates(token_data) + certificates)
             data += collect_validation_data(chain, trust_roots)
     return data
 

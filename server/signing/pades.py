@@ -74,6 +74,7 @@ from server.signing.cades import (
     ClientTimeStamper,
     SigningKey,
     _commitment_oid,
+    chain_of,
 )
 from server.signing.keysource import (
     DigestAlgorithm,
@@ -547,33 +548,19 @@ def _cms_certificates(signed_data: cms.SignedData) -> list[bytes]:
     return [c.chosen.dump() for c in certificates if c.name == "certificate"]
 
 
-def _chain_of(signer_info: cms.SignerInfo, certificates: Sequence[bytes]) -> list[bytes]:
-    """The certificate ``signer_info`` names first, then the other certificates (the path is built from them)."""
-    sid = signer_info["sid"]
-    for der in certificates:
-        cert = asn1_x509.Certificate.load(der)
-        if sid.name == "issuer_and_serial_number":
-            named = cert.issuer == sid.chosen["issuer"] and cert.serial_number == sid.chosen["serial_number"].native
-        else:
-            named = cert.key_identifier == sid.chosen.native
-        if named:
-            return [der] + [other for other in certificates if other != der]
-    raise SiegelError(Code.BAD_REQUEST, "a signer's certificate is not in its signature")
-
-
 def _signature_validation_data(signed_data: cms.SignedData, trust_roots: Sequence[bytes]) -> ValidationData:
     """What proves the signer's certificate, and every TSA certificate of its signature-time-stamps, valid now."""
     certificates = _cms_certificates(signed_data)
     data = ValidationData((), (), ())
     for signer_info in signed_data["signer_infos"]:
-        data += collect_validation_data(_chain_of(signer_info, certificates), trust_roots)
+        data += collect_validation_data(chain_of(signer_info, certificates), trust_roots)
         unsigned = signer_info["unsigned_attrs"]
         for attribute in [] if isinstance(unsigned, core.Void) else unsigned:
             if attribute["type"].native != "signature_time_stamp_token":
                 continue
             for token in attribute["values"]:
                 token_data = token["content"]
-                chain = _chain_of(token_data["signer_infos"][0], _cms_certificates(token_data) + certificates)
+                chain = chain_of(token_data["signer_infos"][0], _cms_certificates(token_data) + certificates)
                 data += collect_validation_data(chain, trust_roots)
     return data
 
@@ -604,7 +591,7 @@ def _document_timestamp(stream: BinaryIO, timestamps: TimestampClient, digest: D
         with _pdf_errors("the document timestamp cannot be read back"):
             stamp = _reader(stream, password).embedded_timestamp_signatures[-1]
             token_data, contents = stamp.signed_data, stamp.pkcs7_content
-        chain = _chain_of(token_data["signer_infos"][0], _cms_certificates(token_data))
+        chain = chain_of(token_data["signer_infos"][0], _cms_certificates(token_data))
         _add_dss(stream, collect_validation_data(chain, trust_roots), contents, password)
 
 
@@ -653,7 +640,7 @@ def extend_pades(pdf: BinaryIO, level: Level, *, timestamps: TimestampClient | N
     if level.at_least(Level.B_LT):
         _add_dss(out, _signature_validation_data(signed_data, trust_roots), contents, password)
         for stamp_data, stamp_contents in stamps:
-            chain = _chain_of(stamp_data["signer_infos"][0], _cms_certificates(stamp_data))
+            chain = chain_of(stamp_data["signer_infos"][0], _cms_certificates(stamp_data))
             _add_dss(out, collect_validation_data(chain, trust_roots), stamp_contents, password)
     if level is Level.B_LTA:
         assert timestamps is not None

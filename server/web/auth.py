@@ -21,7 +21,6 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lxml import etree
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -37,6 +36,7 @@ from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed, require
 from server.identity.users import Principal, UserService
 from server.web.http import SOAP_PREFIXES, error_body, json_response, problem, render_deferred
+from server.xmlsafe import StopScan, scan_prefix
 
 if TYPE_CHECKING:
     from server.identity.client_certs import ClientCertificateService
@@ -97,10 +97,6 @@ def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[
 
 # --- DSS: which operation a SOAP body asks for ---------------------------------------------------------
 
-class _Found(Exception):
-    pass
-
-
 class _DssClassifier:
     """Parser target reading only as far as needed: the first element of the first soap:Body, and for a
     VerifyRequest whether its OptionalInputs hold ReturnUpdatedSignature. A DOCTYPE stops it (unknown)."""
@@ -115,38 +111,38 @@ class _DssClassifier:
 
     def doctype(self, *args: Any) -> None:
         self.operation = None
-        raise _Found
+        raise StopScan
 
     def start(self, tag: str, attrib: Any) -> None:
         self.depth += 1
         d = self.depth
         if d == 1 and tag != f"{{{_SOAP11_ENV}}}Envelope":
-            raise _Found
+            raise StopScan
         if d == 2:
             self.in_body = tag == f"{{{_SOAP11_ENV}}}Body" and not self.body_seen
             self.body_seen = self.body_seen or self.in_body
         elif d == 3 and self.in_body:
             if self.operation is not None:
-                raise _Found  # a second body element: spyne refuses the request
+                raise StopScan  # a second body element: spyne refuses the request
             if tag == f"{{{_DSS_NS}}}SignRequest":
                 self.operation = "SignRequest"
-                raise _Found
+                raise StopScan
             if tag != f"{{{_DSS_NS}}}VerifyRequest":
-                raise _Found
+                raise StopScan
             self.operation = "VerifyRequest"
         elif d == 4 and self.in_body and self.operation == "VerifyRequest":
             if tag != f"{{{_DSS_NS}}}OptionalInputs":
-                raise _Found
+                raise StopScan
             self.in_optional = True
         elif d == 5 and self.in_optional and tag == f"{{{_DSS_NS}}}ReturnUpdatedSignature":
             self.update = True
-            raise _Found
+            raise StopScan
 
     def end(self, tag: str) -> None:
         if self.depth == 4 and self.in_optional:
-            raise _Found
+            raise StopScan
         if self.depth == 3 and self.in_body and self.operation is not None:
-            raise _Found
+            raise StopScan
         self.depth -= 1
 
     def data(self, data: str) -> None:
@@ -159,22 +155,7 @@ class _DssClassifier:
 def dss_operation(content: Any) -> str | None:
     """The DSS_ACTIONS key of the SOAP request in ``content`` (a file, read and rewound), or None."""
     target = _DssClassifier()
-    parser = etree.XMLParser(target=target, load_dtd=False, resolve_entities=False, no_network=True,
-                             huge_tree=False)
-    content.seek(0)
-    try:
-        while True:
-            chunk = content.read(64 * 1024)
-            if not chunk:
-                parser.close()
-                break
-            parser.feed(chunk)
-    except _Found:
-        pass
-    except etree.XMLSyntaxError:
-        pass
-    finally:
-        content.seek(0)
+    scan_prefix(content, target)
     if target.operation == "VerifyRequest" and target.update:
         return "VerifyRequest+ReturnUpdatedSignature"
     return target.operation
