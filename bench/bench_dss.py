@@ -26,7 +26,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Self
 
@@ -34,6 +33,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from bench.load import threaded_rate
 from bench.report import write_result
 from server import config
 from server.app import build_services
@@ -144,23 +144,6 @@ def _dss_rate(inst: SiegelInstance, request: bytes, hashes: int) -> float:
     return total * hashes / elapsed
 
 
-def _raw_sign_rate(sign: Callable[[], bytes]) -> float:
-    """Signatures per second of ``CLIENTS`` threads calling ``sign()`` in a loop (bench_pki's baseline)."""
-    deadline = time.monotonic() + SECONDS
-
-    def loop() -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            sign()
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        total = sum(pool.map(lambda _: loop(), range(CLIENTS)))
-    return total / (time.monotonic() - started)
-
-
 def _measure_dss(inst: SiegelInstance, algorithm: str, scheme: SignatureScheme) -> dict[str, float]:
     """Best of ``ROUNDS`` alternating rounds: raw HSM rate, 1 hash per request, ``BATCH`` per request."""
     services = build_services(config.load(data_dir=inst.data_dir, environ={"SIEGEL_PKI_KEY_ALGORITHM": algorithm}))
@@ -173,7 +156,8 @@ def _measure_dss(inst: SiegelInstance, algorithm: str, scheme: SignatureScheme) 
         _check_sample(inst, single, 1)
         _check_sample(inst, batch, BATCH)
         measures: dict[str, Callable[[], float]] = {
-            "raw": lambda: _raw_sign_rate(lambda: hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, scheme)),
+            "raw": lambda: threaded_rate(lambda: hsm.sign_digest(label, digest, DigestAlgorithm.SHA256, scheme),
+                                         threads=CLIENTS, seconds=SECONDS),
             "single": lambda: _dss_rate(inst, single, 1),
             "batch": lambda: _dss_rate(inst, batch, BATCH),
         }

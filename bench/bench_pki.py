@@ -12,7 +12,6 @@ import hashlib
 import os
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate, ocsp
 
 from adapters.timestamp.client import build_request, parse_response
-from bench.load import run_load
+from bench.load import run_load, threaded_rate
 from bench.report import write_result
 from server import config
 from server.app import build_services
@@ -33,23 +32,6 @@ from tests.fixtures.tsa import prepare_reference_tsa
 CLIENTS = 8
 SECONDS = 3.0
 ROUNDS = 3  # raw and served rates alternate; each is the best round (the machine's noise is ±20 %)
-
-
-def _raw_sign_rate(sign: Callable[[], bytes], seconds: float) -> float:
-    """Signatures per second of ``CLIENTS`` threads calling ``sign()`` in a loop."""
-    deadline = time.monotonic() + seconds
-
-    def loop() -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            sign()
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        total = sum(pool.map(lambda _: loop(), range(CLIENTS)))
-    return total / (time.monotonic() - started)
 
 
 def _openssl_reply_rate(work: Path, count: int = 40) -> float:
@@ -85,11 +67,11 @@ def run(work: Path) -> Path:
                                                      headers={"Content-Type": "application/timestamp-query"}).content)
         assert status.granted and token is not None, status.describe()
         measures: dict[str, Callable[[], float]] = {
-            "raw_tsa": lambda: _raw_sign_rate(lambda: hsm.sign_digest(
-                tsa_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS),
+            "raw_tsa": lambda: threaded_rate(lambda: hsm.sign_digest(
+                tsa_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), threads=CLIENTS, seconds=SECONDS),
             "tsa": lambda: _served(inst.port, "/tsa", tsa_query, "application/timestamp-query"),
-            "raw_ocsp": lambda: _raw_sign_rate(lambda: hsm.sign_digest(
-                ocsp_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), SECONDS),
+            "raw_ocsp": lambda: threaded_rate(lambda: hsm.sign_digest(
+                ocsp_label, digest, DigestAlgorithm.SHA256, SignatureScheme.RSA_PKCS1V15), threads=CLIENTS, seconds=SECONDS),
             "ocsp": lambda: _served(inst.port, "/ocsp", ocsp_query, "application/ocsp-request"),
         }
         for _ in range(ROUNDS):

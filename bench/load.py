@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 from dataclasses import dataclass
 
 
@@ -55,3 +57,21 @@ def run_load(host: str, port: int, method: str, path: str, *, headers: dict[str,
     started = time.monotonic()
     total = asyncio.run(main())
     return LoadResult(total, time.monotonic() - started, statuses)
+
+
+def threaded_rate(call: Callable[[], object], *, threads: int, seconds: float) -> float:
+    """Calls per second of ``threads`` threads calling ``call()`` in a loop for ``seconds`` (the raw
+    HSM baselines the served rates are compared with)."""
+    deadline = time.monotonic() + seconds
+
+    def loop() -> int:
+        done = 0
+        while time.monotonic() < deadline:
+            call()
+            done += 1
+        return done
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda _: loop(), range(threads)))
+    return total / (time.monotonic() - started)
