@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import re
 import subprocess
 from datetime import UTC, datetime
@@ -14,21 +13,18 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageChops
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
-from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
 from pyhanko.stamp import BaseStampStyle
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from server.config import Settings, load
 from server.errors import Code, ConfigError, SiegelError
 from server.signing.cades import SigningKey
-from server.signing.keysource import DigestAlgorithm, SignatureScheme, scheme_of
 from server.signing.stamp import (
     AppearanceTemplate,
     StampFields,
@@ -37,6 +33,7 @@ from server.signing.stamp import (
     stamp_style,
     stamp_text,
 )
+from tests.fixtures.pdf import HsmPdfSigner
 from tests.fixtures.pdfa import A4, FONT, make_pdfa, pdfa_properties
 from tests.fixtures.pki import Pki
 from tests.integration.test_cades import _user_key
@@ -49,31 +46,13 @@ LOGO_TEAL = (0, 128, 128)  # the shipped logo's colour
 VERIFY_URL = "https://siegel.example.com/portal/verify/4711"
 
 
-class _HsmSigner(Signer):
-    """pyHanko's CMS signer with the signature value from a key of ours (only the digest goes to the HSM)."""
-
-    def __init__(self, key: SigningKey) -> None:
-        certs = [asn1_x509.Certificate.load(der) for der in key.chain]
-        self._key = key
-        self._scheme = scheme_of(key.chain[0])
-        kind = "ecdsa" if self._scheme is SignatureScheme.ECDSA else "rsa"
-        super().__init__(signing_cert=certs[0], cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
-                         signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": f"sha256_{kind}"}),
-                         embed_roots=False)
-
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
-        digest = DigestAlgorithm.parse(digest_algorithm)
-        return self._key.source.sign_digest(self._key.label, hashlib.new(digest.value, data).digest(), digest,
-                                            self._scheme)
-
-
 def _sign(key: SigningKey, pdf: bytes, style: BaseStampStyle, box: tuple[int, int, int, int] = BOX,
           page: int = 1) -> bytes:
     """A PAdES B-B signature in a new visible field at ``box`` on ``page`` (1 = the first), drawn by ``style``."""
     x, y, w, h = box
     signer = PdfSigner(PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
                                             subfilter=fields.SigSeedSubFilter.PADES),
-                       signer=_HsmSigner(key), stamp_style=style,
+                       signer=HsmPdfSigner(key), stamp_style=style,
                        new_field_spec=fields.SigFieldSpec("Signature1", on_page=page - 1, box=(x, y, x + w, y + h)))
     out = asyncio.run(signer.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf))))
     return out.getvalue()

@@ -25,26 +25,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
-from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
 from server.identity.users import UserService
 from server.signing.cades import ClientTimeStamper, SigningKey
-from server.signing.keysource import DigestAlgorithm, SignatureScheme, scheme_of
 from server.validation.model import Indication, SignatureReport, SubIndication, Trust
 from server.validation.pades import DOC_TIMESTAMP_FORMAT, MODIFIED, verify_pdf
 from tests.conftest import SHARED
+from tests.fixtures.pdf import HsmPdfSigner
 from tests.fixtures.pki import OnlinePki, Pki
 
 pytestmark = pytest.mark.integration
@@ -276,24 +273,6 @@ def test_not_a_pdf_is_a_bad_request() -> None:
 
 # ---------------------------------------------------------------- round trips with the test PKI
 
-class _HsmSigner(Signer):
-    """pyHanko's CMS signer over a key source: only the digest goes to the HSM."""
-
-    def __init__(self, key: SigningKey) -> None:
-        certs = [asn1_x509.Certificate.load(der) for der in key.chain]
-        self._key = key
-        self._scheme = scheme_of(key.chain[0])
-        kind = "ecdsa" if self._scheme is SignatureScheme.ECDSA else "rsa"
-        super().__init__(signing_cert=certs[0], cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
-                         signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": f"sha256_{kind}"}),
-                         embed_roots=False)
-
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
-        digest = hashlib.new(digest_algorithm, data).digest()
-        return await asyncio.to_thread(self._key.source.sign_digest, self._key.label, digest,
-                                       DigestAlgorithm.parse(digest_algorithm), self._scheme)
-
-
 def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
     UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
     cert = pki.ca.issue_user(name, "test")
@@ -409,7 +388,7 @@ def _sign(pdf: bytes, key: SigningKey, *, field: str = "Signature1", timestamper
     if password is not None:
         writer.encrypt(password)
     out = io.BytesIO()
-    asyncio.run(signers.PdfSigner(meta, signer=_HsmSigner(key), timestamper=timestamper)
+    asyncio.run(signers.PdfSigner(meta, signer=HsmPdfSigner(key), timestamper=timestamper)
                 .async_sign_pdf(writer, output=out))
     return out.getvalue()
 
