@@ -34,14 +34,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from bench.load import threaded_rate
-from bench.report import write_result
+from bench.report import tree_state, write_result
 from server import config
 from server.app import build_services
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.validation.model import Trust
 from server.validation.xades import verify_xml_signatures
 from server.web.soap import DSS_NS, SOAP11_ENV
-from tests.fixtures.server import REPO, SiegelInstance, make_instance
+from tests.fixtures.server import SiegelInstance, make_instance
 
 CLIENTS = 8
 SECONDS = 3.0
@@ -413,19 +413,10 @@ def _measure_stream(inst: SiegelInstance, work: Path) -> tuple[dict[str, float],
 
 # --- all ----------------------------------------------------------------------------------------------------
 
-def _tree_state() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=False).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "adapters"], cwd=REPO,
-                           capture_output=True, text=True, check=False).stdout.split("\n")
-    changed = sorted(line[3:] for line in dirty if line.strip())
-    return f"server code of {head.strip()}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
-
-
 def run(work: Path) -> Path:
     workers = os.cpu_count() or 1
     dss: dict[str, dict[str, float]] = {}
-    tree = _tree_state()
+    tree = tree_state()
     load_before = os.getloadavg()
     for kind, (algorithm, scheme) in KEYS.items():
         inst = make_instance(work / f"dss-{kind}", {"SIEGEL_PKI_KEY_ALGORITHM": algorithm,

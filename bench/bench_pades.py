@@ -48,7 +48,7 @@ from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from bench.report import write_result
+from bench.report import REPO, tree_state, write_result
 from server import config
 from server.signing.cades import SigningKey
 from server.signing.levels import Level
@@ -66,7 +66,6 @@ A4 = (0.0, 0.0, 595.0, 842.0)
 VISIBLE_BOX = (36.0, 36.0, 340.0, 80.0)  # the standard template's default_box (x, y, width, height), page 1
 FIELD = "Signature1"  # the name Siegel gives the first new field
 ENVIRON = {"SIEGEL_PKI_KEY_ALGORITHM": "ec-p256"}
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -261,20 +260,11 @@ def _pyhanko_session(settings: config.Settings) -> Any:
 
 # --- all ----------------------------------------------------------------------------------------------------
 
-def _tree_state() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=False).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "adapters"], cwd=REPO,
-                           capture_output=True, text=True, check=False).stdout.split("\n")
-    changed = sorted(line[3:] for line in dirty if line.strip())
-    return f"server code of {head.strip()}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
-
-
 def run(work: Path) -> Path:
     from server.app import build_services
     from tests.fixtures.server import make_instance
 
-    tree = _tree_state()
+    tree = tree_state()
     load_before = os.getloadavg()
     inst = make_instance(work / "pades", ENVIRON)
     settings = config.load(data_dir=inst.data_dir, environ=ENVIRON)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
 
 
 def write_result(name: str, *, measured: dict[str, float], baseline: dict[str, float], ratios: dict[str, float],
@@ -22,3 +24,13 @@ def write_result(name: str, *, measured: dict[str, float], baseline: dict[str, f
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def tree_state() -> str:
+    """Which server code a run measured: the commit and the uncommitted files under server/ and adapters/."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=False).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "adapters"], cwd=REPO,
+                           capture_output=True, text=True, check=False).stdout.split("\n")
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return f"server code of {head.strip()}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
