@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-import xmlschema
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree

@@ -16,7 +16,6 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from lxml import etree
 
 from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role

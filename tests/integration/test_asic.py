@@ -23,7 +23,6 @@ from lxml import etree
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
-from server.identity.users import UserService
 from server.signing.asic import MIMETYPE, assemble_asic, prepare_asic, sign_asic
 from server.signing.cades import SigningKey
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
@@ -31,7 +30,7 @@ from server.signing.levels import Level, SignatureProperties
 from server.signing.xades import PreparedXades, extend_xades
 from server.validation.asic import verify_asic
 from server.validation.model import Indication, SignatureReport, Trust
-from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.pki import OnlinePki, Pki, user_key
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +46,6 @@ DOCUMENTS = [
 ]
 ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"
 SIGNER_ATTRIBUTES_V2 = "0.4.0.19122.1.1"
-
-
-def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
-    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
-    cert = pki.ca.issue_user(name, "test")
-    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label)))
 
 
 def _unpack(container: bytes, directory: Path) -> zipfile.ZipFile:
@@ -98,7 +91,7 @@ def _check_container(container: bytes, directory: Path, pki: Pki) -> zipfile.Zip
 
 
 def test_a_cades_container_has_the_en_319_162_layout_and_verifies(pki: Pki, tmp_path: Path) -> None:
-    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B,
+    container = sign_asic(user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B,
                           properties=SignatureProperties(claimed_role="Prokurist"))
     archive = _check_container(container, tmp_path, pki)
     signer_info = cms.ContentInfo.load(archive.read("META-INF/signature.p7s"))["content"]["signer_infos"][0]
@@ -114,13 +107,13 @@ def test_the_manifest_is_valid_against_the_official_schema(pki: Pki, tmp_path: P
     if not xsd.is_file():
         pytest.skip(f"{xsd} is absent: the ASiC schema of EN 319 162-1 is not available here")
     schema = etree.XMLSchema(etree.parse(str(xsd)))
-    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B)
+    container = sign_asic(user_key(pki), DOCUMENTS, signature_format="cades", level=Level.B_B)
     manifest = etree.fromstring(zipfile.ZipFile(io.BytesIO(container)).read("META-INF/ASiCManifest.xml"))
     assert schema.validate(manifest), schema.error_log
 
 
 def test_two_step_signing_makes_the_same_container(pki: Pki, tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     prepared = prepare_asic(key.chain, DOCUMENTS, signature_format="cades", digest=DigestAlgorithm.SHA256)
     assert prepared.scheme is SignatureScheme.ECDSA
     value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
@@ -130,7 +123,7 @@ def test_two_step_signing_makes_the_same_container(pki: Pki, tmp_path: Path) -> 
 def test_a_b_lta_container_carries_the_archive_timestamp(pki_online: OnlinePki, tmp_path: Path) -> None:
     root = pki_online.ca.ca_certificates()["ROOT"]
     client = TimestampClient([endpoint_from_url(pki_online.url + "/tsa", (root,))], 10, 0)
-    container = sign_asic(_user_key(pki_online), DOCUMENTS, signature_format="cades", level=Level.B_LTA,
+    container = sign_asic(user_key(pki_online), DOCUMENTS, signature_format="cades", level=Level.B_LTA,
                           timestamps=client, trust_roots=[pki_online.ca.ca_certificate_der("ROOT")])
     archive = _check_container(container, tmp_path, pki_online)
     signer_info = cms.ContentInfo.load(archive.read("META-INF/signature.p7s"))["content"]["signer_infos"][0]
@@ -240,7 +233,7 @@ def _tampered(container: bytes, name: str) -> bytes:
 @pytest.mark.parametrize("level", [Level.B_B, Level.B_T, Level.B_LTA], ids=str)
 def test_a_xades_container_has_the_en_319_162_layout_and_verifies(pki_online: OnlinePki, tmp_path: Path,
                                                                   level: Level) -> None:
-    container = sign_asic(_user_key(pki_online), DOCUMENTS, signature_format="xades", level=level,
+    container = sign_asic(user_key(pki_online), DOCUMENTS, signature_format="xades", level=level,
                           timestamps=_online_tsa(pki_online), trust_roots=[pki_online.ca.ca_certificate_der("ROOT")],
                           properties=SignatureProperties(claimed_role="Prokurist"))
     root = _check_xades_container(container, tmp_path, pki_online)
@@ -260,7 +253,7 @@ def test_a_xades_container_has_the_en_319_162_layout_and_verifies(pki_online: On
 
 def test_a_xades_container_extends_to_b_lta_with_its_documents(pki_online: OnlinePki, tmp_path: Path) -> None:
     roots = (pki_online.ca.ca_certificate_der("ROOT"),)
-    container = sign_asic(_user_key(pki_online), DOCUMENTS, signature_format="xades", level=Level.B_T,
+    container = sign_asic(user_key(pki_online), DOCUMENTS, signature_format="xades", level=Level.B_T,
                           timestamps=_online_tsa(pki_online))
     signatures = zipfile.ZipFile(io.BytesIO(container)).read(SIGNATURES)
     with pytest.raises(SiegelError) as caught:
@@ -280,7 +273,7 @@ def test_a_xades_container_extends_to_b_lta_with_its_documents(pki_online: Onlin
 
 
 def test_two_step_signing_of_a_xades_container(pki_online: OnlinePki, tmp_path: Path) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     prepared = prepare_asic(key.chain, DOCUMENTS, signature_format="xades", digest=DigestAlgorithm.SHA256)
     assert isinstance(prepared.signature, PreparedXades) and prepared.manifest is None
     assert PreparedXades.from_state(json.loads(json.dumps(prepared.signature.to_state()))) == prepared.signature
@@ -290,7 +283,7 @@ def test_two_step_signing_of_a_xades_container(pki_online: OnlinePki, tmp_path: 
 
 def test_signatures_xml_is_valid_against_the_asic_and_xades_schemas(pki: Pki, shared_dir: Path) -> None:
     standards = shared_dir / "standards"
-    container = sign_asic(_user_key(pki), DOCUMENTS, signature_format="xades", level=Level.B_B,
+    container = sign_asic(user_key(pki), DOCUMENTS, signature_format="xades", level=Level.B_B,
                           properties=SignatureProperties(claimed_role="Prokurist", reason="Freigabe"))
     root = etree.fromstring(zipfile.ZipFile(io.BytesIO(container)).read(SIGNATURES))
     asic_schema = etree.XMLSchema(etree.parse(str(standards / "en_31916201v010101.xsd")))

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
-from server.identity.users import UserService
 from server.signing.cades import (
     SigningKey,
     assemble_cades,
@@ -29,7 +28,7 @@ from server.signing.cades import (
 from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging, ProductionPlace, SignatureProperties
 from server.signing.validation_data import collect_validation_data
-from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings
+from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings, user_key
 from tests.fixtures.tsa import ReferenceTsa
 
 pytestmark = pytest.mark.integration
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.integration
 DOCUMENT = b"Rahmenvertrag zwischen der Muster GmbH und der Beispiel AG\n" * 50
 SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 SIGNATURE_TIME_STAMP = "1.2.840.113549.1.9.16.2.14"
-
-
-def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
-    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
-    cert = pki.ca.issue_user(name, "test")
-    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label)))
 
 
 def _files(tmp_path: Path, pki: Pki, signature: bytes) -> None:
@@ -67,7 +60,7 @@ def _signed_attribute_types(signature: bytes) -> set[str]:
 
 
 def test_detached_b_b_verifies_with_openssl_and_carries_the_baseline_attributes(pki: Pki, tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     signature = sign_cades(key, content=DOCUMENT)
     _files(tmp_path, pki, signature)
     done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
@@ -86,7 +79,7 @@ def test_detached_b_b_verifies_with_openssl_and_carries_the_baseline_attributes(
 
 
 def test_enveloping_b_b_carries_the_content(pki: Pki, tmp_path: Path) -> None:
-    signature = sign_cades(_user_key(pki), content=DOCUMENT, packaging=Packaging.ENVELOPING)
+    signature = sign_cades(user_key(pki), content=DOCUMENT, packaging=Packaging.ENVELOPING)
     _files(tmp_path, pki, signature)
     done = _cms_verify(tmp_path, "-out", "content.out")
     assert done.returncode == 0, done.stderr
@@ -96,7 +89,7 @@ def test_enveloping_b_b_carries_the_content(pki: Pki, tmp_path: Path) -> None:
 @pytest.mark.parametrize("digest", list(DigestAlgorithm))
 def test_a_signature_over_the_digest_alone_verifies_against_the_document(
         pki: Pki, tmp_path: Path, digest: DigestAlgorithm) -> None:
-    signature = sign_cades(_user_key(pki), content_digest=hashlib.new(digest.value, DOCUMENT).digest(), digest=digest)
+    signature = sign_cades(user_key(pki), content_digest=hashlib.new(digest.value, DOCUMENT).digest(), digest=digest)
     _files(tmp_path, pki, signature)
     done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
     assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
@@ -107,7 +100,7 @@ def test_rsa_keys_sign_too(tmp_path: Path, database_url: str, hsm: object) -> No
     made = make_pki(pki_settings(tmp_path / "var", database_url, key_algorithm="rsa-3072"), hsm)  # type: ignore[arg-type]
     try:
         made.ca.init("test")
-        signature = sign_cades(_user_key(made, "rsa"), content=DOCUMENT)
+        signature = sign_cades(user_key(made, "rsa"), content=DOCUMENT)
         _files(tmp_path, made, signature)
         done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
         assert done.returncode == 0, done.stderr
@@ -119,7 +112,7 @@ def test_rsa_keys_sign_too(tmp_path: Path, database_url: str, hsm: object) -> No
 def test_b_t_embeds_a_checked_timestamp_over_the_signature_value(
         pki: Pki, tmp_path: Path, reference_tsa: ReferenceTsa) -> None:
     client = TimestampClient([endpoint_from_url(reference_tsa.url, (reference_tsa.ca,))], 10, 0)
-    signature = sign_cades(_user_key(pki), content=DOCUMENT, level=Level.B_T, timestamps=client)
+    signature = sign_cades(user_key(pki), content=DOCUMENT, level=Level.B_T, timestamps=client)
     _files(tmp_path, pki, signature)
     assert _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null").returncode == 0
 
@@ -140,7 +133,7 @@ def test_two_step_b_t_from_prepared_attributes_is_der_and_verifies(
         pki: Pki, tmp_path: Path, reference_tsa: ReferenceTsa) -> None:
     """prepare → the HSM signs the digest → check → assemble B-T, with the signed attributes pyHanko gave
     before the CMS was assembled from parts (content-type, signing-time, message-digest, signing-certificate-v2)."""
-    key = _user_key(pki)
+    key = user_key(pki)
     prepared = prepare_cades(key.chain, hashlib.sha256(DOCUMENT).digest(), DigestAlgorithm.SHA256)
     value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
     check_signature_value(prepared, value)
@@ -166,7 +159,7 @@ def test_two_step_b_t_from_prepared_attributes_is_der_and_verifies(
 
 
 def test_bad_requests_are_refused_before_the_hsm(pki: Pki) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     cases = [
         ({}, Code.BAD_REQUEST, "either the content or its digest"),
         ({"content": DOCUMENT, "content_digest": bytes(32)}, Code.BAD_REQUEST, "either the content or its digest"),
@@ -191,7 +184,7 @@ def test_prepared_signatures_expire_and_are_swept(pki: Pki) -> None:
     from server.signing.keys import SigningKeys
     from server.signing.service import SigningService
 
-    key = _user_key(pki)
+    key = user_key(pki)
     user_id = next(c.user_id for c in pki.ca.list() if c.key_label == key.label)
     assert user_id is not None
     service = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
@@ -360,7 +353,7 @@ def _tsa_certificate(signature: bytes) -> bytes:
 @pytest.mark.parametrize("packaging", [Packaging.DETACHED, Packaging.ENVELOPING])
 def test_b_lt_embeds_both_chains_and_a_good_ocsp_for_the_signer(
         pki_online: OnlinePki, tmp_path: Path, packaging: Packaging) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     signature = sign_cades(key, content=DOCUMENT, level=Level.B_LT, packaging=packaging,
                            timestamps=_tsa(pki_online), trust_roots=_roots(pki_online))
     _files(tmp_path, pki_online, signature)
@@ -378,7 +371,7 @@ def test_b_lt_embeds_both_chains_and_a_good_ocsp_for_the_signer(
 
 
 def test_a_revoked_signer_keeps_the_good_ocsp_embedded_at_signing(pki_online: OnlinePki) -> None:
-    key = _user_key(pki_online, "bert")
+    key = user_key(pki_online, "bert")
     signature = sign_cades(key, content=DOCUMENT, level=Level.B_LT, timestamps=_tsa(pki_online),
                            trust_roots=_roots(pki_online))
     serial = next(c.serial for c in pki_online.ca.list() if c.key_label == key.label)
@@ -391,7 +384,7 @@ def test_a_revoked_signer_keeps_the_good_ocsp_embedded_at_signing(pki_online: On
 @pytest.mark.parametrize("packaging", [Packaging.DETACHED, Packaging.ENVELOPING])
 def test_b_lta_archive_timestamp_covers_the_recomputed_imprint(
         pki_online: OnlinePki, tmp_path: Path, packaging: Packaging) -> None:
-    signature = sign_cades(_user_key(pki_online), content=DOCUMENT, level=Level.B_LTA, packaging=packaging,
+    signature = sign_cades(user_key(pki_online), content=DOCUMENT, level=Level.B_LTA, packaging=packaging,
                            timestamps=_tsa(pki_online), trust_roots=_roots(pki_online))
     _files(tmp_path, pki_online, signature)
     args = ("-content", "document.txt", "-out", "/dev/null") if packaging is Packaging.DETACHED else ("-out", "out")
@@ -400,7 +393,7 @@ def test_b_lta_archive_timestamp_covers_the_recomputed_imprint(
 
 
 def test_extend_raises_b_b_to_b_t_and_then_to_b_lta_twice(pki_online: OnlinePki, tmp_path: Path) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     tsa, roots = _tsa(pki_online), _roots(pki_online)
     b_b = sign_cades(key, content=DOCUMENT)
     b_t = extend_cades(b_b, Level.B_T, timestamps=tsa, trust_roots=())
@@ -438,7 +431,7 @@ def test_another_producers_cms_is_raised_to_b_t_and_still_verifies(
 
 
 def test_b_lt_and_b_lta_refusals_come_before_any_network(pki: Pki, reference_tsa: ReferenceTsa) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     client = TimestampClient([endpoint_from_url(reference_tsa.url, (reference_tsa.ca,))], 10, 0)
     detached = sign_cades(key, content=DOCUMENT)
     before = reference_tsa.hits["/tsa"]
@@ -467,7 +460,7 @@ def test_the_signers_claims_are_signed_attributes(pki: Pki, tmp_path: Path) -> N
     properties = SignatureProperties(claimed_role="Prokurist", reason="Freigabe des Rahmenvertrags",
                                      commitment_type="http://uri.etsi.org/01903/v1.2.2#ProofOfApproval",
                                      production_place=ProductionPlace("Köln", "50667", "DE"))
-    signature = sign_cades(_user_key(pki), content=DOCUMENT, properties=properties)
+    signature = sign_cades(user_key(pki), content=DOCUMENT, properties=properties)
     _files(tmp_path, pki, signature)
     done = _cms_verify(tmp_path, "-content", "document.txt", "-out", "/dev/null")
     assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
@@ -481,5 +474,5 @@ def test_the_signers_claims_are_signed_attributes(pki: Pki, tmp_path: Path) -> N
     assert attrs["1.2.840.113549.1.9.16.2.4"]["content_description"].native == "Freigabe des Rahmenvertrags"
 
     with pytest.raises(SiegelError) as caught:
-        sign_cades(_user_key(pki, "bert"), content=DOCUMENT, properties=SignatureProperties(commitment_type="sure"))
+        sign_cades(user_key(pki, "bert"), content=DOCUMENT, properties=SignatureProperties(commitment_type="sure"))
     assert caught.value.code is Code.BAD_REQUEST and "commitment type 'sure'" in caught.value.message

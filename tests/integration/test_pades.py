@@ -30,7 +30,6 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
-from server.identity.users import UserService
 from server.signing.cades import SigningKey
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.signing.levels import Level, ProductionPlace, SignatureProperties
@@ -44,7 +43,7 @@ from server.signing.pades import (
     sign_pades,
 )
 from tests.fixtures.pdf import EmptyField, encrypt_with_qpdf, make_pdf, set_text_field
-from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings
+from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings, user_key
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +54,6 @@ COMMITMENT = "http://uri.etsi.org/01903/v1.2.2#ProofOfApproval"
 def database_url(tmp_path: Path) -> str:
     """SQLite only: the PDF engine keeps nothing in the database (the PKI's storage is tested on both)."""
     return f"sqlite:///{tmp_path}/siegel.db"
-
-
-def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
-    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
-    cert = pki.ca.issue_user(name, "test")
-    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label)))
 
 
 def _root(pki: Pki) -> bytes:
@@ -207,7 +200,7 @@ def test_every_level_is_valid_for_pdfsig_qpdf_and_pyhanko(
     original = make_pdf(pages=2)
     source = BytesIO(original)
     out = BytesIO()
-    sign_pades(_user_key(pki_online), source, level=level, timestamps=_tsa(pki_online),
+    sign_pades(user_key(pki_online), source, level=level, timestamps=_tsa(pki_online),
                trust_roots=(_root(pki_online),), out=out)
     signed = out.getvalue()
     assert source.getvalue() == original and signed.startswith(original)  # an incremental update, input untouched
@@ -243,7 +236,7 @@ def test_signed_properties_go_into_the_signature_dictionary_and_the_cms(pki: Pki
     properties = SignatureProperties(claimed_role="Prokuristin", commitment_type=COMMITMENT,
                                      production_place=ProductionPlace(city="Bremen", country="DE"),
                                      reason="Freigabe des Rahmenvertrags")
-    signed = _sign(_user_key(pki), make_pdf(), pki=pki, properties=properties)
+    signed = _sign(user_key(pki), make_pdf(), pki=pki, properties=properties)
     _pdfsig(nss, signed, tmp_path, 1)
     signature = _reader(signed).embedded_regular_signatures[0]
     assert signature.sig_object["/Reason"] == "Freigabe des Rahmenvertrags"
@@ -257,7 +250,7 @@ def test_signed_properties_go_into_the_signature_dictionary_and_the_cms(pki: Pki
 
 
 def test_the_default_stamp_shows_the_signers_name(pki: Pki) -> None:
-    signed = _sign(_user_key(pki, "berta"), make_pdf(), pki=pki)
+    signed = _sign(user_key(pki, "berta"), make_pdf(), pki=pki)
     field = _reader(signed).embedded_regular_signatures[0].sig_field
 
     def streams(obj: object) -> bytes:
@@ -273,7 +266,7 @@ def test_the_default_stamp_shows_the_signers_name(pki: Pki) -> None:
 @pytest.mark.parametrize("digest", [DigestAlgorithm.SHA384, DigestAlgorithm.SHA512])
 def test_other_digest_algorithms(pki: Pki, nss: Nss, tmp_path: Path, digest: DigestAlgorithm) -> None:
     out = BytesIO()
-    sign_pades(_user_key(pki), BytesIO(make_pdf()), level=Level.B_B, digest=digest, out=out)
+    sign_pades(user_key(pki), BytesIO(make_pdf()), level=Level.B_B, digest=digest, out=out)
     _pdfsig(nss, out.getvalue(), tmp_path, 1)
     assert _signer_info(out.getvalue())["digest_algorithm"]["algorithm"].native == digest.value
     _validate_all(out.getvalue(), pki)
@@ -283,7 +276,7 @@ def test_rsa_keys_sign_too(tmp_path: Path, database_url: str, hsm: object) -> No
     made = make_pki(pki_settings(tmp_path / "var", database_url, key_algorithm="rsa-3072"), hsm)  # type: ignore[arg-type]
     try:
         made.ca.init("test")
-        signed = _sign(_user_key(made, "rsa"), make_pdf())
+        signed = _sign(user_key(made, "rsa"), make_pdf())
         _pdfsig(_nss(tmp_path, made, ("-no-ocsp",)), signed, tmp_path, 1)
         assert _signer_info(signed)["signature_algorithm"]["algorithm"].native == "sha256_rsa"
         _validate_all(signed, made)
@@ -296,10 +289,10 @@ def test_rsa_keys_sign_too(tmp_path: Path, database_url: str, hsm: object) -> No
 def test_three_signers_in_three_fields_keep_every_signature_valid(pki: Pki, nss: Nss, tmp_path: Path) -> None:
     pdf = make_pdf(pages=2, fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
                                     EmptyField("carl", 1, (300, 50, 500, 110))])
-    first = _sign(_user_key(pki, "anna"), pdf, options=PadesOptions(placement=Placement(field="Vorstand")))
-    second = _sign(_user_key(pki, "bert"), first, options=PadesOptions(
+    first = _sign(user_key(pki, "anna"), pdf, options=PadesOptions(placement=Placement(field="Vorstand")))
+    second = _sign(user_key(pki, "bert"), first, options=PadesOptions(
         placement=Placement(page=1, box=(300, 200, 200, 60)), field_name="Zeuge"))
-    third = _sign(_user_key(pki, "carl"), second)  # automatic: the empty field named like the signer
+    third = _sign(user_key(pki, "carl"), second)  # automatic: the empty field named like the signer
 
     _pdfsig(nss, third, tmp_path, 3)
     _qpdf_check(third, tmp_path)
@@ -314,7 +307,7 @@ def test_three_signers_in_three_fields_keep_every_signature_valid(pki: Pki, nss:
 def test_without_a_matching_field_the_signature_goes_to_the_default_position_on_the_last_page(pki: Pki) -> None:
     pdf = make_pdf(pages=3, fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
                                     EmptyField("Aufsichtsrat", 0, (300, 50, 500, 110))])
-    signed = _sign(_user_key(pki, "dora"), pdf)
+    signed = _sign(user_key(pki, "dora"), pdf)
     reader = _reader(signed)
     (signature,) = reader.embedded_regular_signatures
     assert signature.fq_name == "Signature1"
@@ -328,21 +321,21 @@ def test_without_a_matching_field_a_templates_default_position_is_taken(pki: Pki
     pdf = make_pdf(pages=2, fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
                                     EmptyField("Aufsichtsrat", 0, (300, 50, 500, 110))])
     template_default = (1, (40.0, 700.0, 180.0, 50.0))  # first page, top left
-    signed = _sign(_user_key(pki, "dora"), pdf, options=PadesOptions(placement=Placement(default=template_default)))
+    signed = _sign(user_key(pki, "dora"), pdf, options=PadesOptions(placement=Placement(default=template_default)))
     reader = _reader(signed)
     (signature,) = reader.embedded_regular_signatures
     first_page = reader.root["/Pages"]["/Kids"][0].get_object()
     assert any(a.get_object().get("/T") == signature.fq_name for a in first_page["/Annots"])
     llx, lly, urx, ury = (float(v) for v in signature.sig_field["/Rect"])
     assert (llx, lly, urx - llx, ury - lly) == (40, 700, 180, 50)
-    named = _sign(_user_key(pki, "vorstand"), make_pdf(fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
+    named = _sign(user_key(pki, "vorstand"), make_pdf(fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110)),
                                                                 EmptyField("Other", 0, (300, 50, 500, 110))]),
                   options=PadesOptions(placement=Placement(default=template_default)))
     assert _reader(named).embedded_regular_signatures[0].fq_name == "Vorstand"  # the signer's field comes first
 
 
 def test_page_minus_one_is_the_last_page(pki: Pki) -> None:
-    signed = _sign(_user_key(pki), make_pdf(pages=4), options=PadesOptions(placement=Placement(page=-1, box=(10, 10, 100, 40))))
+    signed = _sign(user_key(pki), make_pdf(pages=4), options=PadesOptions(placement=Placement(page=-1, box=(10, 10, 100, 40))))
     reader = _reader(signed)
     annotated = [i for i, kid in enumerate(reader.root["/Pages"]["/Kids"]) if "/Annots" in kid.get_object()]
     assert annotated == [3]
@@ -350,9 +343,9 @@ def test_page_minus_one_is_the_last_page(pki: Pki) -> None:
 
 def test_an_only_empty_field_is_taken_and_an_invisible_signature_has_no_widget_area(pki: Pki, nss: Nss,
                                                                                     tmp_path: Path) -> None:
-    signed = _sign(_user_key(pki), make_pdf(fields=[EmptyField("Unterschrift", 0, (50, 50, 250, 110))]))
+    signed = _sign(user_key(pki), make_pdf(fields=[EmptyField("Unterschrift", 0, (50, 50, 250, 110))]))
     assert _reader(signed).embedded_regular_signatures[0].fq_name == "Unterschrift"
-    invisible = _sign(_user_key(pki, "emil"), make_pdf(), options=PadesOptions(placement=Placement(invisible=True)))
+    invisible = _sign(user_key(pki, "emil"), make_pdf(), options=PadesOptions(placement=Placement(invisible=True)))
     rect = [float(v) for v in _reader(invisible).embedded_regular_signatures[0].sig_field["/Rect"]]
     assert rect == [0, 0, 0, 0]
     _pdfsig(nss, invisible, tmp_path, 1)
@@ -360,25 +353,25 @@ def test_an_only_empty_field_is_taken_and_an_invisible_signature_has_no_widget_a
 
 def test_a_certification_signature_allows_later_signers_to_fill_fields(pki: Pki, nss: Nss, tmp_path: Path) -> None:
     pdf = make_pdf(fields=[EmptyField("Autor", 0, (50, 50, 250, 110)), EmptyField("Freigabe", 0, (300, 50, 500, 110))])
-    certified = _sign(_user_key(pki, "anna"), pdf, options=PadesOptions(placement=Placement(field="Autor"),
+    certified = _sign(user_key(pki, "anna"), pdf, options=PadesOptions(placement=Placement(field="Autor"),
                                                                        certify=True))
     signature = _reader(certified).embedded_regular_signatures[0]
     assert signature.docmdp_level is not None and signature.docmdp_level.value == 2
     assert "/Perms" in _reader(certified).root
 
-    both = _sign(_user_key(pki, "bert"), certified, options=PadesOptions(placement=Placement(field="Freigabe")))
+    both = _sign(user_key(pki, "bert"), certified, options=PadesOptions(placement=Placement(field="Freigabe")))
     _pdfsig(nss, both, tmp_path, 2)
     first, _second = _validate_all(both, pki)
     assert first.docmdp_ok and first.modification_level <= ModificationLevel.FORM_FILLING
 
     with pytest.raises(SiegelError) as refused:
-        _sign(_user_key(pki, "carl"), both, options=PadesOptions(certify=True))
+        _sign(user_key(pki, "carl"), both, options=PadesOptions(certify=True))
     assert refused.value.code is Code.BAD_REQUEST and "first signature" in refused.value.message
 
 
 def test_a_field_lock_flags_a_later_change_of_a_locked_field(pki: Pki) -> None:
     pdf = make_pdf(text_fields=[("Betrag", "100 EUR"), ("Bemerkung", "")])
-    signed = _sign(_user_key(pki), pdf, options=PadesOptions(lock_fields=("Betrag",)))
+    signed = _sign(user_key(pki), pdf, options=PadesOptions(lock_fields=("Betrag",)))
     (signature,) = _reader(signed).embedded_regular_signatures
     assert signature.fieldmdp is not None and list(signature.fieldmdp.fields) == ["Betrag"]
     _validate_all(signed, pki)
@@ -393,7 +386,7 @@ def test_a_field_lock_flags_a_later_change_of_a_locked_field(pki: Pki) -> None:
     assert status.intact and status.valid  # the signed revision is untouched ...
     assert not status.bottom_line and not status.docmdp_ok  # ... but the locked field changed after it
 
-    locked_all = _sign(_user_key(pki, "bert"), pdf, options=PadesOptions(lock_fields=()))
+    locked_all = _sign(user_key(pki, "bert"), pdf, options=PadesOptions(lock_fields=()))
     changed = set_text_field(locked_all, "Bemerkung", "gelesen")
     assert not validate_pdf_signature(_reader(changed).embedded_regular_signatures[0],
                                       signer_validation_context=_context(pki)).bottom_line
@@ -410,7 +403,7 @@ def test_a_field_lock_flags_a_later_change_of_a_locked_field(pki: Pki) -> None:
     (Placement(field="Vorstand", page=1), "either a signature field or a page"),
 ])
 def test_placement_errors_are_bad_requests_naming_the_field_or_box(pki: Pki, placement: Placement, named: str) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     signed = _sign(key, make_pdf(fields=[EmptyField("Vorstand", 0, (50, 50, 250, 110))]),
                    options=PadesOptions(placement=Placement(field="Vorstand")))
     with pytest.raises(SiegelError) as refused:
@@ -426,14 +419,14 @@ def test_placement_errors_are_bad_requests_naming_the_field_or_box(pki: Pki, pla
 ])
 def test_a_broken_pdf_is_a_bad_request(pki: Pki, document: bytes, named: str) -> None:
     with pytest.raises(SiegelError) as refused:
-        _sign(_user_key(pki), document)
+        _sign(user_key(pki), document)
     assert refused.value.code is Code.BAD_REQUEST and named in refused.value.message
 
 
 def test_a_truncated_pdf_is_a_bad_request(pki: Pki) -> None:
     pdf = make_pdf(pages=2)
     with pytest.raises(SiegelError) as refused:
-        _sign(_user_key(pki), pdf[: len(pdf) // 2])
+        _sign(user_key(pki), pdf[: len(pdf) // 2])
     assert refused.value.code is Code.BAD_REQUEST
 
 
@@ -441,7 +434,7 @@ def test_a_truncated_pdf_is_a_bad_request(pki: Pki) -> None:
 
 def test_an_encrypted_pdf_is_signed_with_its_password_and_refused_without(pki: Pki, nss: Nss, tmp_path: Path) -> None:
     encrypted = encrypt_with_qpdf(make_pdf(pages=2), tmp_path, "geheim")
-    key = _user_key(pki)
+    key = user_key(pki)
     for password in (None, "falsch"):
         with pytest.raises(SiegelError) as refused:
             _sign(key, encrypted, options=PadesOptions(password=password))
@@ -465,7 +458,7 @@ def test_a_pyhanko_encrypted_pdf_with_a_mac_signs_to_b_lta(pki_online: OnlinePki
     writer.write(encrypted)
     assert IncrementalPdfFileWriter(BytesIO(encrypted.getvalue())).prev.encrypted
 
-    signed = _sign(_user_key(pki_online), encrypted.getvalue(), level=Level.B_LTA, pki=pki_online,
+    signed = _sign(user_key(pki_online), encrypted.getvalue(), level=Level.B_LTA, pki=pki_online,
                    options=PadesOptions(password="geheim"))
     _validate_all(signed, pki_online, password="geheim")
     assert _reader(signed, "geheim").embedded_timestamp_signatures
@@ -474,7 +467,7 @@ def test_a_pyhanko_encrypted_pdf_with_a_mac_signs_to_b_lta(pki_online: OnlinePki
 # ---------------------------------------------------------------- hash-only and two-step
 
 def test_hash_only_prepare_sign_in_the_hsm_assemble(pki: Pki, nss: Nss, tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     document = BytesIO()
     prepared = prepare_pades(BytesIO(make_pdf()), key.chain, options=PadesOptions(), out=document)
     assert len(prepared.to_be_signed) == 32
@@ -487,7 +480,7 @@ def test_hash_only_prepare_sign_in_the_hsm_assemble(pki: Pki, nss: Nss, tmp_path
 
 
 def test_a_wrong_signature_value_is_refused_before_it_is_embedded(pki: Pki) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     document = BytesIO()
     prepared = prepare_pades(BytesIO(make_pdf()), key.chain, options=PadesOptions(), out=document)
     before = document.getvalue()
@@ -502,7 +495,7 @@ def test_a_wrong_signature_value_is_refused_before_it_is_embedded(pki: Pki) -> N
 
 def test_two_step_across_requests_with_the_state_and_the_prepared_file(
         pki_online: OnlinePki, nss_online: Nss, tmp_path: Path) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     path = tmp_path / "prepared.pdf"
     with path.open("w+b") as document:
         prepared = prepare_pades(BytesIO(make_pdf()), key.chain, options=PadesOptions(), out=document)
@@ -546,7 +539,7 @@ class _HsmSigner(Signer):
 
 def test_extend_raises_another_producers_signature_to_b_lta_and_renews_it(
         pki_online: OnlinePki, nss_online: Nss, tmp_path: Path) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     foreign = BytesIO()
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
@@ -589,7 +582,7 @@ def test_a_20_mb_pdf_signs_from_file_to_file_with_little_memory(pki: Pki, nss: N
     size = 20 * 1024 * 1024
     source = tmp_path / "big.pdf"
     source.write_bytes(make_pdf(pages=2, padding=size))
-    key = _user_key(pki)
+    key = user_key(pki)
     target = tmp_path / "big-signed.pdf"
     tracemalloc.start()
     try:

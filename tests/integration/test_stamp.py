@@ -35,8 +35,7 @@ from server.signing.stamp import (
 )
 from tests.fixtures.pdf import HsmPdfSigner
 from tests.fixtures.pdfa import A4, FONT, make_pdfa, pdfa_properties
-from tests.fixtures.pki import Pki
-from tests.integration.test_cades import _user_key
+from tests.fixtures.pki import Pki, user_key
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +118,7 @@ def templates(pki: Pki) -> dict[str, AppearanceTemplate]:
 
 def test_the_standard_stamp_fills_the_requested_box_with_logo_and_text_and_the_signature_is_valid(
         pki: Pki, templates: dict[str, AppearanceTemplate], tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     document = make_pdfa(2)
     signed = _sign(key, document, stamp_style(templates["standard"], _fields(key), pdfa=False))
 
@@ -148,7 +147,7 @@ def test_the_standard_stamp_fills_the_requested_box_with_logo_and_text_and_the_s
 @pytest.mark.parametrize("part", [2, 3])
 def test_a_pdfa_input_stays_pdfa_after_signing(pki: Pki, templates: dict[str, AppearanceTemplate], tmp_path: Path,
                                                part: int) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     document = make_pdfa(part)
     before = pdfa_properties(document)
     signed = _sign(key, document, stamp_style(templates["standard"], _fields(key), pdfa=True))
@@ -172,7 +171,7 @@ def test_a_pdfa_input_stays_pdfa_after_signing(pki: Pki, templates: dict[str, Ap
 
 def test_without_pdfa_the_transparent_logo_keeps_its_soft_mask(
         pki: Pki, templates: dict[str, AppearanceTemplate]) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     signed = _sign(key, make_pdfa(2), stamp_style(templates["standard"], _fields(key), pdfa=False))
     assert [t.split(": ")[1] for t in pdfa_properties(signed)["new_transparency"]] == ["/SMask"]
 
@@ -181,7 +180,7 @@ def test_templates_are_chosen_by_name_and_an_unknown_name_is_refused(
         pki: Pki, templates: dict[str, AppearanceTemplate], tmp_path: Path) -> None:
     assert choose_template(templates, None, default=pki.settings.appearance.default).name == "standard"
     compact = choose_template(templates, "compact", default="standard")
-    key = _user_key(pki)
+    key = user_key(pki)
     document = make_pdfa(2)
     box = (300, 500, round(compact.default_box[2]), round(compact.default_box[3]))
     signed = _sign(key, document, stamp_style(compact, _fields(key), pdfa=True), box=box)
@@ -204,7 +203,7 @@ def test_templates_are_chosen_by_name_and_an_unknown_name_is_refused(
 
 def test_a_qr_template_draws_the_code_right_of_the_text(
         pki: Pki, templates: dict[str, AppearanceTemplate], tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     with_qr = dataclasses.replace(templates["standard"], qr=True)
     with pytest.raises(SiegelError) as caught:
         stamp_style(with_qr, _fields(key), pdfa=True)

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
-from server.identity.users import UserService
+from server.pki.ca import serial_hex
 from server.signing import cades
 from server.signing.cades import SigningKey, sign_cades
 from server.signing.keysource import DigestAlgorithm
@@ -32,7 +32,7 @@ from server.validation.report import to_etsi_xml
 from server.validation.timestamps import check_timestamp
 from server.xmlsafe import parse_trusted_file, parse_xml
 from tests.conftest import SHARED
-from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.pki import OnlinePki, Pki, user_key
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +42,9 @@ _SCHEMA: list[etree.XMLSchema] = []
 
 
 def _user_key(pki: Pki, name: str) -> tuple[SigningKey, str]:
-    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
-    cert = pki.ca.issue_user(name, "test")
-    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label))), cert.serial
+    """The key and the certificate's serial (as ``siegel ca revoke`` takes it)."""
+    key = user_key(pki, name)
+    return key, serial_hex(x509.load_der_x509_certificate(key.chain[0]).serial_number)
 
 
 def _root(pki: Pki) -> bytes:

@@ -36,13 +36,12 @@ from pyhanko_certvalidator import ValidationContext
 
 from adapters.timestamp.client import TimestampClient, endpoint_from_url
 from server.errors import Code, SiegelError
-from server.identity.users import UserService
 from server.signing.cades import ClientTimeStamper, SigningKey
 from server.validation.model import Indication, SignatureReport, SubIndication, Trust
 from server.validation.pades import DOC_TIMESTAMP_FORMAT, MODIFIED, verify_pdf
 from tests.conftest import SHARED
 from tests.fixtures.pdf import HsmPdfSigner
-from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.pki import OnlinePki, Pki, user_key
 
 pytestmark = pytest.mark.integration
 
@@ -273,12 +272,6 @@ def test_not_a_pdf_is_a_bad_request() -> None:
 
 # ---------------------------------------------------------------- round trips with the test PKI
 
-def _user_key(pki: Pki, name: str = "anna") -> SigningKey:
-    UserService(pki.engine, pki.audit, 0).add(name, f"{name}@example.com", "signer", "correct horse battery")
-    cert = pki.ca.issue_user(name, "test")
-    return SigningKey(pki.hsm, cert.key_label, tuple(pki.hsm.certificate_chain(cert.key_label)))
-
-
 def _root(pki: Pki) -> bytes:
     return pki.ca.ca_certificate_der("ROOT")
 
@@ -401,7 +394,7 @@ def _passed(report: SignatureReport, level: str) -> None:
 
 @pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT", "B-LTA"])
 def test_our_signatures_pass_at_their_level(pki_online: OnlinePki, level: str) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     stamper = None if level == "B-B" else _tsa(pki_online)
     roots = (_root(pki_online),) if level in ("B-LT", "B-LTA") else ()
     signed = _sign(_document(), key, timestamper=stamper, roots=roots, lta=level == "B-LTA")
@@ -438,7 +431,7 @@ def _change_page_content(pdf: bytes) -> bytes:
 
 
 def test_a_later_change_of_the_page_content_is_modified_after_signing(pki_online: OnlinePki) -> None:
-    signed = _sign(_document(), _user_key(pki_online))
+    signed = _sign(_document(), user_key(pki_online))
     _passed(verify_pdf(signed, _trust(pki_online))[0], "B-B")
     (report,) = verify_pdf(_change_page_content(signed), _trust(pki_online))
     assert report.indication is not Indication.TOTAL_PASSED
@@ -447,8 +440,8 @@ def test_a_later_change_of_the_page_content_is_modified_after_signing(pki_online
 
 
 def test_a_second_signature_keeps_the_first_passed(pki_online: OnlinePki) -> None:
-    first = _sign(_document(), _user_key(pki_online, "anna"), field="Anna")
-    both = _sign(first, _user_key(pki_online, "bert"), field="Bert")
+    first = _sign(_document(), user_key(pki_online, "anna"), field="Anna")
+    both = _sign(first, user_key(pki_online, "bert"), field="Bert")
     reports = verify_pdf(both, _trust(pki_online))
     assert [r.id for r in reports] == ["Anna", "Bert"]
     for report in reports:
@@ -459,14 +452,14 @@ def test_a_second_signature_keeps_the_first_passed(pki_online: OnlinePki) -> Non
 
 
 def test_a_page_change_after_a_second_signature_fails_both(pki_online: OnlinePki) -> None:
-    first = _sign(_document(), _user_key(pki_online, "anna"), field="Anna")
-    both = _sign(first, _user_key(pki_online, "bert"), field="Bert")
+    first = _sign(_document(), user_key(pki_online, "anna"), field="Anna")
+    both = _sign(first, user_key(pki_online, "bert"), field="Bert")
     for report in verify_pdf(_change_page_content(both), _trust(pki_online)):
         assert report.indication is Indication.TOTAL_FAILED and report.messages[0].startswith(MODIFIED)
 
 
 def test_a_tampered_signed_byte_is_a_hash_failure(pki_online: OnlinePki) -> None:
-    signed = _sign(_document(), _user_key(pki_online))
+    signed = _sign(_document(), user_key(pki_online))
     at = signed.index(b"10.000")
     tampered = signed[:at] + b"90.000" + signed[at + 6:]
     (report,) = verify_pdf(tampered, _trust(pki_online))
@@ -492,7 +485,7 @@ def test_two_signer_infos_in_one_signature_are_a_format_failure(shared_dir: Path
 
 
 def test_filling_a_form_field_after_signing_keeps_the_signature_passed(pki_online: OnlinePki) -> None:
-    signed = _sign(_document(text_field=True), _user_key(pki_online))
+    signed = _sign(_document(text_field=True), user_key(pki_online))
     (report,) = verify_pdf(_fill(signed, "Anna Muster"), _trust(pki_online))
     _passed(report, "B-B")
     assert any(m.startswith("allowed changes after signing: form filling") and "Name" in m
@@ -500,7 +493,7 @@ def test_filling_a_form_field_after_signing_keeps_the_signature_passed(pki_onlin
 
 
 def test_a_replaced_appearance_without_a_new_value_is_not_passed(pki_online: OnlinePki) -> None:
-    signed = _sign(_fill(_document(text_field=True), "Anna Muster"), _user_key(pki_online))
+    signed = _sign(_fill(_document(text_field=True), "Anna Muster"), user_key(pki_online))
     (report,) = verify_pdf(_fill(signed, "Bert Betrug", value=False), _trust(pki_online))
     assert (report.indication, report.sub_indication) == (Indication.INDETERMINATE,
                                                           SubIndication.SIG_CONSTRAINTS_FAILURE)
@@ -508,7 +501,7 @@ def test_a_replaced_appearance_without_a_new_value_is_not_passed(pki_online: Onl
 
 
 def test_an_annotation_over_the_signed_text_is_not_passed(pki_online: OnlinePki) -> None:
-    signed = _sign(_document(), _user_key(pki_online))
+    signed = _sign(_document(), user_key(pki_online))
     (report,) = verify_pdf(_annotate(signed), _trust(pki_online))
     assert report.indication is not Indication.TOTAL_PASSED
     assert report.messages[0].startswith(MODIFIED), report.messages
@@ -543,7 +536,7 @@ def test_vectors_pass_when_their_own_root_is_trusted_at_their_signing_time(
 
 def test_a_certification_that_allows_no_changes_is_not_passed_after_a_form_fill(pki_online: OnlinePki) -> None:
     """(pyHanko itself refuses to sign after DocMDP P=1, so the change is a filled text field.)"""
-    certified = _sign(_document(text_field=True), _user_key(pki_online), certify=fields.MDPPerm.NO_CHANGES)
+    certified = _sign(_document(text_field=True), user_key(pki_online), certify=fields.MDPPerm.NO_CHANGES)
     _passed(verify_pdf(certified, _trust(pki_online))[0], "B-B")
     (report,) = verify_pdf(_fill(certified, "Anna Muster"), _trust(pki_online))
     assert report.indication is not Indication.TOTAL_PASSED and report.messages[0].startswith(MODIFIED), \
@@ -552,13 +545,13 @@ def test_a_certification_that_allows_no_changes_is_not_passed_after_a_form_fill(
 
 def test_a_certification_that_allows_form_filling_stays_passed_after_a_second_signature(
         pki_online: OnlinePki) -> None:
-    certified = _sign(_document(), _user_key(pki_online, "anna"), field="Anna", certify=fields.MDPPerm.FILL_FORMS)
-    for report in verify_pdf(_sign(certified, _user_key(pki_online, "bert"), field="Bert"), _trust(pki_online)):
+    certified = _sign(_document(), user_key(pki_online, "anna"), field="Anna", certify=fields.MDPPerm.FILL_FORMS)
+    for report in verify_pdf(_sign(certified, user_key(pki_online, "bert"), field="Bert"), _trust(pki_online)):
         _passed(report, "B-B")
 
 
 def test_an_encrypted_pdf_is_verified_with_its_password(pki_online: OnlinePki) -> None:
-    signed = _sign(_document(password="geheim"), _user_key(pki_online), password="geheim")
+    signed = _sign(_document(password="geheim"), user_key(pki_online), password="geheim")
     (report,) = verify_pdf(signed, _trust(pki_online), password="geheim")
     _passed(report, "B-B")
     for password, words in ((None, "give its password"), ("falsch", "does not open it")):

@@ -32,9 +32,8 @@ from server.signing.xades import (
     sign_xades,
 )
 from server.xmlsafe import parse_xml
-from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings
+from tests.fixtures.pki import OnlinePki, Pki, make_pki, pki_settings, user_key
 from tests.fixtures.tsa import ReferenceTsa
-from tests.integration.test_cades import _user_key
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +123,7 @@ def _tampered(packaging: Packaging, document: bytes, signed: bytes, directory: P
                                                                     "enveloping-xml", "enveloped"])
 def test_each_packaging_b_b_verifies_with_xmlsec1_and_not_once_tampered(
         pki: Pki, tmp_path: Path, packaging: Packaging, document: bytes) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     signed = sign_xades(key, level=Level.B_B, packaging=packaging, document=document, document_name="vertrag.pdf")
     _root_pem(pki, tmp_path)
     (tmp_path / "vertrag.pdf").write_bytes(document)
@@ -177,7 +176,7 @@ def test_b_b_is_valid_against_the_xades_schemas(pki: Pki, packaging: Packaging, 
     properties = SignatureProperties(claimed_role="Prokurist", reason="Freigabe",
                                      commitment_type="http://uri.etsi.org/01903/v1.2.2#ProofOfApproval",
                                      production_place=ProductionPlace("Köln", "50667", "DE"))
-    signed = sign_xades(_user_key(pki), level=Level.B_B, packaging=packaging, document=document,
+    signed = sign_xades(user_key(pki), level=Level.B_B, packaging=packaging, document=document,
                         properties=properties)
     assert _schema_errors(xades_schema, signed) == []
     broken = signed.replace(b"<xades:SigningTime>", b"<xades:SigningTime>not a time")
@@ -186,7 +185,7 @@ def test_b_b_is_valid_against_the_xades_schemas(pki: Pki, packaging: Packaging, 
 
 def test_b_t_timestamp_covers_the_canonical_signature_value(
         pki: Pki, tmp_path: Path, reference_tsa: ReferenceTsa) -> None:
-    signed = sign_xades(_user_key(pki), level=Level.B_T, packaging=Packaging.ENVELOPED, document=INVOICE,
+    signed = sign_xades(user_key(pki), level=Level.B_T, packaging=Packaging.ENVELOPED, document=INVOICE,
                         timestamps=_reference_tsa(reference_tsa))
     _root_pem(pki, tmp_path)
     assert _verified(_xmlsec(tmp_path, signed))
@@ -211,7 +210,7 @@ def test_rsa_keys_sign_b_t_too(tmp_path: Path, database_url: str, hsm: object, r
     made = make_pki(pki_settings(tmp_path / "var", database_url, key_algorithm="rsa-3072"), hsm)  # type: ignore[arg-type]
     try:
         made.ca.init("test")
-        signed = sign_xades(_user_key(made, "rsa"), level=Level.B_T, packaging=Packaging.ENVELOPING,
+        signed = sign_xades(user_key(made, "rsa"), level=Level.B_T, packaging=Packaging.ENVELOPING,
                             document=BINARY, timestamps=_reference_tsa(reference_tsa))
         _root_pem(made, tmp_path)
         assert _verified(_xmlsec(tmp_path, signed))
@@ -239,7 +238,7 @@ def _values(element: etree._Element, path: str) -> list[bytes]:
 
 
 def test_b_lt_embeds_the_whole_chain_and_a_good_ocsp_response(pki_online: OnlinePki, tmp_path: Path) -> None:
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     signed = sign_xades(key, level=Level.B_LT, packaging=Packaging.DETACHED, document=BINARY,
                         document_name="vertrag.pdf", timestamps=_online_tsa(pki_online),
                         trust_roots=(_root_der(pki_online),))
@@ -276,7 +275,7 @@ def _independent_archive_input(signed: bytes, document: bytes, before: int) -> b
 def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
         pki_online: OnlinePki, tmp_path: Path) -> None:
     roots = (_root_der(pki_online),)
-    signed = sign_xades(_user_key(pki_online), level=Level.B_LTA, packaging=Packaging.DETACHED, document=BINARY,
+    signed = sign_xades(user_key(pki_online), level=Level.B_LTA, packaging=Packaging.DETACHED, document=BINARY,
                         document_name="vertrag.pdf", timestamps=_online_tsa(pki_online), trust_roots=roots)
     _root_pem(pki_online, tmp_path)
     (tmp_path / "vertrag.pdf").write_bytes(BINARY)
@@ -305,7 +304,7 @@ def test_b_lta_archive_timestamp_covers_everything_before_it_and_renews(
 
 
 def test_a_b_b_signature_extends_later_to_b_lta(pki_online: OnlinePki, tmp_path: Path) -> None:
-    signed = sign_xades(_user_key(pki_online), level=Level.B_B, packaging=Packaging.ENVELOPING, document=BINARY)
+    signed = sign_xades(user_key(pki_online), level=Level.B_B, packaging=Packaging.ENVELOPING, document=BINARY)
     extended = extend_xades(signed, Level.B_LTA, timestamps=_online_tsa(pki_online),
                             trust_roots=(_root_der(pki_online),))
     _root_pem(pki_online, tmp_path)
@@ -318,7 +317,7 @@ def test_a_b_b_signature_extends_later_to_b_lta(pki_online: OnlinePki, tmp_path:
 
 
 def test_schemas_accept_b_lta(pki_online: OnlinePki, xades_schema: xmlschema.XMLSchema) -> None:
-    signed = sign_xades(_user_key(pki_online), level=Level.B_LTA, packaging=Packaging.ENVELOPED, document=INVOICE,
+    signed = sign_xades(user_key(pki_online), level=Level.B_LTA, packaging=Packaging.ENVELOPED, document=INVOICE,
                         timestamps=_online_tsa(pki_online), trust_roots=(_root_der(pki_online),))
     assert _schema_errors(xades_schema, signed) == []
 
@@ -336,7 +335,7 @@ def test_archive_input_agrees_with_eu_dss(shared_dir: Path, name: str, intact: b
 def test_an_asic_signature_over_several_documents_reaches_b_lta(pki_online: OnlinePki, tmp_path: Path) -> None:
     """signatures.xml (asic:XAdESSignatures) over two files: xmlsec1 verifies it beside them, and the
     archive timestamp covers both files, then the signature's parts (EN 319 132-1 5.5.2.2)."""
-    key = _user_key(pki_online)
+    key = user_key(pki_online)
     files = {"Preisblatt 2027.csv": b"Position;Preis\nWartung;1200\n", "Übersicht.txt": INVOICE}
     prepared = prepare_xades_asic(key.chain, [(name, hashlib.sha256(content).digest(), "text/plain")
                                               for name, content in files.items()])
@@ -379,7 +378,7 @@ def test_another_producers_signature_extends_to_b_t(shared_dir: Path, tmp_path: 
 
 
 def test_two_step_signing_survives_a_json_round_trip(pki: Pki, tmp_path: Path) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     prepared = prepare_xades(key.chain, packaging=Packaging.ENVELOPED, document=INVOICE)
     value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
     later = PreparedXades.from_state(json.loads(json.dumps(prepared.to_state())))
@@ -401,7 +400,7 @@ def test_two_step_signing_survives_a_json_round_trip(pki: Pki, tmp_path: Path) -
 @pytest.mark.parametrize("digest", list(DigestAlgorithm))
 def test_a_signature_over_the_digest_alone_verifies_against_the_document(
         pki: Pki, tmp_path: Path, digest: DigestAlgorithm) -> None:
-    signed = sign_xades(_user_key(pki), level=Level.B_B, packaging=Packaging.DETACHED, digest=digest,
+    signed = sign_xades(user_key(pki), level=Level.B_B, packaging=Packaging.DETACHED, digest=digest,
                         document_digest=hashlib.new(digest.value, BINARY).digest(), document_name="vertrag 1.pdf")
     _root_pem(pki, tmp_path)
     (tmp_path / "vertrag 1.pdf").write_bytes(BINARY)
@@ -414,7 +413,7 @@ def test_claimed_properties_are_signed(pki: Pki, tmp_path: Path) -> None:
     properties = SignatureProperties(claimed_role="Prokurist",
                                      commitment_type="http://uri.etsi.org/01903/v1.2.2#ProofOfApproval",
                                      production_place=ProductionPlace("Köln", "50667", "DE"), reason="Freigabe")
-    key = _user_key(pki)
+    key = user_key(pki)
     signed = sign_xades(key, level=Level.B_B, packaging=Packaging.ENVELOPED, document=INVOICE, properties=properties)
     signed_properties = _signature(signed).find(".//xades:SignedProperties", NS)
     text = {path: signed_properties.findtext(path, namespaces=NS) for path in (
@@ -435,7 +434,7 @@ def test_claimed_properties_are_signed(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_bad_requests_are_refused_before_the_hsm(pki: Pki) -> None:
-    key = _user_key(pki)
+    key = user_key(pki)
     cases: list[tuple[dict[str, object], Code, str]] = [
         ({"packaging": Packaging.DETACHED}, Code.BAD_REQUEST, "either the document or its digest"),
         ({"packaging": Packaging.ENVELOPED, "document": BINARY}, Code.BAD_REQUEST, "XML document"),

@@ -64,9 +64,9 @@ def test_no_header_no_token_and_the_body_is_not_read() -> None:
     assert read_token(io.BytesIO(envelope())) is None
     assert read_token(io.BytesIO(envelope("<soap:Header><x xmlns='urn:x'/></soap:Header>"))) is None
     # A UsernameToken inside the Body is not a header.
-    inside = envelope().replace(b"<dss:SignRequest", f"<wsse:Security><wsse:UsernameToken><wsse:Username>a"
-                                f"</wsse:Username><wsse:Password>b</wsse:Password></wsse:UsernameToken>"
-                                f"</wsse:Security><dss:SignRequest".encode())
+    inside = envelope().replace(b"<dss:SignRequest", "<wsse:Security><wsse:UsernameToken><wsse:Username>a"
+                                "</wsse:Username><wsse:Password>b</wsse:Password></wsse:UsernameToken>"
+                                "</wsse:Security><dss:SignRequest".encode())
     assert read_token(io.BytesIO(inside)) is None
     assert read_token(io.BytesIO(b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + envelope())) is None
     assert read_token(io.BytesIO(b"not xml")) is None
