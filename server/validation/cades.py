@@ -70,7 +70,7 @@ class _Content:
 
 
 @dataclass(frozen=True)
-class _Embedded:
+class Embedded:
     """The validation data a SignedData carries (DER)."""
 
     certificates: tuple[x509.Certificate, ...]
@@ -90,7 +90,7 @@ def verify_cades(signature: bytes, trust: Trust, *, content: bytes | None = None
     try:
         signed_data = _signed_data(signature)
         infos = list(signed_data["signer_infos"])
-        embedded = _embedded(signed_data)
+        embedded = embedded_values(signed_data)
         checked = _content(signed_data, content, content_digest, name)
     except _ASN1_ERRORS as exc:
         return [_format_failure("signature", f"not a CMS SignedData: {exc}")]
@@ -114,7 +114,8 @@ def _signed_data(signature: bytes) -> cms.SignedData:
     return signed_data
 
 
-def _embedded(signed_data: cms.SignedData) -> _Embedded:
+def embedded_values(signed_data: cms.SignedData) -> Embedded:
+    """The certificates, OCSP responses and CRLs embedded in ``signed_data``."""
     certificates = tuple(c.chosen for c in signed_data["certificates"] or () if c.name == "certificate")
     ocsps, crls = [], []
     for choice in signed_data["crls"] or ():
@@ -122,7 +123,7 @@ def _embedded(signed_data: cms.SignedData) -> _Embedded:
             crls.append(choice.chosen.dump())
         elif choice.chosen["other_rev_info_format"].dotted == OCSP_RESPONSE_FORMAT:
             ocsps.append(choice.chosen["other_rev_info"].dump())
-    return _Embedded(certificates, tuple(ocsps), tuple(crls))
+    return Embedded(certificates, tuple(ocsps), tuple(crls))
 
 
 def _content(signed_data: cms.SignedData, content: bytes | None, content_digest: tuple[str, bytes] | None,
@@ -148,7 +149,7 @@ def _content(signed_data: cms.SignedData, content: bytes | None, content_digest:
 
 
 def _verify_signer(identifier: str, info: cms.SignerInfo, signed_data: cms.SignedData, content: _Content,
-                   embedded: _Embedded, trust: Trust, at: datetime) -> SignatureReport:
+                   embedded: Embedded, trust: Trust, at: datetime) -> SignatureReport:
     try:
         return _SignerCheck(identifier, info, signed_data, content, embedded, trust, at).run()
     except _ASN1_ERRORS as exc:
@@ -159,21 +160,21 @@ class _SignerCheck:
     """One SignerInfo's verification; :meth:`run` fills and returns its report."""
 
     def __init__(self, identifier: str, info: cms.SignerInfo, signed_data: cms.SignedData, content: _Content,
-                 embedded: _Embedded, trust: Trust, at: datetime) -> None:
+                 embedded: Embedded, trust: Trust, at: datetime) -> None:
         self.info, self.signed_data, self.content = info, signed_data, content
         self.embedded, self.trust, self.at = embedded, trust, at
         self.algorithm: str = info["digest_algorithm"]["algorithm"].native
         self.report = SignatureReport(
             identifier, "CAdES", Indication.INDETERMINATE, digest_algorithm=self.algorithm,
             signature_algorithm=info["signature_algorithm"]["algorithm"].native,
-            signature_value=info["signature"].native, claimed_signing_time=_signing_time(info),
+            signature_value=info["signature"].native, claimed_signing_time=signing_time(info),
             scopes=[content.scope] if content.scope is not None else [])
 
     def run(self) -> SignatureReport:
         if isinstance(self.info["signed_attrs"], core.Void):
             return self._verdict(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE,
                                  "the SignerInfo has no signed attributes, which CAdES requires")
-        cert = _signer_certificate(self.info, self.embedded.certificates)
+        cert = signer_certificate(self.info, self.embedded.certificates)
         if cert is None:
             return self._verdict(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
                                  "the certificate the SignerInfo names is not in the signature")
@@ -231,7 +232,7 @@ class _SignerCheck:
         try:
             intact, valid = validate_sig_integrity(self.info, cert, content_type, digest or b"")
         except SignatureValidationError as exc:
-            return self._verdict(*_ades(exc.ades_subindication), exc.failure_message)
+            return self._verdict(*ades_indication(exc.ades_subindication), exc.failure_message)
         if not valid:
             return self._verdict(Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE,
                                  "the signature value does not verify over the signed attributes "
@@ -256,7 +257,7 @@ class _SignerCheck:
             kind = attr["type"].dotted
             for token in attr["values"]:
                 if kind == SIGNATURE_TIME_STAMP:
-                    results.append(_signature_timestamp(token.dump(), value, self.trust, pool))
+                    results.append(signature_timestamp(token.dump(), value, self.trust, pool))
                 elif kind == ARCHIVE_TIME_STAMP_V3:
                     results.append(self._archive_timestamp(token.dump()))
         return results
@@ -290,12 +291,12 @@ class _SignerCheck:
         valid = {t.kind for t in self.report.timestamps if t.valid}
         if "signature" not in valid:
             return "B-B"
-        if not _complete(chain.chain, self.embedded):
+        if not validation_data_complete(chain.chain, self.embedded):
             return "B-T"
         return "B-LTA" if "archive" in valid else "B-LT"
 
 
-def _ades(found: AdESSubIndic) -> tuple[Indication, SubIndication]:
+def ades_indication(found: AdESSubIndic) -> tuple[Indication, SubIndication]:
     """pyHanko's AdES sub-indication as ours (the names are TS 119 102-1's in both)."""
     if isinstance(found, AdESFailure):
         return Indication.TOTAL_FAILED, SubIndication.__members__.get(found.name, SubIndication.FORMAT_FAILURE)
@@ -304,14 +305,16 @@ def _ades(found: AdESSubIndic) -> tuple[Indication, SubIndication]:
     return Indication.INDETERMINATE, SubIndication.GENERIC
 
 
-def _signing_time(info: cms.SignerInfo) -> datetime | None:
+def signing_time(info: cms.SignerInfo) -> datetime | None:
+    """The signer's claimed signing-time attribute, if any."""
     for attr in info["signed_attrs"] or ():
         if attr["type"].native == "signing_time":
             return attr["values"][0].native
     return None
 
 
-def _signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+def signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The certificate among ``certificates`` that the SignerInfo's sid names."""
     sid = info["sid"]
     for cert in certificates:
         if sid.name == "issuer_and_serial_number" and match_issuer_serial(sid.chosen, cert):
@@ -321,7 +324,8 @@ def _signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certif
     return None
 
 
-def _signature_timestamp(token: bytes, signature_value: bytes, trust: Trust, pool: Sequence[bytes]) -> TimestampResult:
+def signature_timestamp(token: bytes, signature_value: bytes, trust: Trust, pool: Sequence[bytes]) -> TimestampResult:
+    """A signature-time-stamp token checked over ``signature_value``."""
     try:
         algorithm, _ = message_imprint(token)
         digest = hashlib.new(algorithm, signature_value).digest()
@@ -355,7 +359,7 @@ def _unknown_hashes(index: ATSHashIndexV3, signed_data: cms.SignedData, signer_i
     return sum(1 for name, values in present.items() for h in index[name].native if h not in values)
 
 
-def _complete(chain: Sequence[bytes], embedded: _Embedded) -> bool:
+def validation_data_complete(chain: Sequence[bytes], embedded: Embedded) -> bool:
     """Every certificate of the path below the anchor embedded, with an embedded OCSP response or CRL for it."""
     if len(chain) < 2:
         return False

@@ -100,13 +100,13 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from server.errors import Code, SiegelError
 from server.validation.cades import (
     WEAK_DIGESTS,
-    _ades,
-    _complete,
-    _Embedded,
-    _embedded,
-    _signature_timestamp,
-    _signer_certificate,
-    _signing_time,
+    ades_indication,
+    Embedded,
+    embedded_values,
+    signature_timestamp,
+    signer_certificate,
+    signing_time,
+    validation_data_complete,
 )
 from server.validation.certificates import ChainResult, check_signer
 from server.validation.model import (
@@ -312,7 +312,7 @@ class _Document:
     def __init__(self, reader: PdfFileReader, data: bytes, name: str, trust: Trust, at: datetime) -> None:
         self.reader, self.data, self.name, self.trust, self.at = reader, data, name, trust, at
         self.revisions = reader.xrefs.total_revisions
-        self._dss: dict[int | None, _Embedded | None] = {}
+        self._dss: dict[int | None, Embedded | None] = {}
 
     # ---- reading one field
 
@@ -469,7 +469,7 @@ class _Document:
 
     # ---- validation data
 
-    def dss(self, revision: int | None = None) -> _Embedded | None:
+    def dss(self, revision: int | None = None) -> Embedded | None:
         """The DSS's certificates and revocation values, of the last revision or as of ``revision``."""
         if revision not in self._dss:
             handler = self.reader if revision is None else self.reader.get_historical_resolver(revision)
@@ -478,7 +478,7 @@ class _Document:
                 certs = tuple(store.load_certs())
                 ocsps = tuple(ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE) for ref in store.ocsps)
                 crls = tuple(ref.get_object().read_data(DecodePurpose.CRL) for ref in store.crls)
-                self._dss[revision] = _Embedded(certs, ocsps, crls)
+                self._dss[revision] = Embedded(certs, ocsps, crls)
             except NoDSSFoundError:
                 self._dss[revision] = None
             except _PARSE_ERRORS as exc:
@@ -560,7 +560,7 @@ class _Document:
             content_digest = hashlib.new(emb.md_algorithm, bytes(encap["content"])).digest()
             _, valid = validate_sig_integrity(emb.signer_info, cert, "tst_info", content_digest)
         except SignatureValidationError as exc:
-            verdict.fail(*_ades(exc.ades_subindication), exc.failure_message)
+            verdict.fail(*ades_indication(exc.ades_subindication), exc.failure_message)
             return
         except _PARSE_ERRORS as exc:
             verdict.fail(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE, f"the token is malformed: {_short(exc)}")
@@ -600,7 +600,7 @@ class _SignatureCheck:
 
     def _claimed_time(self) -> datetime | None:
         try:
-            signed = _signing_time(self.info)
+            signed = signing_time(self.info)
         except _PARSE_ERRORS:
             signed = None
         if signed is not None:
@@ -615,8 +615,8 @@ class _SignatureCheck:
         if entry.structure is not None:
             verdict.fail(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE, entry.structure)
             return _decide(self.report, verdict, "")
-        embedded = _embedded(self.emb.signed_data)
-        cert = _signer_certificate(self.info, embedded.certificates)
+        embedded = embedded_values(self.emb.signed_data)
+        cert = signer_certificate(self.info, embedded.certificates)
         if cert is None:
             verdict.fail(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
                          "the certificate the SignerInfo names is not in the signature")
@@ -678,7 +678,7 @@ class _SignatureCheck:
         try:
             intact, valid = validate_sig_integrity(self.info, cert, content_type, digest)
         except SignatureValidationError as exc:
-            verdict.fail(*_ades(exc.ades_subindication), exc.failure_message)
+            verdict.fail(*ades_indication(exc.ades_subindication), exc.failure_message)
             return
         except _PARSE_ERRORS as exc:
             verdict.fail(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE,
@@ -711,7 +711,7 @@ class _SignatureCheck:
             return None
         return hashlib.new(self.algorithm, enveloped).digest()
 
-    def _signature_timestamps(self, embedded: _Embedded) -> list[TimestampResult]:
+    def _signature_timestamps(self, embedded: Embedded) -> list[TimestampResult]:
         value = self.info["signature"].native
         results = []
         for attr in self.info["unsigned_attrs"] or ():
@@ -719,7 +719,7 @@ class _SignatureCheck:
                 continue
             for token in attr["values"]:
                 der = token.dump()
-                results.append(_signature_timestamp(der, value, self.doc.trust, self._pool(embedded)))
+                results.append(signature_timestamp(der, value, self.doc.trust, self._pool(embedded)))
                 try:
                     algorithm, claimed = message_imprint(der)
                     foreign = claimed != hashlib.new(algorithm, value).digest()
@@ -731,14 +731,14 @@ class _SignatureCheck:
                                       "is not the digest of the signature value (copied from another signature?)")
         return results
 
-    def _pool(self, embedded: _Embedded) -> tuple[bytes, ...]:
+    def _pool(self, embedded: Embedded) -> tuple[bytes, ...]:
         return tuple(dict.fromkeys(embedded.certificates_der + self._dss_certificates()))
 
     def _dss_certificates(self) -> tuple[bytes, ...]:
         dss = self.doc.dss()
         return () if dss is None else dss.certificates_der
 
-    def _validation_data(self, embedded: _Embedded, dss: _Embedded | None = None) -> _Embedded:
+    def _validation_data(self, embedded: Embedded, dss: Embedded | None = None) -> Embedded:
         """The CMS's certificates and revocation values (also adbe-revocationInfoArchival) and those of
         ``dss`` (default: the document's DSS)."""
         certificates = list(embedded.certificates)
@@ -756,7 +756,7 @@ class _SignatureCheck:
             ocsps.extend(dss.ocsps)
             crls.extend(dss.crls)
         unique = {c.dump(): c for c in certificates}
-        return _Embedded(tuple(unique.values()), tuple(dict.fromkeys(ocsps)), tuple(dict.fromkeys(crls)))
+        return Embedded(tuple(unique.values()), tuple(dict.fromkeys(ocsps)), tuple(dict.fromkeys(crls)))
 
     def _level(self, chain: ChainResult, own: Sequence[TimestampResult],
                covering: Sequence[TimestampResult]) -> str | None:
@@ -765,17 +765,17 @@ class _SignatureCheck:
         if not any(t.valid for t in (*own, *covering)):
             return "B-B"
         dss = self.doc.dss()
-        if dss is None or not _complete(chain.chain, self._with(dss)):
+        if dss is None or not validation_data_complete(chain.chain, self._with(dss)):
             return "B-T"
         for stamp, result in zip(self.covering, covering):
             at_stamp = self.doc.dss(stamp.revision)
-            if result.valid and at_stamp is not None and _complete(chain.chain, self._with(at_stamp)):
+            if result.valid and at_stamp is not None and validation_data_complete(chain.chain, self._with(at_stamp)):
                 return "B-LTA"
         return "B-LT"
 
-    def _with(self, dss: _Embedded) -> _Embedded:
+    def _with(self, dss: Embedded) -> Embedded:
         """``dss`` with the CMS's own certificates and revocation values."""
-        return self._validation_data(_embedded(self.emb.signed_data), dss)
+        return self._validation_data(embedded_values(self.emb.signed_data), dss)
 
 
 def _decide(report: SignatureReport, verdict: _Verdict, passed: str) -> SignatureReport:
