@@ -45,6 +45,7 @@ class Code(Enum):
     KEY_NOT_FOUND = "key-not-found"
     DATABASE = "database"
     TSA_FAILED = "tsa-failed"
+    REMOTE_SIGNING_FAILED = "remote-signing-failed"
     DIRECTORY_UNAVAILABLE = "directory-unavailable"
     INTERNAL = "internal"
 
@@ -67,6 +68,7 @@ KINDS: dict[Code, ErrorKind] = {
     Code.DATABASE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Database unavailable"),
     Code.DIRECTORY_UNAVAILABLE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Directory unavailable"),
     Code.TSA_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Timestamp authority failed"),
+    Code.REMOTE_SIGNING_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Remote signing service failed"),
     Code.INTERNAL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Internal error"),
 }
 
