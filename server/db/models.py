@@ -364,3 +364,120 @@ class CscSad(Base):
     used: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class WorkflowTemplate(Base):
+    """A named workflow template; its definitions are the versions (migration 0011)."""
+
+    __tablename__ = "workflow_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    current_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_by: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WorkflowTemplateVersion(Base):
+    """One immutable definition (JSON) of a template; a running workflow keeps the version it started with."""
+
+    __tablename__ = "workflow_template_versions"
+
+    template_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow_templates.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    definition: Mapped[str] = mapped_column(Text, nullable=False)
+    created_by: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Workflow(Base):
+    """A document on its way through a template's steps; ``revision`` names the current file of the document."""
+
+    __tablename__ = "workflows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow_templates.id"), nullable=False, index=True)
+    template_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # running | completed | rejected | cancelled | expired
+    started_by: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"), nullable=False, index=True)
+    document_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    document_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    variables: Mapped[str] = mapped_column(Text, nullable=False)  # JSON object
+    reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # of a rejection or cancellation
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WorkflowStep(Base):
+    """A step of a workflow; ``version`` changes with every claim and transition (conditional UPDATEs)."""
+
+    __tablename__ = "workflow_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False,
+                                             index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)  # 1-based, the template's order
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # waiting | active | done | rejected | cancelled
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    next_reminder: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    reminders_sent: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WorkflowAssignment(Base):
+    """Who acts on a step: an account (one user, or each member of a group) or an external e-mail address."""
+
+    __tablename__ = "workflow_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow_steps.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id"), nullable=True, index=True)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    external: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # pending | done | rejected | superseded | cancelled
+    action: Mapped[str | None] = mapped_column(String(16), nullable=True)  # what was done: sign | approve | reject
+    acted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    auth_level: Mapped[str | None] = mapped_column(String(16), nullable=True)  # link | password | password+2fa
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verification: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: indication of the new signature
+
+
+class WorkflowLink(Base):
+    """A single-use, expiring invitation link of an assignment, stored as the SHA-256 of its token."""
+
+    __tablename__ = "workflow_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow_assignments.id", ondelete="CASCADE"),
+                                               nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class OutboundMail(Base):
+    """The outbound mail queue: queued → sending (leased) → sent; the Message-ID stays the same on every attempt."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    recipient: Mapped[str] = mapped_column(String(320), nullable=False)
+    subject: Mapped[str] = mapped_column(String(500), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # queued | sending | sent
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    workflow_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("workflows.id", ondelete="SET NULL"),
+                                                    nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,1 @@
+"""Signature workflows: templates, workflows and their steps, link tokens, the outbound mail queue."""
