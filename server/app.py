@@ -6,7 +6,7 @@ import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from twisted.web import resource
@@ -29,6 +29,9 @@ from server.pki.tsa import TimestampAuthority
 from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
+
+if TYPE_CHECKING:
+    from adapters.remote_signing.operations import RemoteSigning
 
 
 @dataclass
@@ -122,6 +125,25 @@ class Services:
                                 TwoFactorPolicy.from_settings(s.twofactor), mailer=self.users.mailer, sms=sms,
                                 cache_seconds=s.auth.credential_cache_seconds)
 
+    @functools.cached_property
+    def remote_signing(self) -> RemoteSigning:
+        """The remote CSC signing accounts (remote_signing.accounts_file) and this worker's waiting operations."""
+        from adapters.remote_signing.accounts import load_accounts
+        from adapters.remote_signing.client import CscClient
+        from adapters.remote_signing.operations import RemoteSigning
+
+        r = self.settings.remote_signing
+        clients = {name: CscClient(account, r.timeout_seconds, r.retries)
+                   for name, account in load_accounts(self.settings).items()}
+        return RemoteSigning(clients, lambda user_id, user_name, order, key: self.signing.sign(
+            user_id, user_name, order, key=key), r.operation_minutes, r.max_operations)
+
+    def remote_overview(self) -> list[dict[str, Any]]:
+        """Per remote signing account: its credentials, their certificates, the signatures made through Siegel."""
+        from adapters.remote_signing.overview import accounts_overview
+
+        return accounts_overview(self.remote_signing.clients, self.engine)
+
     def close(self) -> None:
         self.hsm.close()
         self.engine.dispose()
@@ -178,7 +200,8 @@ def build_root(services: Services) -> resource.Resource:
     from server.web.twofactor import TwoFactorRoot
 
     services.users.twofactor = services.twofactor  # type: ignore[attr-defined]  # the guard asks it (web.auth)
-    v1 = ApiV1(services.signing, services.verification, s.server.public_base_url)
+    v1 = ApiV1(services.signing, services.verification, s.server.public_base_url,
+               lambda: services.remote_signing, services.remote_overview)
     v1.putChild(b"2fa", TwoFactorRoot(services.twofactor))
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, v1, public={b"password-reset": PasswordResetRequest(services.users)}))

@@ -41,6 +41,11 @@ AWAITING_OTP = "awaiting-otp"
 SIGNING = "signing"
 
 
+def remote_key_label(account: str, credential: str) -> str:
+    """The key label the signing service records (audit ``key_label``) for a remote credential."""
+    return f"remote:{account}/{credential}"
+
+
 def verify_digest_value(certificate_key: Any, digest: bytes, algorithm: DigestAlgorithm, value: bytes,
                         scheme: SignatureScheme) -> bytes | None:
     """``value`` as DER (ECDSA) or PKCS#1 v1.5 when it is the key's signature over ``digest``, else None.
@@ -232,7 +237,7 @@ class RemoteSigning:
             raise SiegelError(Code.BAD_REQUEST, f"credential {credential_id!r} signs at most {info.multisign} "
                                                 f"documents per authorisation; this order has {len(orders)}")
         op = self._register(user_id, account, client, info, len(orders))
-        key = SigningKey(op, f"remote:{account}/{credential_id}", info.chain)  # type: ignore[arg-type]
+        key = SigningKey(op, remote_key_label(account, credential_id), info.chain)  # type: ignore[arg-type]
         for index, one in enumerate(orders):
             thread = threading.Thread(target=op.run, name=f"remote-sign-{op.id[:8]}-{index}", daemon=True,
                                       args=(index, lambda one=one: self._sign(user_id, user_name, one, key)))

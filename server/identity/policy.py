@@ -59,6 +59,7 @@ class Action(StrEnum):
     AUDIT_READ = "audit_read"              # read the audit log
     AUDIT_VERIFY = "audit_verify"          # check the audit log's hash chain
     SYSTEM_STATUS = "system_status"        # the admin dashboard's view of jobs, HSM and database
+    REMOTE_ACCOUNTS = "remote_accounts"    # the remote signing accounts: credentials, certificates, signature counts
 
 
 _SIGNING = frozenset({Action.SIGN, Action.SIGN_HASH, Action.TWO_STEP, Action.EXTEND, Action.REMOTE_SIGN})
@@ -70,7 +71,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
         Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT,
         Action.TEMPLATE_READ, Action.TEMPLATE_MANAGE, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ,
         Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT, Action.CA_ADMIN, Action.DIRECTORY_SYNC,
-        Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS},
+        Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS, Action.REMOTE_ACCOUNTS},
     Role.AUDITOR: _ANY | _PERSON | {
         Action.WORKFLOW_READ, Action.TEMPLATE_READ, Action.ARCHIVE_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY,
         Action.SYSTEM_STATUS},

@@ -65,14 +65,25 @@ PATHS: dict[str, dict[str, Any]] = {
                 ("certify", {"type": "boolean"}, "a certification signature (DocMDP P=2)"),
                 ("lock", {"type": "string"}, "fields to lock (FieldMDP), comma-separated, * for all"))),
             {"name": "X-Pdf-Password", "in": "header", "schema": {"type": "string"},
-             "description": "the password of an encrypted PDF"}],
+             "description": "the password of an encrypted PDF"},
+            {"name": "remote", "in": "query", "schema": {"type": "string"},
+             "description": "sign with a credential of this remote signing account (CSC API) instead of an HSM key"},
+            {"name": "credential", "in": "query", "schema": {"type": "string"},
+             "description": "with remote: the credential ID at the service"},
+            {"name": "X-Siegel-Remote-PIN", "in": "header", "schema": {"type": "string"},
+             "description": "with remote: the credential's PIN, to sign at once when no sent OTP is needed"},
+            {"name": "X-Siegel-Remote-OTP", "in": "header", "schema": {"type": "string"},
+             "description": "with remote: an offline OTP (authenticator) along with the PIN"}],
         "requestBody": {"required": True, "content": {"application/octet-stream": _BINARY, "application/xml": _BINARY,
                                                       "application/pdf": _BINARY}},
         "responses": {"200": {"description": "the signature (detached, enveloping) or the signed document "
                                              "(enveloped XAdES, ASiC-E); X-Siegel-Signature-Type names the format",
                               "content": {**_CMS, "application/pkcs7-mime": _BINARY, "application/xml": _BINARY,
                                           "application/vnd.etsi.asic-e+zip": _BINARY, "application/pdf": _BINARY}},
-                      **_errors(400, 401, 404, 413, 501)}}},
+                      "202": {"description": "remote: the service sent the OTP; operation, expires, ... for "
+                                             "POST /sign/remote/authorize",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(400, 401, 404, 409, 413, 501, 502)}}},
     "/sign-hash": {"post": {
         "summary": "A detached CAdES or XAdES over a digest; the document stays with the caller",
         "requestBody": _json_body({**_DIGEST, "format": {"type": "string", "enum": ["cades", "xades"]},
@@ -115,6 +126,24 @@ PATHS: dict[str, dict[str, Any]] = {
                                   ["stateId", "signatureValue"]),
         "responses": {"200": {"description": "the detached CMS signature", "content": _CMS},
                       **_errors(400, 401, 404, 409)}}},
+    "/sign/remote/authorize": {"post": {
+        "summary": "Remote signing, phase 2: PIN and OTP for the operation POST /sign?remote=... started; "
+                   "the remote service signs the hashes and the signed document comes back",
+        "requestBody": _json_body({"operation": {"type": "string"}, "pin": {"type": "string"},
+                                   "otp": {"type": "string", "description": "the code the service sent"}},
+                                  ["operation", "pin"]),
+        "responses": {"200": {"description": "the signed document or signature, as POST /sign answers it",
+                              "content": {"application/octet-stream": _BINARY}},
+                      **_errors(400, 401, 403, 404, 409, 502)}}},
+    "/sign/remote/cancel": {"post": {
+        "summary": "Remote signing: end a waiting operation; nothing is signed",
+        "requestBody": _json_body({"operation": {"type": "string"}}, ["operation"]),
+        "responses": {"200": {"description": "operation, state: cancelled"}, **_errors(400, 401, 403, 404, 409)}}},
+    "/remote-signing/accounts": {"get": {
+        "summary": "The remote signing accounts (admin): service, credentials with certificate validity, "
+                   "signatures made through Siegel, quota or terms the service reports",
+        "responses": {"200": {"description": "accounts", "content": {"application/json": {"schema": {
+            "type": "object"}}}}, **_errors(401, 403)}}},
     "/password-reset": {"post": {
         "summary": "Mail a single-use password reset link to the account (no authentication; always 202)",
         "security": [],

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from email import policy as email_policy
+from collections.abc import Callable
 from email.parser import BytesParser
 from typing import Any
 
@@ -23,6 +24,7 @@ from server.validation.report import to_etsi_xml, to_json
 from server.validation.service import VerificationService, parse_validation_time
 from server.web import openapi
 from server.web.http import DigestingBody, error_body, json_response, render_deferred
+from server.web.remote_signing import Remote, RemoteAccounts, RemoteAuthorize, RemoteCancel, start_remote
 
 FORMATS = ("cades", "xades", "asic", "pades")
 DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
@@ -78,15 +80,17 @@ class _SigningEndpoint(resource.Resource):
         raise NotImplementedError
 
 
+def _answer_signed(request: Any, signed: list[Signed]) -> bytes:
+    """The one result answered with its content type."""
+    request.setHeader(b"x-siegel-signature-type", signed[0].signature_type.encode())
+    return _signed(request, signed[0].data, signed[0].mime_type.encode())
+
+
 def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder) -> Any:
-    """``order`` signed off the reactor; the one result answered with its content type."""
+    """``order`` signed off the reactor."""
     principal = request.principal
-
-    def answer(signed: list[Signed]) -> bytes:
-        request.setHeader(b"x-siegel-signature-type", signed[0].signature_type.encode())
-        return _signed(request, signed[0].data, signed[0].mime_type.encode())
-
-    return threads.deferToThread(signing.sign, principal.user_id, principal.name, order).addCallback(answer)
+    return threads.deferToThread(signing.sign, principal.user_id, principal.name, order).addCallback(
+        lambda signed: _answer_signed(request, signed))
 
 
 class Sign(_SigningEndpoint):
@@ -96,10 +100,16 @@ class Sign(_SigningEndpoint):
 
     isLeaf = False
 
-    def __init__(self, signing: SigningService) -> None:
+    def __init__(self, signing: SigningService, remote: Remote | None = None) -> None:
         super().__init__(signing)
+        self._remote = remote
         self.putChild(b"prepare", SignPrepare(signing))
         self.putChild(b"complete", SignComplete(signing))
+        if remote is not None:
+            remote_root = resource.Resource()
+            remote_root.putChild(b"authorize", RemoteAuthorize(remote, _answer_signed))
+            remote_root.putChild(b"cancel", RemoteCancel(remote))
+            self.putChild(b"remote", remote_root)
 
     def getChild(self, path: bytes, request: Any) -> resource.IResource:
         return _NotFound()
@@ -128,6 +138,12 @@ class Sign(_SigningEndpoint):
                           digest=digest, container_format=Format(_choice(request, "container", "xades",
                                                                          ("xades", "cades"))),
                           pdf=_pdf_options(request))
+        account = _query(request, "remote", "")
+        if account:  # a credential of a remote CSC service (server.web.remote_signing)
+            if self._remote is None:
+                raise SiegelError(Code.NOT_SUPPORTED, "remote signing is not configured")
+            return start_remote(request, self._remote, order, account, _query(request, "credential", ""),
+                                _answer_signed)
         return _signed_in_thread(request, self._signing, order)
 
 
@@ -321,12 +337,18 @@ class OpenApi(resource.Resource):
 
 
 class ApiV1(resource.Resource):
-    def __init__(self, signing: SigningService, verification: VerificationService, public_base_url: str) -> None:
+    def __init__(self, signing: SigningService, verification: VerificationService, public_base_url: str,
+                 remote: Remote | None = None, remote_overview: Callable[[], list[dict[str, Any]]] | None = None
+                 ) -> None:
         super().__init__()
         self.putChild(b"verify", Verify(verification))
         self.putChild(b"whoami", WhoAmI())
         self.putChild(b"openapi.json", OpenApi(public_base_url))
-        self.putChild(b"sign", Sign(signing))
+        self.putChild(b"sign", Sign(signing, remote))
+        if remote_overview is not None:
+            remote_signing = resource.Resource()
+            remote_signing.putChild(b"accounts", RemoteAccounts(remote_overview))
+            self.putChild(b"remote-signing", remote_signing)
         self.putChild(b"sign-hash", SignHash(signing))
 
     def getChild(self, path: bytes, request: Any) -> resource.IResource:

@@ -43,6 +43,7 @@ EXPECTED: dict[Action, set[Role]] = {
     Action.AUDIT_READ: {A, U},
     Action.AUDIT_VERIFY: {A, U},
     Action.SYSTEM_STATUS: {A, U},
+    Action.REMOTE_ACCOUNTS: {A},
 }
 
 

@@ -1,0 +1,215 @@
+"""Remote signing end to end with two Siegel processes, each with its own data directory and database: A has
+B's ``/csc/v2`` configured as the remote account ``b`` (B's user ada, HTTP Basic); A signs a PDF (PAdES B-T)
+and an XML document (XAdES B-T) with ada's key at B. B mails the OTP to the SMTP sink, the test reads it
+and gives it to A with ada's PIN. The results verify with pdfsig and xmlsec1 (trust anchor: B's root) and
+with A's own verifier; afterwards B's database files, every row of every table of B's database, and B's
+log hold neither the documents nor a marker string written inside them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import MetaData, Table, create_engine, inspect, select
+
+from tests.fixtures.pdf import make_pdf
+from tests.fixtures.server import SiegelInstance, make_instance
+from tests.fixtures.smtp import SmtpServer
+
+pytestmark = pytest.mark.e2e
+
+ADA = ("ada", "ada-password-123")
+ADMIN = ("root", "root-password-123")
+MARKER = "Geheimvertrag-7f3a9c-Siegel-Remote-Marker"
+XML = (f'<order xmlns="urn:example:order"><item>{MARKER}</item><total currency="EUR">1200.00</total>'
+       '</order>').encode()
+XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
+
+
+@pytest.fixture
+def pair(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[SiegelInstance, SiegelInstance]]:
+    """B (the CSC service, ada with a key) and A (B's /csc/v2 as remote account "b"), both running."""
+    b = make_instance(tmp_path / "b", {
+        "SIEGEL_MAIL_HOST": smtp_server.host, "SIEGEL_MAIL_PORT": str(smtp_server.port),
+        "SIEGEL_MAIL_SENDER": "siegel-b@example.com", "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0",
+        "SIEGEL_LOG_LEVEL": "DEBUG"})
+    b.cli("user", "add", ADA[0], "--email", "ada@example.com", "--role", "signer", "--password-stdin",
+          stdin=ADA[1] + "\n")
+    b.cli("ca", "issue", ADA[0])
+    b.start()
+    root_pem = tmp_path / "b-root.pem"
+    root_pem.write_text(b.cli("ca", "export", "ROOT").stdout)
+    accounts = tmp_path / "remote-accounts.toml"
+    accounts.write_text(f'[[account]]\nname = "b"\nurl = "{b.url}/csc/v2"\nauth = "basic"\nusername = "ada"\n')
+    a = make_instance(tmp_path / "a", {"SIEGEL_REMOTE_SIGNING_ACCOUNTS_FILE": str(accounts),
+                                       "SIEGEL_REMOTE_SECRET_B": ADA[1],
+                                       "SIEGEL_VALIDATION_TRUST_ROOTS": str(root_pem)})
+    a.cli("user", "add", ADMIN[0], "--email", "root@example.com", "--role", "admin", "--password-stdin",
+          stdin=ADMIN[1] + "\n")
+    a.start()
+    try:
+        yield a, b
+    finally:
+        for inst in (a, b):
+            if inst.process is not None and inst.process.poll() is None:
+                inst.stop()
+
+
+def _overview(a: SiegelInstance) -> dict[str, Any]:
+    r = requests.get(f"{a.url}/api/v1/remote-signing/accounts", auth=ADMIN, timeout=60)
+    assert r.status_code == 200, r.text
+    (account,) = r.json()["accounts"]
+    assert account["error"] is None, account
+    return account  # type: ignore[no-any-return]
+
+
+def _otp(smtp: SmtpServer, before: int) -> str:
+    mail = smtp.wait_for(before + 1)[-1]
+    assert "ada@example.com" in mail.message["To"]
+    return re.search(r"\b(\d{6})\b", mail.message.get_content()).group(1)  # type: ignore[union-attr]
+
+
+def _remote_sign(a: SiegelInstance, smtp: SmtpServer, credential: str, query: str, body: bytes,
+                 content_type: str) -> bytes:
+    before = len(smtp.messages)
+    started = requests.post(f"{a.url}/api/v1/sign?{query}&remote=b&credential={credential}", data=body,
+                            headers={"Content-Type": content_type}, auth=a.auth, timeout=120)
+    assert started.status_code == 202, started.text
+    pending = started.json()
+    assert pending["state"] == "awaiting-otp" and pending["otpSent"] is True and pending["signatures"] == 1
+    otp = _otp(smtp, before)
+    wrong = "000000" if otp != "000000" else "111111"
+    refused = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
+                            json={"operation": pending["operation"], "pin": ADA[1], "otp": wrong})
+    assert refused.status_code == 400, refused.text  # the service's error and description, and A's operation waits
+    assert "invalid_otp" in refused.json()["detail"] and "The OTP is invalid" in refused.json()["detail"]
+    done = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
+                         json={"operation": pending["operation"], "pin": ADA[1], "otp": otp})
+    assert done.status_code == 200, done.text
+    again = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=60,
+                          json={"operation": pending["operation"], "pin": ADA[1], "otp": otp})
+    assert again.status_code == 404, again.text
+    return done.content
+
+
+def _verified(a: SiegelInstance, data: bytes) -> dict[str, Any]:
+    r = requests.post(f"{a.url}/api/v1/verify", data=data, auth=a.auth, timeout=120)
+    assert r.status_code == 200, r.text
+    (signature,) = r.json()["signatures"]
+    return signature  # type: ignore[no-any-return]
+
+
+def test_a_signs_pdf_and_xml_with_a_key_of_b_and_b_never_sees_the_documents(
+        pair: tuple[SiegelInstance, SiegelInstance], smtp_server: SmtpServer, tmp_path: Path) -> None:
+    a, b = pair
+    account = _overview(a)
+    (credential,) = account["credentials"]
+    assert credential["scal"] == "2" and credential["authMode"] == "explicit" and credential["otp"] == "online"
+    assert credential["validity"] == "valid" and credential["signaturesBySiegel"] == 0
+    assert "ada" in credential["subject"] and account["service"]["specs"].startswith("2.")
+    cid = credential["id"]
+
+    pdf = make_pdf(text=MARKER, padding=4096)
+    assert MARKER.encode() in pdf
+    signed_pdf = _remote_sign(a, smtp_server, cid, "format=pades&level=B-T", pdf, "application/pdf")
+    assert signed_pdf[:len(pdf)] == pdf
+    signed_xml = _remote_sign(a, smtp_server, cid, "format=xades&level=B-T&packaging=enveloped", XML,
+                              "application/xml")
+    assert MARKER.encode() in signed_xml
+
+    b_root = x509.load_pem_x509_certificate((tmp_path / "b-root.pem").read_bytes())
+    nss = tmp_path / "nss"
+    nss.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "b-root", "-t", "CT,C,C", "-i",
+                    str(tmp_path / "b-root.pem")], check=True, capture_output=True)
+    (tmp_path / "signed.pdf").write_bytes(signed_pdf)
+    report = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "signed.pdf")], capture_output=True,
+                            text=True, timeout=60)
+    assert "Signature is Valid." in report.stdout and "Certificate is Trusted." in report.stdout, report.stdout
+
+    issuing = x509.load_der_x509_certificate(requests.get(f"{b.url}/ca/ISSUING.crt", timeout=10).content)
+    (tmp_path / "b-issuing.pem").write_bytes(issuing.public_bytes(Encoding.PEM))
+    (tmp_path / "signed.xml").write_bytes(signed_xml)
+    xmlsec = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", "b-root.pem", "--untrusted-pem", "b-issuing.pem",
+                             "--id-attr:Id", f"{XADES_NS}:SignedProperties", "signed.xml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert xmlsec.returncode == 0, xmlsec.stdout + xmlsec.stderr
+    a_root = x509.load_der_x509_certificate(requests.get(f"{a.url}/ca/ROOT.crt", timeout=10).content)
+    assert a_root.public_key() != b_root.public_key()  # two PKIs: the signer's chain is B's, not A's
+
+    for data, fmt in ((signed_pdf, "PAdES"), (signed_xml, "XAdES")):
+        sig = _verified(a, data)
+        assert (sig["indication"], sig["level"], sig["format"]) == ("TOTAL-PASSED", "B-T", fmt), sig
+
+    assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 2
+    _assert_b_never_saw(b, [pdf, XML, MARKER.encode()])
+
+
+def _assert_b_never_saw(b: SiegelInstance, secrets_: list[bytes]) -> None:
+    """Neither the documents nor the marker in B's database files, its rows, or its log (it was there: the
+    signatures B made are in its audit log, so the scan reads what B stored)."""
+    b.stop()
+    files = [p for p in b.data_dir.iterdir() if p.name.startswith("siegel.db")]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets_:
+            assert secret not in data, f"{path.name} holds document bytes"
+    engine = create_engine(f"sqlite:///{b.data_dir / 'siegel.db'}")
+    rows_seen = 0
+    try:
+        metadata = MetaData()
+        with engine.connect() as conn:
+            for name in inspect(engine).get_table_names():
+                for row in conn.execute(select(Table(name, metadata, autoload_with=engine))):
+                    rows_seen += 1
+                    for value in row:
+                        raw = value if isinstance(value, bytes) else str(value).encode()
+                        for secret in secrets_:
+                            assert secret not in raw, f"table {name} holds document bytes"
+            actions = [r[0] for r in conn.exec_driver_sql("SELECT action FROM audit_log").all()]
+    finally:
+        engine.dispose()
+    assert rows_seen > 0 and actions.count("csc.sign") == 2 and actions.count("csc.authorize") == 2
+    assert actions.count("csc.authorize_refused") == 2  # the two wrong OTPs
+    log = b.log_path.read_bytes()
+    assert b"/csc/v2/signatures/signHash" in log
+    for secret in secrets_:
+        assert secret not in log
+
+
+def test_cancel_and_expiry_leave_nothing_signed(pair: tuple[SiegelInstance, SiegelInstance],
+                                                smtp_server: SmtpServer) -> None:
+    a, b = pair
+    cid = _overview(a)["credentials"][0]["id"]
+    started = requests.post(f"{a.url}/api/v1/sign?format=xades&level=B-B&packaging=enveloped&remote=b&credential={cid}",
+                            data=XML, headers={"Content-Type": "application/xml"}, auth=a.auth, timeout=120)
+    assert started.status_code == 202, started.text
+    operation = started.json()["operation"]
+    otp = _otp(smtp_server, 0)
+    cancelled = requests.post(f"{a.url}/api/v1/sign/remote/cancel", json={"operation": operation}, auth=a.auth,
+                              timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+    late = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=60,
+                         json={"operation": operation, "pin": ADA[1], "otp": otp})
+    assert late.status_code == 404, late.text
+    unknown = requests.post(f"{a.url}/api/v1/sign?format=xades&packaging=enveloped&remote=nope&credential={cid}",
+                            data=XML, headers={"Content-Type": "application/xml"}, auth=a.auth, timeout=60)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"], unknown.text
+    not_admin = requests.get(f"{a.url}/api/v1/remote-signing/accounts", auth=a.auth, timeout=60)
+    assert not_admin.status_code == 403, not_admin.text
+    engine = create_engine(f"sqlite:///{b.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            signed = conn.exec_driver_sql("SELECT count(*) FROM audit_log WHERE action = 'csc.sign'").scalar()
+    finally:
+        engine.dispose()
+    assert signed == 0
+    assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 0
