@@ -1,0 +1,177 @@
+"""The remote signing client against a tiny CSC service over real HTTP, for what a correct service (Siegel's own
+/csc/v2, tests/e2e/test_remote_signing.py) never does: a signature value that is not the credential's
+signature, a transient 503, refusals with their error_description. The fake signs with the real HSM key
+of the test PKI; only its misbehaviour is made up."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
+from adapters.remote_signing.operations import RemoteSigning
+from server.errors import Code, SiegelError
+from server.signing.cades import SigningKey, sign_cades
+from server.signing.engines import Signed
+from server.signing.keysource import SignatureScheme, verify_value
+from server.signing.levels import Level, Packaging
+from server.signing.order import Document, Format, SignOrder
+from tests.fixtures.pki import Pki, user_key
+
+PIN, OTP = "pin-1234", "424242"
+
+
+class FakeCsc:
+    """A CSC v2 service: ``faults`` maps a method to the statuses it answers first (e.g. [503]);
+    ``wrong_value`` makes signHash sign another hash than asked."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
+        self.calls: Counter[str] = Counter()
+        self.faults: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self.wrong_value = False
+        self.remaining = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                method = self.path.removeprefix("/csc/v2/")
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                fake.calls[method] += 1
+                if fake.faults.get(method):
+                    status, answer = fake.faults[method].pop(0)
+                else:
+                    status, answer = fake.answer(method, body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/csc/v2"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, method: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if method == "auth/login":
+            return 200, {"access_token": "token-1", "expires_in": 3600}
+        if method == "credentials/list":
+            return 200, {"credentialIDs": ["cred-1"]}
+        if method == "credentials/info":
+            return 200, {"key": {"status": "enabled", "algo": ["1.2.840.10045.4.3.2"], "len": 256},
+                         "cert": {"status": "valid", "certificates": [base64.b64encode(c).decode() for c in self.key.chain]},
+                         "SCAL": "2", "multisign": 10, "auth": {"mode": "explicit", "objects": [
+                             {"type": "Password", "id": "PIN"}, {"type": "Password", "id": "OTP"}]}}
+        if method == "credentials/authorize":
+            values = {a["id"]: a["value"] for a in body["authData"]}
+            if values.get("PIN") != PIN:
+                return 400, {"error": "invalid_pin", "error_description": "The PIN is invalid"}
+            self.remaining = body["numSignatures"]
+            return 200, {"SAD": "sad-1", "expiresIn": 300}
+        if method == "credentials/authorizeCheck":
+            return 200, {"remainingSignatures": self.remaining}
+        if method == "signatures/signHash":
+            hashes = [base64.b64decode(h) for h in body["hashes"]]
+            if self.wrong_value:
+                hashes = [hashlib.sha256(h).digest() for h in hashes]
+            self.remaining -= len(hashes)
+            return 200, {"signatures": [base64.b64encode(self.key.source.sign_digest(
+                self.key.label, h, "sha256", SignatureScheme.ECDSA)).decode() for h in hashes]}
+        return 404, {"error": "invalid_request", "error_description": f"no method {method}"}
+
+
+@pytest.fixture
+def fake(pki: Pki) -> Iterator[FakeCsc]:
+    service = FakeCsc(user_key(pki))
+    try:
+        yield service
+    finally:
+        service.server.shutdown()
+
+
+def _client(fake: FakeCsc, retries: int = 2) -> CscClient:
+    return CscClient(RemoteAccount("fake", fake.url, "basic", "acme", "secret"), timeout=5.0, retries=retries)
+
+
+def _sign(user_id: int, user_name: str, order: SignOrder, key: SigningKey) -> list[Signed]:
+    (document,) = order.documents
+    cms = sign_cades(key, content=document.content, level=Level.B_B)
+    return [Signed(document.name, cms, False, "application/pkcs7-signature", "urn:ietf:rfc:3369")]
+
+
+ORDER = SignOrder(Format.CADES, Level.B_B, Packaging.DETACHED,
+                  (Document("one.txt", content=b"first"), Document("two.txt", content=b"second")))
+
+
+def test_both_documents_signed_under_one_authorisation(fake: FakeCsc) -> None:
+    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
+    signed = remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert isinstance(signed, list) and [s.name for s in signed] == ["one.txt", "two.txt"]
+    assert fake.calls["credentials/authorize"] == 1 and fake.calls["signatures/signHash"] == 1
+    assert all(s.data[:1] == b"\x30" for s in signed)
+
+
+def test_a_wrong_signature_value_is_refused_and_nothing_is_signed(fake: FakeCsc) -> None:
+    fake.wrong_value = True
+    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
+    with pytest.raises(SiegelError) as caught:
+        remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert caught.value.code is Code.REMOTE_SIGNING_FAILED
+    assert "'fake' returned a signature value (#1 of 2) that does not verify" in caught.value.message
+    assert "nothing was signed" in caught.value.message
+    assert fake.calls["signatures/signHash"] == 1
+
+
+def test_a_transient_503_is_retried_and_signhash_only_while_the_sad_is_unspent(fake: FakeCsc) -> None:
+    unavailable = (503, {"error": "temporarily_unavailable", "error_description": "HSM busy"})
+    fake.faults = {"credentials/list": [unavailable], "signatures/signHash": [unavailable]}
+    client = _client(fake)
+    assert client.credentials() == ["cred-1"] and fake.calls["credentials/list"] == 2
+    remote = RemoteSigning({"fake": client}, _sign, minutes=1, max_operations=5)
+    signed = remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert isinstance(signed, list) and len(signed) == 2
+    assert fake.calls["signatures/signHash"] == 2 and fake.calls["credentials/authorizeCheck"] == 1
+
+    fake.remaining = 0  # the service says the SAD is spent: the failed signHash is not sent again
+    fake.faults = {"signatures/signHash": [unavailable]}
+    with pytest.raises(RemoteServiceError) as caught:
+        client.sign_hash("cred-1", "sad-1", [bytes(32)], ORDER.digest, "1.2.840.10045.4.3.2")
+    assert fake.calls["signatures/signHash"] == 3 and caught.value.status == 503
+
+
+def test_errors_name_the_service_its_error_and_error_description(fake: FakeCsc) -> None:
+    client = _client(fake, retries=1)
+    with pytest.raises(RemoteServiceError) as caught:
+        client.authorize("cred-1", [bytes(32)], ORDER.digest, "wrong", OTP)
+    assert caught.value.code is Code.BAD_REQUEST
+    assert caught.value.message == ("remote signing service 'fake', credentials/authorize: invalid_pin: "
+                                    "The PIN is invalid (HTTP 400)")
+    assert fake.calls["credentials/authorize"] == 1  # an authorisation is never retried
+    down = (503, {"error": "temporarily_unavailable", "error_description": "maintenance until 06:00"})
+    fake.faults = {"credentials/list": [down, down]}
+    with pytest.raises(RemoteServiceError) as caught:
+        client.credentials()
+    assert caught.value.code is Code.REMOTE_SIGNING_FAILED and fake.calls["credentials/list"] == 2
+    assert "temporarily_unavailable: maintenance until 06:00 (HTTP 503)" in caught.value.message
+
+
+def test_the_returned_values_verify_with_the_credentials_certificate(fake: FakeCsc) -> None:
+    client = _client(fake)
+    info = client.credential_info("cred-1")
+    assert info.scal == "2" and info.needs_pin and info.needs_otp and info.otp_type == "online"
+    digest = hashlib.sha256(b"data").digest()
+    sad = client.authorize("cred-1", [digest], ORDER.digest, PIN, OTP)
+    (value,) = client.sign_hash("cred-1", sad, [digest], ORDER.digest, info.sign_algo(SignatureScheme.ECDSA, ORDER.digest))
+    assert verify_value(info.chain[0], b"data", value, ORDER.digest)
