@@ -461,6 +461,7 @@ class WorkflowService:
                                   external=assignment.external, reason=reason, revision=revision, sha256=sha256,
                                   verification=verification)
             if action == "reject":
+                current.state, current.finished_at, current.version = "rejected", now, current.version + 1
                 self._end(session, wf, "rejected", reason, who, now)
             else:
                 others = [a for a in self._assignments(session, step.id) if a.id != mine.id and a.state == "pending"]

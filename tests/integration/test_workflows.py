@@ -1,0 +1,312 @@
+"""Workflows on SQLite and PostgreSQL with the session's SoftHSM2 token and the internal PKI: the state machine
+and what the server enforces (order, assignee, link, separation of duties, one signature per step under
+concurrency, verification after each signature, audit), and the outbound mail queue against a real SMTP
+server that goes down and comes back."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from adapters.mail import SmtpMailSender
+from server.db.models import AuditEntry, Group, GroupMember, OutboundMail, WorkflowLink
+from server.errors import SiegelError
+from server.identity.users import Principal, UserService
+from server.pki.ca import ROOT
+from server.signing.keys import SigningKeys
+from server.signing.service import SigningService
+from server.validation.service import VerificationService
+from server.workflows.documents import WorkflowDocuments
+from server.workflows.outbox import MailOutbox
+from server.workflows.service import Actor, WorkflowService, token_hash
+from server.workflows.template import Auth
+from server.workflows.templates import TemplateRepository
+from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.smtp import SmtpServer
+
+pytestmark = pytest.mark.integration
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class World:
+    def __init__(self, pki: Pki, store: Path, smtp: SmtpServer) -> None:
+        self.pki = pki
+        self.clock = Clock()
+        self.users = UserService(pki.engine, pki.audit, 0)
+        verification = VerificationService(pki.settings, lambda: pki.ca.ca_certificate_der(ROOT))
+        signing = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
+                                 SigningKeys(pki.engine, pki.audit, pki.ca), lambda: verification.trust().roots)
+        self.smtp = smtp
+        self.mailer = SmtpMailSender(smtp.host, smtp.port, "siegel@example.com", False, 5)
+        self.outbox = MailOutbox(pki.engine, self.mailer, "siegel@example.com", 60, clock=self.clock)
+        self.templates = TemplateRepository(pki.engine, pki.audit, clock=self.clock)
+        self.wf = WorkflowService(pki.engine, pki.audit, pki.settings.workflows, self.templates, signing,
+                                  verification, pki.ca, WorkflowDocuments(store), self.outbox,
+                                  "http://siegel.test", clock=self.clock)
+        self.admin = self.users.add("chef", "chef@example.com", "template_manager", PASSWORD)
+
+    def person(self, name: str, sign: bool = True) -> Principal:
+        p = self.users.add(name, f"{name}@example.com", "signer", PASSWORD)
+        if sign:
+            self.pki.ca.issue_user(name)
+        return p
+
+    def group(self, name: str, *members: Principal) -> None:
+        with self.pki.engine.begin() as conn:
+            gid = conn.execute(Group.__table__.insert().values(name=name, source="local", created_at=self.clock())
+                               .returning(Group.__table__.c.id)).scalar_one()
+            conn.execute(GroupMember.__table__.insert(), [{"group_id": gid, "user_id": m.user_id} for m in members])
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        with self.pki.engine.connect() as conn:
+            rows = conn.execute(select(AuditEntry.actor, AuditEntry.target, AuditEntry.details)
+                                .where(AuditEntry.action == action).order_by(AuditEntry.seq)).all()
+        return [{"actor": r.actor, "target": r.target, **json.loads(r.details)} for r in rows]
+
+    def mails(self, count: int) -> list[Any]:
+        self.outbox.deliver()
+        return self.smtp.wait_for(count)
+
+
+def as_user(p: Principal, auth: Auth = Auth.PASSWORD) -> Actor:
+    return Actor(auth, "192.0.2.7", principal=p)
+
+
+def link_of(mail: Any) -> str:
+    match = re.search(r"/api/v1/workflows/link\?token=([A-Za-z0-9_-]+)", mail.message.get_content())
+    assert match, mail.message.get_content()
+    return match.group(1)
+
+
+SIGN = {"level": "B-B"}
+
+
+@pytest.fixture
+def world(pki_online: OnlinePki, tmp_path: Path, smtp_server: SmtpServer) -> World:
+    """Verification after each signature fetches revocation data: the PKI's /ocsp and /crl answer."""
+    return World(pki_online, tmp_path / "store", smtp_server)
+
+
+def _contract(world: World, steps: list[dict[str, Any]], **extra: Any) -> int:
+    return world.templates.create(world.admin, f"t{len(steps)}-{id(steps)}", {"steps": steps, **extra})["id"]
+
+
+def test_order_assignee_link_and_completion_with_four_valid_signatures(world: World) -> None:
+    anna, bert, carla = world.person("anna"), world.person("bert"), world.person("carla")
+    fields = [EmptyField(f"Sig{i}", 0, (40 + 130 * (i - 1), 100, 160 + 130 * (i - 1), 150)) for i in range(1, 5)]
+    template = _contract(world, [
+        {"name": "Vertrieb", "assignee": {"user": "anna"}, "action": "sign", "signature": {**SIGN, "field": "Sig1"}},
+        {"name": "Recht", "assignee": {"user": "bert"}, "action": "sign", "signature": {**SIGN, "field": "Sig2"}},
+        {"name": "Leitung", "assignee": {"user": "carla"}, "action": "sign", "auth": "password+2fa",
+         "signature": {**SIGN, "field": "Sig3"}},
+        {"name": "Partner", "assignee": {"external": "{{partner}}"}, "action": "sign",
+         "signature": {**SIGN, "field": "Sig4"}}])
+    started = world.wf.start(world.admin, template, make_pdf(fields=fields), "vertrag.pdf",
+                             {"partner": "partner@example.org"})
+    wid = started["id"]
+    assert [s["state"] for s in started["steps"]] == ["active", "waiting", "waiting", "waiting"]
+    (invite,) = world.mails(1)
+    assert invite.rcpt_tos == ("anna@example.com",) and "/api/v1/workflows/%d/steps/1" % wid in invite.message.get_content()
+
+    with pytest.raises(SiegelError) as early:  # bert's turn has not come
+        world.wf.act(as_user(bert), wid, 2, "sign")
+    assert early.value.kind.http_status == 409 and "not due yet" in early.value.message
+    with pytest.raises(SiegelError) as other:  # bert on anna's step
+        world.wf.act(as_user(bert), wid, 1, "sign")
+    assert other.value.kind.http_status == 403
+    with pytest.raises(SiegelError) as wrong:
+        world.wf.act(as_user(anna), wid, 1, "approve")
+    assert wrong.value.kind.http_status == 400
+
+    world.wf.act(as_user(anna), wid, 1, "sign")
+    world.wf.act(as_user(bert), wid, 2, "sign")
+    with pytest.raises(SiegelError) as weak:  # password+2fa step with the password alone
+        world.wf.act(as_user(carla), wid, 3, "sign")
+    assert weak.value.kind.http_status == 401
+    status = world.wf.act(as_user(carla, Auth.PASSWORD_2FA), wid, 3, "sign")
+    assert status["steps"][3]["state"] == "active"
+
+    mails = world.mails(4)  # anna, bert, carla, partner
+    assert mails[-1].rcpt_tos == ("partner@example.org",)
+    token = link_of(mails[-1])
+    with world.pki.engine.connect() as conn:  # stored hashed only
+        assert conn.execute(select(WorkflowLink.token_hash).where(WorkflowLink.token_hash == token_hash(token))).first()
+        assert not conn.execute(select(WorkflowLink).where(WorkflowLink.token_hash == token)).first()
+    with pytest.raises(SiegelError) as by_user:  # the external step is not anna's
+        world.wf.act(as_user(anna), wid, 4, "sign")
+    assert by_user.value.kind.http_status == 403
+    view = world.wf.link_view(token)[1]
+    assert (view["step"], view["email"], view["action"]) == (4, "partner@example.org", "sign")
+    done = world.wf.act_by_link(token, "sign", None, "198.51.100.9")
+    assert done["state"] == "completed" and done["revision"] == 4
+    with pytest.raises(SiegelError) as again:  # a link works once
+        world.wf.act_by_link(token, "sign", None, "198.51.100.9")
+    assert again.value.kind.http_status == 403
+
+    name, pdf = world.wf.document(world.admin, wid)
+    report = world.wf._verification.verify(pdf)
+    assert report.passed and sorted(s.id for s in report.signatures) == ["Sig1", "Sig2", "Sig3", "Sig4"]
+    signs = world.audit("workflow.sign")
+    assert [s["auth"] for s in signs] == ["password", "password", "password+2fa", "link"]
+    assert all(s["verification"]["passed"] for s in signs)
+    assert signs[-1]["address"] == "198.51.100.9" and signs[-1]["actor"] == "partner@example.org"
+    assert world.audit("workflow.complete")[0]["target"] == str(wid)
+    completion = [m for m in world.mails(8)[4:] if "completed" in m.message["Subject"]]
+    assert {m.rcpt_tos[0] for m in completion} == {"chef@example.com", "anna@example.com", "bert@example.com",
+                                                   "carla@example.com", "partner@example.org"}
+    assert world.pki.audit.verify()[1] is None
+
+
+def test_four_eyes_approver_rejects_and_cannot_be_the_signer(world: World) -> None:
+    anna, bert = world.person("anna"), world.person("bert", sign=False)
+    world.group("leitung", anna, bert)
+    template = _contract(world, [
+        {"name": "Antrag", "assignee": {"group": "leitung", "mode": "any"}, "action": "sign",
+         "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}},
+        {"name": "Freigabe", "assignee": {"group": "leitung", "mode": "any"}, "action": "approve",
+         "fourEyesWith": "Antrag"},
+        {"name": "Ablage", "assignee": {"user": "chef"}, "action": "copy"}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "antrag.pdf", {})["id"]
+    world.wf.act(as_user(anna), wid, 1, "sign")
+    with pytest.raises(SiegelError) as sod:
+        world.wf.act(as_user(anna), wid, 2, "approve")
+    assert sod.value.kind.http_status == 403 and "separation of duties" in sod.value.message
+    with pytest.raises(SiegelError, match="needs a reason"):
+        world.wf.act(as_user(bert), wid, 2, "reject", " ")
+    status = world.wf.act(as_user(bert), wid, 2, "reject", "Budget fehlt")
+    assert (status["state"], status["reason"]) == ("rejected", "Budget fehlt")
+    assert [s["state"] for s in status["steps"]] == ["done", "rejected", "cancelled"]
+    assert world.audit("workflow.reject")[0]["reason"] == "Budget fehlt"
+    with pytest.raises(SiegelError) as after:
+        world.wf.act(as_user(anna), wid, 2, "approve")
+    assert after.value.kind.http_status in (403, 409)
+
+
+def test_twenty_simultaneous_signatures_of_one_step_make_one(world: World) -> None:
+    anna = world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "sign",
+                                  "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}},
+                                 {"name": "b", "assignee": {"user": "chef"}, "action": "approve"}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "x.pdf", {})["id"]
+    barrier, outcomes = threading.Barrier(20), []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            world.wf.act(as_user(anna), wid, 1, "sign")
+            outcomes.append(200)
+        except SiegelError as exc:
+            outcomes.append(exc.kind.http_status)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [200] + [409] * 19
+    assert len(world.audit("workflow.sign")) == 1 and len(world.audit("sign.pades")) == 1
+    status = world.wf.status(anna, wid)
+    assert status["revision"] == 1 and status["steps"][1]["state"] == "active"
+
+
+def test_a_running_workflow_keeps_its_template_version_and_can_be_cancelled(world: World) -> None:
+    world.person("anna")
+    bert = world.person("bert", sign=False)
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "approve"}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "x.pdf", {})["id"]
+    world.templates.update(world.admin, template, {"steps": [{"name": "b", "assignee": {"user": "bert"},
+                                                              "action": "approve"}]})
+    status = world.wf.status(world.admin, wid)
+    assert status["template"]["version"] == 1 and status["steps"][0]["name"] == "a"
+    with pytest.raises(SiegelError) as hidden:  # neither starter nor assignee
+        world.wf.status(bert, wid)
+    assert hidden.value.kind.http_status == 404
+    assert world.wf.start(world.admin, template, make_pdf(), "y.pdf", {})["steps"][0]["name"] == "b"
+    cancelled = world.wf.cancel(world.admin, wid, "falsches Dokument")
+    assert cancelled["state"] == "cancelled" and cancelled["steps"][0]["state"] == "cancelled"
+    with pytest.raises(SiegelError) as twice:
+        world.wf.cancel(world.admin, wid, None)
+    assert twice.value.kind.http_status == 409
+
+
+def test_who_may_start_and_bad_starts_leave_nothing(world: World) -> None:
+    bert = world.person("bert", sign=False)
+    template = _contract(world, [{"name": "a", "assignee": {"user": "chef"}, "action": "approve"}],
+                         starters={"roles": ["template_manager"]})
+    with pytest.raises(SiegelError) as refused:
+        world.wf.start(bert, template, make_pdf(), "x.pdf", {})
+    assert refused.value.kind.http_status == 403
+    with pytest.raises(SiegelError, match="a workflow document is a PDF"):
+        world.wf.start(world.admin, template, b"hello", "x.pdf", {})
+    with pytest.raises(SiegelError, match="does not use"):
+        world.wf.start(world.admin, template, make_pdf(), "x.pdf", {"who": "x"})
+    assert world.audit("workflow.start") == []
+
+
+def test_reminders_and_expiry(world: World) -> None:
+    world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "approve",
+                                  "deadlineHours": 48, "remindAfterHours": [24]}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "x.pdf", {})["id"]
+    world.clock.now += timedelta(hours=25)
+    world.wf.run_deadlines()
+    world.wf.run_deadlines()  # a reminder once
+    subjects = [m.message["Subject"] for m in world.mails(2)]
+    assert subjects == ["Siegel: please approve x.pdf", "Siegel: reminder: please approve x.pdf"]
+    world.clock.now += timedelta(hours=24)
+    world.wf.run_deadlines()
+    assert world.wf.status(world.admin, wid)["state"] == "expired"
+    assert "expired" in world.mails(4)[-1].message["Subject"]
+
+
+def test_mail_queued_while_smtp_is_down_goes_out_once_when_it_is_back(world: World) -> None:
+    world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "approve"}])
+    world.smtp.stop()
+    world.wf.start(world.admin, template, make_pdf(), "x.pdf", {})
+    assert world.outbox.deliver() == 0
+    with world.pki.engine.connect() as conn:
+        row = conn.execute(select(OutboundMail)).one()
+    assert row.state == "queued" and row.attempts == 1 and row.last_error
+    world.smtp.start()
+    world.clock.now += timedelta(seconds=4)
+    assert world.outbox.deliver() == 0  # not due yet (5 s after the first failure)
+    world.clock.now += timedelta(seconds=2)
+    assert world.outbox.deliver() == 1
+    assert world.outbox.deliver() == 0
+    (mail,) = world.smtp.wait_for(1)
+    assert mail.message["Message-ID"] == row.message_id
+    world.clock.now += timedelta(hours=1)
+    assert world.outbox.deliver() == 0 and len(world.smtp.messages) == 1
+
+
+def test_a_mail_whose_sender_crashed_after_smtp_accepted_it_is_sent_again_with_the_same_message_id(world: World) -> None:
+    world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "approve"}])
+    world.wf.start(world.admin, template, make_pdf(), "x.pdf", {})
+    with world.pki.engine.begin() as conn:  # as a node that died after SMTP's 250, before its commit
+        conn.execute(OutboundMail.__table__.update().values(state="sending", attempts=1,
+                                                            lease_until=world.clock() + timedelta(minutes=5)))
+    assert world.outbox.deliver() == 0  # leased: the other node may still be at it
+    world.clock.now += timedelta(minutes=6)
+    assert world.outbox.deliver() == 1
+    with world.pki.engine.connect() as conn:
+        row = conn.execute(select(OutboundMail)).one()
+    assert row.state == "sent" and row.attempts == 2
+    assert world.smtp.wait_for(1)[0].message["Message-ID"] == row.message_id
