@@ -37,6 +37,7 @@ _EXIT_BY_CODE = {
     Code.CONFLICT: EXIT_DATAERR,
     Code.NOT_FOUND: EXIT_DATAERR,
     Code.KEY_NOT_FOUND: EXIT_DATAERR,
+    Code.REMOTE_SIGNING_FAILED: EXIT_UNAVAILABLE,
 }
 
 
@@ -443,6 +444,22 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remote_accounts(args: argparse.Namespace) -> int:
+    """Tab-separated per credential: account, credential, subject, not after, validity, signatures by Siegel."""
+    with _services(args) as services:
+        accounts = services.remote_overview()
+    if args.json:
+        print(json.dumps(accounts, indent=2))
+        return 0
+    for account in accounts:
+        if account["error"]:
+            print(f"{account['name']}\t-\terror: {account['error']}")
+        for c in account["credentials"]:
+            print(f"{account['name']}\t{c['id']}\t{c['subject']}\t{c['notAfter']}\t{c['validity']}\t"
+                  f"{c['signaturesBySiegel']}")
+    return 0 if all(a["error"] is None for a in accounts) else EXIT_UNAVAILABLE
+
+
 def _directory_sync(services: Services):  # -> DirectorySync
     if services.directory is None:
         raise SiegelError(Code.CONFIG, "the directory is not enabled: set directory.enabled = true and its servers, "
@@ -628,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     command("check", cmd_ldap_check, "bind with the service account and say what kind of directory answers", ldap)
     command("status", cmd_ldap_status, "the high-water mark and how the last sync went", ldap)
+    remote = sub.add_parser("remote", help="remote signing services (CSC API)").add_subparsers(
+        dest="sub", required=True, metavar="SUB")
+    p = command("accounts", cmd_remote_accounts, "the configured accounts: credentials (tab-separated: account, "
+                "credential, subject, not after, validity, signatures made through Siegel); exit 69 when a "
+                "service does not answer", remote)
+    p.add_argument("--json", action="store_true", help="everything as JSON, quota and terms included")
     return parser
 
 

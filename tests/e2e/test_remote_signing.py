@@ -149,6 +149,8 @@ def test_a_signs_pdf_and_xml_with_a_key_of_b_and_b_never_sees_the_documents(
         assert (sig["indication"], sig["level"], sig["format"]) == ("TOTAL-PASSED", "B-T", fmt), sig
 
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 2
+    (line,) = a.cli("remote", "accounts").stdout.splitlines()
+    assert line.split("\t")[:2] == ["b", cid] and line.endswith("\tvalid\t2"), line
     _assert_b_never_saw(b, [pdf, XML, MARKER.encode()])
 
 
