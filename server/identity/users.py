@@ -249,15 +249,24 @@ class UserService:
 
     # --- authentication -------------------------------------------------------------------------
 
+    def _credential_key(self, name: str, password: str) -> bytes:
+        return hmac.new(self._cache_key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+
+    def cached(self, name: str, password: str) -> Principal | None:
+        """The account of a credential verified within ``auth.credential_cache_seconds``, else None;
+        never blocks (no database, no argon2id), so the reactor thread may ask."""
+        key = self._credential_key(name, password)
+        with self._lock:
+            hit = self._cache.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def authenticate(self, name: str, password: str, address: str | None = None) -> Principal | None:
         """The account for a name (or API client key) and password from ``address``, or None; cached briefly
         after a real verification; refused without argon2id while the account or the address is locked."""
-        key = hmac.new(self._cache_key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
-        mono = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > mono:
-                return hit[1]
+        key, mono = self._credential_key(name, password), time.monotonic()
+        hit = self.cached(name, password)
+        if hit is not None:
+            return hit
         now = self.clock()
         with self._sessions() as session:
             blocked = self._address_locked(session, address, now)

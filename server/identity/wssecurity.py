@@ -1,8 +1,9 @@
 """WS-Security UsernameToken (OASIS WSS UsernameToken Profile 1.1) on every SOAP endpoint.
 
 A SOAP request may carry ``soap:Header/wsse:Security/wsse:UsernameToken`` instead of HTTP Basic. The
-guard (:mod:`server.web.auth`) reads it for every path under ``SOAP_PREFIXES`` with :func:`read_token`
-(a streaming parser target that stops at the Body; a DOCTYPE stops it too) and checks it here:
+guard (:mod:`server.web.auth`) reads it for every path under ``SOAP_PREFIXES`` with :func:`token_of` from the
+one scan of the request's start (:mod:`server.web.soap_prefix`, which also finds the DSS operation; a DOCTYPE
+stops it) and checks it here:
 
 - ``wsse:Password Type="…#PasswordText"`` (also the default when Type is absent): accepted only on a TLS
   connection (``request.isSecure()``); checked like HTTP Basic by
@@ -50,11 +51,10 @@ from server.db.models import ApiClient, User, WssDigestSecret, WssNonce
 from server.errors import Code, SiegelError
 from server.identity.users import API_KEY, Principal, Role, UserService
 from server.web.soap import SOAP11_ENV, dss_result, soap_envelope
-from server.xmlsafe import StopScan, scan_prefix
+from server.web.soap_prefix import WSSE, SoapPrefix, scan_soap
 
 log = logging.getLogger("siegel.wssecurity")
 
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 _PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
 PASSWORD_TEXT = _PROFILE + "#PasswordText"
@@ -100,72 +100,31 @@ class UsernameToken:
     created: str | None = None  # as sent
 
 
-class _HeaderReader:
-    """Parser target collecting the first wsse:Security/wsse:UsernameToken of the soap:Header; stops at the
-    Body (or a DOCTYPE, or anything that is not a SOAP 1.1 envelope)."""
-
-    def __init__(self) -> None:
-        self.path: list[str] = []
-        self.security = False  # a wsse:Security header was seen
-        self.tokens = 0
-        self.fields: dict[str, str] = {}
-        self.attrs: dict[str, dict[str, str]] = {}
-        self.text: list[str] | None = None
-
-    def doctype(self, *args: Any) -> None:
-        self.security = False
-        raise StopScan
-
-    def start(self, tag: str, attrib: Any) -> None:
-        self.path.append(tag)
-        depth = len(self.path)
-        if depth == 1 and tag != f"{{{SOAP11_ENV}}}Envelope":
-            raise StopScan
-        if depth == 2 and tag != f"{{{SOAP11_ENV}}}Header":
-            raise StopScan  # the Body (the Header comes first, if at all)
-        if depth == 3 and tag == f"{{{WSSE}}}Security":
-            self.security = True
-        if depth == 4 and self.path[2] == f"{{{WSSE}}}Security" and tag == f"{{{WSSE}}}UsernameToken":
-            self.tokens += 1
-        if depth == 5 and self.tokens == 1 and self.path[3] == f"{{{WSSE}}}UsernameToken":
-            if tag in self.fields:
-                raise WssFault(INVALID_SECURITY_TOKEN, f"the UsernameToken holds {etree.QName(tag).localname} twice")
-            self.attrs[tag] = dict(attrib)
-            self.text = []
-
-    def end(self, tag: str) -> None:
-        if len(self.path) == 5 and self.text is not None:
-            self.fields[tag] = "".join(self.text).strip()
-            self.text = None
-        self.path.pop()
-
-    def data(self, data: str) -> None:
-        if self.text is not None:
-            self.text.append(data)
-
-    def close(self) -> None:
+def token_of(prefix: SoapPrefix) -> UsernameToken | None:
+    """The UsernameToken of a scanned SOAP request; None without a wsse:Security header. Raises WssFault
+    for a Security header without a usable UsernameToken."""
+    if not prefix.security:
         return None
-
-
-def read_token(content: Any) -> UsernameToken | None:
-    """The UsernameToken of the SOAP request in ``content`` (a file, read and rewound); None without a
-    wsse:Security header. Raises WssFault for a Security header without a usable UsernameToken."""
-    reader = _HeaderReader()
-    scan_prefix(content, reader)  # a broken envelope: spyne answers it; without a token Basic is asked for
-    if not reader.security:
-        return None
-    if reader.tokens != 1:
-        raise WssFault(UNSUPPORTED_SECURITY_TOKEN if reader.tokens == 0 else INVALID_SECURITY_TOKEN,
+    if prefix.tokens != 1:
+        raise WssFault(UNSUPPORTED_SECURITY_TOKEN if prefix.tokens == 0 else INVALID_SECURITY_TOKEN,
                        "the wsse:Security header must hold exactly one wsse:UsernameToken "
-                       f"(it holds {reader.tokens})")
-    f = reader.fields
+                       f"(it holds {prefix.tokens})")
+    if prefix.repeated is not None:
+        raise WssFault(INVALID_SECURITY_TOKEN,
+                       f"the UsernameToken holds {etree.QName(prefix.repeated).localname} twice")
+    f = prefix.fields
     username, password = f.get(f"{{{WSSE}}}Username"), f.get(f"{{{WSSE}}}Password")
     if not username or password is None:
         raise WssFault(INVALID_SECURITY_TOKEN, "the UsernameToken needs a wsse:Username and a wsse:Password")
-    password_type = reader.attrs[f"{{{WSSE}}}Password"].get("Type") or PASSWORD_TEXT
-    nonce_attrs = reader.attrs.get(f"{{{WSSE}}}Nonce", {})
+    password_type = prefix.attrs[f"{{{WSSE}}}Password"].get("Type") or PASSWORD_TEXT
+    nonce_attrs = prefix.attrs.get(f"{{{WSSE}}}Nonce", {})
     return UsernameToken(username, password, password_type, f.get(f"{{{WSSE}}}Nonce"),
                          nonce_attrs.get("EncodingType"), f.get(f"{{{WSU}}}Created"))
+
+
+def read_token(content: Any) -> UsernameToken | None:
+    """:func:`token_of` the SOAP request in ``content`` (a file, read and rewound)."""
+    return token_of(scan_soap(content))
 
 
 def password_digest(nonce: bytes, created: str, secret: str) -> str:

@@ -21,6 +21,7 @@ from server import metrics
 from server.audit import AuditLog
 from server.config import Settings
 from server.pki.ca import ROOT, CertificateAuthorityService
+from server.db.batch import GroupCommit
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
 from server.signing.cades import Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades
@@ -32,6 +33,8 @@ from server.signing.keysource import DigestAlgorithm, KeySource
 from server.signing.levels import Level, Packaging
 
 
+AuditItem = tuple[str, str, str, dict[str, object]]
+"""An audit entry as :meth:`server.audit.AuditLog.append_many_in` takes it: actor, action, target, details."""
 PREPARED_FOR = timedelta(minutes=15)  # how long a prepared two-step signature waits for its value
 KEY_CACHE_SECONDS = 2.0  # how long a caller's key and chain are reused (a revocation or grant change takes this long)
 
@@ -68,7 +71,15 @@ class SigningService:
         self._key_cache: dict[tuple[int, str | None], tuple[float, SigningKey]] = {}
         self._trust_roots = trust_roots  # the verification trust anchors: B-LT proves the chain up to one
         self._lock = threading.Lock()
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._audit_writer: GroupCommit[list[AuditItem], None] = GroupCommit(self._write_audit, name="sign-audit")
+
+    def _write_audit(self, requests: list[list[AuditItem]]) -> list[None]:
+        """The audit entries of the signing requests that finished meanwhile, in one transaction."""
+        with self._engine.begin() as conn:  # Core: this runs for every signing request
+            self._audit.append_many_in(conn, [entry for entries in requests for entry in entries])
+        return [None] * len(requests)
 
     def _timestamp_client(self) -> TimestampClient:
         """The configured TSAs (``internal`` checked against our root), built on first use."""
@@ -172,13 +183,13 @@ class SigningService:
         else:
             signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
                       for document in order.documents]
-        entries = []
+        entries: list[AuditItem] = []
         for document in order.documents:
             algorithm, digest = document.digested(order.digest)
             entries.append((user_name, f"sign.{order.format.value}", digest.hex(), {
                 "document": document.name, "digest_algorithm": algorithm.value, "key_label": label,
                 "level": order.level.value, "packaging": order.packaging.value, "hash_only": document.content is None}))
-        with self._sessions.begin() as session:
-            self._audit.append_many_in(session, entries)  # one statement each for the head and the rows
+        # Group commit: concurrent requests share one transaction; answered only once it committed.
+        self._audit_writer.submit(entries).result()
         metrics.SIGNATURES.labels(format=order.format.value).inc(len(signed))
         return signed

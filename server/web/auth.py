@@ -36,7 +36,7 @@ from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed, require
 from server.identity.users import Principal, UserService
 from server.web.http import SOAP_PREFIXES, error_body, json_response, problem, render_deferred
-from server.xmlsafe import StopScan, scan_prefix
+from server.web.soap_prefix import SoapPrefix, scan_soap, soap_prefix
 
 if TYPE_CHECKING:
     from server.identity.client_certs import ClientCertificateService
@@ -75,8 +75,6 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission."""
 
-_DSS_NS = "urn:oasis:names:tc:dss:1.0:core:schema"
-_SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
     "SignRequest": (Action.SIGN,),
     "VerifyRequest": (Action.VERIFY,),
@@ -97,75 +95,23 @@ def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[
 
 # --- DSS: which operation a SOAP body asks for ---------------------------------------------------------
 
-class _DssClassifier:
-    """Parser target reading only as far as needed: the first element of the first soap:Body, and for a
-    VerifyRequest whether its OptionalInputs hold ReturnUpdatedSignature. A DOCTYPE stops it (unknown)."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_body = False
-        self.body_seen = False
-        self.operation: str | None = None
-        self.in_optional = False
-        self.update = False
-
-    def doctype(self, *args: Any) -> None:
-        self.operation = None
-        raise StopScan
-
-    def start(self, tag: str, attrib: Any) -> None:
-        self.depth += 1
-        d = self.depth
-        if d == 1 and tag != f"{{{_SOAP11_ENV}}}Envelope":
-            raise StopScan
-        if d == 2:
-            self.in_body = tag == f"{{{_SOAP11_ENV}}}Body" and not self.body_seen
-            self.body_seen = self.body_seen or self.in_body
-        elif d == 3 and self.in_body:
-            if self.operation is not None:
-                raise StopScan  # a second body element: spyne refuses the request
-            if tag == f"{{{_DSS_NS}}}SignRequest":
-                self.operation = "SignRequest"
-                raise StopScan
-            if tag != f"{{{_DSS_NS}}}VerifyRequest":
-                raise StopScan
-            self.operation = "VerifyRequest"
-        elif d == 4 and self.in_body and self.operation == "VerifyRequest":
-            if tag != f"{{{_DSS_NS}}}OptionalInputs":
-                raise StopScan
-            self.in_optional = True
-        elif d == 5 and self.in_optional and tag == f"{{{_DSS_NS}}}ReturnUpdatedSignature":
-            self.update = True
-            raise StopScan
-
-    def end(self, tag: str) -> None:
-        if self.depth == 4 and self.in_optional:
-            raise StopScan
-        if self.depth == 3 and self.in_body and self.operation is not None:
-            raise StopScan
-        self.depth -= 1
-
-    def data(self, data: str) -> None:
-        pass
-
-    def close(self) -> None:
-        return None
+def _operation(prefix: SoapPrefix) -> str | None:
+    """The DSS_ACTIONS key of a scanned SOAP request, or None."""
+    if prefix.operation == "VerifyRequest" and prefix.update:
+        return "VerifyRequest+ReturnUpdatedSignature"
+    return prefix.operation
 
 
 def dss_operation(content: Any) -> str | None:
     """The DSS_ACTIONS key of the SOAP request in ``content`` (a file, read and rewound), or None."""
-    target = _DssClassifier()
-    scan_prefix(content, target)
-    if target.operation == "VerifyRequest" and target.update:
-        return "VerifyRequest+ReturnUpdatedSignature"
-    return target.operation
+    return _operation(scan_soap(content))
 
 
 def required_actions(request: Any, permission: Permission) -> tuple[Action, ...] | None:
     """The actions a request needs; None when any DSS operation would do (the body names none: the
     DSS service answers it with a fault and runs nothing)."""
     if permission == DSS_OPERATION:
-        operation = dss_operation(request.content)
+        operation = _operation(soap_prefix(request))  # the scan the WS-Security check may have done already
         return DSS_ACTIONS[operation] if operation is not None else None
     return (Action(permission),)
 
@@ -223,7 +169,9 @@ class PasswordChecker:
             return defer.fail(UnauthorizedLogin("credentials are not UTF-8"))
         address = getattr(credentials, "address", None)
         otp = getattr(credentials, "otp", None)
-        d = threads.deferToThread(self._users.authenticate, name, password, address)
+        hit = self._users.cached(name, password)  # a credential verified moments ago: no thread hop
+        d = defer.succeed(hit) if hit is not None else threads.deferToThread(self._users.authenticate, name,
+                                                                               password, address)
 
         def checked(principal: Principal | None) -> Any:
             if principal is None:
@@ -403,10 +351,10 @@ class _Gate(resource.Resource):
         """A resource authenticating by WS-Security or client certificate; None: HTTP Basic decides."""
         basic = request.getHeader(b"authorization") is not None
         if self._wss is not None and request.method == b"POST" and request.path.startswith(SOAP_PREFIXES):
-            from server.identity.wssecurity import FAILED_AUTHENTICATION, WssFault, read_token
+            from server.identity.wssecurity import FAILED_AUTHENTICATION, WssFault, token_of
 
             try:
-                token = read_token(request.content)
+                token = token_of(soap_prefix(request))
             except WssFault as fault:
                 return _WssRefusal(fault)
             if token is not None:

@@ -3,7 +3,6 @@ and what our SOAP code answers (responses, faults) is valid against the official
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +13,8 @@ from lxml import etree
 from server import config
 from server.errors import Code, SiegelError
 from server.web import dss
-from server.web.dss import ROOT_SCHEMA, SCHEMA_DIR, WSDL_FILE, Contract, build_wsgi_app
+from server.identity.users import Principal, Role
+from server.web.dss import ROOT_SCHEMA, SCHEMA_DIR, WSDL_FILE, Contract, DssEndpoint
 from server.web.dss_sign import sign_response
 from server.web.dss_verify import verify_response
 from server.web.soap import DSS_NS, SOAP11_ENV, soap_fault_envelope
@@ -217,19 +217,11 @@ class _NoSigning:
     verify = extend = sign
 
 
-def call_wsgi(body: bytes | io.RawIOBase) -> tuple[str, bytes]:
-    """POST ``body`` to the DSS WSGI application directly; returns the status line and the body."""
-    app = build_wsgi_app(config.load(environ={}), parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA),
-                         _NoSigning(), _NoSigning())  # type: ignore[arg-type]
-    stream = io.BytesIO(body) if isinstance(body, bytes) else body
-    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "text/xml; charset=utf-8",
-               "CONTENT_LENGTH": str(len(body)) if isinstance(body, bytes) else "100", "wsgi.input": stream,
-               "PATH_INFO": "/", "SCRIPT_NAME": "/dss", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-               "SERVER_PORT": "8080", "HTTP_HOST": "127.0.0.1:8080", "wsgi.url_scheme": "http",
-               "HTTP_X_SIEGEL_PRINCIPAL": "1:tester"}
-    status: list[str] = []
-    chunks = app(environ, lambda line, headers, exc_info=None: status.append(line))
-    return status[-1], b"".join(chunks)
+def call_endpoint(body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` to the DSS endpoint directly; returns the HTTP status and the body."""
+    endpoint = DssEndpoint(config.load(environ={}), parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA),
+                           _NoSigning(), _NoSigning())  # type: ignore[arg-type]
+    return endpoint.handle(body, Principal(1, "tester", Role.INTEGRATION))
 
 
 def soap_request(body: str) -> bytes:
@@ -238,8 +230,8 @@ def soap_request(body: str) -> bytes:
 
 
 def test_response_body_element_keeps_its_prefixes() -> None:
-    status, body = call_wsgi(soap_request('<dss:SignRequest RequestID="r"/>'))
-    assert status.startswith("200")
+    status, body = call_endpoint(soap_request('<dss:SignRequest RequestID="r"/>'))
+    assert status == 200
     assert b"<dss:SignResponse " in body and b"<dss:ResultMajor>" in body
 
 
@@ -248,30 +240,30 @@ def test_unexpected_error_in_an_operation_is_a_server_fault(monkeypatch: pytest.
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(dss, "parse_sign_request", broken)
-    status, body = call_wsgi(soap_request("<dss:SignRequest/>"))
-    assert status.startswith("500")
+    status, body = call_endpoint(soap_request("<dss:SignRequest/>"))
+    assert status == 500
     fault = parse_xml(body, max_depth=16).find(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault")
     assert (fault.findtext("faultcode"), fault.findtext("faultstring")) == ("soap:Server", "internal error")
     assert b"secret" not in body and b"Traceback" not in body
 
 
-def test_failure_outside_spyne_s_handling_is_a_server_fault() -> None:
-    class Failing(io.RawIOBase):
-        def read(self, size: int = -1) -> bytes:
-            raise OSError("secret transport detail")
+def test_unexpected_error_before_the_operation_is_a_server_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: DssEndpoint, entry: etree._Element) -> None:
+        raise OSError("secret schema detail")
 
-    status, body = call_wsgi(Failing())
-    assert status.startswith("500")
+    monkeypatch.setattr(DssEndpoint, "_validate", broken)
+    status, body = call_endpoint(soap_request("<dss:SignRequest/>"))
+    assert status == 500
     fault = parse_xml(body, max_depth=16).find(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault")
-    assert fault.findtext("faultcode") == "soap:Server"
+    assert (fault.findtext("faultcode"), fault.findtext("faultstring")) == ("soap:Server", "internal error")
     assert b"secret" not in body
 
 
 @pytest.mark.parametrize("attribute", ['xsi:nil="true"', 'xsi:type="dss:VerifyResponse"'])
 def test_xsi_attributes_on_the_body_are_judged_by_the_schema(attribute: str) -> None:
-    status, body = call_wsgi(soap_request(
+    status, body = call_endpoint(soap_request(
         f'<dss:SignRequest xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" {attribute}/>'))
-    assert status.startswith("500")
+    assert status == 500
     fault = parse_xml(body, max_depth=16).find(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault")
     assert fault.findtext("faultcode") == "soap:Client"
     assert "does not match the DSS schema" in fault.findtext("faultstring")
