@@ -50,6 +50,7 @@ class Action(StrEnum):
     # archive (TR-ESOR S.4)
     ARCHIVE_SUBMIT = "archive_submit"      # put documents into the long-term archive
     ARCHIVE_READ = "archive_read"          # retrieve archived documents and evidence records
+    ARCHIVE_DELETE = "archive_delete"      # delete an archive object (with a reason; logged)
     # administration
     USER_ADMIN = "user_admin"              # add, disable, change the role of accounts
     APICLIENT_ADMIN = "apiclient_admin"    # create, list and revoke API clients
@@ -70,8 +71,8 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     Role.ADMIN: _ANY | _PERSON | _SIGNING | {
         Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT,
         Action.TEMPLATE_READ, Action.TEMPLATE_MANAGE, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ,
-        Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT, Action.CA_ADMIN, Action.DIRECTORY_SYNC,
-        Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS, Action.REMOTE_ACCOUNTS},
+        Action.ARCHIVE_DELETE, Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT, Action.CA_ADMIN,
+        Action.DIRECTORY_SYNC, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS, Action.REMOTE_ACCOUNTS},
     Role.AUDITOR: _ANY | _PERSON | {
         Action.WORKFLOW_READ, Action.TEMPLATE_READ, Action.ARCHIVE_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY,
         Action.SYSTEM_STATUS},
@@ -83,7 +84,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     # A system account (ERP, DMS): no portal, no 2FA, no workflow steps of its own to act on.
     Role.INTEGRATION: _ANY | _SIGNING | {
         Action.DOCUMENT_READ, Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ,
-        Action.TEMPLATE_READ, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ},
+        Action.TEMPLATE_READ, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ, Action.ARCHIVE_DELETE},
 }
 
 OWNED: frozenset[Action] = frozenset({

@@ -35,6 +35,7 @@ EXPECTED: dict[Action, set[Role]] = {
     Action.TEMPLATE_MANAGE: {A, T},
     Action.ARCHIVE_SUBMIT: {A, I},
     Action.ARCHIVE_READ: {A, U, I},
+    Action.ARCHIVE_DELETE: {A, I},
     Action.USER_ADMIN: {A},
     Action.APICLIENT_ADMIN: {A},
     Action.KEY_GRANT: {A},
