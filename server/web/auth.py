@@ -65,6 +65,7 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/2fa/otp": {"POST": Action.SECOND_FACTOR},  # PASSWORD_ONLY: how one gets a first code
     "/api/v1/password-reset/complete": {"POST": PUBLIC},
     "/dss": {"GET": PUBLIC, "POST": DSS_OPERATION},  # GET: the WSDL and its schemas
+    "/archive/s4": {"GET": PUBLIC, "POST": DSS_OPERATION},  # TR-ESOR S.4 (server.web.s4); GET: WSDL and schemas
     # The CSC API has its own authentication (auth/login with Basic, then bearer tokens; server.web.csc checks
     # Action.REMOTE_SIGN): not behind this guard, so PUBLIC here means "no HTTP Basic demanded by the guard".
     **{f"/csc/{version}/{method}": {"POST": PUBLIC} for version in ("v1", "v2") for method in (
@@ -79,8 +80,16 @@ DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
     "SignRequest": (Action.SIGN,),
     "VerifyRequest": (Action.VERIFY,),
     "VerifyRequest+ReturnUpdatedSignature": (Action.VERIFY, Action.EXTEND),
+    # TR-ESOR S.4 at /archive/s4 (its Verify is the dss:VerifyRequest above: evidence records, no archive access)
+    "ArchiveSubmissionRequest": (Action.ARCHIVE_SUBMIT,),
+    "ArchiveUpdateRequest": (Action.ARCHIVE_SUBMIT,),
+    "ArchiveRetrievalRequest": (Action.ARCHIVE_READ,),
+    "ArchiveEvidenceRequest": (Action.ARCHIVE_READ,),
+    "ArchiveDataRequest": (Action.ARCHIVE_READ,),
+    "ArchiveDeletionRequest": (Action.ARCHIVE_DELETE,),
+    "RetrieveInfoRequest": (Action.API_INFO,),
 }
-"""What a DSS operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
+"""What a DSS or TR-ESOR operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
 
 
 def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[str, ...]]:
@@ -112,7 +121,7 @@ def required_actions(request: Any, permission: Permission) -> tuple[Action, ...]
     DSS service answers it with a fault and runs nothing)."""
     if permission == DSS_OPERATION:
         operation = _operation(soap_prefix(request))  # the scan the WS-Security check may have done already
-        return DSS_ACTIONS[operation] if operation is not None else None
+        return DSS_ACTIONS.get(operation) if operation is not None else None  # an unknown one: answered as such
     return (Action(permission),)
 
 

@@ -19,6 +19,7 @@ WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secex
 _ENVELOPE, _HEADER, _BODY = f"{{{SOAP11_ENV}}}Envelope", f"{{{SOAP11_ENV}}}Header", f"{{{SOAP11_ENV}}}Body"
 _SECURITY, _TOKEN = f"{{{WSSE}}}Security", f"{{{WSSE}}}UsernameToken"
 _SIGN, _VERIFY = f"{{{DSS_NS}}}SignRequest", f"{{{DSS_NS}}}VerifyRequest"
+_TR_ESOR = "{http://www.bsi.bund.de/tr-esor/api/1.3}"  # the S.4 requests at /archive/s4 (dss:VerifyRequest too)
 _OPTIONAL, _UPDATE = f"{{{DSS_NS}}}OptionalInputs", f"{{{DSS_NS}}}ReturnUpdatedSignature"
 
 
@@ -29,7 +30,8 @@ class SoapPrefix:
     Header side: whether a ``wsse:Security`` header came before the first non-Header element of the
     envelope, how many ``wsse:UsernameToken`` it holds, the text and attributes of the first token's child
     elements, and a child element given twice (the token is then unusable). Body side: the DSS operation
-    (``SignRequest`` / ``VerifyRequest``; None for anything else) and whether a VerifyRequest's
+    (``SignRequest`` / ``VerifyRequest``; a TR-ESOR S.4 request's local name; None for anything else)
+    and whether a VerifyRequest's
     OptionalInputs hold ReturnUpdatedSignature.
     """
 
@@ -78,6 +80,9 @@ class _Scanner:
                     raise StopScan  # a second body element: the SOAP layer refuses the request
                 if tag == _SIGN:
                     found.operation = "SignRequest"
+                    raise StopScan
+                if tag.startswith(_TR_ESOR):
+                    found.operation = tag[len(_TR_ESOR):]
                     raise StopScan
                 if tag != _VERIFY:
                     raise StopScan
