@@ -11,15 +11,15 @@ APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core
 APT_TEST := $(APT_SERVE) slapd ldap-utils postgresql xmlsec1 poppler-utils qpdf chromium \
             libnss3-tools jaxws default-jdk-headless mono-devel
 
-.PHONY: serve test bench init deps-serve deps-test venv clean-var
+.PHONY: serve test bench init deps-serve deps-test venv clean-var portal-assets
 
-serve: deps-serve venv
+serve: deps-serve venv portal-assets
 	$(BIN)/siegel serve
 
 init: deps-serve venv
 	$(BIN)/siegel init
 
-test: deps-test venv
+test: deps-test venv portal-assets
 	$(BIN)/python -m pytest
 
 bench: deps-test venv
@@ -32,6 +32,21 @@ deps-test:
 	@./.ci/apt-ensure $(APT_TEST)
 
 venv: $(STAMP)
+
+# The portal's front-end packages (pdf.js) come from npm (package-lock.json) and are copied into the folder
+# the portal serves; nothing is fetched by a browser from elsewhere at run time.
+PORTAL_VENDOR := server/web/portal/static/vendor/pdfjs
+portal-assets: $(PORTAL_VENDOR)/.installed
+
+$(PORTAL_VENDOR)/.installed: package.json package-lock.json
+	@./.ci/apt-ensure nodejs
+	@command -v npm >/dev/null || ./.ci/apt-ensure npm
+	npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(PORTAL_VENDOR) && mkdir -p $(PORTAL_VENDOR)
+	cp node_modules/pdfjs-dist/build/pdf.min.mjs node_modules/pdfjs-dist/build/pdf.worker.min.mjs \
+	   node_modules/pdfjs-dist/LICENSE $(PORTAL_VENDOR)/
+	cp -r node_modules/pdfjs-dist/standard_fonts $(PORTAL_VENDOR)/
+	touch $@
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ./.ci/apt-ensure python3-venv python3-dev
