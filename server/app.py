@@ -29,6 +29,7 @@ from server.pki.tsa import TimestampAuthority
 from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
+from server.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
     from adapters.remote_signing.operations import RemoteSigning
@@ -138,6 +139,19 @@ class Services:
         return RemoteSigning(clients, lambda user_id, user_name, order, key: self.signing.sign(
             user_id, user_name, order, key=key), r.operation_minutes, r.max_operations)
 
+    @functools.cached_property
+    def workflows(self) -> WorkflowService:
+        """Signature workflows (settings [workflows]): templates, steps, links, the mail outbox."""
+        from server.workflows.documents import WorkflowDocuments
+        from server.workflows.outbox import MailOutbox
+        from server.workflows.templates import TemplateRepository
+
+        s = self.settings
+        return WorkflowService(self.engine, self.audit, s.workflows, TemplateRepository(self.engine, self.audit),
+                               self.signing, self.verification, self.ca, WorkflowDocuments(s.path(s.store.path)),
+                               MailOutbox(self.engine, build_mailer(s), s.mail.sender, s.workflows.mail_retry_max_seconds),
+                               s.server.public_base_url)
+
     def remote_overview(self) -> list[dict[str, Any]]:
         """Per remote signing account: its credentials, their certificates, the signatures made through Siegel."""
         from adapters.remote_signing.overview import accounts_overview
@@ -179,6 +193,9 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
+            JobSpec("workflow-mail", timedelta(seconds=services.settings.workflows.mail_interval_seconds),
+                    services.workflows.outbox.deliver),
+            JobSpec("workflow-deadlines", timedelta(minutes=5), services.workflows.run_deadlines),
             *([JobSpec("ldap-sync", timedelta(minutes=services.settings.directory.sync_interval_minutes),
                        services.directory.run_scheduled, lease=timedelta(hours=1))] if services.directory else [])]
 
@@ -203,6 +220,9 @@ def build_root(services: Services) -> resource.Resource:
     v1 = ApiV1(services.signing, services.verification, s.server.public_base_url,
                lambda: services.remote_signing, services.remote_overview)
     v1.putChild(b"2fa", TwoFactorRoot(services.twofactor))
+    from server.web.workflows import WorkflowsRoot
+
+    v1.putChild(b"workflows", WorkflowsRoot(services.workflows, services.twofactor, _trusted_proxies(s)))
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, v1, public={b"password-reset": PasswordResetRequest(services.users)}))
     root.putChild(b"api", api)
@@ -215,9 +235,13 @@ def build_root(services: Services) -> resource.Resource:
 
     csc = CscService(services.engine, services.audit, services.users, services.twofactor, services.hsm.get,
                      CscPolicy.from_settings(s.csc), timestamp=internal_timestamp(services.tsa.respond))
-    root.putChild(b"csc", CscApi(csc, trusted_proxies=frozenset(a.strip() for a in s.auth.trusted_proxies.split(",")
-                                                                if a.strip()), public_base_url=s.server.public_base_url))
+    root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root
+
+
+def _trusted_proxies(settings: Settings) -> frozenset[str]:
+    """auth.trusted_proxies as a set of addresses."""
+    return frozenset(a.strip() for a in settings.auth.trusted_proxies.split(",") if a.strip())
 
 
 def _protect(services: Services, wrapped: resource.IResource,
@@ -232,5 +256,5 @@ def _protect(services: Services, wrapped: resource.IResource,
     wss = WsSecurity(services.users, services.settings.path(KEY_FILE), WssPolicy.from_settings(services.settings.wssecurity))
     certs = ClientCertificateService(services.engine, services.audit, services.ca) if auth.client_certificates else None
     return protect(wrapped, services.users, auth.realm, public,
-                   trusted_proxies=frozenset(a.strip() for a in auth.trusted_proxies.split(",") if a.strip()),
+                   trusted_proxies=_trusted_proxies(services.settings),
                    wss=wss, client_certs=certs)

@@ -22,18 +22,18 @@ class SmtpMailSender:
         self.timeout = timeout
         self._ca_file = ca_file or None
 
-    def message(self, to: str, subject: str, body: str) -> EmailMessage:
+    def message(self, to: str, subject: str, body: str, message_id: str | None = None) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        msg["Message-ID"] = message_id or make_msgid(domain=self.sender.rpartition("@")[2] or None)
         msg.set_content(body)
         return msg
 
-    def send(self, to: str, subject: str, body: str) -> None:
-        msg = self.message(to, subject, body)
+    def send(self, to: str, subject: str, body: str, message_id: str | None = None) -> None:
+        msg = self.message(to, subject, body, message_id)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 smtp.ehlo()

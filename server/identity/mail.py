@@ -6,6 +6,7 @@ from typing import Protocol
 
 
 class MailSender(Protocol):
-    def send(self, to: str, subject: str, body: str) -> None:
-        """Deliver a plain-text message to ``to``; raise SiegelError when it cannot be handed over."""
+    def send(self, to: str, subject: str, body: str, message_id: str | None = None) -> None:
+        """Deliver a plain-text message to ``to`` (with this Message-ID, else a new one); raise SiegelError when
+        it cannot be handed over."""
         ...

@@ -32,6 +32,88 @@ def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any
         "type": "object", "properties": properties, "required": required}}}}
 
 
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+_STATUS = {"description": "the workflow: state, template version, document revision, each step with its assignees "
+                          "(state, action, when, authentication level, address, verification of their signature)",
+           "content": _JSON_OBJECT}
+_DEFINITION = {"type": "object", "description": "steps (ordered; each: name, assignee {user} | {group, mode any|every} | "
+                                                "{external: address or {{variable}}, name}, action sign|approve|copy, "
+                                                "auth link|password|password+2fa, signature {format pades, level, field "
+                                                "| page + box, appearance, keySource internal|remote, remoteService}, "
+                                                "deadlineHours, remindAfterHours, fourEyesWith), starters {roles, "
+                                                "users, groups}, description"}
+_LINK_TOKEN = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+               "description": "the token of the invitation link"}
+_WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
+    "/workflows": {"post": {
+        "summary": "Start a workflow: a PDF through a template's current version; its first step becomes due",
+        "requestBody": _json_body({"template": {"type": ["integer", "string"], "description": "id or name"},
+                                   "document": {"type": "string", "contentEncoding": "base64"},
+                                   "documentName": {"type": "string"},
+                                   "variables": {"type": "object", "description": "values of the template's "
+                                                                                  "{{variables}}, e.g. external addresses"}},
+                                  ["template", "document"]),
+        "responses": {"201": _STATUS, **_errors(400, 401, 403, 404, 409, 501)}}},
+    "/workflows/templates": {
+        "get": {"summary": "The workflow templates in use", "responses": {
+            "200": {"description": "templates: id, name, version", "content": _JSON_OBJECT}, **_errors(401, 403)}},
+        "post": {"summary": "Create a workflow template (version 1); every problem of the definition is named",
+                 "requestBody": _json_body({"name": {"type": "string"}, "definition": _DEFINITION},
+                                           ["name", "definition"]),
+                 "responses": {"201": {"description": "the template", "content": _JSON_OBJECT},
+                               **_errors(400, 401, 403, 409)}}},
+    "/workflows/templates/{id}": {
+        "get": {"summary": "A template with its current (or ?version=) definition", "parameters": [
+            _ID, {"name": "version", "in": "query", "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "the template", "content": _JSON_OBJECT},
+                              **_errors(400, 401, 403, 404)}},
+        "put": {"summary": "A new version of the template; running workflows keep theirs", "parameters": [_ID],
+                "requestBody": _json_body({"definition": _DEFINITION}, ["definition"]),
+                "responses": {"200": {"description": "the template", "content": _JSON_OBJECT},
+                              **_errors(400, 401, 403, 404, 409)}},
+        "delete": {"summary": "Retire the template: it starts no new workflows", "parameters": [_ID],
+                   "responses": {"200": {"description": "the template", "content": _JSON_OBJECT},
+                                 **_errors(400, 401, 403, 404)}}},
+    "/workflows/inbox": {"get": {
+        "summary": "The caller's steps that are due: workflow, step, action, deadline, sender, document",
+        "responses": {"200": {"description": "steps", "content": _JSON_OBJECT}, **_errors(401, 403)}}},
+    "/workflows/link": {
+        "get": {"summary": "What an invitation link is for (the link stays unused)", "security": [],
+                "parameters": [_LINK_TOKEN],
+                "responses": {"200": {"description": "workflow, step, action, document URL", "content": _JSON_OBJECT},
+                              **_errors(403)}},
+        "post": {"summary": "Act with an invitation link: sign, approve or reject its one step (once, before it "
+                            "expires; steps whose auth is link)", "security": [],
+                 "requestBody": _json_body({"token": {"type": "string"},
+                                            "action": {"type": "string", "enum": ["sign", "approve", "reject"]},
+                                            "reason": {"type": "string", "description": "needed to reject"}},
+                                           ["token", "action"]),
+                 "responses": {"200": _STATUS, **_errors(400, 401, 403, 409)}}},
+    "/workflows/link/document": {"get": {
+        "summary": "The document an invitation link is for", "security": [], "parameters": [_LINK_TOKEN],
+        "responses": {"200": {"description": "the PDF", "content": {"application/pdf": _BINARY}}, **_errors(403)}}},
+    "/workflows/{id}": {"get": {
+        "summary": "A workflow's status (its starter, assignees, auditors and admins)", "parameters": [_ID],
+        "responses": {"200": _STATUS, **_errors(400, 401, 403, 404)}}},
+    "/workflows/{id}/cancel": {"post": {
+        "summary": "Cancel a running workflow (its starter or an admin); everyone involved is told",
+        "parameters": [_ID], "requestBody": _json_body({"reason": {"type": "string"}}, []),
+        "responses": {"200": _STATUS, **_errors(400, 401, 403, 404, 409)}}},
+    "/workflows/{id}/document": {"get": {
+        "summary": "The document's current revision (the signed PDF once completed)", "parameters": [_ID],
+        "responses": {"200": {"description": "the PDF", "content": {"application/pdf": _BINARY}},
+                      **_errors(400, 401, 403, 404)}}},
+    "/workflows/{id}/steps/{step}": {"post": {
+        "summary": "Sign, approve or reject a step assigned to the caller; 409 until it is due, or when another "
+                   "attempt is at it; a password+2fa step needs X-Siegel-OTP",
+        "parameters": [_ID, {"name": "step", "in": "path", "required": True, "schema": {"type": "integer"}}, _OTP],
+        "requestBody": _json_body({"action": {"type": "string", "enum": ["sign", "approve", "reject"]},
+                                   "reason": {"type": "string", "description": "needed to reject"}}, ["action"]),
+        "responses": {"200": _STATUS, **_errors(400, 401, 403, 404, 409)}}},
+}
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/whoami": {"get": {"summary": "The authenticated account", "responses": {
         "200": {"description": "id, name, role", "content": {"application/json": {"schema": {"type": "object"}}}},
@@ -179,6 +261,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "requestBody": _json_body({"channel": {"type": "string", "enum": ["email", "sms"], "default": "email"}}, []),
         "responses": {"202": {"description": "channel, to (masked), expires"}, **_errors(400, 401, 403, 409, 501)}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    **_WORKFLOW_PATHS,
 }
 
 
