@@ -211,6 +211,31 @@ class CscSettings:
 
 
 @dataclass(frozen=True)
+class RemoteSigningSettings:
+    accounts_file: str  # TOML file of the outside CSC services ([[account]] tables); empty: none
+    timeout_seconds: float  # connect and response timeout of each call
+    retries: int  # extra attempts after a connection error or a 5xx
+    operation_minutes: int  # how long an operation waits for the user's PIN and OTP
+    max_operations: int  # operations waiting at once in one worker
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    link_hours: int  # how long an invitation link works (once) after its step became due
+    mail_interval_seconds: float  # how often the outbound mail queue is worked through (and SMTP retried)
+    mail_retry_max_seconds: float  # the longest wait between two attempts of one queued mail (doubling up to this)
+    claim_seconds: float  # how long a step being signed stays claimed by one attempt (a crashed attempt frees it then)
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    idle_minutes: float  # a portal session ends after this long without a request
+    absolute_hours: float  # and this long after its login, whatever happens
+    second_factor_minutes: float  # how long the second-factor step of a login waits after the password
+    result_minutes: float  # how long a document signed in the portal stays downloadable
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -233,6 +258,9 @@ class Settings:
     appearance: AppearanceSettings
     directory: DirectorySettings
     csc: CscSettings
+    remote_signing: RemoteSigningSettings
+    workflows: WorkflowSettings
+    portal: PortalSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -441,4 +469,17 @@ def _validate(s: Settings) -> None:
     need(1 <= s.csc.token_minutes <= 1440, "csc.token_minutes", "minutes from 1 to 1440")
     need(1 <= s.csc.sad_minutes <= 60, "csc.sad_minutes", "minutes from 1 to 60")
     need(1 <= s.csc.multisign <= 1000, "csc.multisign", "a number of signatures from 1 to 1000")
+    need(1 <= s.workflows.link_hours <= 8760, "workflows.link_hours", "hours from 1 to 8760 (a year)")
+    need(s.workflows.mail_interval_seconds > 0, "workflows.mail_interval_seconds", "seconds, more than 0")
+    need(s.workflows.mail_retry_max_seconds >= 1, "workflows.mail_retry_max_seconds", "seconds, at least 1")
+    need(s.workflows.claim_seconds >= 10, "workflows.claim_seconds", "seconds, at least 10")
+    need(0 < s.portal.idle_minutes <= s.portal.absolute_hours * 60, "portal.idle_minutes",
+         "minutes, more than 0 and at most portal.absolute_hours")
+    need(0 < s.portal.second_factor_minutes <= 60, "portal.second_factor_minutes", "minutes from 0 to 60")
+    need(s.portal.result_minutes > 0, "portal.result_minutes", "minutes, more than 0")
     need(re.match(r"^[A-Z]{2}$", s.csc.region) is not None, "csc.region", "a two-letter ISO 3166 country code such as DE")
+    r = s.remote_signing
+    need(r.timeout_seconds > 0, "remote_signing.timeout_seconds", "seconds, more than 0")
+    need(0 <= r.retries <= 10, "remote_signing.retries", "a number of retries from 0 to 10")
+    need(1 <= r.operation_minutes <= 60, "remote_signing.operation_minutes", "minutes from 1 to 60")
+    need(1 <= r.max_operations <= 10000, "remote_signing.max_operations", "a number of operations from 1 to 10000")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Mapping
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -56,6 +57,9 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/sign-hash": {"POST": Action.SIGN_HASH},
     "/api/v1/sign/prepare": {"POST": Action.TWO_STEP},
     "/api/v1/sign/complete": {"POST": Action.TWO_STEP},  # the state's owner only (SigningService)
+    "/api/v1/sign/remote/authorize": {"POST": Action.REMOTE_SIGN},  # the operation's owner only (RemoteSigning)
+    "/api/v1/sign/remote/cancel": {"POST": Action.REMOTE_SIGN},
+    "/api/v1/remote-signing/accounts": {"GET": Action.REMOTE_ACCOUNTS},
     "/api/v1/verify": {"POST": Action.VERIFY},
     "/api/v1/password-reset": {"POST": PUBLIC},
     "/api/v1/2fa": {"DELETE": Action.SECOND_FACTOR},  # needs a valid second factor in the request as well
@@ -73,8 +77,24 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
         "credentials/authorize", "credentials/authorizeCheck", "signatures/signHash", "signatures/timestamp")},
     "/csc/v2/oauth2/authorize": {"GET": PUBLIC},  # the user authenticates there itself (server.web.csc)
     "/csc/v2/oauth2/token": {"POST": PUBLIC},
+    # Signature workflows (server.web.workflows); ownership (starter, assignee) is the service's to decide.
+    "/api/v1/workflows": {"POST": Action.WORKFLOW_START},
+    "/api/v1/workflows/templates": {"GET": Action.TEMPLATE_READ, "POST": Action.TEMPLATE_MANAGE},
+    "/api/v1/workflows/templates/{id}": {"GET": Action.TEMPLATE_READ, "PUT": Action.TEMPLATE_MANAGE,
+                                         "DELETE": Action.TEMPLATE_MANAGE},
+    "/api/v1/workflows/inbox": {"GET": Action.STEP_ACT},
+    "/api/v1/workflows/link": {"GET": PUBLIC, "POST": PUBLIC},  # the single-use link token is the credential
+    "/api/v1/workflows/link/document": {"GET": PUBLIC},
+    "/api/v1/workflows/{id}": {"GET": Action.WORKFLOW_READ},
+    "/api/v1/workflows/{id}/cancel": {"POST": Action.DOCUMENT_CANCEL},
+    "/api/v1/workflows/{id}/document": {"GET": Action.DOCUMENT_READ},
+    "/api/v1/workflows/{id}/steps/{step}": {"POST": Action.STEP_ACT},
 }
-"""Every protected route's permission: path (without query, no trailing slash) → method → permission."""
+"""Every protected route's permission: path (without query, no trailing slash) → method → permission. A
+``{name}`` segment stands for any one path segment (an id); a path listed literally goes first."""
+
+_PATTERNS = [(re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path))), methods)
+             for path, methods in ROUTES.items() if "{" in path]
 
 DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
     "SignRequest": (Action.SIGN,),
@@ -96,6 +116,8 @@ def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[
     """The permission of ``method`` on ``path`` and the methods the path offers; (None, ()) for no route."""
     text = path.split(b"?", 1)[0].decode("latin-1")
     methods = ROUTES.get(text)
+    if methods is None:
+        methods = next((m for pattern, m in _PATTERNS if pattern.fullmatch(text)), None)
     if methods is None:
         return None, ()
     verb = method.decode("latin-1").upper()
