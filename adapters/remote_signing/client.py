@@ -31,13 +31,15 @@ from server.signing.keysource import DigestAlgorithm, SignatureScheme
 
 TOKEN_MARGIN_SECONDS = 30.0  # an access token is renewed this long before the service says it expires
 CALLER_ERRORS = frozenset({"invalid_pin", "invalid_otp"})  # the user may correct these and try again
+CALLER_DESCRIPTIONS = frozenset({"The PIN is invalid", "The OTP is invalid"})  # the same under invalid_request
 
 
 class RemoteServiceError(SiegelError):
     """A CSC service refused or failed: its name, the method, the HTTP status, ``error`` and ``error_description``."""
 
     def __init__(self, service: str, method: str, status: int | None, error: str, description: str) -> None:
-        code = Code.BAD_REQUEST if error in CALLER_ERRORS else Code.REMOTE_SIGNING_FAILED
+        code = Code.BAD_REQUEST if error in CALLER_ERRORS or description in CALLER_DESCRIPTIONS \
+            else Code.REMOTE_SIGNING_FAILED
         where = f"HTTP {status}" if status is not None else "no answer"
         super().__init__(code, f"remote signing service {service!r}, {method}: {error}: {description} ({where})")
         self.service = service

@@ -440,12 +440,12 @@ class CscService:
             return error
 
         if self._locked(principal.user_id):
-            raise refuse(invalid("Credential locked"), "account locked")
+            raise refuse(invalid("PIN locked"), "account locked")
         if not isinstance(pin, str) or not pin:
             raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "no PIN")
         if self._users.authenticate(principal.name, pin, address) is None:
             if self._locked(principal.user_id):
-                raise refuse(invalid("Credential locked"), "wrong PIN, account locked")
+                raise refuse(invalid("PIN locked"), "wrong PIN, account locked")
             raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "wrong PIN")
         code = otp if isinstance(otp, str) else ""
         if not code or not any(self._twofactor.verify_otp(principal.user_id, code, purpose=PURPOSE, binding=b)
@@ -527,7 +527,7 @@ class CscService:
             if any(h.hex() not in bound for h in hashes):
                 raise invalid("Hash is not authorized by the SAD")
             if certificate_expired(cert, self.clock()):
-                raise invalid("Signing certificate is expired")
+                raise invalid(f"Signing certificate '{cert.subject}' is expired")
         except CscError as exc:
             raise refused(exc, exc.description) from None
         n = len(hashes)

@@ -184,8 +184,8 @@ def test_refusals(csc: Csc) -> None:
     code = csc.otp(credential)  # fetched first, so the lock cannot run out while the mail travels
     for _ in range(3):
         r = csc.authorize(credential, digest, "wrong password!", otp="123456")
-    assert error(r) == (400, "invalid_request", "Credential locked")
-    assert error(csc.authorize(credential, digest, ADA[1], otp=code)) == (400, "invalid_request", "Credential locked")
+    assert error(r) == (400, "invalid_request", "PIN locked")
+    assert error(csc.authorize(credential, digest, ADA[1], otp=code)) == (400, "invalid_request", "PIN locked")
 
     assert len(audit(csc.inst, "csc.sign")) == 1  # only the one allowed signature
     refused = [e["reason"] for e in audit(csc.inst, "csc.sign_refused")]

@@ -253,11 +253,11 @@ def test_wrong_pin_repeatedly_locks_the_credential(world: World) -> None:
         with pytest.raises(CscError) as err:
             world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, "wrong password!", "123456", None)
         assert err.value.error in ("invalid_pin", "invalid_request")
-    assert err.value.description == "Credential locked"
+    assert err.value.description == "PIN locked"
     world.csc.send_otp(p, label)
     with pytest.raises(CscError) as err:  # the right PIN and OTP, but locked
         world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
-    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "Credential locked")
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "PIN locked")
     reasons = [e["reason"] for e in world.audit("csc.authorize_refused")]
     assert reasons == ["wrong PIN", "wrong PIN", "wrong PIN, account locked", "account locked"]
     with world.pki.engine.connect() as conn:
