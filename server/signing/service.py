@@ -171,10 +171,11 @@ class SigningService:
                                                      settings.server.public_base_url.rstrip("/") + "/portal/verify")
             return self._appearance_cache
 
-    def sign(self, user_id: int, user_name: str, order: SignOrder) -> list[Signed]:
-        """``order`` signed with the caller's own key or a key granted to it: one signature per
-        document, or one ASiC-E container over all; one audit entry per document."""
-        key = self._signing_key(user_id, order.key_name)
+    def sign(self, user_id: int, user_name: str, order: SignOrder, key: SigningKey | None = None) -> list[Signed]:
+        """``order`` signed with the caller's own key or a key granted to it (or ``key``: one of a remote
+        signing service, adapters.remote_signing): one signature per document, or one ASiC-E container
+        over all; one audit entry per document."""
+        key = key or self._signing_key(user_id, order.key_name)
         label = key.label
         timestamps = self._timestamp_client() if order.level.at_least(Level.B_T) else None
         roots = self._trust_roots() if order.level.at_least(Level.B_LT) else ()
