@@ -27,6 +27,7 @@ from server.pki.ca import ROOT, CertificateAuthorityService
 from server.pki.ocsp import OcspResponder
 from server.pki.tsa import TimestampAuthority
 from server.signing.keys import SigningKeys
+from server.signing.levels import Level
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
 from server.workflows.service import WorkflowService
@@ -150,7 +151,7 @@ class Services:
         return WorkflowService(self.engine, self.audit, s.workflows, TemplateRepository(self.engine, self.audit),
                                self.signing, self.verification, self.ca, WorkflowDocuments(s.path(s.store.path)),
                                MailOutbox(self.engine, build_mailer(s), s.mail.sender, s.workflows.mail_retry_max_seconds),
-                               s.server.public_base_url)
+                               s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
 
     def remote_overview(self) -> list[dict[str, Any]]:
         """Per remote signing account: its credentials, their certificates, the signatures made through Siegel."""

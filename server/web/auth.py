@@ -88,6 +88,8 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/workflows/{id}": {"GET": Action.WORKFLOW_READ},
     "/api/v1/workflows/{id}/cancel": {"POST": Action.DOCUMENT_CANCEL},
     "/api/v1/workflows/{id}/document": {"GET": Action.DOCUMENT_READ},
+    "/api/v1/workflows/{id}/history": {"GET": Action.WORKFLOW_READ},
+    "/api/v1/workflows/{id}/certificate": {"GET": Action.WORKFLOW_READ},
     "/api/v1/workflows/{id}/steps/{step}": {"POST": Action.STEP_ACT},
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission. A

@@ -104,6 +104,16 @@ _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
         "summary": "The document's current revision (the signed PDF once completed)", "parameters": [_ID],
         "responses": {"200": {"description": "the PDF", "content": {"application/pdf": _BINARY}},
                       **_errors(400, 401, 403, 404)}}},
+    "/workflows/{id}/history": {"get": {
+        "summary": "The workflow's history: its status and every audit entry of it and its steps (who, when, what, "
+                   "from where, how authenticated, verification result)", "parameters": [_ID],
+        "responses": {"200": {"description": "workflow, events", "content": _JSON_OBJECT},
+                      **_errors(400, 401, 403, 404)}}},
+    "/workflows/{id}/certificate": {"get": {
+        "summary": "The certificate of completion of a finished workflow: its history as a PDF signed by Siegel's "
+                   "workflow account", "parameters": [_ID],
+        "responses": {"200": {"description": "the signed PDF", "content": {"application/pdf": _BINARY}},
+                      **_errors(400, 401, 403, 404, 409)}}},
     "/workflows/{id}/steps/{step}": {"post": {
         "summary": "Sign, approve or reject a step assigned to the caller; 409 until it is due, or when another "
                    "attempt is at it; a password+2fa step needs X-Siegel-OTP",

@@ -122,7 +122,8 @@ class WorkflowsRoot(resource.Resource):
 
 
 class _Workflow(resource.Resource):
-    """``/workflows/{id}``: status (GET); ``/cancel``, ``/document``, ``/steps/{n}``."""
+    """``/workflows/{id}``: status (GET); ``/cancel``, ``/document``, ``/history`` (JSON), ``/certificate`` (the
+    signed certificate of completion), ``/steps/{n}``."""
 
     def __init__(self, root: WorkflowsRoot, workflow: int | bytes) -> None:
         super().__init__()
@@ -145,6 +146,11 @@ class _Workflow(resource.Resource):
                 r.principal, self._workflow_id(), json_body(r).get("reason")))})
         if path == b"document":
             return _Endpoint({b"GET": lambda r: _pdf(r, *service.document(r.principal, self._workflow_id()))})
+        if path == b"history":
+            return _Endpoint({b"GET": lambda r: json_response(r, 200, service.history(r.principal, self._workflow_id()))})
+        if path == b"certificate":
+            return _Endpoint({b"GET": lambda r: _pdf(r, f"completion-{self._workflow_id()}.pdf",
+                                                     service.certificate(r.principal, self._workflow_id()))})
         if path == b"steps" and request.postpath:
             step = request.postpath.pop(0)
             return _Endpoint({b"POST": lambda r: self._act(r, step)})

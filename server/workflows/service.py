@@ -37,12 +37,13 @@ from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role
 from server.pki.ca import CertificateAuthorityService
-from server.signing.levels import Packaging
+from server.signing.levels import Level, Packaging
 from server.signing.order import Document, Format, PdfOptions, SignOrder
 from server.signing.service import SigningService
 from server.validation.model import Indication
 from server.validation.service import VerificationService
 from server.workflows.documents import WorkflowDocuments
+from server.workflows.history import SYSTEM_ACCOUNT, audit_target, history, signed_certificate
 from server.workflows.outbox import MailOutbox
 from server.workflows.template import AUTH_RANK, Auth, Definition, KeySourceKind, Step, StepAction, resolve
 from server.workflows.templates import TemplateRepository
@@ -80,6 +81,7 @@ class WorkflowService:
     def __init__(self, engine: Engine, audit: AuditLog, settings: WorkflowSettings, templates: TemplateRepository,
                  signing: SigningService, verification: VerificationService, ca: CertificateAuthorityService,
                  documents: WorkflowDocuments, outbox: MailOutbox, public_base_url: str,
+                 record_level: Level = Level.B_T, system_email: str = "siegel@localhost",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -92,6 +94,8 @@ class WorkflowService:
         self._documents = documents
         self.outbox = outbox
         self._base = public_base_url.rstrip("/")
+        self._record_level = record_level  # of the certificate of completion
+        self._system_email = system_email  # the address of the account that signs it
         self._clock = clock
 
     # --- start ------------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ class WorkflowService:
                                                    state="pending"))
                 steps.append(step)
             session.flush()
-            self._audit.append_in(session, principal.name, "workflow.start", str(workflow.id),
+            self._audit.append_in(session, principal.name, "workflow.start", audit_target(workflow.id),
                                   template=template.name, version=template.current_version,
                                   document=workflow.document_name, sha256=workflow.document_sha256)
             self._activate_from(session, workflow, definition, steps, 0, principal.name, now)
@@ -201,7 +205,8 @@ class WorkflowService:
             step.state, step.finished_at = "done", now
             index += 1
         workflow.state, workflow.finished_at = "completed", now
-        self._audit.append_in(session, actor, "workflow.complete", str(workflow.id), revision=workflow.revision,
+        self._audit.append_in(session, actor, "workflow.complete", audit_target(workflow.id),
+                              revision=workflow.revision,
                               sha256=workflow.document_sha256)
         self._notify_all(session, workflow, "completed", f"the workflow {workflow.id} for {workflow.document_name} "
                                                          "is completed: every step is done.")
@@ -379,22 +384,26 @@ class WorkflowService:
 
     def _signer(self, assignment: WorkflowAssignment) -> tuple[int, str]:
         """The account that signs: the assignee's, or for an external signer its own account (created on its
-        first signature, no password) with a user-signing certificate of the internal CA for its address."""
+        first signature) with a user-signing certificate of the internal CA for its address."""
         if assignment.user_id is not None:
             with self._sessions() as session:
                 user = session.get(User, assignment.user_id)
                 assert user is not None
                 return user.id, user.name
-        name = EXTERNAL_PREFIX + assignment.email.lower()
+        return self._account(EXTERNAL_PREFIX + assignment.email.lower(), assignment.email, "external")
+
+    def _account(self, name: str, email: str, source: str) -> tuple[int, str]:
+        """An account without password (it never logs in) that signs with its own certificate of the internal
+        CA: created, and certified, on first use."""
         with self._sessions.begin() as session:
             user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
             if user is None:
-                user = User(name=name, email=assignment.email, role=Role.SIGNER.value, password_hash=None,
-                            disabled=False, created_at=self._clock(), source="external", failed_logins=0)
+                user = User(name=name, email=email, role=Role.SIGNER.value, password_hash=None,
+                            disabled=False, created_at=self._clock(), source=source, failed_logins=0)
                 session.add(user)
                 session.flush()
-                self._audit.append_in(session, "system", "user.add", name, role=Role.SIGNER.value,
-                                      email=assignment.email, source="external")
+                self._audit.append_in(session, "system", "user.add", name, role=Role.SIGNER.value, email=email,
+                                      source=source)
             user_id = user.id
         try:
             self._ca.signing_key_of(user_id)
@@ -456,7 +465,7 @@ class WorkflowService:
             mine.action, mine.acted_at, mine.auth_level, mine.address = action, now, actor.auth.value, actor.address
             mine.verification = json.dumps(verification) if verification is not None else None
             who = actor.principal.name if actor.principal is not None else assignment.email
-            self._audit.append_in(session, who, f"workflow.{action}", f"{workflow.id}/{step.position}",
+            self._audit.append_in(session, who, f"workflow.{action}", audit_target(workflow.id, step.position),
                                   step=spec.name, auth=actor.auth.value, address=actor.address, email=assignment.email,
                                   external=assignment.external, reason=reason, revision=revision, sha256=sha256,
                                   verification=verification)
@@ -487,7 +496,7 @@ class WorkflowService:
                         assignment.state = "cancelled"
         if state != "rejected":
             self._audit.append_in(session, actor, f"workflow.{'cancel' if state == 'cancelled' else 'expire'}",
-                                  str(workflow.id), reason=reason)
+                                  audit_target(workflow.id), reason=reason)
         self._notify_all(session, workflow, state, f"the workflow {workflow.id} for {workflow.document_name} was "
                                                    f"{state} by {actor}" + (f": {reason}" if reason else "."))
 
@@ -559,6 +568,21 @@ class WorkflowService:
         with self._sessions() as session:
             workflow = self._readable(session, principal, workflow_id)
         return workflow.document_name, self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
+
+    def history(self, principal: Principal, workflow_id: int) -> dict[str, Any]:
+        """Who did what when, from where, how authenticated, with which verification result (JSON)."""
+        with self._sessions() as session:
+            self._readable(session, principal, workflow_id)
+        return history(self._engine, workflow_id, self.status_of(workflow_id))
+
+    def certificate(self, principal: Principal, workflow_id: int) -> bytes:
+        """The signed certificate of completion of a finished workflow (PDF)."""
+        record = self.history(principal, workflow_id)
+        if record["workflow"]["state"] == "running":
+            raise SiegelError(Code.CONFLICT, f"workflow {workflow_id} is still running: its certificate of "
+                                             "completion comes when it is finished")
+        return signed_certificate(record, self._signing, lambda: self._account(
+            SYSTEM_ACCOUNT, self._system_email, "system"), self._record_level)
 
     def link_view(self, token: str) -> tuple[Workflow, dict[str, Any]]:
         """What a link's holder may see: the workflow, its step and what it asks (the token stays unused)."""

@@ -45,7 +45,7 @@ class TemplateRepository:
                 session.add(WorkflowTemplateVersion(template_id=template.id, version=1,
                                                     definition=json.dumps(checked.to_json()),
                                                     created_by=principal.user_id, created_at=now))
-                self._audit.append_in(session, principal.name, "workflow.template.create", str(template.id),
+                self._audit.append_in(session, principal.name, "workflow.template.create", f"template:{template.id}",
                                       name=name, version=1)
         except IntegrityError:
             raise SiegelError(Code.CONFLICT, f"a workflow template named {name!r} exists already") from None
@@ -62,7 +62,7 @@ class TemplateRepository:
             session.add(WorkflowTemplateVersion(template_id=template.id, version=template.current_version,
                                                 definition=json.dumps(checked.to_json()),
                                                 created_by=principal.user_id, created_at=self._clock()))
-            self._audit.append_in(session, principal.name, "workflow.template.update", str(template.id),
+            self._audit.append_in(session, principal.name, "workflow.template.update", f"template:{template.id}",
                                   version=template.current_version)
         return self.describe(template_id)
 
@@ -71,7 +71,7 @@ class TemplateRepository:
             template = self._template(session, template_id, lock=True)
             if template.retired_at is None:
                 template.retired_at = self._clock()
-                self._audit.append_in(session, principal.name, "workflow.template.retire", str(template.id))
+                self._audit.append_in(session, principal.name, "workflow.template.retire", f"template:{template.id}")
 
     def list(self) -> list[dict[str, Any]]:
         with self._sessions() as session:

@@ -175,6 +175,15 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
     sent = Counter((m.rcpt_tos, m.message["Subject"]) for m in smtp.messages)
     assert all(n == 1 for n in sent.values()), sent  # every mail exactly once, the delayed one too
     assert len({m.message["Message-ID"] for m in smtp.messages}) == len(smtp.messages)
+    events = api(server, "GET", f"/{wid}/history", "erp").json()["events"]
+    signs = [e["details"] for e in events if e["action"] == "workflow.sign"]
+    assert [(e["auth"], e["verification"]["passed"]) for e in signs] == [("password", True)] * 2 + [("link", True)] * 2
+    certificate = api(server, "GET", f"/{wid}/certificate", "erp")
+    assert certificate.status_code == 200, certificate.text
+    (tmp_path / "completion.pdf").write_bytes(certificate.content)
+    checked = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "completion.pdf")],
+                             capture_output=True, text=True, timeout=60).stdout
+    assert checked.count("Signature is Valid.") == 1 and "system.workflows" in checked, checked
     verified = server.cli("audit", "verify")
     assert "intact" in verified.stdout, verified.stdout
 

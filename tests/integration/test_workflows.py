@@ -166,7 +166,7 @@ def test_order_assignee_link_and_completion_with_four_valid_signatures(world: Wo
     assert [s["auth"] for s in signs] == ["password", "password", "password+2fa", "link"]
     assert all(s["verification"]["passed"] for s in signs)
     assert signs[-1]["address"] == "198.51.100.9" and signs[-1]["actor"] == "partner@example.org"
-    assert world.audit("workflow.complete")[0]["target"] == str(wid)
+    assert world.audit("workflow.complete")[0]["target"] == f"workflow:{wid}"
     completion = [m for m in world.mails(8)[4:] if "completed" in m.message["Subject"]]
     assert {m.rcpt_tos[0] for m in completion} == {"chef@example.com", "anna@example.com", "bert@example.com",
                                                    "carla@example.com", "partner@example.org"}
@@ -310,3 +310,29 @@ def test_a_mail_whose_sender_crashed_after_smtp_accepted_it_is_sent_again_with_t
         row = conn.execute(select(OutboundMail)).one()
     assert row.state == "sent" and row.attempts == 2
     assert world.smtp.wait_for(1)[0].message["Message-ID"] == row.message_id
+
+
+def test_history_and_the_signed_certificate_of_completion(world: World) -> None:
+    anna = world.person("anna")
+    template = _contract(world, [{"name": "Vertrieb", "assignee": {"user": "anna"}, "action": "sign",
+                                  "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "vertrag.pdf", {})["id"]
+    with pytest.raises(SiegelError) as running:
+        world.wf.certificate(world.admin, wid)
+    assert running.value.kind.http_status == 409
+    world.wf.act(as_user(anna), wid, 1, "sign")
+    record = world.wf.history(anna, wid)
+    assert [e["action"] for e in record["events"]] == ["workflow.start", "workflow.sign", "workflow.complete"]
+    sign = record["events"][1]
+    assert (sign["actor"], sign["details"]["auth"], sign["details"]["address"]) == ("anna", "password", "192.0.2.7")
+    assert sign["details"]["verification"]["passed"] is True
+    pdf = world.wf.certificate(world.admin, wid)
+    report = world.wf._verification.verify(pdf)
+    assert report.passed and len(report.signatures) == 1
+    assert "system.workflows" in (report.signatures[0].signer_name or "")
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from io import BytesIO
+
+    page = PdfFileReader(BytesIO(pdf)).root["/Pages"]["/Kids"][0].get_object()
+    text = page["/Contents"].get_object().data.decode("cp1252")
+    assert "vertrag.pdf" in text and "anna: sign at" in text and "authenticated by password from 192.0.2.7" in text

@@ -1,0 +1,98 @@
+"""A workflow's history — who, when, what, from where, how authenticated, the verification of each signature —
+as JSON and as a certificate of completion: a PDF listing the same, signed by Siegel's workflow account.
+
+The history is read from the audit log (every entry whose target is the workflow or one of its steps), so it
+says exactly what the hash chain holds. The certificate is signed (invisible PAdES, ``signing.default_level``)
+with the user-signing certificate of the system account ``system.workflows`` (no password: it never logs in),
+issued by the internal CA on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from io import BytesIO
+from typing import Any, Callable
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from sqlalchemy import Engine, or_, select
+
+from server.db.models import AuditEntry
+from server.signing.levels import Level, Packaging
+from server.signing.order import Document, Format, PdfOptions, SignOrder
+from server.signing.service import SigningService
+
+SYSTEM_ACCOUNT = "system.workflows"
+A4 = (0.0, 0.0, 595.0, 842.0)
+LINES_PER_PAGE = 60
+WRAP = 100  # characters per line of Helvetica 9 pt on A4 with 50 pt margins
+
+
+def audit_target(workflow_id: int, position: int | None = None) -> str:
+    """The audit entries' target naming a workflow (``workflow:7``) or one of its steps (``workflow:7/2``)."""
+    return f"workflow:{workflow_id}" + (f"/{position}" if position is not None else "")
+
+
+def history(engine: Engine, workflow_id: int, status: dict[str, Any]) -> dict[str, Any]:
+    """The workflow's status and its audit entries in order."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(AuditEntry).where(or_(AuditEntry.target == audit_target(workflow_id),
+                                                         AuditEntry.target.like(audit_target(workflow_id) + "/%")))
+                            .order_by(AuditEntry.seq)).all()
+    events = [{"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action, "target": r.target,
+               "details": json.loads(r.details), "hash": r.hash} for r in rows]
+    return {"workflow": status, "events": events}
+
+
+def _lines(record: dict[str, Any]) -> list[str]:
+    wf = record["workflow"]
+    out = [f"Certificate of completion - workflow {wf['id']}", "",
+           f"Document: {wf['documentName']}  (SHA-256 {wf['documentSha256']})",
+           f"Template: {wf['template']['name']} version {wf['template']['version']}",
+           f"Started by {wf['startedBy']} at {wf['created']}; {wf['state']} at {wf['finished'] or '-'}"
+           + (f": {wf['reason']}" if wf["reason"] else ""), "", "Steps:"]
+    for step in wf["steps"]:
+        out.append(f"{step['position']}. {step['name']} ({step['action']}, auth {step['auth']}): {step['state']}")
+        for a in step["assignees"]:
+            verification = a["verification"] or {}
+            checked = ("" if not verification else
+                       " - signatures verified: " + ("all passed" if verification.get("passed") else "FAILED"))
+            out.append(f"   {a['user'] or a['email']}: {a['action'] or a['state']} at {a['actedAt'] or '-'}, "
+                       f"authenticated by {a['auth'] or '-'} from {a['address'] or '-'}{checked}")
+    out += ["", "Audit log entries (sequence, time, actor, action, entry hash):"]
+    for e in record["events"]:
+        out.append(f"#{e['seq']} {e['at']} {e['actor']} {e['action']} {e['target']} {e['hash'][:16]}")
+    return [chunk for line in out for chunk in ([line[i:i + WRAP] for i in range(0, len(line), WRAP)] or [""])]
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("cp1252", "replace")
+    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+
+
+def certificate_pdf(record: dict[str, Any]) -> bytes:
+    """The unsigned certificate of completion: the history as text lines on A4 pages (Helvetica, WinAnsi)."""
+    writer = PdfFileWriter(stream_xrefs=False)
+    font = writer.add_object(generic.DictionaryObject({
+        pdf_name("/Type"): pdf_name("/Font"), pdf_name("/Subtype"): pdf_name("/Type1"),
+        pdf_name("/BaseFont"): pdf_name("/Helvetica"), pdf_name("/Encoding"): pdf_name("/WinAnsiEncoding")}))
+    lines = _lines(record)
+    for first in range(0, len(lines), LINES_PER_PAGE):
+        content = b"BT /F1 9 Tf 12 TL 50 800 Td " + b" ".join(
+            b"(" + _text(line) + b") Tj T*" for line in lines[first:first + LINES_PER_PAGE]) + b" ET"
+        resources = generic.DictionaryObject({pdf_name("/Font"): generic.DictionaryObject({pdf_name("/F1"): font})})
+        writer.insert_page(PageObject(writer.add_object(generic.StreamObject(stream_data=content)), A4, resources))
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def signed_certificate(record: dict[str, Any], signing: SigningService, signer: Callable[[], tuple[int, str]],
+                       level: Level) -> bytes:
+    """The certificate of completion signed (invisibly) by the workflow system account ``signer`` names."""
+    user_id, name = signer()
+    order = SignOrder(Format.PADES, level, Packaging.ENVELOPED,
+                      (Document(f"completion-{record['workflow']['id']}.pdf", content=certificate_pdf(record),
+                                mime_type="application/pdf"),), pdf=PdfOptions(invisible=True))
+    return signing.sign(user_id, name, order)[0].data
