@@ -1,5 +1,5 @@
 """Signature workflows: templates and their versions, workflows, steps, step assignments, single-use link tokens
-(SHA-256 of each) and the outbound mail queue.
+(SHA-256 of each), the outbound mail queue and the deliveries of completed workflows.
 
 Revision ID: 0011
 Revises: 0010
@@ -108,9 +108,23 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("sent_at", _TS, nullable=True),
     )
+    op.create_table(
+        "workflow_deliveries",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False,
+                  index=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("target", sa.String(2000), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, index=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt", _TS, nullable=False, index=True),
+        sa.Column("lease_until", _TS, nullable=True),
+        sa.Column("last_error", sa.String(2000), nullable=True),
+        sa.Column("delivered_at", _TS, nullable=True),
+    )
 
 
 def downgrade() -> None:
-    for table in ("mail_outbox", "workflow_links", "workflow_assignments", "workflow_steps", "workflows",
+    for table in ("workflow_deliveries", "mail_outbox", "workflow_links", "workflow_assignments", "workflow_steps", "workflows",
                   "workflow_template_versions", "workflow_templates"):
         op.drop_table(table)
