@@ -153,7 +153,12 @@ def run(work: Path) -> Path:
                f"{CLIENTS} client threads (requests keep-alive sessions, on the same cores) spend the SADs, every "
                "answer checked (HTTP 200, one signature per hash, the first value verified with the credential's "
                f"certificate); raw: {CLIENTS} threads calling sign_digest (ECDSA over a SHA-256 digest) with the "
-               f"same key label in the benchmark process, {SECONDS:.0f} s, while the server idles."),
+               f"same key label in the benchmark process, {SECONDS:.0f} s, while the server idles. The raw baseline "
+               "is one process (one PKCS#11 module instance, the GIL), the server runs one per CPU: a ratio "
+               "above 1 means the served path costs less than that split gains. With 1 hash per call the "
+               "per-call work dominates (bearer token, credential, SAD lookups; one write transaction for "
+               "spending the SAD and its audit entry, serialised by SQLite across the workers; the client "
+               "threads on the same cores)."),
         load_average={"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
                       "note": "1/5/15-minute load averages (uptime): other work on the machine during the run"},
     )

@@ -531,22 +531,24 @@ class CscService:
         except CscError as exc:
             raise refused(exc, exc.description) from None
         n = len(hashes)
-        with self._engine.begin() as conn:  # spend the SAD: never beyond numSignatures, even concurrently
-            spent = conn.execute(update(CscSad).where(
-                CscSad.sad_hash == row.sad_hash, CscSad.used + n <= CscSad.num_signatures,
-                CscSad.expires_at > self.clock()).values(used=CscSad.used + n)).rowcount
-        if spent != 1:
-            raise refused(invalid("Invalid parameter SAD"), f"the SAD does not cover {n} more signatures")
         try:
             hsm = self._hsm()
             values = [hsm.sign_digest(cert.key_label, h, algorithm, scheme) for h in hashes]
         except Exception:
-            with self._engine.begin() as conn:  # nothing signed: the SAD keeps its signatures
-                conn.execute(update(CscSad).where(CscSad.sad_hash == row.sad_hash).values(used=CscSad.used - n))
             self._audit.append(principal.name, "csc.sign_failed", cert.key_label, hashes=[h.hex() for h in hashes])
             raise
-        self._audit.append(principal.name, "csc.sign", cert.key_label, hashes=[h.hex() for h in hashes],
-                           hashAlgorithm=str(algorithm), signAlgo=sign_algo, serial=cert.serial)
+        # The values leave only if this one transaction spends the SAD (never beyond numSignatures, even
+        # concurrently: the conditional UPDATE) and writes the audit entry; otherwise they are dropped.
+        with self._engine.begin() as conn:
+            spent = conn.execute(update(CscSad).where(
+                CscSad.sad_hash == row.sad_hash, CscSad.used + n <= CscSad.num_signatures,
+                CscSad.expires_at > self.clock()).values(used=CscSad.used + n)).rowcount
+            if spent == 1:
+                self._audit.append_many_in(conn, [(principal.name, "csc.sign", cert.key_label, {
+                    "hashes": [h.hex() for h in hashes], "hashAlgorithm": str(algorithm), "signAlgo": sign_algo,
+                    "serial": cert.serial})])
+        if spent != 1:
+            raise refused(invalid("Invalid parameter SAD"), f"the SAD does not cover {n} more signatures")
         return values
 
     def timestamp(self, principal: Principal, hash_b64: Any, hash_oid: Any, nonce: Any) -> bytes:
