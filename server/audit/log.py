@@ -95,6 +95,27 @@ class AuditLog:
             yield from rows
             last = rows[-1].seq
 
+    def search(self, *, actor: str = "", action: str = "", target: str = "", since: str = "", until: str = "",
+               before_seq: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries (at most ``limit``, newest first, below ``before_seq`` when given) whose actor and
+        target equal the ones given, whose action starts with ``action`` and whose ISO time lies in
+        [``since``, ``until``) (prefixes such as ``2026-12-07`` work: the times are ISO 8601 UTC text)."""
+        query = select(AuditEntry)
+        if actor:
+            query = query.where(AuditEntry.actor == actor)
+        if action:
+            query = query.where(AuditEntry.action.startswith(action, autoescape=True))
+        if target:
+            query = query.where(AuditEntry.target == target)
+        if since:
+            query = query.where(AuditEntry.at >= since)
+        if until:
+            query = query.where(AuditEntry.at < until)
+        if before_seq is not None:
+            query = query.where(AuditEntry.seq < before_seq)
+        with self._sessions() as session:
+            return list(session.execute(query.order_by(AuditEntry.seq.desc()).limit(limit)).scalars().all())
+
     def verify(self) -> tuple[int, ChainFault | None]:
         """Check the whole chain; return the number of entries and the first fault, if any."""
         prev_hash, expected, count = GENESIS, 1, 0

@@ -460,6 +460,23 @@ class TwoFactorService:
             hit = self._cache.get(key)
             if hit is not None and hit[0] > mono:
                 return LoginOutcome(hit[1], True, False, "")
+        valid = self.check_login_code(principal, code, address)
+        if valid is None:
+            return None
+        if valid is False:
+            return LoginOutcome(principal, False, False, "the second factor (X-Siegel-OTP) is wrong, used or expired")
+        seconds = min(valid, self._cache_seconds)  # never beyond the code's validity
+        if seconds > 0:
+            with self._lock:
+                if len(self._cache) > 10000:
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > mono}
+                self._cache[key] = (mono + seconds, principal)
+        return LoginOutcome(principal, True, False, "")
+
+    def check_login_code(self, principal: Principal, code: str, address: str | None) -> float | bool | None:
+        """The second factor of a login whose password was verified (the guard's, the portal's): None when
+        the account or the address is locked, False for a wrong code (counted as a failed login), else the
+        seconds the accepted code stays valid (it is used up)."""
         now = self.clock()
         with self._sessions() as session:
             locked = utc(session.execute(select(User.locked_until).where(User.id == principal.user_id)).scalar())
@@ -468,19 +485,13 @@ class TwoFactorService:
         if (locked is not None and locked > now) or (address_locked is not None and address_locked > now):
             return None
         valid = self._accept(principal.user_id, code, LOGIN, None)
-        if valid is not None:
-            with self._engine.begin() as conn:
-                conn.execute(update(TwoFactor).where(TwoFactor.user_id == principal.user_id).values(otp_failures=0))
-                conn.execute(update(User).where(User.id == principal.user_id).values(failed_logins=0))
-            seconds = min(valid, self._cache_seconds)  # never beyond the code's validity
-            if seconds > 0:
-                with self._lock:
-                    if len(self._cache) > 10000:
-                        self._cache = {k: v for k, v in self._cache.items() if v[0] > mono}
-                    self._cache[key] = (mono + seconds, principal)
-            return LoginOutcome(principal, True, False, "")
-        self.count_failure(principal.user_id, address)
-        return LoginOutcome(principal, False, False, "the second factor (X-Siegel-OTP) is wrong, used or expired")
+        if valid is None:
+            self.count_failure(principal.user_id, address)
+            return False
+        with self._engine.begin() as conn:
+            conn.execute(update(TwoFactor).where(TwoFactor.user_id == principal.user_id).values(otp_failures=0))
+            conn.execute(update(User).where(User.id == principal.user_id).values(failed_logins=0))
+        return valid
 
     def count_failure(self, user_id: int, address: str | None) -> None:
         """A wrong second factor: one more failed login. The account's count goes on from the wrong codes

@@ -13,6 +13,22 @@ from server import __version__, metrics
 from server.errors import SiegelError
 from server.web.http import json_response, render_deferred
 
+
+def run_checks(checks: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, Any]:
+    """Every named check's result (``ok`` and its details, or the error) and ``status`` ok | unavailable;
+    blocking (the checks talk to the database and the HSM)."""
+    report: dict[str, Any] = {"version": __version__, "pid": os.getpid()}
+    healthy = True
+    for name, check in checks.items():
+        try:
+            report[name] = {"ok": True, **check()}
+        except SiegelError as exc:
+            healthy = False
+            report[name] = {"ok": False, "error": exc.message}
+    report["status"] = "ok" if healthy else "unavailable"
+    return report
+
+
 class Health(resource.Resource):
     """Runs every named check off the reactor thread and reports each one."""
 
@@ -23,16 +39,8 @@ class Health(resource.Resource):
         self._checks = checks
 
     def _run(self) -> tuple[int, dict[str, Any]]:
-        report: dict[str, Any] = {"version": __version__, "pid": os.getpid()}
-        healthy = True
-        for name, check in self._checks.items():
-            try:
-                report[name] = {"ok": True, **check()}
-            except SiegelError as exc:
-                healthy = False
-                report[name] = {"ok": False, "error": exc.message}
-        report["status"] = "ok" if healthy else "unavailable"
-        return (200 if healthy else 503), report
+        report = run_checks(self._checks)
+        return (200 if report["status"] == "ok" else 503), report
 
     def render_GET(self, request: Any) -> int:
         def work() -> Any:

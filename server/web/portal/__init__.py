@@ -1,0 +1,33 @@
+"""The web portal under ``/portal/``: server-rendered pages (Jinja2 templates, German and English), small
+JavaScript modules, pdf.js (vendored by ``make portal-assets``), sessions with CSRF tokens and second
+factors. ``site.py`` holds the route table and the request handling, ``account.py`` login, second factors
+and password reset, ``documents.py`` verify and sign, ``admin.py`` the admin dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from server.audit import AuditLog
+from server.identity.directory import DirectorySync
+from server.identity.twofactor import TwoFactorService
+from server.identity.users import UserService
+from server.pki.ca import CertificateAuthorityService
+from server.signing.service import SigningService
+from server.validation.service import VerificationService
+from server.web.portal.sessions import PortalSessions
+
+
+@dataclass
+class PortalApp:
+    """The services the portal's pages call."""
+
+    users: UserService
+    twofactor: TwoFactorService
+    sessions: PortalSessions
+    signing: SigningService
+    verification: VerificationService
+    ca: CertificateAuthorityService
+    audit: AuditLog
+    directory: Callable[[], DirectorySync | None]
+    health: dict[str, Callable[[], dict[str, Any]]]

@@ -1,0 +1,133 @@
+"""The home page, Verify (a readable report from VerificationService) and Sign my own document
+(SigningService with the account's own key; for a PDF the page and box the signer placed on pdf.js's
+rendering; the signed file and its report kept for the signer to download)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from server.errors import Code, SiegelError
+from server.identity.policy import Action, require
+from server.signing.levels import Level, Packaging
+from server.signing.order import Document, Format, PdfOptions, SignOrder, choose_format, is_xml_type
+from server.validation.report import to_json
+from server.web.portal.forms import Upload
+from server.web.portal.site import Ctx, Response
+
+if TYPE_CHECKING:
+    from server.web.portal import PortalApp
+
+FORMATS = ("auto", "pades", "xades", "cades")
+LEVELS = tuple(level.value for level in Level)
+EXTENSIONS = {"application/pdf": ".pdf", "application/xml": ".xml", "text/xml": ".xml",
+              "application/pkcs7-mime": ".p7m", "application/pkcs7-signature": ".p7s"}
+
+
+def home(app: PortalApp, ctx: Ctx) -> Response:
+    return ctx.render("home.html")
+
+
+def _upload(ctx: Ctx) -> Upload:
+    upload = ctx.form.files.get("file")
+    if upload is None:
+        raise SiegelError(Code.BAD_REQUEST, ctx.t("upload.missing"))
+    return upload
+
+
+def verify_form(app: PortalApp, ctx: Ctx) -> Response:
+    return ctx.render("verify.html", report=None)
+
+
+def verify(app: PortalApp, ctx: Ctx) -> Response:
+    upload = _upload(ctx)
+    report = to_json(app.verification.verify(upload.content, name=upload.filename))
+    return ctx.render("verify.html", report=report)
+
+
+def sign_form(app: PortalApp, ctx: Ctx) -> Response:
+    return ctx.render("sign.html", formats=FORMATS, levels=LEVELS)
+
+
+def _number(ctx: Ctx, name: str) -> float | None:
+    text = ctx.form.get(name).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"{name}={text!r}: expected a number") from None
+
+
+def _placement(ctx: Ctx) -> PdfOptions:
+    """The page (1-based) and box (x, y, width, height in PDF points from the lower left) the signer chose."""
+    page, box = _number(ctx, "page"), tuple(_number(ctx, n) for n in ("x", "y", "w", "h"))
+    if page is None and all(v is None for v in box):
+        return PdfOptions()
+    if page is None or any(v is None for v in box):
+        raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.placement_incomplete"))
+    return PdfOptions(page=int(page), box=box)  # type: ignore[arg-type]
+
+
+def _order(ctx: Ctx, upload: Upload) -> SignOrder:
+    chosen, level = ctx.form.get("format", "auto"), ctx.form.get("level", "B-T")
+    if chosen not in FORMATS or level not in LEVELS:
+        raise SiegelError(Code.BAD_REQUEST, f"format {chosen!r}, level {level!r}: expected one of "
+                                            f"{', '.join(FORMATS)} and {', '.join(LEVELS)}")
+    xml = is_xml_type(upload.content_type) or upload.filename.lower().endswith(".xml")
+    document = Document(upload.filename, content=upload.content, mime_type=upload.content_type, is_xml=xml)
+    if chosen == "auto":
+        fmt, packaging = choose_format(document)
+        if fmt is Format.CADES:
+            packaging = Packaging.ENVELOPING  # one file to download that holds the document
+    else:
+        fmt = Format(chosen)
+        packaging = {Format.PADES: Packaging.ENVELOPED, Format.CADES: Packaging.ENVELOPING}.get(
+            fmt, Packaging.ENVELOPED if xml else Packaging.ENVELOPING)
+    if fmt is Format.PADES and not upload.content.startswith(b"%PDF-"):
+        raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.not_pdf"))
+    return SignOrder(fmt, Level(level), packaging, (document,),
+                     pdf=_placement(ctx) if fmt is Format.PADES else PdfOptions())
+
+
+def _signed_name(name: str, mime: str) -> str:
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{stem}-signed{EXTENSIONS.get(mime, '.bin')}"
+
+
+def sign(app: PortalApp, ctx: Ctx) -> Response:
+    upload = _upload(ctx)
+    order = _order(ctx, upload)
+    (signed,) = app.signing.sign(ctx.principal.user_id, ctx.principal.name, order)
+    name = _signed_name(upload.filename, signed.mime_type)
+    report = to_json(app.verification.verify(signed.data, name=name))
+    ident = app.sessions.keep_result(ctx.principal.user_id, name, signed.mime_type, signed.data, report)
+    location = f"/portal/sign/result/{ident}"
+    return ctx.json({"result": location}) if ctx.wants_json else ctx.redirect(location)
+
+
+def _own_result(app: PortalApp, ctx: Ctx) -> Any:
+    kept = app.sessions.result(ctx.params["id"])
+    require(ctx.principal, Action.DOCUMENT_READ, owner_id=kept.user_id)  # someone else's: 403
+    return kept
+
+
+def result(app: PortalApp, ctx: Ctx) -> Response:
+    kept = _own_result(app, ctx)
+    return ctx.render("result.html", kept=kept, report=kept.report)
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"content-disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+
+
+def result_document(app: PortalApp, ctx: Ctx) -> Response:
+    kept = _own_result(app, ctx)
+    return Response(200, kept.content, kept.mime_type, _attachment(kept.name))
+
+
+def result_report(app: PortalApp, ctx: Ctx) -> Response:
+    kept = _own_result(app, ctx)
+    return Response(200, json.dumps(kept.report, indent=2).encode(), "application/json",
+                    _attachment(kept.name.rsplit(".", 1)[0] + "-report.json"))
