@@ -98,7 +98,7 @@ class RemoteOperation:
     """A :class:`KeySource` for one order: it collects the engines' digests and answers them all at once."""
 
     def __init__(self, operation_id: str, user_id: int, account: str, client: CscClient, credential: CredentialInfo,
-                 expected: int, minutes: int) -> None:
+                 expected: int, minutes: float) -> None:
         self.id = operation_id
         self.user_id = user_id
         self.account = account
@@ -205,7 +205,7 @@ class RemoteOperation:
 class RemoteSigning:
     """The remote accounts of this worker and their waiting operations."""
 
-    def __init__(self, clients: dict[str, CscClient], sign: SignWith, minutes: int, max_operations: int) -> None:
+    def __init__(self, clients: dict[str, CscClient], sign: SignWith, minutes: float, max_operations: int) -> None:
         self._clients = clients
         self._sign = sign
         self._minutes = minutes

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import MetaData, Table, create_engine, inspect, select
 
+from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError, pkce_pair
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
@@ -30,6 +31,7 @@ MARKER = "Geheimvertrag-7f3a9c-Siegel-Remote-Marker"
 XML = (f'<order xmlns="urn:example:order"><item>{MARKER}</item><total currency="EUR">1200.00</total>'
        '</order>').encode()
 XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
+REDIRECT = "https://a.example/remote-signing/callback"
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def pair(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[SiegelInstan
     b = make_instance(tmp_path / "b", {
         "SIEGEL_MAIL_HOST": smtp_server.host, "SIEGEL_MAIL_PORT": str(smtp_server.port),
         "SIEGEL_MAIL_SENDER": "siegel-b@example.com", "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0",
-        "SIEGEL_LOG_LEVEL": "DEBUG"})
+        "SIEGEL_LOG_LEVEL": "DEBUG", "SIEGEL_CSC_OAUTH2_REDIRECT_URIS": REDIRECT})
     b.cli("user", "add", ADA[0], "--email", "ada@example.com", "--role", "signer", "--password-stdin",
           stdin=ADA[1] + "\n")
     b.cli("ca", "issue", ADA[0])
@@ -215,3 +217,35 @@ def test_cancel_and_expiry_leave_nothing_signed(pair: tuple[SiegelInstance, Sieg
         engine.dispose()
     assert signed == 0
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 0
+
+
+def test_the_client_authorises_by_oauth2_client_credentials_and_by_a_code_with_pkce(
+        pair: tuple[SiegelInstance, SiegelInstance]) -> None:
+    """Against B: client credentials of an API client (B's erp account and its key), and ada authorising
+    the client in her browser (here: HTTP Basic at oauth2/authorize) for a code the client exchanges with
+    its PKCE verifier."""
+    _, b = pair
+    out = b.cli("apiclient", "create", "--user", b.user).stdout
+    key = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"secret:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    service = CscClient(RemoteAccount("b", f"{b.url}/csc/v2", "oauth2client", key, secret), 10.0, 1)
+    (erp_key,) = service.credentials()
+    assert service.credential_info(erp_key).scal == "2"
+
+    user = CscClient(RemoteAccount("b", f"{b.url}/csc/v2", "oauth2code", key, secret), 10.0, 1)
+    verifier, challenge = pkce_pair()
+    url = user.authorization_url(REDIRECT, "state-1", challenge)
+    answer = requests.get(url, auth=ADA, allow_redirects=False, timeout=30)
+    assert answer.status_code == 302, answer.text
+    location = answer.headers["Location"]
+    assert location.startswith(REDIRECT + "?") and "state=state-1" in location
+    code = re.search(r"code=([^&]+)", location).group(1)  # type: ignore[union-attr]
+    user.exchange_code(code, verifier, REDIRECT)
+    (ada_key,) = user.credentials()
+    assert ada_key != erp_key and "ada" in user.credential_info(ada_key).certificate.subject.rfc4514_string()
+    _, wrong_challenge = pkce_pair()
+    again = requests.get(user.authorization_url(REDIRECT, "s", wrong_challenge), auth=ADA, allow_redirects=False,
+                         timeout=30)
+    code = re.search(r"code=([^&]+)", again.headers["Location"]).group(1)  # type: ignore[union-attr]
+    with pytest.raises(RemoteServiceError, match="invalid_grant: PKCE"):
+        user.exchange_code(code, verifier, REDIRECT)

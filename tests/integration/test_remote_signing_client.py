@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,6 +75,8 @@ class FakeCsc:
                          "cert": {"status": "valid", "certificates": [base64.b64encode(c).decode() for c in self.key.chain]},
                          "SCAL": "2", "multisign": 10, "auth": {"mode": "explicit", "objects": [
                              {"type": "Password", "id": "PIN"}, {"type": "Password", "id": "OTP"}]}}
+        if method == "credentials/sendOTP":
+            return 200, {}
         if method == "credentials/authorize":
             values = {a["id"]: a["value"] for a in body["authData"]}
             if values.get("PIN") != PIN:
@@ -175,3 +178,30 @@ def test_the_returned_values_verify_with_the_credentials_certificate(fake: FakeC
     sad = client.authorize("cred-1", [digest], ORDER.digest, PIN, OTP)
     (value,) = client.sign_hash("cred-1", sad, [digest], ORDER.digest, info.sign_algo(SignatureScheme.ECDSA, ORDER.digest))
     assert verify_value(info.chain[0], b"data", value, ORDER.digest)
+
+
+def test_an_operation_waits_for_the_otp_expires_and_releases_its_engines(fake: FakeCsc) -> None:
+    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=0.02, max_operations=5)
+    pending = remote.start(1, "erp", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list) and pending.signatures == 2 and pending.otp_sent
+    assert fake.calls["credentials/sendOTP"] == 1 and fake.calls["credentials/authorize"] == 0
+    with pytest.raises(SiegelError) as other:
+        remote.authorize(2, pending.operation, PIN, OTP)  # someone else's operation is unknown to them
+    assert other.value.code is Code.NOT_FOUND
+    time.sleep(1.5)
+    with pytest.raises(SiegelError) as late:
+        remote.authorize(1, pending.operation, PIN, OTP)
+    assert late.value.code is Code.CONFLICT and "expired" in late.value.message
+    assert fake.calls["credentials/authorize"] == 0 and fake.calls["signatures/signHash"] == 0
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith(f"remote-sign-{pending.operation[:8]}"))
+
+
+def test_a_wrong_pin_keeps_the_operation_waiting(fake: FakeCsc) -> None:
+    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
+    pending = remote.start(1, "erp", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    with pytest.raises(RemoteServiceError) as wrong:
+        remote.authorize(1, pending.operation, "not-the-pin", OTP)
+    assert wrong.value.code is Code.BAD_REQUEST and wrong.value.error == "invalid_pin"
+    signed = remote.authorize(1, pending.operation, PIN, OTP)
+    assert [s.name for s in signed] == ["one.txt", "two.txt"] and fake.calls["signatures/signHash"] == 1
