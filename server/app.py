@@ -18,7 +18,7 @@ from adapters.mail import SmtpMailSender
 from server.audit import AuditLog
 from server.config import Settings
 from server.db import engine as db
-from server.errors import Code, SiegelError
+from server.errors import Code, ConfigError, SiegelError
 from server.identity.directory import DirectorySync
 from server.identity.twofactor import TwoFactorService
 from server.identity.users import LoginPolicy, UserService
@@ -34,6 +34,7 @@ from server.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
     from adapters.remote_signing.operations import RemoteSigning
+    from server.web.portal.sessions import PortalSessions
 
 
 @dataclass
@@ -143,15 +144,40 @@ class Services:
     @functools.cached_property
     def workflows(self) -> WorkflowService:
         """Signature workflows (settings [workflows]): templates, steps, links, the mail outbox."""
+        from adapters.delivery.callback import post_signed
+        from server.workflows.delivery import DeliveryQueue
         from server.workflows.documents import WorkflowDocuments
         from server.workflows.outbox import MailOutbox
         from server.workflows.templates import TemplateRepository
 
         s = self.settings
-        return WorkflowService(self.engine, self.audit, s.workflows, TemplateRepository(self.engine, self.audit),
-                               self.signing, self.verification, self.ca, WorkflowDocuments(s.path(s.store.path)),
-                               MailOutbox(self.engine, build_mailer(s), s.mail.sender, s.workflows.mail_retry_max_seconds),
-                               s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
+        w = s.workflows
+        documents = WorkflowDocuments(s.path(s.store.path))
+        deliveries = DeliveryQueue(self.engine, documents, s.path(w.delivery_root), self._callback_key, post_signed,
+                                   w.callback_timeout_seconds, w.mail_retry_max_seconds)
+        return WorkflowService(self.engine, self.audit, w, TemplateRepository(self.engine, self.audit),
+                               self.signing, self.verification, self.ca, documents,
+                               MailOutbox(self.engine, build_mailer(s), s.mail.sender, w.mail_retry_max_seconds),
+                               deliveries, s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
+
+    def _callback_key(self) -> bytes:
+        """The HMAC key of workflow callbacks (workflows.callback_key_file), made on first use."""
+        from server.identity.twofactor import load_or_create_key
+
+        path = self.settings.path(self.settings.workflows.callback_key_file)
+        try:
+            return load_or_create_key(path)
+        except SiegelError:
+            raise ConfigError(f"workflows.callback_key_file {path}: expected a key of 32 bytes") from None
+
+    @functools.cached_property
+    def portal_sessions(self) -> PortalSessions:
+        """The web portal's sessions and kept results (settings [portal])."""
+        from server.web.portal.sessions import PortalSessions
+
+        p = self.settings.portal
+        return PortalSessions(self.engine, timedelta(minutes=p.idle_minutes), timedelta(hours=p.absolute_hours),
+                              timedelta(minutes=p.second_factor_minutes), timedelta(minutes=p.result_minutes))
 
     def remote_overview(self) -> list[dict[str, Any]]:
         """Per remote signing account: its credentials, their certificates, the signatures made through Siegel."""
@@ -194,9 +220,12 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
+            JobSpec("portal-sessions", timedelta(minutes=15), services.portal_sessions.sweep),
             JobSpec("workflow-mail", timedelta(seconds=services.settings.workflows.mail_interval_seconds),
                     services.workflows.outbox.deliver),
             JobSpec("workflow-deadlines", timedelta(minutes=5), services.workflows.run_deadlines),
+            JobSpec("workflow-delivery", timedelta(seconds=services.settings.workflows.mail_interval_seconds),
+                    services.workflows.deliveries.deliver),
             *([JobSpec("ldap-sync", timedelta(minutes=services.settings.directory.sync_interval_minutes),
                        services.directory.run_scheduled, lease=timedelta(hours=1))] if services.directory else [])]
 
@@ -211,8 +240,8 @@ def build_root(services: Services) -> resource.Resource:
 
     s = services.settings
     root = resource.Resource()
-    root.putChild(b"health", Health({"database": lambda: (db.check(services.engine), {})[1],
-                                     "hsm": services.hsm.check}))
+    checks = {"database": lambda: (db.check(services.engine), {})[1], "hsm": services.hsm.check}
+    root.putChild(b"health", Health(checks))
     root.putChild(b"metrics", Metrics())
     root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification)))
     from server.web.twofactor import TwoFactorRoot
@@ -236,6 +265,12 @@ def build_root(services: Services) -> resource.Resource:
 
     csc = CscService(services.engine, services.audit, services.users, services.twofactor, services.hsm.get,
                      CscPolicy.from_settings(s.csc), timestamp=internal_timestamp(services.tsa.respond))
+    from server.web.portal import PortalApp
+    from server.web.portal.site import Portal
+
+    root.putChild(b"portal", Portal(PortalApp(services.users, services.twofactor, services.portal_sessions,
+                                              services.signing, services.verification, services.ca, services.audit,
+                                              lambda: services.directory, checks), _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root
 

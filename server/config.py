@@ -222,9 +222,12 @@ class RemoteSigningSettings:
 @dataclass(frozen=True)
 class WorkflowSettings:
     link_hours: int  # how long an invitation link works (once) after its step became due
-    mail_interval_seconds: float  # how often the outbound mail queue is worked through (and SMTP retried)
-    mail_retry_max_seconds: float  # the longest wait between two attempts of one queued mail (doubling up to this)
+    mail_interval_seconds: float  # how often the mail queue and the deliveries are worked through (and retried)
+    mail_retry_max_seconds: float  # the longest wait between two attempts of a mail or delivery (doubling up to this)
     claim_seconds: float  # how long a step being signed stays claimed by one attempt (a crashed attempt frees it then)
+    delivery_root: str  # folder deliveries write into sub-folders of this folder
+    callback_key_file: str  # the HMAC key (32 bytes, 0600) signing HTTP callbacks; made on first use
+    callback_timeout_seconds: float  # connect and response timeout of an HTTP callback
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,8 @@ def _validate(s: Settings) -> None:
     need(s.workflows.mail_interval_seconds > 0, "workflows.mail_interval_seconds", "seconds, more than 0")
     need(s.workflows.mail_retry_max_seconds >= 1, "workflows.mail_retry_max_seconds", "seconds, at least 1")
     need(s.workflows.claim_seconds >= 10, "workflows.claim_seconds", "seconds, at least 10")
+    need(s.workflows.delivery_root.strip() != "", "workflows.delivery_root", "a folder")
+    need(s.workflows.callback_timeout_seconds > 0, "workflows.callback_timeout_seconds", "seconds, more than 0")
     need(0 < s.portal.idle_minutes <= s.portal.absolute_hours * 60, "portal.idle_minutes",
          "minutes, more than 0 and at most portal.absolute_hours")
     need(0 < s.portal.second_factor_minutes <= 60, "portal.second_factor_minutes", "minutes from 0 to 60")

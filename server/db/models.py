@@ -513,3 +513,22 @@ class PortalResult(Base):
     report: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class WorkflowDelivery(Base):
+    """Where a completed workflow's document goes (a folder, an HTTP callback): queued → delivering → delivered,
+    retried with a growing wait like the mail outbox."""
+
+    __tablename__ = "workflow_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False,
+                                             index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # folder | callback
+    target: Mapped[str] = mapped_column(String(2000), nullable=False)  # the folder name or the callback URL
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # queued | delivering | delivered
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -12,6 +12,26 @@ from pathlib import Path
 from server.errors import Code, SiegelError
 
 
+def atomic_write(target: Path, content: bytes) -> None:
+    """``content`` at ``target`` whole or not at all: a temporary file beside it, fsync, rename, directory fsync."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with open(temp, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise SiegelError(Code.INTERNAL, f"{target.name} cannot be written to {target.parent}: {exc.strerror}") from None
+
+
 class WorkflowDocuments:
     def __init__(self, store: Path) -> None:
         self._root = store / "workflows"
@@ -21,24 +41,7 @@ class WorkflowDocuments:
 
     def write(self, workflow_id: int, revision: int, content: bytes) -> str:
         """Store a revision durably; its SHA-256 (hex)."""
-        target = self.path(workflow_id, revision)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            with open(temp, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, target)
-            directory = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise SiegelError(Code.INTERNAL, f"the workflow document cannot be stored under {target.parent}: "
-                                             f"{exc.strerror}") from None
+        atomic_write(self.path(workflow_id, revision), content)
         return hashlib.sha256(content).hexdigest()
 
     def read(self, workflow_id: int, revision: int, sha256: str) -> bytes:

@@ -42,6 +42,7 @@ from server.signing.order import Document, Format, PdfOptions, SignOrder
 from server.signing.service import SigningService
 from server.validation.model import Indication
 from server.validation.service import VerificationService
+from server.workflows.delivery import DeliveryQueue
 from server.workflows.documents import WorkflowDocuments
 from server.workflows.history import SYSTEM_ACCOUNT, audit_target, history, signed_certificate
 from server.workflows.outbox import MailOutbox
@@ -80,7 +81,7 @@ def _utc(value: datetime | None) -> datetime | None:
 class WorkflowService:
     def __init__(self, engine: Engine, audit: AuditLog, settings: WorkflowSettings, templates: TemplateRepository,
                  signing: SigningService, verification: VerificationService, ca: CertificateAuthorityService,
-                 documents: WorkflowDocuments, outbox: MailOutbox, public_base_url: str,
+                 documents: WorkflowDocuments, outbox: MailOutbox, deliveries: DeliveryQueue, public_base_url: str,
                  record_level: Level = Level.B_T, system_email: str = "siegel@localhost",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
@@ -93,6 +94,7 @@ class WorkflowService:
         self._ca = ca
         self._documents = documents
         self.outbox = outbox
+        self.deliveries = deliveries
         self._base = public_base_url.rstrip("/")
         self._record_level = record_level  # of the certificate of completion
         self._system_email = system_email  # the address of the account that signs it
@@ -205,6 +207,7 @@ class WorkflowService:
             step.state, step.finished_at = "done", now
             index += 1
         workflow.state, workflow.finished_at = "completed", now
+        self.deliveries.enqueue_in(session, workflow, definition)
         self._audit.append_in(session, actor, "workflow.complete", audit_target(workflow.id),
                               revision=workflow.revision,
                               sha256=workflow.document_sha256)
@@ -561,6 +564,7 @@ class WorkflowService:
                     "verification": json.loads(a.verification) if a.verification else None}
                     for a in assignments[s.id]]}
                 for s, spec in zip(steps, definition.steps)],
+            "deliveries": self.deliveries.states(workflow_id),
         }
 
     def document(self, principal: Principal, workflow_id: int) -> tuple[str, bytes]:

@@ -134,15 +134,32 @@ class Starters:
         return {"roles": list(self.roles), "users": list(self.users), "groups": list(self.groups)}
 
 
+class DeliveryKind(StrEnum):
+    FOLDER = "folder"  # a file in a sub-folder of workflows.delivery_root (atomic: temporary file, fsync, rename)
+    CALLBACK = "callback"  # an HTTP(S) POST of JSON with the document, HMAC-signed, retried with a growing wait
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where the document goes when the workflow is completed."""
+
+    kind: DeliveryKind
+    target: str  # the sub-folder, or the callback URL
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.kind.value: self.target}
+
+
 @dataclass(frozen=True)
 class Definition:
     steps: tuple[Step, ...]
     starters: Starters = Starters()
     description: str = ""
+    delivery: tuple[Delivery, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"description": self.description, "starters": self.starters.to_json(),
-                "steps": [s.to_json() for s in self.steps]}
+                "steps": [s.to_json() for s in self.steps], "delivery": [d.to_json() for d in self.delivery]}
 
     def variables(self) -> set[str]:
         """The names of the ``{{variables}}`` a start has to give."""
@@ -316,16 +333,49 @@ def _starters(p: _Problems, raw: Any) -> Starters:
     return Starters(lists["roles"], lists["users"], lists["groups"])
 
 
+_FOLDER = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
+_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
+MAX_DELIVERIES = 10
+
+
+def _deliveries(p: _Problems, raw: Any) -> tuple[Delivery, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_DELIVERIES:
+        p.add("delivery", f"expected a list of at most {MAX_DELIVERIES} deliveries")
+        return ()
+    out = []
+    for index, item in enumerate(raw, 1):
+        path = f"delivery[{index}]"
+        obj = _obj(p, path, item)
+        if len(obj) != 1 or next(iter(obj)) not in {k.value for k in DeliveryKind}:
+            p.add(path, "expected {\"folder\": \"sub/folder\"} or {\"callback\": \"https://...\"}")
+            continue
+        kind, target = DeliveryKind(next(iter(obj))), next(iter(obj.values()))
+        if kind is DeliveryKind.FOLDER and not (isinstance(target, str) and len(target) <= 200
+                                                 and _FOLDER.match(target) and ".." not in target.split("/")):
+            p.add(f"{path}.folder", "expected a relative folder name under workflows.delivery_root (letters, "
+                                    "digits, - _ . and /, no ..)")
+            continue
+        if kind is DeliveryKind.CALLBACK and not (isinstance(target, str) and len(target) <= 2000
+                                                   and _URL.match(target)):
+            p.add(f"{path}.callback", "expected an http:// or https:// URL")
+            continue
+        out.append(Delivery(kind, target))
+    return tuple(out)
+
+
 def parse_definition(raw: Any) -> Definition:
     """The checked definition of a JSON object; SiegelError(BAD_REQUEST) naming every problem."""
     p = _Problems()
     obj = _obj(p, "definition", raw)
-    p.keys("definition", obj, {"description", "starters", "steps"})
+    p.keys("definition", obj, {"description", "starters", "steps", "delivery"})
     description = obj.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         p.add("description", "expected a text of at most 2000 characters")
         description = ""
     starters = _starters(p, obj.get("starters"))
+    delivery = _deliveries(p, obj.get("delivery"))
     steps_raw = obj.get("steps")
     steps: dict[str, Step] = {}
     if not isinstance(steps_raw, list) or not 1 <= len(steps_raw) <= MAX_STEPS:
@@ -338,7 +388,7 @@ def parse_definition(raw: Any) -> Definition:
             p.add("steps", "at least one step signs or approves")
     if p.items:
         raise SiegelError(Code.BAD_REQUEST, "the workflow template is not valid: " + "; ".join(p.items))
-    return Definition(tuple(steps.values()), starters, description)
+    return Definition(tuple(steps.values()), starters, description, delivery)
 
 
 def resolve(text: str | None, variables: dict[str, str]) -> str | None:

@@ -1,7 +1,8 @@
 """Acceptance of signature workflows over a whole ``siegel serve`` and a real SMTP server started by the test:
 three internal users and one external signer get their mails with working links, a link works once, the
 order is enforced (409), the four-eyes approver rejects (second workflow), the final PDF holds four valid
-signatures in their fields (pdfsig), ``siegel audit verify`` passes; an SMTP outage during the workflow delays
+signatures in their fields (pdfsig), the delivery file appears and the callback arrives with a valid HMAC,
+``siegel audit verify`` passes; an SMTP outage during the workflow delays
 mails, which go out exactly once when it is back; 20 parallel attempts to sign one step make one signature."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from adapters.delivery.callback import verify_signature
+from tests.fixtures.http_sink import HttpSink
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
@@ -75,9 +78,10 @@ def api(server: SiegelInstance, method: str, path: str, who: str | None = None, 
     return requests.request(method, server.url + "/api/v1/workflows" + path, auth=auth, timeout=120, **kwargs)
 
 
-def template(server: SiegelInstance, name: str, steps: list[dict[str, Any]]) -> int:
+def template(server: SiegelInstance, name: str, steps: list[dict[str, Any]],
+             delivery: list[dict[str, str]] | None = None) -> int:
     r = api(server, "POST", "/templates", "chef", json={"name": name, "definition": {
-        "starters": {"roles": ["integration", "template_manager"]}, "steps": steps}})
+        "starters": {"roles": ["integration", "template_manager"]}, "steps": steps, "delivery": delivery or []}})
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
 
@@ -111,8 +115,18 @@ def act(server: SiegelInstance, who: str, workflow: int, step: int, action: str 
     return api(server, "POST", f"/{workflow}/steps/{step}", who, json={"action": action, "reason": reason})
 
 
+@pytest.fixture(scope="module")
+def sink() -> Iterator[HttpSink]:
+    receiver = HttpSink()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
 def test_three_users_and_an_external_signer_complete_a_contract_with_four_signatures(
-        server: SiegelInstance, smtp: SmtpServer, nss: Path, tmp_path: Path) -> None:
+        server: SiegelInstance, smtp: SmtpServer, sink: HttpSink, nss: Path, tmp_path: Path) -> None:
     sign = {"level": "B-T"}
     fields = [EmptyField(f"Sig{i}", 0, (40 + 130 * (i - 1), 100, 160 + 130 * (i - 1), 150)) for i in range(1, 5)]
     tid = template(server, "Rahmenvertrag", [
@@ -121,7 +135,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
         {"name": "Leitung", "assignee": {"user": "carla"}, "action": "sign", "auth": "link",
          "signature": {**sign, "field": "Sig3"}},
         {"name": "Partner", "assignee": {"external": "{{partner}}"}, "action": "sign",
-         "signature": {**sign, "field": "Sig4"}}])
+         "signature": {**sign, "field": "Sig4"}}], delivery=[{"folder": "vertraege"}, {"callback": sink.url}])
     wid = start(server, tid, make_pdf(fields=fields), {"partner": PARTNER})
     invite = mail_to(smtp, "anna@example.com", "please sign")
     assert f"/api/v1/workflows/{wid}/steps/1" in invite.message.get_content()
@@ -175,6 +189,12 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
     sent = Counter((m.rcpt_tos, m.message["Subject"]) for m in smtp.messages)
     assert all(n == 1 for n in sent.values()), sent  # every mail exactly once, the delayed one too
     assert len({m.message["Message-ID"] for m in smtp.messages}) == len(smtp.messages)
+    delivered = server.data_dir / "delivery" / "vertraege" / f"{wid}-vertrag.pdf"
+    (callback,) = sink.wait_for(1, timeout=20)
+    assert delivered.read_bytes() == pdf.content
+    key = (server.data_dir / "secrets" / "workflow-callback.key").read_bytes()
+    assert verify_signature(key, callback.body, callback.headers["x-siegel-signature"]), callback.headers
+    assert base64.b64decode(callback.json()["document"]) == pdf.content
     events = api(server, "GET", f"/{wid}/history", "erp").json()["events"]
     signs = [e["details"] for e in events if e["action"] == "workflow.sign"]
     assert [(e["auth"], e["verification"]["passed"]) for e in signs] == [("password", True)] * 2 + [("link", True)] * 2

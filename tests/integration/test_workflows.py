@@ -5,6 +5,7 @@ server that goes down and comes back."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from adapters.delivery.callback import post_signed, verify_signature
 from adapters.mail import SmtpMailSender
 from server.db.models import AuditEntry, Group, GroupMember, OutboundMail, WorkflowLink
 from server.errors import SiegelError
@@ -23,6 +25,7 @@ from server.pki.ca import ROOT
 from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
+from server.workflows.delivery import DeliveryQueue
 from server.workflows.documents import WorkflowDocuments
 from server.workflows.outbox import MailOutbox
 from server.workflows.service import Actor, WorkflowService, token_hash
@@ -30,6 +33,7 @@ from server.workflows.template import Auth
 from server.workflows.templates import TemplateRepository
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.http_sink import HttpSink, http_sink  # noqa: F401 (a fixture)
 from tests.fixtures.smtp import SmtpServer
 
 pytestmark = pytest.mark.integration
@@ -45,7 +49,7 @@ class Clock:
 
 
 class World:
-    def __init__(self, pki: Pki, store: Path, smtp: SmtpServer) -> None:
+    def __init__(self, pki: Pki, store: Path, smtp: SmtpServer, sink: HttpSink) -> None:
         self.pki = pki
         self.clock = Clock()
         self.users = UserService(pki.engine, pki.audit, 0)
@@ -56,8 +60,12 @@ class World:
         self.mailer = SmtpMailSender(smtp.host, smtp.port, "siegel@example.com", False, 5)
         self.outbox = MailOutbox(pki.engine, self.mailer, "siegel@example.com", 60, clock=self.clock)
         self.templates = TemplateRepository(pki.engine, pki.audit, clock=self.clock)
+        self.sink, self.delivery_root, self.key = sink, store.parent / "delivery", b"k" * 32
+        documents = WorkflowDocuments(store)
+        self.deliveries = DeliveryQueue(pki.engine, documents, self.delivery_root, lambda: self.key, post_signed, 5,
+                                        60, clock=self.clock)
         self.wf = WorkflowService(pki.engine, pki.audit, pki.settings.workflows, self.templates, signing,
-                                  verification, pki.ca, WorkflowDocuments(store), self.outbox,
+                                  verification, pki.ca, documents, self.outbox, self.deliveries,
                                   "http://siegel.test", clock=self.clock)
         self.admin = self.users.add("chef", "chef@example.com", "template_manager", PASSWORD)
 
@@ -98,9 +106,9 @@ SIGN = {"level": "B-B"}
 
 
 @pytest.fixture
-def world(pki_online: OnlinePki, tmp_path: Path, smtp_server: SmtpServer) -> World:
+def world(pki_online: OnlinePki, tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> World:
     """Verification after each signature fetches revocation data: the PKI's /ocsp and /crl answer."""
-    return World(pki_online, tmp_path / "store", smtp_server)
+    return World(pki_online, tmp_path / "store", smtp_server, http_sink)
 
 
 def _contract(world: World, steps: list[dict[str, Any]], **extra: Any) -> int:
@@ -336,3 +344,37 @@ def test_history_and_the_signed_certificate_of_completion(world: World) -> None:
     page = PdfFileReader(BytesIO(pdf)).root["/Pages"]["/Kids"][0].get_object()
     text = page["/Contents"].get_object().data.decode("cp1252")
     assert "vertrag.pdf" in text and "anna: sign at" in text and "authenticated by password from 192.0.2.7" in text
+
+
+def test_completed_workflows_are_delivered_to_a_folder_and_a_signed_callback_retried_until_it_answers(
+        world: World) -> None:
+    anna = world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "sign",
+                                  "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}}],
+                         delivery=[{"folder": "vertraege/2026"}, {"callback": world.sink.url}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "Vertrag (final).pdf", {})["id"]
+    assert world.deliveries.deliver() == 0  # nothing before completion
+    world.sink.status = 503
+    world.wf.act(as_user(anna), wid, 1, "sign")
+    assert world.deliveries.deliver() == 1  # the folder; the callback failed
+    target = world.delivery_root / "vertraege" / "2026" / f"{wid}-Vertrag_final_.pdf"
+    signed = world.wf.document(anna, wid)[1]
+    assert target.read_bytes() == signed
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left
+    states = {d["kind"]: d for d in world.wf.status(anna, wid)["deliveries"]}
+    assert states["folder"]["state"] == "delivered" and states["callback"]["state"] == "queued"
+    assert "answered 503" in states["callback"]["lastError"]
+    world.sink.status = 202
+    assert world.deliveries.deliver() == 0  # waits 5 s after the first failure
+    world.clock.now += timedelta(seconds=6)
+    assert world.deliveries.deliver() == 1
+    first, second = world.sink.wait_for(2)
+    assert first.headers["x-siegel-delivery"] == second.headers["x-siegel-delivery"]  # one delivery, retried
+    assert verify_signature(world.key, second.body, second.headers["x-siegel-signature"])
+    assert not verify_signature(b"x" * 32, second.body, second.headers["x-siegel-signature"])
+    assert not verify_signature(world.key, second.body + b" ", second.headers["x-siegel-signature"])
+    body = second.json()
+    assert (body["event"], body["workflow"], body["state"]) == ("workflow.completed", wid, "completed")
+    assert base64.b64decode(body["document"]) == signed
+    world.clock.now += timedelta(hours=1)
+    assert world.deliveries.deliver() == 0 and len(world.sink.received) == 2

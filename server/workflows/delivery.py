@@ -1,0 +1,124 @@
+"""Delivery of completed workflows' documents, per template: a folder (atomic write, no partial files) and HTTP
+callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``).
+
+A delivery row is written in the transaction that completes the workflow, so none is lost; the job
+``workflow-delivery`` works them like the mail outbox: claimed with a lease by one conditional UPDATE, retried
+with a doubling wait (at most ``workflows.mail_retry_max_seconds``) while the target fails, at least once. A
+folder write is idempotent (the same file replaced atomically); a callback carries the same X-Siegel-Delivery id
+on each attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Callable, Protocol
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from server.db.models import Workflow, WorkflowDelivery
+from server.errors import Code, SiegelError
+from server.workflows.documents import WorkflowDocuments, atomic_write
+from server.workflows.outbox import FIRST_RETRY_SECONDS, LEASE
+from server.workflows.template import Definition, DeliveryKind
+
+log = logging.getLogger("siegel.workflows.delivery")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class Poster(Protocol):
+    def __call__(self, url: str, body: bytes, key: bytes, delivery_id: str, timeout: float) -> None: ...
+
+
+def file_name(workflow: Workflow) -> str:
+    """``<id>-<document name>`` with only safe characters, ending in .pdf."""
+    stem = _UNSAFE.sub("_", workflow.document_name).strip("._") or "document"
+    return f"{workflow.id}-{stem if stem.lower().endswith('.pdf') else stem + '.pdf'}"
+
+
+class DeliveryQueue:
+    def __init__(self, engine: Engine, documents: WorkflowDocuments, root: Path, key: Callable[[], bytes],
+                 post: Poster, timeout: float, retry_max_seconds: float,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._documents = documents
+        self._root = root
+        self._key = key
+        self._post = post
+        self._timeout = timeout
+        self._retry_max = retry_max_seconds
+        self._clock = clock
+
+    def enqueue_in(self, session: Session, workflow: Workflow, definition: Definition) -> None:
+        """The template's deliveries of a workflow that completes in the caller's transaction."""
+        now = self._clock()
+        for delivery in definition.delivery:
+            session.add(WorkflowDelivery(workflow_id=workflow.id, kind=delivery.kind.value, target=delivery.target,
+                                         state="queued", attempts=0, next_attempt=now))
+
+    def _due(self, now: datetime) -> object:
+        return or_(and_(WorkflowDelivery.state == "queued", WorkflowDelivery.next_attempt <= now),
+                   and_(WorkflowDelivery.state == "delivering", WorkflowDelivery.lease_until < now))
+
+    def deliver(self, limit: int = 100) -> int:
+        """The job: every due delivery once; the number delivered."""
+        with self._engine.connect() as conn:
+            ids = conn.execute(select(WorkflowDelivery.id).where(self._due(self._clock()))
+                               .order_by(WorkflowDelivery.id).limit(limit)).scalars().all()
+        done = 0
+        for delivery_id in ids:
+            now = self._clock()
+            with self._engine.begin() as conn:
+                row = conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id, self._due(now))
+                                   .values(state="delivering", lease_until=now + LEASE,
+                                           attempts=WorkflowDelivery.attempts + 1)
+                                   .returning(WorkflowDelivery.workflow_id, WorkflowDelivery.kind,
+                                              WorkflowDelivery.target, WorkflowDelivery.attempts)).first()
+                workflow = conn.execute(select(Workflow).where(Workflow.id == row.workflow_id)).first() if row else None
+            if row is None or workflow is None:
+                continue
+            try:
+                self._perform(delivery_id, DeliveryKind(row.kind), row.target, workflow)
+            except SiegelError as exc:
+                wait = min(self._retry_max, FIRST_RETRY_SECONDS * 2 ** (row.attempts - 1))
+                with self._engine.begin() as conn:
+                    conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id,
+                                                                WorkflowDelivery.state == "delivering")
+                                 .values(state="queued", lease_until=None, last_error=exc.message[:2000],
+                                         next_attempt=self._clock() + timedelta(seconds=wait)))
+                log.warning("delivery %d (%s %s) failed, attempt %d, next in %.0f s: %s", delivery_id, row.kind,
+                            row.target, row.attempts, wait, exc.message)
+                continue
+            with self._engine.begin() as conn:
+                conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id,
+                                                            WorkflowDelivery.state == "delivering")
+                             .values(state="delivered", delivered_at=self._clock(), lease_until=None, last_error=None))
+            done += 1
+        return done
+
+    def _perform(self, delivery_id: int, kind: DeliveryKind, target: str, workflow: Workflow) -> None:
+        content = self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
+        if kind is DeliveryKind.FOLDER:
+            folder = (self._root / target).resolve()
+            if not folder.is_relative_to(self._root.resolve()):
+                raise SiegelError(Code.CONFIG, f"delivery folder {target!r} is outside workflows.delivery_root")
+            atomic_write(folder / file_name(workflow), content)
+            return
+        body = json.dumps({"event": "workflow.completed", "workflow": workflow.id, "state": workflow.state,
+                           "documentName": workflow.document_name, "documentSha256": workflow.document_sha256,
+                           "revision": workflow.revision, "document": base64.b64encode(content).decode()}).encode()
+        self._post(target, body, self._key(), f"workflow-{workflow.id}-delivery-{delivery_id}", self._timeout)
+
+    def states(self, workflow_id: int) -> list[dict[str, object]]:
+        """The deliveries of a workflow (for its status)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(WorkflowDelivery).where(WorkflowDelivery.workflow_id == workflow_id)
+                                .order_by(WorkflowDelivery.id)).all()
+        return [{"kind": r.kind, "target": r.target, "state": r.state, "attempts": r.attempts,
+                 "lastError": r.last_error, "delivered": r.delivered_at.isoformat() if r.delivered_at else None}
+                for r in rows]
