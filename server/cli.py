@@ -168,6 +168,42 @@ def cmd_user_set_phone(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workflow_template_import(args: argparse.Namespace) -> int:
+    import json
+
+    from server.identity.policy import Action, require
+
+    try:
+        definition = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError) as exc:
+        raise SiegelError(Code.BAD_REQUEST, f"{args.file}: not a readable JSON file: {exc}") from None
+    with _services(args) as services:
+        principal = services.users.find(args.user)
+        require(principal, Action.TEMPLATE_MANAGE)
+        existing = {t["name"]: t["id"] for t in services.workflows.templates.list()}
+        repo = services.workflows.templates
+        done = (repo.update(principal, existing[args.name], definition) if args.name in existing
+                else repo.create(principal, args.name, definition))
+    print(f"workflow template {done['name']} (id {done['id']}): version {done['version']}")
+    return 0
+
+
+def cmd_workflow_templates(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        for t in services.workflows.templates.list():
+            print(f"{t['id']}\t{t['name']}\tversion {t['version']}")
+    return 0
+
+
+def cmd_workflow_status(args: argparse.Namespace) -> int:
+    import json
+
+    with _services(args) as services:
+        status = services.workflows.status_of(args.id)
+    print(json.dumps(status, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_apiclient_create(args: argparse.Namespace) -> int:
     from server.identity.apiclients import ApiClientService
 
@@ -645,6 +681,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     command("check", cmd_ldap_check, "bind with the service account and say what kind of directory answers", ldap)
     command("status", cmd_ldap_status, "the high-water mark and how the last sync went", ldap)
+    wf = sub.add_parser("workflow", help="signature workflows").add_subparsers(dest="sub", required=True, metavar="SUB")
+    p = command("template-import", cmd_workflow_template_import, "create a workflow template from a JSON definition "
+                "file, or a new version of the template of that name", wf)
+    p.add_argument("name")
+    p.add_argument("file", help="the definition (JSON: steps, starters, delivery; see docs/architecture.md)")
+    p.add_argument("--user", required=True, help="the account (template_manager or admin) it is recorded under")
+    command("templates", cmd_workflow_templates, "the templates in use (tab-separated: id, name, version)", wf)
+    p = command("status", cmd_workflow_status, "a workflow's status as JSON", wf)
+    p.add_argument("id", type=int)
     remote = sub.add_parser("remote", help="remote signing services (CSC API)").add_subparsers(
         dest="sub", required=True, metavar="SUB")
     p = command("accounts", cmd_remote_accounts, "the configured accounts: credentials (tab-separated: account, "

@@ -268,3 +268,23 @@ def test_templates_over_rest_are_validated_versioned_and_guarded(server: SiegelI
     assert api(server, "GET", f"/{wid}", "bert").status_code == 404  # neither starter nor assignee
     assert api(server, "GET", "/nonsense", "erp").status_code == 400
     assert api(server, "GET", "/link", params={"token": "x" * 43}).status_code == 403
+
+
+def test_the_cli_imports_templates_as_new_versions_and_shows_a_workflow(server: SiegelInstance, tmp_path: Path) -> None:
+    definition = tmp_path / "t.json"
+    definition.write_text('{"steps": [{"name": "a", "assignee": {"user": "anna"}, "action": "approve"}]}')
+    first = server.cli("workflow", "template-import", "Kommandozeile", str(definition), "--user", "chef")
+    assert "version 1" in first.stdout
+    assert "version 2" in server.cli("workflow", "template-import", "Kommandozeile", str(definition),
+                                     "--user", "chef").stdout
+    listed = server.cli("workflow", "templates").stdout
+    assert re.search(r"^\d+\tKommandozeile\tversion 2$", listed, re.M), listed
+    refused = server.cli("workflow", "template-import", "x", str(definition), "--user", "anna", check=False)
+    assert refused.returncode != 0 and "template_manage" in refused.stderr
+    definition.write_text('{"steps": []}')
+    bad = server.cli("workflow", "template-import", "y", str(definition), "--user", "chef", check=False)
+    assert bad.returncode != 0 and "steps: expected a list" in bad.stderr
+    tid = int(re.search(r"^(\d+)\tKommandozeile", listed, re.M).group(1))  # type: ignore[union-attr]
+    wid = start(server, tid, make_pdf())
+    status = server.cli("workflow", "status", str(wid)).stdout
+    assert '"state": "running"' in status and '"version": 2' in status
