@@ -63,8 +63,8 @@ def _number(ctx: Ctx, name: str) -> float | None:
 def _placement(ctx: Ctx) -> PdfOptions:
     """The page (1-based) and box (x, y, width, height in PDF points from the lower left) the signer chose."""
     page, box = _number(ctx, "page"), tuple(_number(ctx, n) for n in ("x", "y", "w", "h"))
-    if page is None and all(v is None for v in box):
-        return PdfOptions()
+    if page is None and box[0] is None and box[1] is None:
+        return PdfOptions()  # not placed: the default position
     if page is None or any(v is None for v in box):
         raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.placement_incomplete"))
     return PdfOptions(page=int(page), box=box)  # type: ignore[arg-type]

@@ -272,6 +272,8 @@ class Pages(resource.Resource):
             except Exception:  # noqa: BLE001 - logged; the browser gets an error page, never a traceback
                 log.exception("portal: %s /portal%s failed", method, path)
                 response = self._error(ctx, SiegelError(Code.INTERNAL, ctx.t("error.internal")))
+            if ctx.session is not None:
+                request.principal = ctx.session.principal  # for the request's log line
             return response, ctx.cookies
 
         def failed(failure: Any) -> None:

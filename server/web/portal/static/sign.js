@@ -67,15 +67,13 @@ function startDrag(event) {
   event.preventDefault();
   const rect = box.getBoundingClientRect();
   const dx = event.clientX - rect.left, dy = event.clientY - rect.top;
-  box.setPointerCapture(event.pointerId);
   document.body.appendChild(box);
   box.classList.add("dragging");
   const follow = (e) => { box.style.left = `${e.clientX - dx}px`; box.style.top = `${e.clientY - dy}px`; };
   follow(event);
   const drop = (e) => {
-    box.removeEventListener("pointermove", follow);
-    box.removeEventListener("pointerup", drop);
-    box.releasePointerCapture(e.pointerId);
+    document.removeEventListener("pointermove", follow);
+    document.removeEventListener("pointerup", drop);
     const left = e.clientX - dx, top = e.clientY - dy;
     const hit = views.findIndex((v) => {
       const r = v.element.getBoundingClientRect();
@@ -88,8 +86,8 @@ function startDrag(event) {
     place(hit + 1, x, y);
     box.focus();
   };
-  box.addEventListener("pointermove", follow);
-  box.addEventListener("pointerup", drop);
+  document.addEventListener("pointermove", follow);
+  document.addEventListener("pointerup", drop);
 }
 
 function keyMove(event) {
