@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import zipfile
+import zlib
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -45,7 +46,7 @@ def _entries(data: bytes, max_bytes: int) -> dict[str, bytes]:
         if not infos or infos[0].filename != "mimetype" or infos[0].compress_type != zipfile.ZIP_STORED:
             raise SiegelError(Code.BAD_REQUEST, "not an ASiC container: 'mimetype' is not its first, stored entry")
         return {i.filename: archive.read(i) for i in infos if not i.is_dir()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error) as exc:
         raise SiegelError(Code.BAD_REQUEST, f"the container is not a readable ZIP: {exc}") from None
 
 

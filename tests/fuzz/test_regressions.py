@@ -1,0 +1,48 @@
+"""The minimal inputs of what the fuzz harnesses found, each answered with a clean refusal now."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+import pytest
+
+from server.errors import Code, SiegelError
+from server.validation.asic import verify_asic
+from server.validation.model import Trust
+
+pytestmark = pytest.mark.unit
+
+
+def _container_with_central_directory_offset_moved(by: int) -> bytes:
+    """A one-entry ASiC start (``mimetype`` stored) whose end record names the central directory ``by``
+    bytes later than it lies: zipfile then seeks to a negative local header offset."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.etsi.asic-e+zip")
+    data = bytearray(buffer.getvalue())
+    end = len(data) - 22  # the end of central directory record, without a comment
+    (offset,) = struct.unpack_from("<I", data, end + 16)
+    struct.pack_into("<I", data, end + 16, offset + by)
+    return bytes(data)
+
+
+def test_a_zip_whose_offsets_point_before_its_start_is_a_bad_container() -> None:
+    data = _container_with_central_directory_offset_moved(0x01000000)
+    with pytest.raises(SiegelError) as refused:
+        verify_asic(data, Trust((), False, None), max_bytes=1 << 20)
+    assert refused.value.code is Code.BAD_REQUEST and "not a readable ZIP" in refused.value.message
+
+
+def test_a_stored_entry_that_claims_deflate_data_it_lacks_is_a_bad_container() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.etsi.asic-e+zip")
+        archive.writestr("data.txt", b"x" * 4096, compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"data.txt") + len(b"data.txt")  # the deflate stream of the second entry
+    data[start:start + 4] = b"\xff\xff\xff\xff"
+    with pytest.raises(SiegelError) as refused:
+        verify_asic(bytes(data), Trust((), False, None), max_bytes=1 << 20)
+    assert refused.value.code is Code.BAD_REQUEST
