@@ -20,12 +20,14 @@ is our client as pyHanko's timestamper, for the PAdES engine.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from asn1crypto import algos, cms, core, crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -141,6 +143,23 @@ class Prepared:
     @property
     def scheme(self) -> SignatureScheme:
         return _parts(self.chain, self.digest).scheme
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able form for two-step signing; :meth:`from_state` reads it back."""
+        return {"signed_attrs": base64.b64encode(self.signed_attrs).decode(), "digest": self.digest.value,
+                "chain": [base64.b64encode(der).decode() for der in self.chain]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Prepared:
+        try:
+            chain = tuple(base64.b64decode(der, validate=True) for der in state["chain"])
+            prepared = cls(base64.b64decode(state["signed_attrs"], validate=True), DigestAlgorithm(state["digest"]),
+                           chain)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise SiegelError(Code.BAD_REQUEST, "the prepared CAdES state is incomplete or damaged") from None
+        if not chain:
+            raise SiegelError(Code.BAD_REQUEST, "the prepared CAdES state has no certificate")
+        return prepared
 
 
 @functools.lru_cache(maxsize=128)

@@ -69,21 +69,23 @@ def sign_document(key: SigningKey, order: SignOrder, document: Document, timesta
         assert document.content is not None  # SignOrder refuses digest-only PDFs
         out = io.BytesIO()
         sign_pades(key, io.BytesIO(document.content), level=order.level, digest=order.digest,
-                   options=_pades_options(key, order, document.content, appearances), properties=order.properties,
+                   options=pades_options(key.chain, order, document.content, appearances), properties=order.properties,
                    timestamps=timestamps, trust_roots=trust_roots, out=out)
         return Signed(document.name, out.getvalue(), True, "application/pdf", PADES_URI)
     raise SiegelError(Code.NOT_SUPPORTED, f"{order.format.value} signatures are not offered yet")
 
 
-def _pades_options(key: SigningKey, order: SignOrder, pdf: bytes, appearances: Callable[[], Appearances]) -> PadesOptions:
-    """The engine's options for ``order``: placement, locks, password, and the stamp of the chosen template."""
+def pades_options(chain: tuple[bytes, ...], order: SignOrder, pdf: bytes,
+                  appearances: Callable[[], Appearances]) -> PadesOptions:
+    """The engine's options for ``order`` signed by ``chain``'s first certificate: placement, locks, password,
+    and the stamp of the chosen template."""
     wanted = order.pdf
     placement = Placement(field=wanted.field, page=wanted.page, box=wanted.box, invisible=wanted.invisible)
     stamp = None
     if not wanted.invisible:
         known = appearances()
         template = choose_template(known.templates, wanted.appearance, default=known.default)
-        certificate = x509.load_der_x509_certificate(key.chain[0])
+        certificate = x509.load_der_x509_certificate(chain[0])
         place = order.properties.production_place
         fields = StampFields(signer=_common_name(certificate.subject), signed_at=datetime.now(timezone.utc),
                              reason=order.properties.reason, location=place.city if place else None,

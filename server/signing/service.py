@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -24,13 +23,14 @@ from server.pki.ca import ROOT, CertificateAuthorityService
 from server.db.batch import GroupCommit
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
-from server.signing.cades import Prepared, SigningKey, assemble_cades, check_signature_value, prepare_cades
+from server.signing.cades import SigningKey
 from server.signing.engines import Appearances, Signed, extend_signature, sign_asic_order, sign_document
 from server.signing.keys import SigningKeys
 from server.signing.order import Format, SignOrder
+from server.signing.two_step import PreparedOrder, complete_order, prepare_order
 from server.signing.stamp import load_templates
-from server.signing.keysource import DigestAlgorithm, KeySource
-from server.signing.levels import Level, Packaging
+from server.signing.keysource import KeySource
+from server.signing.levels import Level
 
 
 AuditItem = tuple[str, str, str, dict[str, object]]
@@ -89,24 +89,27 @@ class SigningService:
                 self._timestamps = client_from_settings(self._settings, [cas[ROOT]], list(cas.values()))
             return self._timestamps
 
-    def prepare_cades(self, user_id: int, user_name: str, content_digest: bytes, digest: DigestAlgorithm,
-                      level: Level, chain: tuple[bytes, ...]) -> tuple[str, Prepared, datetime]:
-        """Two-step signing, step 1: the digest the caller's own key (card, remote service) signs; the
-        state id to complete with, and when it expires."""
+    def prepare(self, user_id: int, user_name: str, order: SignOrder,
+                chain: tuple[bytes, ...]) -> tuple[str, PreparedOrder, datetime]:
+        """Two-step signing, step 1 (:mod:`server.signing.two_step`): the digest the caller's own key (card,
+        remote service) signs; the state id to complete with, and when it expires."""
         check_chain(chain)
-        prepared = prepare_cades(chain, content_digest, digest)
+        prepared = prepare_order(chain, order, self._appearances)
         state_id, expires = secrets.token_urlsafe(32), datetime.now(timezone.utc) + PREPARED_FOR
-        state = {"signed_attrs": base64.b64encode(prepared.signed_attrs).decode(), "digest": digest.value,
-                 "chain": [base64.b64encode(der).decode() for der in chain], "content_digest": content_digest.hex()}
+        audit = self._audit_entries(user_name, order, "(outside Siegel)")
         with self._sessions.begin() as session:
-            session.add(SigningState(id=state_id, user_id=user_id, expires_at=expires, level=level.value,
-                                     state=json.dumps(state)))
-            self._audit.append_in(session, user_name, "sign.prepare", content_digest.hex(), level=level.value,
-                                  digest_algorithm=digest.value, expires=expires.isoformat())
+            session.add(SigningState(id=state_id, user_id=user_id, expires_at=expires, level=order.level.value,
+                                     state=json.dumps({**prepared.state, "audit": audit})))
+            for _, _, target, details in audit:
+                self._audit.append_in(session, user_name, "sign.prepare", target, level=order.level.value,
+                                      format=order.format.value, digest_algorithm=details["digest_algorithm"],
+                                      document=details["document"], expires=expires.isoformat())
         return state_id, prepared, expires
 
-    def complete_cades(self, user_id: int, user_name: str, state_id: str, value: bytes) -> bytes:
-        """Two-step signing, step 3: the detached CAdES with the caller's signature value, once."""
+    def complete(self, user_id: int, user_name: str, state_id: str, value: bytes,
+                 password: str | None = None) -> Signed:
+        """Two-step signing, step 3: the signed result with the caller's signature value, once; the value
+        is checked against the certificate before anything is assembled."""
         with self._sessions() as session:
             row = session.get(SigningState, state_id)
         if row is None or row.user_id != user_id:
@@ -116,20 +119,16 @@ class SigningService:
             raise SiegelError(Code.CONFLICT, f"the prepared signature expired at {_utc(row.expires_at).isoformat()}; "
                                              "prepare it again")
         state = json.loads(row.state)
-        prepared = Prepared(base64.b64decode(state["signed_attrs"]), DigestAlgorithm(state["digest"]),
-                            tuple(base64.b64decode(der) for der in state["chain"]))
-        check_signature_value(prepared, value)
         level = Level(row.level)
-        signature = assemble_cades(prepared, value, level=level,
-                                   timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
-                                   trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else ())
+        signed = complete_order(state, value, level,
+                                timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
+                                trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
+                                password=password)
         with self._sessions.begin() as session:
             if session.execute(delete(SigningState).where(SigningState.id == state_id)).rowcount != 1:
                 raise SiegelError(Code.CONFLICT, "this prepared signature was completed at the same moment already")
-            self._audit.append_in(session, user_name, "sign.cades", state["content_digest"], level=level.value,
-                                  digest_algorithm=prepared.digest.value, key_label="(outside Siegel)",
-                                  packaging=Packaging.DETACHED.value, hash_only=True)
-        return signature
+            self._audit.append_many_in(session, [tuple(entry) for entry in state["audit"]])  # type: ignore[misc]
+        return signed
 
     def remove_expired(self) -> None:
         """The scheduled job "signing-states": prepared signatures nobody completed go."""
@@ -162,6 +161,17 @@ class SigningService:
             self._key_cache[(user_id, key_name)] = (now + KEY_CACHE_SECONDS, key)
         return key
 
+    @staticmethod
+    def _audit_entries(user_name: str, order: SignOrder, label: str) -> list[AuditItem]:
+        """One ``sign.<format>`` entry per document of ``order``: its digest, key label, level, hash-only."""
+        entries: list[AuditItem] = []
+        for document in order.documents:
+            algorithm, digest = document.digested(order.digest)
+            entries.append((user_name, f"sign.{order.format.value}", digest.hex(), {
+                "document": document.name, "digest_algorithm": algorithm.value, "key_label": label,
+                "level": order.level.value, "packaging": order.packaging.value, "hash_only": document.content is None}))
+        return entries
+
     def _appearances(self) -> Appearances:
         """The appearance templates, read on first use (a broken template is a configuration error then)."""
         with self._lock:
@@ -184,12 +194,7 @@ class SigningService:
         else:
             signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
                       for document in order.documents]
-        entries: list[AuditItem] = []
-        for document in order.documents:
-            algorithm, digest = document.digested(order.digest)
-            entries.append((user_name, f"sign.{order.format.value}", digest.hex(), {
-                "document": document.name, "digest_algorithm": algorithm.value, "key_label": label,
-                "level": order.level.value, "packaging": order.packaging.value, "hash_only": document.content is None}))
+        entries = self._audit_entries(user_name, order, label)
         # Group commit: concurrent requests share one transaction; answered only once it committed.
         self._audit_writer.submit(entries).result()
         metrics.SIGNATURES.labels(format=order.format.value).inc(len(signed))

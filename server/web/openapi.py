@@ -10,7 +10,6 @@ _PROBLEM = {"description": "RFC 9457 problem document",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _CMS = {"application/pkcs7-signature": {"schema": {"type": "string", "format": "binary"}}}
 _LEVEL = {"type": "string", "enum": ["B-B", "B-T", "B-LT", "B-LTA"], "default": "B-T"}
-_TWO_STEP_LEVEL = {"type": "string", "enum": ["B-B", "B-T", "B-LT"], "default": "B-T"}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _DIGEST = {
     "digestAlgorithm": {"type": "string", "enum": ["SHA-256", "SHA-384", "SHA-512"]},
@@ -204,19 +203,38 @@ PATHS: dict[str, dict[str, Any]] = {
                                           "application/xml": _BINARY}},
                       **_errors(400, 401, 413, 501)}}},
     "/sign/prepare": {"post": {
-        "summary": "Two-step signing, step 1: the digest a key outside Siegel signs",
-        "requestBody": _json_body({**_DIGEST, "level": _TWO_STEP_LEVEL, "certificateChain": {
-            "type": "array", "items": {"type": "string", "contentEncoding": "base64"},
-            "description": "DER certificates, the signer's first"}}, ["digestAlgorithm", "digest", "certificateChain"]),
-        "responses": {"200": {"description": "stateId, digestToSign, signatureAlgorithm, expires",
+        "summary": "Two-step signing, step 1: the digest a key outside Siegel signs (CAdES, XAdES, PAdES, ASiC-E)",
+        "description": "The PDF options of a PAdES order are the query parameters of POST /sign (field, page, x, y, "
+                       "w, h, appearance, invisible, certify, lock; X-Pdf-Password).",
+        "requestBody": _json_body({
+            "format": {"type": "string", "enum": ["cades", "xades", "pades", "asic"], "default": "cades"},
+            "level": {**_LEVEL, "description": "CAdES: B-B to B-LT; XAdES: B-LTA needs the document"},
+            "packaging": {"type": "string", "enum": ["detached", "enveloping", "enveloped"], "default": "detached",
+                          "description": "XAdES (PAdES is enveloped, CAdES and ASiC-E detached)"},
+            "container": {"type": "string", "enum": ["xades", "cades"], "default": "xades",
+                          "description": "the signature inside an ASiC-E"},
+            "document": {"type": "string", "contentEncoding": "base64", "description": "the document"},
+            "name": {"type": "string"}, "mimeType": {"type": "string"},
+            "documents": {"type": "array", "description": "ASiC-E: the container's documents", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}, "mimeType": {"type": "string"},
+                                                 "content": {"type": "string", "contentEncoding": "base64"}}}},
+            **_DIGEST,
+            "certificateChain": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"},
+                                 "description": "DER certificates, the signer's first"}},
+            ["certificateChain"]),
+        "responses": {"200": {"description": "stateId, digestAlgorithm, digestToSign, signatureAlgorithm, expires",
                               "content": {"application/json": {"schema": {"type": "object"}}}},
                       **_errors(400, 401, 501)}}},
     "/sign/complete": {"post": {
-        "summary": "Two-step signing, step 3: the detached CAdES with the outside signature value",
+        "summary": "Two-step signing, step 3: the signed result with the outside signature value, checked first",
         "requestBody": _json_body({"stateId": {"type": "string"},
-                                   "signatureValue": {"type": "string", "contentEncoding": "base64"}},
+                                   "signatureValue": {"type": "string", "contentEncoding": "base64",
+                                                      "description": "PKCS#1 v1.5 for RSA, DER for ECDSA"}},
                                   ["stateId", "signatureValue"]),
-        "responses": {"200": {"description": "the detached CMS signature", "content": _CMS},
+        "responses": {"200": {"description": "the detached CMS, the XAdES document, the signed PDF or the ASiC-E "
+                                             "container of the prepared order (X-Siegel-Signature-Type names it)",
+                              "content": {**_CMS, "application/xml": _BINARY, "application/pdf": _BINARY,
+                                          "application/vnd.etsi.asic-e+zip": _BINARY}},
                       **_errors(400, 401, 404, 409)}}},
     "/sign/remote/authorize": {"post": {
         "summary": "Remote signing, phase 2: PIN and OTP for the operation POST /sign?remote=... started; "

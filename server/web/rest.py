@@ -28,7 +28,6 @@ from server.web.remote_signing import Remote, RemoteAccounts, RemoteAuthorize, R
 
 FORMATS = ("cades", "xades", "asic", "pades")
 DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
-DETACHED_CMS = b"application/pkcs7-signature"
 
 
 class _NotFound(resource.Resource):
@@ -192,12 +191,17 @@ class SignHash(_SigningEndpoint):
         return _signed_in_thread(request, self._signing, order)
 
 
-def _digest_of(body: dict[str, Any]) -> tuple[DigestAlgorithm, bytes]:
-    """``digestAlgorithm`` and the base64 ``digest`` of a JSON request."""
-    name = str(body.get("digestAlgorithm", "")).upper()
+def _digest_algorithm(body: dict[str, Any], default: str = "") -> DigestAlgorithm:
+    """``digestAlgorithm`` of a JSON request (``default`` when absent)."""
+    name = str(body.get("digestAlgorithm", default)).upper()
     if name not in DIGESTS:
         raise SiegelError(Code.BAD_REQUEST, f"digestAlgorithm {name!r}: expected one of {', '.join(DIGESTS)}")
-    return DIGESTS[name], _b64(body.get("digest"), "digest")
+    return DIGESTS[name]
+
+
+def _digest_of(body: dict[str, Any]) -> tuple[DigestAlgorithm, bytes]:
+    """``digestAlgorithm`` and the base64 ``digest`` of a JSON request."""
+    return _digest_algorithm(body), _b64(body.get("digest"), "digest")
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -207,44 +211,78 @@ def _b64(value: Any, what: str) -> bytes:
         raise SiegelError(Code.BAD_REQUEST, f"{what}: expected base64") from None
 
 
-def _cades_level(body: dict[str, Any]) -> Level:
-    fmt, level = str(body.get("format", "cades")), str(body.get("level", "B-T"))
-    if fmt != "cades" or level not in ("B-B", "B-T", "B-LT"):
-        raise SiegelError(Code.NOT_SUPPORTED, f"format={fmt}, level={level}: two-step signing makes CAdES B-B, "
-                                              "B-T and B-LT (B-LTA needs the document, which stays with the caller)")
-    return Level(level)
+def _json_choice(body: dict[str, Any], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = str(body.get(name, default))
+    if value not in allowed:
+        raise SiegelError(Code.BAD_REQUEST, f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _json_documents(body: dict[str, Any]) -> tuple[Document, ...]:
+    """``documents`` (a list of ``{"name", "mimeType", "content"}``), one ``document`` (base64, with ``name``
+    and ``mimeType``) or a ``digest`` with its ``digestAlgorithm`` (detached signatures only)."""
+    def one(item: dict[str, Any], what: str) -> Document:
+        mime = str(item["mimeType"]) if item.get("mimeType") else None
+        return Document(str(item.get("name") or "document"), content=_b64(item.get("content"), what),
+                        mime_type=mime, is_xml=is_xml_type(mime))
+
+    if "documents" in body:
+        items = body["documents"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise SiegelError(Code.BAD_REQUEST, 'documents: expected a list of {"name", "mimeType", "content"}')
+        return tuple(one(item, f"documents[{n}].content") for n, item in enumerate(items))
+    if "document" in body:
+        return (one({**body, "content": body["document"]}, "document"),)
+    algorithm, digest = _digest_of(body)
+    return (Document(str(body.get("name") or "document"), digest=digest, digest_algorithm=algorithm),)
+
+
+def _two_step_order(request: Any, body: dict[str, Any]) -> SignOrder:
+    """The order of a prepare request: JSON ``format``, ``level``, ``packaging``, ``container`` (ASiC-E),
+    ``digestAlgorithm`` and the documents (:func:`_json_documents`); a PDF's options as for /sign (query)."""
+    fmt = Format(_json_choice(body, "format", "cades", FORMATS))
+    packaging = Packaging.ENVELOPED if fmt is Format.PADES else \
+        Packaging(_json_choice(body, "packaging", "detached", tuple(Packaging)))
+    digest = _digest_algorithm(body, "SHA-256")
+    return SignOrder(fmt, Level(_json_choice(body, "level", "B-T", tuple(Level))), packaging, _json_documents(body),
+                     digest=digest, container_format=Format(_json_choice(body, "container", "xades", ("xades", "cades"))),
+                     pdf=_pdf_options(request))
 
 
 class SignPrepare(_SigningEndpoint):
-    """``POST /api/v1/sign/prepare`` with JSON ``digestAlgorithm``, ``digest`` (of the document),
-    ``certificateChain`` (base64 DER, the signer's first) and ``level``: the digest to sign elsewhere."""
+    """``POST /api/v1/sign/prepare`` with JSON ``certificateChain`` (base64 DER, the signer's first) and the
+    order (:func:`_two_step_order`): the digest to sign elsewhere, and the state to complete with."""
 
     def _start(self, request: Any) -> Any:
         body = _json_object(request)
-        level, (digest, content_digest) = _cades_level(body), _digest_of(body)
+        order = _two_step_order(request, body)
         chain = body.get("certificateChain")
         if not isinstance(chain, list):
             raise SiegelError(Code.BAD_REQUEST, "certificateChain: expected a list of base64 DER certificates")
         certs = tuple(_b64(c, "certificateChain") for c in chain)
         principal = request.principal
-        return threads.deferToThread(self._signing.prepare_cades, principal.user_id, principal.name,
-                                     content_digest, digest, level, certs).addCallback(
+        names = {algorithm: name for name, algorithm in DIGESTS.items()}
+        return threads.deferToThread(self._signing.prepare, principal.user_id, principal.name, order,
+                                     certs).addCallback(
             lambda prepared: json_response(request, 200, {
-                "stateId": prepared[0], "digestAlgorithm": body["digestAlgorithm"].upper(),
+                "stateId": prepared[0], "digestAlgorithm": names[prepared[1].digest],
                 "digestToSign": base64.b64encode(prepared[1].to_be_signed).decode(),
                 "signatureAlgorithm": prepared[1].scheme.value, "expires": prepared[2].isoformat()}))
 
 
 class SignComplete(_SigningEndpoint):
-    """``POST /api/v1/sign/complete`` with JSON ``stateId`` and ``signatureValue`` (base64; ECDSA as DER):
-    the detached CAdES, checked against the certificate before it is assembled."""
+    """``POST /api/v1/sign/complete`` with JSON ``stateId`` and ``signatureValue`` (base64; ECDSA as DER;
+    an encrypted PDF's password in ``X-Pdf-Password`` again): the signed result of the prepared format,
+    checked against the certificate before it is assembled."""
 
     def _start(self, request: Any) -> Any:
         body = _json_object(request)
         state_id, value = str(body.get("stateId", "")), _b64(body.get("signatureValue"), "signatureValue")
+        password = request.getHeader(b"x-pdf-password")
         principal = request.principal
-        return threads.deferToThread(self._signing.complete_cades, principal.user_id, principal.name, state_id,
-                                     value).addCallback(lambda cms: _signed(request, cms, DETACHED_CMS))
+        return threads.deferToThread(self._signing.complete, principal.user_id, principal.name, state_id, value,
+                                     password.decode("utf-8", "replace") if password else None).addCallback(
+            lambda signed: _answer_signed(request, [signed]))
 
 
 def _json_object(request: Any) -> dict[str, Any]:

@@ -182,6 +182,7 @@ def test_prepared_signatures_expire_and_are_swept(pki: Pki) -> None:
 
     from server.db.models import SigningState
     from server.signing.keys import SigningKeys
+    from server.signing.order import Document, Format, SignOrder
     from server.signing.service import SigningService
 
     key = user_key(pki)
@@ -189,13 +190,13 @@ def test_prepared_signatures_expire_and_are_swept(pki: Pki) -> None:
     assert user_id is not None
     service = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
                              SigningKeys(pki.engine, pki.audit, pki.ca), lambda: ())
-    state_id, prepared, _ = service.prepare_cades(user_id, "anna", hashlib.sha256(DOCUMENT).digest(),
-                                                  DigestAlgorithm.SHA256, Level.B_B, key.chain)
+    order = SignOrder(Format.CADES, Level.B_B, Packaging.DETACHED, (Document("contract.bin", content=DOCUMENT),))
+    state_id, prepared, _ = service.prepare(user_id, "anna", order, key.chain)
     value = pki.hsm.sign_digest(key.label, prepared.to_be_signed, DigestAlgorithm.SHA256, prepared.scheme)
     with pki.engine.begin() as conn:
         conn.execute(update(SigningState).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     with pytest.raises(SiegelError) as caught:
-        service.complete_cades(user_id, "anna", state_id, value)
+        service.complete(user_id, "anna", state_id, value)
     assert caught.value.code is Code.CONFLICT and "expired" in caught.value.message
     service.remove_expired()
     with pki.engine.connect() as conn:
