@@ -167,6 +167,17 @@ def build(leaves: Sequence[bytes], algorithm: str) -> HashTree:
     return HashTree(algorithm, levels)
 
 
+def grouped(reduced: Reduced, group: Sequence[bytes]) -> Reduced:
+    """A leaf's reduced tree (from :meth:`HashTree.reduced`) with the leaf replaced by the group whose hash it is.
+
+    For a leaf that stands for several values — an RFC 4998 data group, or XMLERS hash-tree renewal's
+    {H(document), ha} — the first partial hash tree holds the group, the next one the leaf's neighbour.
+    """
+    if not reduced:
+        return (tuple(group),)
+    return (tuple(group), reduced[0][1:], *reduced[1:])
+
+
 def root_of(leaf: bytes, reduced: Sequence[Sequence[bytes]], algorithm: str) -> bytes:
     """The root a reduced hash tree leads to from ``leaf`` (RFC 4998 section 4.3).
 

@@ -41,6 +41,10 @@ class EvidenceRecord:
     """ArchiveTimeStampSequence: the chains, oldest first; each chain's ATSs oldest first."""
     crypto_infos: bytes | None = None
     """DER of RFC 4998 ``cryptoInfos`` (verification data for the timestamps), kept as read."""
+    syntax: str = "ers"
+    """What the renewals hashed: "ers" (RFC 4998 DER) or "xml" (RFC 6283 canonical XML)."""
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
+    """The record exactly as decoded (an XMLERS's renewal hashes are taken from its elements)."""
 
 
 def initial_record(timestamp: ArchiveTimestamp) -> EvidenceRecord:
@@ -71,7 +75,8 @@ def renew_timestamp(record: EvidenceRecord, timestamp: ArchiveTimestamp) -> Evid
     if timestamp.digest_algorithm != last[0].digest_algorithm:
         raise ValueError(f"a timestamp renewal keeps the chain's algorithm {last[0].digest_algorithm}, "
                          f"not {timestamp.digest_algorithm}")
-    return EvidenceRecord(record.digest_algorithms, (*record.chains[:-1], (*last, timestamp)), record.crypto_infos)
+    return EvidenceRecord(record.digest_algorithms, (*record.chains[:-1], (*last, timestamp)), record.crypto_infos,
+                          record.syntax)
 
 
 def renew_hashtree(record: EvidenceRecord, timestamp: ArchiveTimestamp) -> EvidenceRecord:
@@ -79,4 +84,4 @@ def renew_hashtree(record: EvidenceRecord, timestamp: ArchiveTimestamp) -> Evide
     algorithms = record.digest_algorithms
     if timestamp.digest_algorithm not in algorithms:
         algorithms = (*algorithms, timestamp.digest_algorithm)
-    return EvidenceRecord(algorithms, (*record.chains, (timestamp,)), record.crypto_infos)
+    return EvidenceRecord(algorithms, (*record.chains, (timestamp,)), record.crypto_infos, record.syntax)

@@ -120,3 +120,13 @@ def test_hashtree_renewal_leaf_joins_document_and_sequence_hash_sorted(monkeypat
     assert renewed.digest_algorithms == ("sha256", "sha512")
     assert [len(chain) for chain in renewed.chains] == [1, 1]
     assert isinstance(renewed, EvidenceRecord)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_a_group_replaces_its_leaf(count: int) -> None:
+    group = [LEAVES[30], LEAVES[31]]
+    leaves = [hashtree.group_hash("sha256", group), *LEAVES[:count - 1]]
+    tree = build(leaves, "sha256")
+    reduced = hashtree.grouped(tree.reduced(0), group)
+    assert reduced[0] == tuple(group)
+    assert root_of(LEAVES[31], reduced, "sha256") == tree.root
