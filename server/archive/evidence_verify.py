@@ -7,7 +7,8 @@ in its first partial hash tree, or is the timestamp's imprint when there is no t
 at genTime, ESSCertID, chain) — and the record as a whole in **chain** (timestamp renewal: each ATS
 covers the previous one, times ascending, same algorithm) and **sequence** steps (hash-tree
 renewal: each new chain covers the document together with the previous ATS sequence; RFC 4998 says
-h(d) + ha, erratum 7411 sorted — both are accepted and the report names which), and **algorithm**
+H(h(d) + ha), reported erratum 7411 sorts the pair, EU DSS's XML puts h(d) and ha side by side in the
+first partial hash tree — each is accepted and the report names which), and **algorithm**
 (a chain whose hash algorithm passed its horizon before the next chain began, or before now for the
 last chain, is reported).
 
@@ -185,10 +186,10 @@ class _Verifier:
             return _Cover([("the document", document)], ("the previous ArchiveTimeStampSequence",
                                                          xmlers.sequence_digest(self.record, c, algorithm)))
         ha = sequence_digest(EvidenceRecord(self.record.digest_algorithms, self.record.chains[:c]), algorithm)
-        return _Cover([("the document and the previous ATS sequence (sorted, RFC 4998 erratum 7411)",
-                        group_hash(algorithm, [document, ha])),
-                       ("the document and the previous ATS sequence (h(d) + ha, RFC 4998 text)",
-                        digest(algorithm, document + ha))], group=(document, ha))
+        return _Cover([("the document and the previous ATS sequence (h(d) + ha, RFC 4998 text)",
+                        digest(algorithm, document + ha)),
+                       ("the document and the previous ATS sequence (sorted, RFC 4998 erratum 7411)",
+                        group_hash(algorithm, [document, ha]))], group=(document, ha))
 
     def _timestamp(self, ats: ArchiveTimestamp, cover: _Cover, c: int, i: int) -> datetime | None:
         """Steps reference, hash-tree and timestamp of one ATS; its time when the token's signature verifies."""

@@ -3,10 +3,10 @@
 An :class:`EvidenceRecord` is a sequence of chains; each chain a sequence of Archive Time-Stamps
 (ATS) of one hash algorithm. The first ATS of the first chain covers the data object through its
 reduced hash tree. Timestamp renewal (RFC 4998 section 5.2) appends an ATS to the last chain over
-the previous ATS's ``timeStamp`` (:func:`timestamp_renewal_digest`); hash-tree renewal (section 5.3,
-with erratum 7411: the pair is concatenated in binary ascending order) starts a new chain whose
-first ATS covers H(document) joined with H(the whole previous ATS sequence)
-(:func:`hashtree_renewal_leaf`). These are the ASN.1 rules; RFC 6283 hashes canonical XML instead,
+the previous ATS's ``timeStamp`` (:func:`timestamp_renewal_digest`); hash-tree renewal (section 5.3)
+starts a new chain whose first ATS covers H(h(d) + ha), ha = H(the whole previous ATS sequence)
+(:func:`hashtree_renewal_leaf`) — in the RFC's order, as BouncyCastle 1.72 (Debian) and the EU DSS
+vectors make it; reported erratum 7411 would sort the pair, which the verifier accepts as well. These are the ASN.1 rules; RFC 6283 hashes canonical XML instead,
 which ``server.archive.xmlers`` owns.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.archive.hashtree import Reduced, digest, group_hash
+from server.archive.hashtree import Reduced, digest
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ def sequence_digest(record: EvidenceRecord, algorithm: str) -> bytes:
 
 
 def hashtree_renewal_leaf(document_hash: bytes, record: EvidenceRecord, algorithm: str) -> bytes:
-    """The leaf of a new chain (RFC 4998 5.3): H(sorted(h(d), ha)) with ``document_hash`` = h(d) in ``algorithm``."""
-    return group_hash(algorithm, [document_hash, sequence_digest(record, algorithm)])
+    """The leaf of a new chain (RFC 4998 5.3): H(h(d) + ha) with ``document_hash`` = h(d) in ``algorithm``."""
+    return digest(algorithm, document_hash + sequence_digest(record, algorithm))
 
 
 def renew_timestamp(record: EvidenceRecord, timestamp: ArchiveTimestamp) -> EvidenceRecord:

@@ -107,15 +107,14 @@ def test_timestamp_renewal_covers_the_previous_timestamp_field() -> None:
         record.renew_timestamp(renewed, _ats(b"x", "sha512"))
 
 
-def test_hashtree_renewal_leaf_joins_document_and_sequence_hash_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hashtree_renewal_leaf_joins_document_and_sequence_hash_in_rfc_order(monkeypatch: pytest.MonkeyPatch) -> None:
     from server.archive import ers
 
     initial = record.initial_record(_ats(b"token"))
     monkeypatch.setattr(ers, "encode_sequence", lambda chains: b"SEQUENCE" + chains[0][0].timestamp)
     document = hashlib.sha512(b"document").digest()
     ha = hashlib.sha512(b"SEQUENCEtoken").digest()
-    assert record.hashtree_renewal_leaf(document, initial, "sha512") == hashlib.sha512(
-        min(document, ha) + max(document, ha)).digest()
+    assert record.hashtree_renewal_leaf(document, initial, "sha512") == hashlib.sha512(document + ha).digest()
     renewed = record.renew_hashtree(initial, _ats(b"new", "sha512"))
     assert renewed.digest_algorithms == ("sha256", "sha512")
     assert [len(chain) for chain in renewed.chains] == [1, 1]

@@ -1,0 +1,182 @@
+"""Evidence records made by Siegel's archive formats, renewed with a real TSA, verified by ours and by BouncyCastle.
+
+Several documents go into one RFC 4998 hash tree whose root the reference TSA (``openssl ts``)
+timestamps; each document's record is then renewed twice — timestamp renewal (a second tree over the
+renewal hashes of two trees, one TSA request for both) and hash-tree renewal with SHA-512 — and after
+each stage verified by ``server.archive.evidence_verify`` and by BouncyCastle 1.72's
+``org.bouncycastle.tsp.ers`` (Debian libbcpkix-java), driven by a small Java program compiled here.
+The XMLERS line runs the same stages with RFC 6283's renewal hashes. BouncyCastle-made records (the
+ers-testool vectors) are read by ours in test_archive_vectors.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from adapters.timestamp.client import TimestampClient, TsaEndpoint
+from server.archive import ers, xmlers
+from server.archive.evidence_verify import verify
+from server.archive.hashtree import build, group_hash, grouped
+from server.archive.record import (ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf, initial_record,
+                                   renew_hashtree, renew_timestamp, timestamp_renewal_digest)
+from server.validation.model import Indication, Trust
+from tests.fixtures.tsa import ReferenceTsa
+
+DOCUMENTS = [f"document {i} of the archive".encode() * (i + 1) for i in range(5)]
+OTHER_TREE = [f"another tree's document {i}".encode() for i in range(3)]
+JARS = [Path("/usr/share/java") / f"{name}.jar" for name in ("bcprov", "bcpkix", "bcutil")]
+
+CHECKER = """
+import java.nio.file.*;
+import java.util.Date;
+import org.bouncycastle.cert.X509CertificateHolder;
+import org.bouncycastle.cms.jcajce.JcaSimpleSignerInfoVerifierBuilder;
+import org.bouncycastle.operator.jcajce.JcaDigestCalculatorProviderBuilder;
+import org.bouncycastle.tsp.ers.*;
+
+public class ErsCheck {
+    public static void main(String[] args) throws Exception {
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            String verdict;
+            try {
+                ERSEvidenceRecord record = new ERSEvidenceRecord(Files.readAllBytes(Paths.get(args[i])),
+                    new JcaDigestCalculatorProviderBuilder().build());
+                record.validatePresent(new ERSByteData(Files.readAllBytes(Paths.get(args[i + 1]))), new Date());
+                X509CertificateHolder tsa = record.getSigningCertificate();
+                record.validate(new JcaSimpleSignerInfoVerifierBuilder().build(tsa));
+                verdict = "VALID";
+            } catch (Exception e) {
+                verdict = "INVALID " + e;
+            }
+            System.out.println(verdict);
+        }
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def bouncycastle(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The compiled checker: (classpath, directory)."""
+    missing = [str(jar) for jar in JARS if not jar.exists()]
+    if missing or not (shutil.which("javac") and shutil.which("java")):
+        pytest.skip(f"BouncyCastle jars or javac/java missing ({', '.join(missing) or 'javac/java'}): Debian packages "
+                    "libbcprov-java libbcpkix-java libbcutil-java default-jdk-headless (APT_TEST in the Makefile)")
+    directory = tmp_path_factory.mktemp("ers-check")
+    (directory / "ErsCheck.java").write_text(CHECKER)
+    classpath = ":".join(str(jar) for jar in JARS)
+    subprocess.run(["javac", "-nowarn", "-cp", classpath, "-d", str(directory), str(directory / "ErsCheck.java")],
+                   check=True, capture_output=True, timeout=120)
+    return f"{classpath}:{directory}", directory
+
+
+def _bc_verdicts(bouncycastle: tuple[str, Path], tmp_path: Path, cases: list[tuple[bytes, bytes]]) -> list[str]:
+    args: list[str] = []
+    for n, (record, data) in enumerate(cases):
+        (tmp_path / f"{n}.ers").write_bytes(record)
+        (tmp_path / f"{n}.bin").write_bytes(data)
+        args += [str(tmp_path / f"{n}.ers"), str(tmp_path / f"{n}.bin")]
+    done = subprocess.run(["java", "-cp", bouncycastle[0], "ErsCheck", *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return done.stdout.splitlines()
+
+
+@pytest.fixture
+def client(reference_tsa: ReferenceTsa) -> TimestampClient:
+    return TimestampClient([TsaEndpoint(reference_tsa.url, (reference_tsa.ca,))], timeout=10, retries=0)
+
+
+@pytest.fixture
+def trust(reference_tsa: ReferenceTsa) -> Trust:
+    return Trust((reference_tsa.ca.public_bytes(serialization.Encoding.DER),), allow_fetching=False)
+
+
+def _initial(client: TimestampClient, documents: list[bytes]) -> list[EvidenceRecord]:
+    tree = build([hashlib.sha256(d).digest() for d in documents], "sha256")
+    token = client.timestamp(tree.root, "sha256").token
+    return [initial_record(ArchiveTimestamp("sha256", tree.reduced(i), token)) for i in range(len(documents))]
+
+
+def _renew_timestamps(client: TimestampClient, trees: list[list[EvidenceRecord]],
+                      renewal_hash: object) -> list[list[EvidenceRecord]]:
+    """One TSA request for all trees: a tree over each tree's renewal hash (the same for all its records)."""
+    hashes = [renewal_hash(records[0]) for records in trees]  # type: ignore[operator]
+    tree = build(hashes, "sha256")
+    token = client.timestamp(tree.root, "sha256").token
+    return [[renew_timestamp(r, ArchiveTimestamp("sha256", tree.reduced(t), token)) for r in records]
+            for t, records in enumerate(trees)]
+
+
+def _asn1_renewal_hash(record: EvidenceRecord) -> bytes:
+    return timestamp_renewal_digest(record.chains[-1][-1], "sha256")
+
+
+def _xml_renewal_hash(record: EvidenceRecord) -> bytes:
+    return xmlers.timestamp_renewal_digest(record, len(record.chains) - 1, len(record.chains[-1]) - 1)
+
+
+def _assert_ours(records: list[EvidenceRecord], documents: list[bytes], trust: Trust, encode: object) -> None:
+    for record, document in zip(records, documents, strict=True):
+        report = verify(encode(record), data=document, trust=trust)  # type: ignore[operator]
+        assert report.indication is Indication.TOTAL_PASSED, report.to_json()
+        assert report.proof_time is not None
+    wrong = verify(encode(records[0]), data=documents[1] + b"!", trust=trust)  # type: ignore[operator]
+    assert wrong.indication is Indication.TOTAL_FAILED
+
+
+def test_asn1_records_validate_with_ours_and_bouncycastle_through_both_renewals(
+        client: TimestampClient, trust: Trust, bouncycastle: tuple[str, Path], tmp_path: Path) -> None:
+    records = _initial(client, DOCUMENTS)
+    other = _initial(client, OTHER_TREE)
+    stages = {"initial": records}
+    records, other = _renew_timestamps(client, [records, other], _asn1_renewal_hash)
+    stages["timestamp renewal"] = records
+    leaves = [hashtree_renewal_leaf(hashlib.sha512(d).digest(), r, "sha512") for r, d in zip(records, DOCUMENTS)]
+    tree = build(leaves, "sha512")
+    token = client.timestamp(tree.root, "sha512").token
+    stages["hash-tree renewal"] = [renew_hashtree(r, ArchiveTimestamp("sha512", tree.reduced(i), token))
+                                   for i, r in enumerate(records)]
+    for stage, made in stages.items():
+        _assert_ours(made, DOCUMENTS, trust, ers.encode)
+        assert ers.decode(ers.encode(made[0])) == made[0], stage
+        cases = [(ers.encode(r), d) for r, d in zip(made, DOCUMENTS)] + [(ers.encode(made[2]), DOCUMENTS[2] + b"!")]
+        verdicts = _bc_verdicts(bouncycastle, tmp_path, cases)
+        assert verdicts[:-1] == ["VALID"] * len(DOCUMENTS), (stage, verdicts)
+        assert verdicts[-1].startswith("INVALID"), (stage, verdicts)  # BouncyCastle is able to say no
+    assert [len(c) for c in stages["hash-tree renewal"][0].chains] == [2, 1]
+
+
+def test_xml_records_renew_with_rfc6283_hashes_and_verify(client: TimestampClient, trust: Trust) -> None:
+    records = [xmlers.decode(xmlers.encode(r)) for r in _initial(client, DOCUMENTS)]
+    other = [xmlers.decode(xmlers.encode(r)) for r in _initial(client, OTHER_TREE)]
+    _assert_ours(records, DOCUMENTS, trust, xmlers.encode)
+    records, other = _renew_timestamps(client, [records, other], _xml_renewal_hash)
+    records = [xmlers.decode(xmlers.encode(r)) for r in records]
+    _assert_ours(records, DOCUMENTS, trust, xmlers.encode)
+    groups = [xmlers.hashtree_renewal_leaves([hashlib.sha512(d).digest()], r, "sha512")
+              for r, d in zip(records, DOCUMENTS)]
+    tree = build([group_hash("sha512", g) for g in groups], "sha512")
+    token = client.timestamp(tree.root, "sha512").token
+    renewed = [renew_hashtree(r, ArchiveTimestamp("sha512", grouped(tree.reduced(i), groups[i]), token))
+               for i, r in enumerate(records)]
+    _assert_ours(renewed, DOCUMENTS, trust, xmlers.encode)
+    report = verify(xmlers.encode(renewed[0]), data=DOCUMENTS[0], trust=trust)
+    assert [s.check for s in report.steps if s.chain == 2][:2] == ["sequence", "reference"]
+    # the DER renewal hashes do not hold in XML: an ERS record with renewals is never written as XMLERS
+    asn1 = _initial(client, DOCUMENTS[:2])
+    renewed_asn1 = _renew_timestamps(client, [asn1], _asn1_renewal_hash)[0]
+    with pytest.raises(Exception, match="cannot be written as RFC 6283"):
+        xmlers.encode(renewed_asn1[0])
+
+
+def test_untrusted_tsa_is_indeterminate(client: TimestampClient) -> None:
+    record = _initial(client, DOCUMENTS[:3])[1]
+    report = verify(ers.encode(record), data=DOCUMENTS[1])
+    assert report.indication is Indication.INDETERMINATE
+    assert report.sub_indication is not None and report.sub_indication.value == "NO_CERTIFICATE_CHAIN_FOUND"
