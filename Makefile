@@ -9,7 +9,7 @@ STAMP := $(VENV)/.siegel-installed
 # Debian packages: what the server needs, and what the test suite needs on top.
 APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core
 APT_TEST := $(APT_SERVE) slapd ldap-utils postgresql xmlsec1 poppler-utils qpdf chromium \
-            libnss3-tools jaxws default-jdk-headless mono-devel
+            libnss3-tools jaxws default-jdk-headless mono-devel libbcprov-java libbcpkix-java libbcutil-java
 
 .PHONY: serve test bench init deps-serve deps-test venv clean-var portal-assets
 
