@@ -396,8 +396,12 @@ def _canonical(nodes: _Nodes, algorithm: str, *, comments: bool, prefixes: Seque
     exclusive = algorithm.startswith(EXC_C14N)
     if not exclusive and isinstance(nodes, etree._Element):
         _refuse_inherited_xml_attributes(nodes)
-    return etree.tostring(nodes, method="c14n", exclusive=exclusive, with_comments=comments,
-                          inclusive_ns_prefixes=list(prefixes) or None)
+    try:
+        return etree.tostring(nodes, method="c14n", exclusive=exclusive, with_comments=comments,
+                              inclusive_ns_prefixes=list(prefixes) or None)
+    except etree.C14NError:
+        raise SiegelError(Code.BAD_REQUEST, "the XML to sign has no canonical form: Canonical XML refuses, for "
+                                            "one, a namespace name that is a relative URI (xmlns:p=\"h\")") from None
 
 
 def _refuse_inherited_xml_attributes(element: etree._Element) -> None:

@@ -381,14 +381,19 @@ def _c14n_nodes(nodes: _Nodes, method: _C14n, prefixes: list[str] | None) -> byt
 
 
 XML_NAMESPACE_PREFIX = "{http://www.w3.org/XML/1998/namespace}"
+C14N_REFUSED = ("the signed XML has no canonical form (Canonical XML refuses, for one, a namespace name that is "
+                "a relative URI such as xmlns:p=\"h\")")
 
 
 def _c14n(node: etree._Element | etree._ElementTree, method: _C14n, prefixes: list[str] | None) -> bytes:
     """Canonical XML of a whole document or of one element's subtree in its document's context."""
-    if method.exclusive or isinstance(node, etree._ElementTree) or node.getparent() is None:
-        return etree.tostring(node, method="c14n", exclusive=method.exclusive, with_comments=method.comments,
-                              inclusive_ns_prefixes=prefixes if method.exclusive else None)
-    return etree.tostring(_inclusive_apex(node), method="c14n", with_comments=method.comments)
+    try:
+        if method.exclusive or isinstance(node, etree._ElementTree) or node.getparent() is None:
+            return etree.tostring(node, method="c14n", exclusive=method.exclusive, with_comments=method.comments,
+                                  inclusive_ns_prefixes=prefixes if method.exclusive else None)
+        return etree.tostring(_inclusive_apex(node), method="c14n", with_comments=method.comments)
+    except etree.C14NError:
+        raise _format_failure(C14N_REFUSED) from None
 
 
 def _inclusive_apex(element: etree._Element) -> etree._Element:

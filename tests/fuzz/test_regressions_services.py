@@ -1,0 +1,41 @@
+"""Minimal inputs the fuzz harnesses found that need the services (HSM, PKI): each is answered now."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from server.validation.model import Indication, SubIndication
+from server.signing.order import Format
+from server.web.soap import DSS_NS, SOAP11_ENV
+from tests.fuzz.context import FuzzContext
+from tests.fuzz.runner import execute
+from tests.fuzz.targets import TARGETS
+
+pytestmark = pytest.mark.integration
+
+RELATIVE_NAMESPACE = b'<a xmlns:d="h"><b/></a>'
+"""A namespace name that is a relative URI: well-formed XML, but Canonical XML 1.0 refuses it (libxml2's
+C14N fails), so it can be neither signed nor verified."""
+
+
+def test_signing_an_xml_document_with_a_relative_namespace_uri_is_refused(fuzz: FuzzContext) -> None:
+    request = (f'<soap:Envelope xmlns:soap="{SOAP11_ENV}"><soap:Body><dss:SignRequest xmlns:dss="{DSS_NS}">'
+               "<dss:OptionalInputs><dss:AdditionalProfile>urn:oasis:names:tc:dss:1.0:profiles:AdES"
+               '</dss:AdditionalProfile><ades:SignatureForm xmlns:ades="urn:oasis:names:tc:dss:1.0:profiles:AdES:schema#">'
+               "http://uri.etsi.org/ades/191x2/level/baseline/B-B#</ades:SignatureForm></dss:OptionalInputs>"
+               f"<dss:InputDocuments><dss:Document><dss:Base64XML>{base64.b64encode(RELATIVE_NAMESPACE).decode()}"
+               "</dss:Base64XML></dss:Document></dss:InputDocuments></dss:SignRequest></soap:Body></soap:Envelope>")
+    execute(TARGETS["dss-sign"], fuzz, request.encode())  # raises the crash it used to be
+    status, envelope = fuzz.dss.handle(request.encode(), fuzz.principal)
+    assert status == 200 and b"RequesterError" in envelope and b"relative" in envelope
+
+
+@pytest.mark.parametrize("where", [b'<order xmlns="urn:example:order"', b"<ds:SignedInfo"])
+def test_a_signature_over_a_relative_namespace_uri_is_a_format_failure(fuzz: FuzzContext, where: bytes) -> None:
+    signed = fuzz.signed(Format.XADES).replace(where, where + b' xmlns:d="h"', 1)
+    assert signed != fuzz.signed(Format.XADES)
+    (report,) = fuzz.verification.verify(signed).signatures
+    assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
+    assert any("canonical form" in m for m in report.messages), report.messages
