@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asn1crypto import cms
+from asn1crypto import cms, tsp
 from cryptography import x509
 
 from adapters.timestamp.client import HASHES as TOKEN_HASHES
@@ -237,8 +237,12 @@ class _Verifier:
                        SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
             return None
         try:
-            info = verify_token(token, imprint, algorithm)
+            info = verify_token(token, imprint, algorithm, self.anchors)
         except InvalidToken as exc:
+            if exc.check == "trust anchor":  # the last check: imprint, signature and TSA certificate passed
+                self._step("timestamp", None, exc.message, c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+                           _gen_time(token))
+                return _gen_time(token)
             if exc.check == "signature" and "not accepted" in exc.detail:
                 self._step("timestamp", None, exc.message, c, i, SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
                 return None
@@ -252,13 +256,8 @@ class _Verifier:
         if not self.anchors:
             self._step("timestamp", None, f"token of {tsa} at {_iso(info.gen_time)} verifies, but no trust anchor "
                                           "is configured", c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, info.gen_time)
-            return info.gen_time
-        try:
-            verify_token(token, imprint, algorithm, self.anchors)
-        except InvalidToken as exc:
-            self._step("timestamp", None, exc.message, c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, info.gen_time)
-            return info.gen_time
-        self._step("timestamp", True, f"token of {tsa} at {_iso(info.gen_time)} is valid", c, i, time=info.gen_time)
+        else:
+            self._step("timestamp", True, f"token of {tsa} at {_iso(info.gen_time)} is valid", c, i, time=info.gen_time)
         return info.gen_time
 
     def _algorithms(self, times: list[list[datetime | None]]) -> None:
@@ -277,6 +276,12 @@ class _Verifier:
         if unknown:
             self._step("algorithm", None, f"unknown hash algorithm(s) {', '.join(sorted(unknown))}",
                        sub=SubIndication.CRYPTO_CONSTRAINTS_FAILURE)
+
+
+def _gen_time(token: bytes) -> datetime:
+    """genTime of a token whose signature ``verify_token`` has checked."""
+    encap = cms.ContentInfo.load(token)["content"]["encap_content_info"]
+    return tsp.TSTInfo.load(bytes(encap["content"]))["gen_time"].native
 
 
 def _without_unreadable_revocation_info(token: bytes) -> bytes:
