@@ -7,6 +7,7 @@ Screenshots of every page go to test-artifacts/<test>/."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from server.web.portal import i18n
 from tests.fixtures.browser import Shots, browser, console_errors, new_page, shots  # noqa: F401
-from tests.fixtures.pdf import make_pdf
+from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
 
@@ -32,6 +33,7 @@ ADMIN = ("ada", "ada-admin-password")
 SIGNER = ("sam", "sam-signer-password")
 OTHER = ("eve", "eve-signer-password")
 ROOT = ("root", "root-admin-password")  # a second admin that always logs in with an e-mailed code
+CHEF = ("chef", "chef-template-password")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, mail: SmtpServer) -> Iterat
     inst = make_instance(tmp_path_factory.mktemp("portal"), {
         "SIEGEL_TWOFACTOR_REQUIRED_ROLES": "admin", "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0",
         "SIEGEL_MAIL_HOST": mail.host, "SIEGEL_MAIL_PORT": str(mail.port), "SIEGEL_MAIL_SENDER": "siegel@example.com"})
-    for (name, password), role in ((ADMIN, "admin"), (ROOT, "admin"), (SIGNER, "signer"), (OTHER, "signer")):
+    for (name, password), role in ((ADMIN, "admin"), (ROOT, "admin"), (SIGNER, "signer"), (OTHER, "signer"),
+                                   (CHEF, "template_manager")):
         inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
                  stdin=password + "\n")
         inst.cli("ca", "issue", name)
@@ -394,4 +397,43 @@ def test_german_and_english(portal: SiegelInstance, browser: Any, shots: Shots, 
     assert page.get_by_role("heading", level=1).inner_text() == "Welcome, sam"
     page.goto(portal.url + "/portal/verify")  # remembered (cookie), whatever the browser asks for
     assert page.get_by_role("heading", level=1).inner_text() == "Verify a signed file"
+    page.context.close()
+
+
+def test_inbox_signs_a_pending_workflow_step(portal: SiegelInstance, browser: Any, shots: Shots,  # noqa: F811
+                                            console_errors: list[str], tmp_path: Path) -> None:  # noqa: F811
+    api = portal.url + "/api/v1/workflows"
+    r = requests.post(api + "/templates", auth=CHEF, timeout=30, json={"name": "Rahmenvertrag", "definition": {
+        "starters": {"roles": ["integration"]}, "steps": [
+            {"name": "Vertrieb", "assignee": {"user": SIGNER[0]}, "action": "sign",
+             "signature": {"level": "B-B", "field": "Sig1"}}]}})
+    assert r.status_code == 201, r.text
+    pdf = make_pdf(fields=[EmptyField("Sig1", 0, (300, 100, 500, 160))])
+    r = requests.post(api, auth=portal.auth, timeout=60, json={
+        "template": r.json()["id"], "document": base64.b64encode(pdf).decode(), "documentName": "rahmenvertrag.pdf"})
+    assert r.status_code == 201, r.text
+    workflow = r.json()["id"]
+
+    page = new_page(browser, console_errors)
+    login(page, portal.url, SIGNER)
+    page.get_by_role("link", name="Inbox").first.click()
+    item = page.locator(f"li[data-workflow='{workflow}'][data-step='1']")
+    assert "rahmenvertrag.pdf" in item.inner_text() and "erp" in item.inner_text()
+    with page.expect_download() as download:  # the document as it waits for the signature
+        item.get_by_role("link", name="Open rahmenvertrag.pdf").click(modifiers=["Alt"])
+    assert Path(download.value.path()).read_bytes() == pdf
+    check_page(page, console_errors)
+    shots.take(page, "inbox")
+    # Another signer sees nothing of it and cannot act on it.
+    other = new_page(browser, console_errors)
+    login(other, portal.url, OTHER)
+    assert other.goto(portal.url + "/portal/inbox").ok and not other.locator("li[data-workflow]").count()
+    assert other.goto(portal.url + f"/portal/inbox/{workflow}/document").status == 404  # the service hides it
+    other.context.close()
+
+    item.get_by_role("button", name="Sign").click()
+    assert page.get_by_role("status").inner_text() == f"Sign: step 1 of workflow {workflow} done."
+    assert page.locator("#inbox-empty").is_visible()
+    status = requests.get(f"{api}/{workflow}", auth=portal.auth, timeout=30).json()
+    assert status["state"] == "completed", status
     page.context.close()

@@ -1,7 +1,8 @@
 """The web portal under ``/portal/``: server-rendered pages (Jinja2 templates, German and English), small
 JavaScript modules, pdf.js (vendored by ``make portal-assets``), sessions with CSRF tokens and second
 factors. ``site.py`` holds the route table and the request handling, ``account.py`` login, second factors
-and password reset, ``documents.py`` verify and sign, ``admin.py`` the admin dashboard."""
+and password reset, ``documents.py`` verify and sign, ``inbox.py`` the workflow steps due, ``admin.py`` the
+admin dashboard."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from server.pki.ca import CertificateAuthorityService
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
 from server.web.portal.sessions import PortalSessions
+from server.workflows.service import WorkflowService
 
 
 @dataclass
@@ -31,3 +33,4 @@ class PortalApp:
     audit: AuditLog
     directory: Callable[[], DirectorySync | None]
     health: dict[str, Callable[[], dict[str, Any]]]
+    workflows: Callable[[], WorkflowService]

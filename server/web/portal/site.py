@@ -123,7 +123,7 @@ class Route:
 
 
 def _table() -> dict[str, dict[str, Route]]:
-    from server.web.portal import account, admin, documents
+    from server.web.portal import account, admin, documents, inbox
 
     return {
         "/": {"GET": Route(documents.home, Action.PORTAL_LOGIN)},
@@ -139,6 +139,9 @@ def _table() -> dict[str, dict[str, Route]]:
         "/security/totp": {"POST": Route(account.totp_enrol, Action.SECOND_FACTOR)},
         "/security/totp/confirm": {"POST": Route(account.totp_confirm, Action.SECOND_FACTOR)},
         "/security/recovery-codes": {"POST": Route(account.recovery_codes, Action.SECOND_FACTOR)},
+        "/inbox": {"GET": Route(inbox.inbox, Action.STEP_ACT)},
+        "/inbox/{workflow}/document": {"GET": Route(inbox.document, Action.DOCUMENT_READ)},  # the service: whose
+        "/inbox/{workflow}/{step}": {"POST": Route(inbox.act, Action.STEP_ACT)},  # the service: assignee only
         "/verify": {"GET": Route(documents.verify_form, Action.VERIFY), "POST": Route(documents.verify, Action.VERIFY)},
         "/sign": {"GET": Route(documents.sign_form, Action.SIGN), "POST": Route(documents.sign, Action.SIGN)},
         # owned: the handlers check the result's owner (policy.require with owner_id)
