@@ -459,7 +459,7 @@ def protect(wrapped: IResource, users: UserService, realm: str,
 def _json_object(request: Any) -> dict[str, Any]:
     try:
         body = json.loads(request.content.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")

@@ -61,7 +61,7 @@ def start_remote(request: Any, remote: Remote, order: SignOrder, account: str, c
 def _body(request: Any) -> dict[str, Any]:
     try:
         body = json.loads(request.content.read() or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("operation"), str):
         raise SiegelError(Code.BAD_REQUEST, 'the request body must be a JSON object with "operation" (the id '

@@ -288,7 +288,7 @@ class SignComplete(_SigningEndpoint):
 def _json_object(request: Any) -> dict[str, Any]:
     try:
         body = json.loads(request.content.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")

@@ -36,7 +36,7 @@ def _body(request: Any) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise SiegelError(Code.BAD_REQUEST, "the request body must be a JSON object")

@@ -44,6 +44,8 @@ XML_TOKENS = (b"<", b">", b"/>", b"</", b'"', b"&amp;", b"&#0;", b"&x;", b"<!DOC
               b"<dss:Document ID=\"d\"><dss:Base64Data>QQ==</dss:Base64Data></dss:Document>")
 DER_TOKENS = (b"\x00", b"\x80", b"\xff", b"\x30\x80", b"\x30\x82\xff\xff", b"\x02\x01\x00", b"\x05\x00", b"\x06\x00",
               b"\x04\x84\xff\xff\xff\xff", b"\xa0\x00", b"\x00\x00")
+JSON_TOKENS = (b"[" * 50_000, b'{"a":' * 20_000, b'"', b"\\u0000", b"\\ud800", b"1e999999", b"9" * 5000, b"null", b"{}",
+               b"[]", b'"documents": [{}]', b'"digest": 1')
 PDF_TOKENS = (b"obj", b"endobj", b"stream\n", b"endstream", b"xref\n", b"trailer", b"startxref\n", b"%%EOF",
               b"/ByteRange [0 1 2 3]", b"/Contents <00>", b"<<", b">>", b"[", b"]", b"/Prev 0", b"9999999999 0 R")
 
@@ -196,7 +198,7 @@ def _run_wss(ctx: FuzzContext, data: bytes) -> None:
 # --- REST JSON ----------------------------------------------------------------------------------------------
 
 @dataclass
-class _Body:
+class RestRequest:
     """What the REST parsers read of a request: the body, the query and the headers."""
 
     content: BytesIO
@@ -222,7 +224,7 @@ def _json_seeds(ctx: FuzzContext) -> list[bytes]:
 
 def _run_json(ctx: FuzzContext, data: bytes) -> None:
     """The JSON bodies of /api/v1/sign/prepare, /sign-hash and /sign/complete: object, order, digest."""
-    request = _Body(BytesIO(data), {}, {})
+    request = RestRequest(BytesIO(data), {}, {})
     body = rest._json_object(request)
     try:
         rest._two_step_order(request, body)
@@ -248,7 +250,7 @@ def _multipart_seeds(ctx: FuzzContext) -> list[bytes]:
 
 def _run_multipart(ctx: FuzzContext, data: bytes) -> None:
     """``POST /api/v1/verify`` with a multipart body: the parts, then the verification."""
-    request = _Body(BytesIO(data), {}, {b"content-type": b"multipart/form-data; boundary=" + _BOUNDARY})
+    request = RestRequest(BytesIO(data), {}, {b"content-type": b"multipart/form-data; boundary=" + _BOUNDARY})
     signature, name, detached = rest._parts(request)
     ctx.verification.verify(signature, name=name, detached=detached)
 
@@ -342,7 +344,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("dss-sign", "DssEndpoint.handle (SignRequest)", _sign_seeds, _run_dss, XML_TOKENS, bound=5.0),
     Target("dss-verify", "DssEndpoint.handle (VerifyRequest)", _verify_seeds, _run_dss, XML_TOKENS, bound=5.0),
     Target("wssecurity", "read_token + WsSecurity.authenticate", _wss_seeds, _run_wss, XML_TOKENS),
-    Target("rest-json", "rest._json_object, _two_step_order, _digest_of", _json_seeds, _run_json),
+    Target("rest-json", "rest._json_object, _two_step_order, _digest_of", _json_seeds, _run_json, JSON_TOKENS),
     Target("rest-multipart", "rest._parts + VerificationService.verify", _multipart_seeds, _run_multipart),
     Target("verify-pdf", "VerificationService.verify (PDF)", _pdf_seeds, _run_verify, PDF_TOKENS, bound=5.0),
     Target("verify-xml", "VerificationService.verify (XML)", _xml_seeds, _run_verify, XML_TOKENS),

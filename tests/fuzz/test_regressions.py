@@ -11,6 +11,8 @@ import pytest
 from server.errors import Code, SiegelError
 from server.validation.asic import verify_asic
 from server.validation.model import Trust
+from server.web import auth, remote_signing, rest, twofactor
+from tests.fuzz.targets import RestRequest
 
 pytestmark = pytest.mark.unit
 
@@ -45,4 +47,18 @@ def test_a_stored_entry_that_claims_deflate_data_it_lacks_is_a_bad_container() -
     data[start:start + 4] = b"\xff\xff\xff\xff"
     with pytest.raises(SiegelError) as refused:
         verify_asic(bytes(data), Trust((), False, None), max_bytes=1 << 20)
+    assert refused.value.code is Code.BAD_REQUEST
+
+
+JSON_READERS = {"rest": rest._json_object, "auth": auth._json_object, "twofactor": twofactor._body,
+                "remote_signing": remote_signing._body}
+"""Every JSON body reader of the REST resources (csc.py has its own: tests/fuzz/findings/)."""
+
+
+@pytest.mark.parametrize("reader", sorted(JSON_READERS))
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000], ids=["array", "object"])
+def test_json_nested_deeper_than_the_stack_is_a_bad_request(body: bytes, reader: str) -> None:
+    request = RestRequest(io.BytesIO(body), {}, {})
+    with pytest.raises(SiegelError) as refused:
+        JSON_READERS[reader](request)
     assert refused.value.code is Code.BAD_REQUEST
