@@ -6,6 +6,7 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -19,9 +20,11 @@ from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging
 from server.signing.order import Document, Format, SignOrder
 from server.signing.pades import PadesOptions, Placement, extend_pades, sign_pades
-from server.signing.stamp import AppearanceTemplate, StampFields, choose_template, stamp_style
 from server.signing.xades import extend_xades, sign_xades
 from server.xmlsafe import looks_like_xml
+
+if TYPE_CHECKING:
+    from server.signing.stamp import AppearanceTemplate
 
 CMS_URI = "urn:ietf:rfc:3369"
 PADES_URI = "http://uri.etsi.org/19142/v1.1.1"
@@ -79,6 +82,8 @@ def pades_options(chain: tuple[bytes, ...], order: SignOrder, pdf: bytes,
                   appearances: Callable[[], Appearances]) -> PadesOptions:
     """The engine's options for ``order`` signed by ``chain``'s first certificate: placement, locks, password,
     and the stamp of the chosen template."""
+    from server.signing.stamp import StampFields, choose_template, stamp_style  # fonts, images: ~18 MB, on first use
+
     wanted = order.pdf
     placement = Placement(field=wanted.field, page=wanted.page, box=wanted.box, invisible=wanted.invisible)
     stamp = None

@@ -28,7 +28,6 @@ from server.signing.engines import Appearances, Signed, extend_signature, sign_a
 from server.signing.keys import SigningKeys
 from server.signing.order import Format, SignOrder
 from server.signing.two_step import PreparedOrder, complete_order, prepare_order
-from server.signing.stamp import load_templates
 from server.signing.keysource import KeySource
 from server.signing.levels import Level
 
@@ -174,6 +173,8 @@ class SigningService:
 
     def _appearances(self) -> Appearances:
         """The appearance templates, read on first use (a broken template is a configuration error then)."""
+        from server.signing.stamp import load_templates  # fonts, images: ~18 MB a worker may never need
+
         with self._lock:
             if self._appearance_cache is None:
                 settings = self._settings
