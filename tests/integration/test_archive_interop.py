@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from server.archive.evidence_verify import verify
 from server.archive.hashtree import build, group_hash, grouped
 from server.archive.record import (ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf, initial_record,
                                    renew_hashtree, renew_timestamp, timestamp_renewal_digest)
-from server.validation.model import Indication, Trust
+from server.validation.model import Indication, SubIndication, Trust
 from tests.fixtures.tsa import ReferenceTsa
 
 DOCUMENTS = [f"document {i} of the archive".encode() * (i + 1) for i in range(5)]
@@ -150,6 +151,23 @@ def test_asn1_records_validate_with_ours_and_bouncycastle_through_both_renewals(
         assert verdicts[:-1] == ["VALID"] * len(DOCUMENTS), (stage, verdicts)
         assert verdicts[-1].startswith("INVALID"), (stage, verdicts)  # BouncyCastle is able to say no
     assert [len(c) for c in stages["hash-tree renewal"][0].chains] == [2, 1]
+    _assert_horizons(stages["initial"][0], stages["hash-tree renewal"][0], trust)
+
+
+def _assert_horizons(initial: EvidenceRecord, renewed: EvidenceRecord, trust: Trust) -> None:
+    """SHA-256 weakened yesterday: the initial record lost its strength, the one renewed to SHA-512 before it did not."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    weak = verify(ers.encode(initial), data=DOCUMENTS[0], trust=trust, horizons={"sha256": yesterday})
+    assert (weak.indication, weak.sub_indication) == (Indication.INDETERMINATE,
+                                                     SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
+    assert [s.check for s in weak.steps if s.passed is None] == ["algorithm"]
+    late = verify(ers.encode(renewed), data=DOCUMENTS[0], trust=trust, horizons={"sha256": yesterday})
+    assert late.indication is Indication.INDETERMINATE  # renewed today, a day after SHA-256's horizon
+    in_time = verify(ers.encode(renewed), data=DOCUMENTS[0], trust=trust,
+                     horizons={"sha256": tomorrow, "sha512": tomorrow + timedelta(days=1)})
+    assert in_time.indication is Indication.TOTAL_PASSED, in_time.to_json()
+    assert [s.passed for s in in_time.steps if s.check == "algorithm"] == [True, True]
 
 
 def test_xml_records_renew_with_rfc6283_hashes_and_verify(client: TimestampClient, trust: Trust) -> None:
