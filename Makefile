@@ -11,7 +11,7 @@ APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core
 APT_TEST := $(APT_SERVE) slapd ldap-utils postgresql xmlsec1 poppler-utils qpdf chromium \
             libnss3-tools jaxws default-jdk-headless mono-devel libbcprov-java libbcpkix-java libbcutil-java
 
-.PHONY: serve test bench init deps-serve deps-test venv clean-var portal-assets
+.PHONY: serve test bench fuzz init deps-serve deps-test venv clean-var portal-assets
 
 serve: deps-serve venv portal-assets
 	$(BIN)/siegel serve
@@ -24,6 +24,18 @@ test: deps-test venv portal-assets
 
 bench: deps-test venv
 	$(BIN)/python -m bench
+
+# Long fuzzing runs: the hypothesis harnesses with the "long" profile (FUZZ_EXAMPLES per target), then
+# atheris on every target (or FUZZ_TARGETS) for FUZZ_SECONDS each; corpora and crashes under var/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 5000
+FUZZ_TARGETS ?= $(shell $(BIN)/python -m tests.fuzz.atheris_main --list 2>/dev/null)
+fuzz: deps-test venv
+	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q -p no:cacheprovider
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "atheris: $$target for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python -m tests.fuzz.atheris_main $$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 deps-serve:
 	@./.ci/apt-ensure $(APT_SERVE)

@@ -1,9 +1,11 @@
-"""The minimal inputs of what the fuzz harnesses found, each answered with a clean refusal now."""
+"""The minimal inputs of what the fuzz harnesses found, each answered with a clean refusal now; and the
+harnesses' watchdog."""
 
 from __future__ import annotations
 
 import io
 import struct
+import time
 import zipfile
 
 import pytest
@@ -12,6 +14,7 @@ from server.errors import Code, SiegelError
 from server.validation.asic import verify_asic
 from server.validation.model import Trust
 from server.web import auth, remote_signing, rest, twofactor
+from tests.fuzz.runner import Hang, watchdog
 from tests.fuzz.targets import RestRequest
 
 pytestmark = pytest.mark.unit
@@ -62,3 +65,17 @@ def test_json_nested_deeper_than_the_stack_is_a_bad_request(body: bytes, reader:
     with pytest.raises(SiegelError) as refused:
         JSON_READERS[reader](request)
     assert refused.value.code is Code.BAD_REQUEST
+
+
+@pytest.mark.parametrize("spin", ["cpu", "sleep"])
+def test_the_watchdog_reports_an_input_that_runs_past_its_bound(spin: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(Hang):
+        with watchdog(0.2):
+            while time.monotonic() - started < 10:
+                if spin == "sleep":
+                    time.sleep(0.01)
+    assert time.monotonic() - started < 5
+    with watchdog(0.2):  # a quick block passes, and the timers are off afterwards
+        pass
+    time.sleep(0.3)
