@@ -49,6 +49,11 @@ from server.identity.mail import MailSender
 log = logging.getLogger("siegel.identity")
 
 
+PASSWORD_HASH = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
+"""argon2id as OWASP's cheat sheet has it (19 MiB, 2 passes, 1 lane): argon2-cffi's default of 64 MiB made
+every cache miss of a worker 64 MiB larger for a moment. A hash carries its parameters, so older ones still
+verify; a successful login stores the password's hash anew with these."""
+
 class Role(str, Enum):
     ADMIN = "admin"
     AUDITOR = "auditor"
@@ -143,7 +148,7 @@ class UserService:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
-        self._hasher = PasswordHasher()
+        self._hasher = PasswordHasher(**PASSWORD_HASH)
         self._cache_seconds = cache_seconds
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
@@ -297,7 +302,18 @@ class UserService:
         principal = Principal(user.id, user.name, Role(user.role), client.client_key if client else None)
         if client is None:
             self._succeeded(user.id, now)
+        if self._hasher.check_needs_rehash(stored):  # made with other parameters: the hash each carries
+            self._rehash(client.id if client is not None else None, user.id, password)
         return self._remember(key, mono, principal)
+
+    def _rehash(self, client_id: int | None, user_id: int, secret: str) -> None:
+        """Store a verified secret's hash anew with the current parameters (:data:`PASSWORD_HASH`)."""
+        new_hash = self._hasher.hash(secret)  # before the transaction: no write lock held while argon2id runs
+        with self._engine.begin() as conn:
+            if client_id is not None:
+                conn.execute(update(ApiClient).where(ApiClient.id == client_id).values(secret_hash=new_hash))
+            else:
+                conn.execute(update(User).where(User.id == user_id).values(password_hash=new_hash))
 
     def _directory_login(self, user: User, password: str, address: str | None, now: datetime, key: bytes,
                          mono: float) -> Principal | None:

@@ -52,6 +52,24 @@ def test_bad_input_is_refused_and_leaves_nothing(engine: Engine, args: tuple[str
         assert c.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 0
 
 
+def test_a_hash_with_older_parameters_verifies_and_is_stored_anew(engine: Engine) -> None:
+    from argon2 import PasswordHasher, extract_parameters
+
+    users = UserService(engine, AuditLog(engine), cache_seconds=0)
+    users.add("olga", "olga@example.com", "signer", "correct horse")
+    old = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash("correct horse")  # argon2-cffi's default
+    with engine.begin() as c:
+        c.execute(text("UPDATE users SET password_hash = :h WHERE name = 'olga'"), {"h": old})
+    assert users.authenticate("olga", "wrong horse") is None
+    with engine.connect() as c:
+        assert c.execute(text("SELECT password_hash FROM users WHERE name='olga'")).scalar_one() == old  # not on failure
+    assert users.authenticate("olga", "correct horse") is not None
+    with engine.connect() as c:
+        stored = c.execute(text("SELECT password_hash FROM users WHERE name='olga'")).scalar_one()
+    parameters = extract_parameters(stored)
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19 * 1024, 2, 1)
+    assert users.authenticate("olga", "correct horse") is not None
+
 def test_duplicate_name_conflicts_without_partial_state(engine: Engine) -> None:
     users = UserService(engine, AuditLog(engine))
     users.add("carl", "c@example.com", "admin", "long enough pw")
