@@ -158,7 +158,8 @@ class S4Endpoint:
         problem = self._schema.problem(request)
         if problem is not None:
             response = error_response(response_tag, request, SiegelError(
-                Code.SCHEMA_INVALID, f"{etree.QName(request).localname} does not match the TR-ESOR schema at {problem}"))
+                Code.SCHEMA_INVALID, f"{etree.QName(request).localname} does not match the TR-ESOR schema at "
+                                     f"{problem}"))
         else:
             try:
                 response = self._handlers[request.tag](principal, request)

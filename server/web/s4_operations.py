@@ -10,8 +10,9 @@ the code alone does not say it), which the endpoint turns into the operation's r
 - ArchiveUpdate: an ``xaip:DXAIP`` merged into the stored package as a new version; its VersionID comes back.
 - ArchiveRetrieval: the XAIP of the newest version (or of the one VersionID asked for; ``all``: the newest, which
   holds every version manifest); a plain object is shown as a synthesized XAIP (versions V1, V2, …).
-- ArchiveEvidence: ``xaip:evidenceRecord``s of the newest version, ASN.1 (RFC 4998, the default) or XML
-  (RFC 6283) by ``OptionalInputs/tr:ERSFormat``; one per archive item, in the order of the items.
+- ArchiveEvidence: ``xaip:evidenceRecord``s of the newest version (or of the VersionIDs asked for, ``all``), ASN.1
+  (RFC 4998, the default) or XML (RFC 6283) by ``OptionalInputs/tr:ERSFormat``; one per archive item of the version,
+  in the order of its items (the skeleton first).
 - ArchiveDeletion: needs ``OptionalInputs/tr:ReasonOfDeletion`` whose RequestorName is the authenticated account;
   the archive logs the deletion with that reason.
 - ArchiveData: ``DataLocation``s of Type XPath evaluated (XPath 1.0) on the XAIP of the newest version.
@@ -225,18 +226,16 @@ class S4Operations:
             raise _refuse(f"ERSFormat {uri!r}: the formats are {', '.join(ERS_FORMATS)}", "notSupported",
                           Code.NOT_SUPPORTED)
         ids = self._version_ids(principal, aoid)
-        asked = {_text(v) for v in request.iterfind("tr:VersionID", _NS)} - {"all"}
-        unknown = sorted(asked - set(ids))
+        asked = [_text(v) for v in request.iterfind("tr:VersionID", _NS)]
+        wanted = list(ids) if "all" in asked else list(dict.fromkeys(asked)) or [ids[-1]]
+        unknown = [v for v in wanted if v not in ids]
         if unknown:
             raise _refuse(f"VersionID {', '.join(unknown)}: not a version of {aoid} ({', '.join(ids)})",
                           "unknownVersionID")
-        if asked - {ids[-1]}:
-            raise _refuse(f"evidence records are given for the newest version {ids[-1]!r} of {aoid}", "notSupported",
-                          Code.NOT_SUPPORTED)
-        records = self._archive.evidence(principal, aoid, ERS_FORMATS[uri])
         response = _ok(request)
-        for record in records:
-            response.append(evidence_record_element(record, ERS_FORMATS[uri], aoid, ids[-1], self._max_depth))
+        for version_id in wanted:
+            for record in self._archive.evidence(principal, aoid, ERS_FORMATS[uri], version=ids.index(version_id) + 1):
+                response.append(evidence_record_element(record, ERS_FORMATS[uri], aoid, version_id, self._max_depth))
         return response
 
     # --- ArchiveDeletion ------------------------------------------------------------------------------------
@@ -326,7 +325,8 @@ def profile_element() -> etree._Element:
     for name, _ in OPERATIONS.values():
         operation = etree.SubElement(profile, f"{{{MD_NS}}}Operation")
         etree.SubElement(operation, f"{{{MD_NS}}}Name").text = name
-    etree.SubElement(profile, f"{{{PRES_NS}}}SchemeIdentifier").text = "http://uri.etsi.org/19512/scheme/pds+pgd+wst+ers"
+    etree.SubElement(profile, f"{{{PRES_NS}}}SchemeIdentifier").text = \
+        "http://uri.etsi.org/19512/scheme/pds+pgd+wst+ers"
     period = etree.SubElement(profile, f"{{{PRES_NS}}}ProfileValidityPeriod")
     etree.SubElement(period, f"{{{PRES_NS}}}ValidFrom").text = "2026-01-01T00:00:00Z"
     etree.SubElement(profile, f"{{{PRES_NS}}}PreservationStorageModel").text = "WithStorage"
