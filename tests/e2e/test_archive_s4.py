@@ -217,25 +217,37 @@ def test_xaip_round_trip_with_an_update(wire: Wire, server: SiegelInstance) -> N
     assert result(wire("ArchiveDeletion", AOID=aoid, OptionalInputs=reason(server.user, "test over"))) == OK
 
 
-def zeep_delta(wire: Wire, aoid: str) -> dict[str, Any]:
+def zeep_delta(wire: Wire, aoid: str, prev: str = "V001") -> dict[str, Any]:
     """tests.unit.test_xaip.delta as zeep values (DO2 added, DO1 kept by a placeHolder)."""
-    parsed = wire.client.get_element(f"{{{XAIP_NS}}}DXAIP").parse(element(delta(aoid)), wire.client.wsdl.types)
+    parsed = wire.client.get_element(f"{{{XAIP_NS}}}DXAIP").parse(element(delta(aoid, prev=prev)),
+                                                                  wire.client.wsdl.types)
     return {name: getattr(parsed, name) for name in parsed}
 
 
 def test_refusals_change_nothing(wire: Wire, server: SiegelInstance) -> None:
+    kept = wire("ArchiveSubmission", ArchiveData=[{"_value_1": PDF, "Type": "http://uri.etsi.org/ades/PAdES",
+                                                   "archiveDataID": "kept"}]).AOID
     before = archive_state(server)
-    bad_checksum = element(package(checksum="00" * 32))
-    answer = wire("ArchiveSubmission", XAIP=wire.client.get_element(f"{{{XAIP_NS}}}XAIP").parse(
-        bad_checksum, wire.client.wsdl.types))
-    assert result(answer) == (RESULT_MAJOR + "error", ARL_MINOR + "XAIP_NOK")
-    answer = wire("ArchiveSubmission", ArchiveData=[{"_value_1": b"PK", "Type": "urn:example:zip",
-                                                     "archiveDataID": "z"}])
-    assert result(answer) == (RESULT_MAJOR + "error", ARL_MINOR + "unknownArchiveDataType")
-    assert result(wire("ArchiveRetrieval", AOID="no-such-aoid")) == (RESULT_MAJOR + "error", ARL_MINOR + "unknownAOID")
-    assert result(wire("ArchiveDeletion", AOID="no-such-aoid")) == (RESULT_MAJOR + "error",
-                                                                    ARL_MINOR + "missingReasonOfDeletion")
+    assert before["files"] >= 1
+
+    def refused(minor: str, operation: str, **kwargs: Any) -> None:
+        assert result(wire(operation, **kwargs)) == (RESULT_MAJOR + "error", minor)
+
+    xaip_type = wire.client.get_element(f"{{{XAIP_NS}}}XAIP")
+    refused(ARL_MINOR + "XAIP_NOK", "ArchiveSubmission",
+            XAIP=xaip_type.parse(element(package(checksum="00" * 32)), wire.client.wsdl.types))
+    refused(ARL_MINOR + "unknownArchiveDataType", "ArchiveSubmission",
+            ArchiveData=[{"_value_1": b"PK", "Type": "urn:example:zip", "archiveDataID": "z"}])
+    forged = b"%PDF-1.7\n1 0 obj << /Type /Sig /ByteRange [0 10 20 10] /Contents <3080> >> endobj\n%%EOF\n"
+    refused(COMMON_MINOR + "parameterError", "ArchiveSubmission",  # archive.invalid_signatures = refuse
+            ArchiveData=[{"_value_1": forged, "Type": "http://uri.etsi.org/ades/PAdES", "archiveDataID": "f"}])
+    refused(ARL_MINOR + "DXAIP_NOK_Version", "ArchiveUpdate", DXAIP=wire.client.get_element(
+        f"{{{XAIP_NS}}}DXAIP").type(**zeep_delta(wire, kept, prev="V7")))
+    refused(ARL_MINOR + "unknownAOID", "ArchiveRetrieval", AOID="no-such-aoid")
+    refused(ARL_MINOR + "missingReasonOfDeletion", "ArchiveDeletion", AOID=kept)
+    refused(COMMON_MINOR + "noPermission", "ArchiveDeletion", AOID=kept, OptionalInputs=reason("mallory", "x"))
     assert archive_state(server) == before
+    assert [m.VersionID for m in wire("ArchiveRetrieval", AOID=kept).XAIP.packageHeader.versionManifest] == ["V1"]
 
 
 def raw(server: SiegelInstance, body: bytes, auth: tuple[str, str] | None = None) -> requests.Response:
