@@ -34,7 +34,7 @@ from server.validation.service import VerificationService
 from server.web.dss_sign import parse_sign_request, sign_response
 from server.web.dss_verify import parse_verify_request, verify_response
 from server.errors import DSS_MINOR, Code, SiegelError
-from server.web.soap import DSS_NS, SOAP11_ENV, SOAP_CONTENT_TYPE, soap_envelope, soap_fault
+from server.web.soap import DSS_NS, SOAP_CONTENT_TYPE, SoapEndpoint, body_entry, soap_envelope, soap_fault
 from server.xmlsafe import parse_trusted_file, parse_xml
 
 log = logging.getLogger("siegel.dss")
@@ -81,7 +81,7 @@ class DssEndpoint:
     def handle(self, body: bytes, principal: Principal) -> tuple[int, bytes]:
         """HTTP status and SOAP envelope answering the request ``body`` of the authenticated ``principal``."""
         try:
-            entry = self._entry(parse_xml(body, max_depth=self._max_depth))
+            entry = body_entry(parse_xml(body, max_depth=self._max_depth))
             operation = self._operations.get(entry.tag)
             if operation is None:
                 raise SiegelError(Code.BAD_REQUEST, f"{entry.tag} is not an operation of {PATH}: it offers Sign "
@@ -97,16 +97,6 @@ class DssEndpoint:
         envelope, soap_body = soap_envelope()
         soap_body.append(response)
         return 200, etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
-
-    @staticmethod
-    def _entry(envelope: etree._Element) -> etree._Element:
-        if envelope.tag != f"{{{SOAP11_ENV}}}Envelope":
-            raise SiegelError(Code.BAD_REQUEST, f"expected a SOAP 1.1 Envelope, got {envelope.tag!r}")
-        body = envelope.find(f"{{{SOAP11_ENV}}}Body")
-        entries = [] if body is None else [child for child in body if isinstance(child.tag, str)]
-        if len(entries) != 1:
-            raise SiegelError(Code.BAD_REQUEST, f"the SOAP Body must hold exactly one element, it holds {len(entries)}")
-        return entries[0]
 
     def _validate(self, entry: etree._Element) -> None:
         """Refuse a body element that does not match our schema."""
@@ -217,12 +207,12 @@ def base_url(request: Request, configured: str) -> str:
     return ("https" if request.isSecure() else "http") + "://" + host
 
 
-class DssResource(Resource):
-    """``/dss``: GET serves the contract, POST the SOAP operations."""
+class SoapResource(Resource):
+    """A SOAP path (``/dss``, ``/archive/s4``): GET serves the contract, POST the endpoint's operations."""
 
     isLeaf = True
 
-    def __init__(self, settings: Settings, contract: Contract, endpoint: DssEndpoint) -> None:
+    def __init__(self, settings: Settings, contract: Contract, endpoint: SoapEndpoint) -> None:
         super().__init__()
         self._public_base_url = settings.server.public_base_url
         self._contract = contract
@@ -233,7 +223,7 @@ class DssResource(Resource):
 
     def render_POST(self, request: Request) -> int:
         """The operation runs in the reactor's thread pool; the body is complete in request.content here
-        (the guard in front of /dss read its start and put the authenticated principal on the request)."""
+        (the guard in front read its start and put the authenticated principal on the request)."""
         principal: Principal = request.principal  # type: ignore[attr-defined]
         request.content.seek(0)
         body = request.content.read()
@@ -257,4 +247,4 @@ def build_dss_resource(settings: Settings, signing: SigningService, verification
     contract = Contract.load()
     schema_doc = parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA)
     etree.XMLSchema(schema_doc)  # a broken schema stops the start, not the first request
-    return DssResource(settings, contract, DssEndpoint(settings, schema_doc, signing, verification))
+    return SoapResource(settings, contract, DssEndpoint(settings, schema_doc, signing, verification))

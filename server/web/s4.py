@@ -2,10 +2,11 @@
 
 The contract is the official one: ``wsdl/tr-esor-S-4-v1.3.wsdl`` with the schemas it imports from ``schemas/``,
 served at ``GET /archive/s4?wsdl`` and ``?xsd=NAME`` with absolute locations (:class:`server.web.dss.Contract`).
-``POST /archive/s4`` is a plain Twisted resource, without spyne: the envelope is parsed by
-:func:`server.xmlsafe.parse_xml`, the one body element is validated against the official schemas and dispatched
-by its name to :class:`server.web.s4_operations.S4Operations`, whose lxml-built response is validated as well
-before it is sent (a response the schema refuses is a bug: logged, answered with a fault).
+``POST /archive/s4`` is :class:`S4Endpoint` in the reactor's thread pool (:class:`server.web.dss.SoapResource`),
+without spyne: the envelope is parsed by :func:`server.xmlsafe.parse_xml`, the one body element is validated
+against the official schemas and dispatched by its name to :class:`server.web.s4_operations.S4Operations`,
+whose lxml-built response is validated as well before it is sent (a response the schema refuses is a bug:
+logged, answered with a fault).
 
 What goes wrong is said the TR-ESOR way where the operation is known: the operation's response with a
 ``dss:Result`` of eCard ``…/resultmajor#error`` (``#warning``) and the TR-ESOR ResultMinor (``…/al/common#
@@ -19,18 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lxml import etree
-from twisted.internet import threads
-from twisted.web.resource import Resource
-from twisted.web.server import Request
 
 from server.config import Settings
 from server.errors import Code, SiegelError
-from server.web.dss import REPO, SCHEMA_DIR, Contract
-from server.web.http import render_deferred
-from server.web.soap import DSS_NS, SOAP11_ENV, SOAP_CONTENT_TYPE, dss_result, soap_envelope, soap_fault
+from server.web.dss import REPO, SCHEMA_DIR, Contract, SoapResource
+from server.web.soap import DSS_NS, body_entry, dss_result, soap_envelope, soap_fault
 from server.xmlsafe import parse_trusted_file, parse_xml
 
 if TYPE_CHECKING:
@@ -123,17 +120,6 @@ class TrEsorSchema:
         return f"line {first.line}: {first.message}"
 
 
-def body_entry(envelope: etree._Element) -> etree._Element:
-    """The one element in the Body of a SOAP 1.1 envelope, or SiegelError(BAD_REQUEST)."""
-    if envelope.tag != f"{{{SOAP11_ENV}}}Envelope":
-        raise SiegelError(Code.BAD_REQUEST, f"expected a SOAP 1.1 Envelope, got {envelope.tag!r}")
-    body = envelope.find(f"{{{SOAP11_ENV}}}Body")
-    entries = [] if body is None else [child for child in body if isinstance(child.tag, str)]
-    if len(entries) != 1:
-        raise SiegelError(Code.BAD_REQUEST, f"the SOAP Body must hold exactly one element, it holds {len(entries)}")
-    return entries[0]
-
-
 class S4Endpoint:
     """Envelope in, envelope out: parse, validate, dispatch, validate the answer. Blocking; call it off the reactor."""
 
@@ -143,10 +129,10 @@ class S4Endpoint:
         self._handlers: dict[str, Callable[[Principal, etree._Element], etree._Element]] = {
             tag: getattr(operations, _snake(name)) for tag, (name, _) in OPERATIONS.items()}
 
-    def answer(self, data: bytes, principal: Principal) -> tuple[int, bytes]:
-        """HTTP status and body for the SOAP request ``data`` of ``principal``."""
+    def handle(self, body: bytes, principal: Principal) -> tuple[int, bytes]:
+        """HTTP status and SOAP envelope answering the request ``body`` of ``principal``."""
         try:
-            request = body_entry(parse_xml(data, max_depth=self._max_depth))
+            request = body_entry(parse_xml(body, max_depth=self._max_depth))
         except SiegelError as exc:
             return 500, soap_fault(exc)
         if request.tag not in OPERATIONS:
@@ -173,8 +159,8 @@ class S4Endpoint:
         if invalid is not None:
             log.error("%s: the response does not match the TR-ESOR schema at %s", name, invalid)
             return 500, soap_fault(SiegelError(Code.INTERNAL, "internal error: the response does not match the schema"))
-        envelope, body = soap_envelope()
-        body.append(response)
+        envelope, soap_body = soap_envelope()
+        soap_body.append(response)
         return 200, etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
@@ -182,39 +168,11 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
-class S4Resource(Resource):
-    """``/archive/s4``: GET serves the contract, POST the operations (in the reactor's thread pool)."""
-
-    isLeaf = True
-
-    def __init__(self, settings: Settings, contract: Contract, endpoint: S4Endpoint) -> None:
-        super().__init__()
-        self._public_base_url = settings.server.public_base_url
-        self._contract = contract
-        self._endpoint = endpoint
-
-    def render_GET(self, request: Request) -> bytes:
-        return self._contract.render_get(request, self._public_base_url)
-
-    def render_POST(self, request: Request) -> Any:
-        request.content.seek(0)  # the guard read the start of the body
-        data = request.content.read()
-        principal = request.principal  # type: ignore[attr-defined]  # the guard in front put it there
-
-        def answered(outcome: tuple[int, bytes]) -> bytes:
-            request.setResponseCode(outcome[0])
-            request.setHeader(b"content-type", SOAP_CONTENT_TYPE.encode())
-            return outcome[1]
-
-        return render_deferred(request, lambda: threads.deferToThread(
-            self._endpoint.answer, data, principal).addCallback(answered))
-
-
-def build_s4_resource(settings: Settings, archive: ArchiveService) -> S4Resource:
+def build_s4_resource(settings: Settings, archive: ArchiveService) -> SoapResource:
     """The ``/archive/s4`` resource; contract and schemas are loaded and compiled here, once."""
     from server.web.s4_operations import S4Operations
 
     schema = TrEsorSchema()
     depth = settings.server.max_xml_depth
-    return S4Resource(settings, Contract.load(WSDL_FILE, PATH),
-                      S4Endpoint(S4Operations(archive, schema, depth), schema, depth))
+    return SoapResource(settings, Contract.load(WSDL_FILE, PATH),
+                        S4Endpoint(S4Operations(archive, schema, depth), schema, depth))

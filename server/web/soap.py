@@ -7,9 +7,14 @@ ResponderError), says the message in ``faultstring`` and repeats the stable DSS 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 from lxml import etree
 
-from server.errors import SiegelError
+from server.errors import Code, SiegelError
+
+if TYPE_CHECKING:
+    from server.identity.users import Principal
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 DSS_NS = "urn:oasis:names:tc:dss:1.0:core:schema"
@@ -37,6 +42,24 @@ def soap_envelope() -> tuple[etree._Element, etree._Element]:
     """
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap": SOAP11_ENV})
     return envelope, etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+
+
+def body_entry(envelope: etree._Element) -> etree._Element:
+    """The one element in the Body of a SOAP 1.1 envelope (the operation), or SiegelError(BAD_REQUEST)."""
+    if envelope.tag != f"{{{SOAP11_ENV}}}Envelope":
+        raise SiegelError(Code.BAD_REQUEST, f"expected a SOAP 1.1 Envelope, got {envelope.tag!r}")
+    body = envelope.find(f"{{{SOAP11_ENV}}}Body")
+    entries = [] if body is None else [child for child in body if isinstance(child.tag, str)]
+    if len(entries) != 1:
+        raise SiegelError(Code.BAD_REQUEST, f"the SOAP Body must hold exactly one element, it holds {len(entries)}")
+    return entries[0]
+
+
+class SoapEndpoint(Protocol):
+    """A SOAP endpoint without the transport (server.web.dss.SoapResource runs it in the thread pool)."""
+
+    def handle(self, body: bytes, principal: Principal) -> tuple[int, bytes]:
+        """HTTP status and SOAP envelope answering the request ``body`` of the authenticated ``principal``."""
 
 
 def soap_fault_envelope(error: SiegelError) -> etree._Element:

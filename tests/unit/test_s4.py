@@ -110,7 +110,7 @@ def call(archive: InMemoryArchive, official: etree.XMLSchema) -> Any:
     endpoint = S4Endpoint(S4Operations(archive, schema, 256), schema, 256)  # type: ignore[arg-type]
 
     def run(body: str, status: int = 200) -> etree._Element:
-        code, answer = endpoint.answer(envelope(body), PRINCIPAL)
+        code, answer = endpoint.handle(envelope(body), PRINCIPAL)
         assert code == status, answer
         entry = parse_xml(answer, max_depth=256).find(f"{{{SOAP11_ENV}}}Body")[0]
         if status == 200:
@@ -213,7 +213,7 @@ def test_what_no_operation_answers_is_a_soap_fault(archive: InMemoryArchive, dat
 
     schema = TrEsorSchema()
     endpoint = S4Endpoint(S4Operations(archive, schema, 256), schema, 256)  # type: ignore[arg-type]
-    code, answer = endpoint.answer(data, PRINCIPAL)
+    code, answer = endpoint.handle(data, PRINCIPAL)
     fault = parse_xml(answer, max_depth=32).find(f"{{{SOAP11_ENV}}}Body/{{{SOAP11_ENV}}}Fault")
     assert code == 500 and fault is not None and fault.findtext("faultcode") == "soap:Client"
 
