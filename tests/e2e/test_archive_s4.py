@@ -21,6 +21,7 @@ from zeep.transports import Transport
 from server.web.s4 import ARL_MINOR, COMMON_MINOR, RESULT_MAJOR, TR_NS
 from server.web.soap import DSS_NS, SOAP11_ENV
 from server.xmlsafe import parse_xml
+from tests.e2e.test_dss_soap import reachable_schemas
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.unit.test_xaip import delta, official_schema, package
 
@@ -95,18 +96,7 @@ def test_wsdl_and_its_schemas_are_published(server: SiegelInstance) -> None:
     assert response.status_code == 200
     wsdl = parse_xml(response.content, max_depth=32)
     assert wsdl.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address").get("location") == server.url + "/archive/s4"
-    pending = [i.get("schemaLocation") for i in wsdl.iter("{http://www.w3.org/2001/XMLSchema}include")]
-    seen: set[str] = set()
-    while pending:
-        url = pending.pop()
-        if url in seen:
-            continue
-        seen.add(url)
-        schema = requests.get(url, timeout=10)
-        assert schema.status_code == 200, url
-        doc = parse_xml(schema.content, max_depth=64)
-        pending += [i.get("schemaLocation") for i in doc.iter("{http://www.w3.org/2001/XMLSchema}import",
-                                                               "{http://www.w3.org/2001/XMLSchema}include")]
+    seen = reachable_schemas([i.get("schemaLocation") for i in wsdl.iter("{http://www.w3.org/2001/XMLSchema}include")])
     assert all(url.startswith(server.url + "/archive/s4?xsd=") for url in seen)
     assert len(seen) == 30
 

@@ -142,24 +142,28 @@ def assert_still_serving(server: Any) -> None:
     assert result.get("RequestID") == "after"
 
 
+def reachable_schemas(urls: list[str]) -> set[str]:
+    """The URLs of ``urls`` and of every schema they import or include, transitively; each must answer 200."""
+    seen: set[str] = set()
+    while urls:
+        url = urls.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        schema = requests.get(url, timeout=10)
+        assert schema.status_code == 200, url
+        urls += [i.get("schemaLocation") for i in parse_xml(schema.content, max_depth=64).iter(
+            "{http://www.w3.org/2001/XMLSchema}import", "{http://www.w3.org/2001/XMLSchema}include")]
+    return seen
+
+
 def test_wsdl_and_schemas_are_public_and_absolute(siegel_server: Any) -> None:
     response = requests.get(siegel_server.url + "/dss?wsdl", timeout=10)
     assert response.status_code == 200
     wsdl = parse_xml(response.content, max_depth=32)
     address = wsdl.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
     assert address.get("location") == siegel_server.url + "/dss"
-    imports = [siegel_server.url + "/dss?xsd=siegel-dss-core.xsd"]
-    seen = set()
-    while imports:
-        url = imports.pop()
-        if url in seen:
-            continue
-        seen.add(url)
-        schema = requests.get(url, timeout=10)
-        assert schema.status_code == 200, url
-        imports += [i.get("schemaLocation") for i in
-                    parse_xml(schema.content, max_depth=32).iter("{http://www.w3.org/2001/XMLSchema}import")]
-    assert len(seen) == 3
+    assert len(reachable_schemas([siegel_server.url + "/dss?xsd=siegel-dss-core.xsd"])) == 3
     assert requests.get(siegel_server.url + "/dss?xsd=unknown.xsd", timeout=10).status_code == 404
 
 
