@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from server.tls import TlsFiles
 
 log = logging.getLogger("siegel.serve")
-M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
+M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # mallopt parameters (glibc malloc.h)
+MMAP_THRESHOLD = 4 << 20  # fixed (glibc otherwise raises it after each freed big block): blocks above are mapped
 WORKER_MALLOC_ARENAS = 2  # measured: -5 MB of a worker's RSS after signing load, no change in throughput
+MALLOC_TRIM_SECONDS = 5.0  # measured: a worker 155-168 MB after batch signing load, 147-150 MB with the trim
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -35,15 +37,28 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def limit_malloc_arenas(arenas: int) -> None:
-    """glibc gives each thread that allocates concurrently an arena of its own (up to 8 per CPU), and
-    memory freed in one rarely goes back to the system: cap them for a worker's thread pool."""
+def _libc() -> Any:
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    if name:
-        ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas)
+    return ctypes.CDLL(name) if name else None
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """glibc gives each thread that allocates concurrently an arena of its own (up to 8 per CPU), and
+    memory freed in one rarely goes back to the system: cap them for a worker's thread pool."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, arenas)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def trim_malloc() -> None:
+    """Give the pages glibc's heaps hold free back to the system (a batch of signatures leaves many)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
@@ -76,11 +91,13 @@ def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
     port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)  # type: ignore[attr-defined]
     sock.close()
     reactor.suggestThreadPoolSize(settings.server.thread_pool_size)  # type: ignore[attr-defined]
+    trim = task.LoopingCall(lambda: threads.deferToThread(trim_malloc))
 
     def drain() -> object:
         log.info("draining", extra={"fields": {"pid": os.getpid()}})
-        if jobs.running:
-            jobs.stop()
+        for loop in (jobs, trim):
+            if loop.running:
+                loop.stop()
         d = port.stopListening()
         d.addCallback(lambda _: site.drain(settings.server.shutdown_grace_seconds))
         return d
@@ -92,6 +109,7 @@ def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
                                             "pid": os.getpid(), "tls": tls is not None,
                                             "data_dir": str(settings.data_dir)}})
     jobs.start(settings.jobs.poll_seconds, now=True)
+    trim.start(MALLOC_TRIM_SECONDS, now=False)
     reactor.run()  # type: ignore[attr-defined]
     services.audit.append("system", "server.stop", f"pid {os.getpid()}")
     services.close()
