@@ -17,11 +17,13 @@ import zeep
 from lxml import etree
 from zeep.plugins import HistoryPlugin
 from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
 
 from server.web.s4 import ARL_MINOR, COMMON_MINOR, RESULT_MAJOR, TR_NS
 from server.web.soap import DSS_NS, SOAP11_ENV
 from server.xmlsafe import parse_xml
 from tests.e2e.test_dss_soap import reachable_schemas
+from tests.e2e.test_wssecurity_soap import create_client
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.unit.test_xaip import delta, official_schema, package
 
@@ -48,14 +50,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]
 
 class Wire:
     """A zeep client of /archive/s4 whose every sent and received body element is checked against the official
-    schemas right after the call."""
+    schemas right after the call; it authenticates with HTTP Basic ``auth`` or the WS-Security token ``wsse``."""
 
-    def __init__(self, inst: SiegelInstance, official: etree.XMLSchema, auth: tuple[str, str]) -> None:
+    def __init__(self, inst: SiegelInstance, official: etree.XMLSchema, auth: tuple[str, str] | None,
+                 wsse: UsernameToken | None = None) -> None:
         session = requests.Session()
         session.auth = auth
         self.history = HistoryPlugin(maxlen=2)
         self.client = zeep.Client(inst.url + "/archive/s4?wsdl", transport=Transport(session=session),
-                                  plugins=[self.history])
+                                  plugins=[self.history], wsse=wsse)
         self.official = official
         self.checked = 0
 
@@ -279,3 +282,13 @@ def test_an_auditor_reads_but_does_not_submit_or_delete(server: SiegelInstance, 
     assert "archive_submit" in refused.value.message
     assert result(auditor("RetrieveInfo")) == OK
     assert result(auditor("ArchiveRetrieval", AOID="no-such-aoid"))[1] == ARL_MINOR + "unknownAOID"
+
+
+def test_a_ws_security_token_authenticates(server: SiegelInstance, official: etree.XMLSchema) -> None:
+    key, _, digest = create_client(server)
+    wire = Wire(server, official, None, UsernameToken(key, digest, use_digest=True))
+    submitted = wire("ArchiveSubmission", ArchiveData=[{"_value_1": PDF, "Type": "http://uri.etsi.org/ades/PAdES",
+                                                        "archiveDataID": "wsse"}])
+    assert result(submitted) == OK
+    assert "authorization" not in {h.lower() for h in wire.history.last_sent["http_headers"]}
+    assert result(wire("ArchiveRetrieval", AOID=submitted.AOID)) == OK
