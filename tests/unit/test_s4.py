@@ -310,3 +310,18 @@ def test_an_xml_evidence_record_survives_the_xaip_wrapping(shared_dir: Path, off
         assert fmt == "xml"
         assert (evidence_verify.verify(back, data=document).to_json() ==
                 evidence_verify.verify(original, data=document).to_json())
+
+
+def test_a_plain_object_takes_a_delta_xaip(call: Any, archive: InMemoryArchive) -> None:
+    """ArchiveUpdate on a binary submission: the DXAIP builds on the synthesized XAIP (version V1, object doc1)."""
+    from tests.unit.test_xaip import delta
+
+    aoid = submit_binary(call)
+    update = call(f"<tr:ArchiveUpdateRequest>{delta(aoid, prev='V1', holder='doc1')}</tr:ArchiveUpdateRequest>")
+    assert (result(update), update.findtext(f"{{{TR_NS}}}VersionID")) == ((RESULT_MAJOR + "ok", None), "V002")
+    assert [i.name for i in archive.objects[aoid][1]] == ["tr-esor:xaip", "doc1", "DO2"]
+    first = call(f"<tr:ArchiveRetrievalRequest><tr:AOID>{aoid}</tr:AOID><tr:VersionID>V1</tr:VersionID>"
+                 "</tr:ArchiveRetrievalRequest>")
+    assert [m.get("VersionID") for m in first.iter(f"{{{XAIP_NS}}}versionManifest")] == ["V1"]
+    newest = call(f"<tr:ArchiveRetrievalRequest><tr:AOID>{aoid}</tr:AOID></tr:ArchiveRetrievalRequest>")
+    assert [m.get("VersionID") for m in newest.iter(f"{{{XAIP_NS}}}versionManifest")] == ["V1", "V002"]
