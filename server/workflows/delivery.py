@@ -2,8 +2,9 @@
 callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``).
 
 A delivery row is written in the transaction that completes the workflow, so none is lost; the job
-``workflow-delivery`` works them like the mail outbox: claimed with a lease by one conditional UPDATE, retried
-with a doubling wait (at most ``workflows.mail_retry_max_seconds``) while the target fails, at least once. A
+``workflow-delivery`` works them like the mail outbox (``server.workflows.leased``): leased by one conditional
+UPDATE, retried with a doubling wait (at most ``workflows.mail_retry_max_seconds``) while the target fails, at
+least once. A
 folder write is idempotent (the same file replaced atomically); a callback carries the same X-Siegel-Delivery id
 on each attempt.
 """
@@ -14,17 +15,17 @@ import base64
 import json
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Protocol
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from server.db.models import Workflow, WorkflowDelivery
 from server.errors import Code, SiegelError
 from server.workflows.documents import WorkflowDocuments, atomic_write
-from server.workflows.outbox import FIRST_RETRY_SECONDS, LEASE
+from server.workflows.leased import LeasedRows
 from server.workflows.template import Definition, DeliveryKind
 
 log = logging.getLogger("siegel.workflows.delivery")
@@ -51,8 +52,9 @@ class DeliveryQueue:
         self._key = key
         self._post = post
         self._timeout = timeout
-        self._retry_max = retry_max_seconds
         self._clock = clock
+        self._rows = LeasedRows(engine, WorkflowDelivery, "delivering", "delivered", "delivered_at",
+                                retry_max_seconds, clock)
 
     def enqueue_in(self, session: Session, workflow: Workflow, definition: Definition) -> None:
         """The template's deliveries of a workflow that completes in the caller's transaction."""
@@ -61,43 +63,24 @@ class DeliveryQueue:
             session.add(WorkflowDelivery(workflow_id=workflow.id, kind=delivery.kind.value, target=delivery.target,
                                          state="queued", attempts=0, next_attempt=now))
 
-    def _due(self, now: datetime) -> object:
-        return or_(and_(WorkflowDelivery.state == "queued", WorkflowDelivery.next_attempt <= now),
-                   and_(WorkflowDelivery.state == "delivering", WorkflowDelivery.lease_until < now))
-
     def deliver(self, limit: int = 100) -> int:
         """The job: every due delivery once; the number delivered."""
-        with self._engine.connect() as conn:
-            ids = conn.execute(select(WorkflowDelivery.id).where(self._due(self._clock()))
-                               .order_by(WorkflowDelivery.id).limit(limit)).scalars().all()
         done = 0
-        for delivery_id in ids:
-            now = self._clock()
-            with self._engine.begin() as conn:
-                row = conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id, self._due(now))
-                                   .values(state="delivering", lease_until=now + LEASE,
-                                           attempts=WorkflowDelivery.attempts + 1)
-                                   .returning(WorkflowDelivery.workflow_id, WorkflowDelivery.kind,
-                                              WorkflowDelivery.target, WorkflowDelivery.attempts)).first()
-                workflow = conn.execute(select(Workflow).where(Workflow.id == row.workflow_id)).first() if row else None
-            if row is None or workflow is None:
+        for delivery_id in self._rows.due(limit):
+            row = self._rows.claim(delivery_id, WorkflowDelivery.workflow_id, WorkflowDelivery.kind,
+                                   WorkflowDelivery.target)
+            if row is None:
                 continue
+            with self._engine.connect() as conn:
+                workflow = conn.execute(select(Workflow).where(Workflow.id == row.workflow_id)).one()
             try:
                 self._perform(delivery_id, DeliveryKind(row.kind), row.target, workflow)
             except SiegelError as exc:
-                wait = min(self._retry_max, FIRST_RETRY_SECONDS * 2 ** (row.attempts - 1))
-                with self._engine.begin() as conn:
-                    conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id,
-                                                                WorkflowDelivery.state == "delivering")
-                                 .values(state="queued", lease_until=None, last_error=exc.message[:2000],
-                                         next_attempt=self._clock() + timedelta(seconds=wait)))
+                wait = self._rows.failed(delivery_id, row.attempts, exc.message)
                 log.warning("delivery %d (%s %s) failed, attempt %d, next in %.0f s: %s", delivery_id, row.kind,
                             row.target, row.attempts, wait, exc.message)
                 continue
-            with self._engine.begin() as conn:
-                conn.execute(update(WorkflowDelivery).where(WorkflowDelivery.id == delivery_id,
-                                                            WorkflowDelivery.state == "delivering")
-                             .values(state="delivered", delivered_at=self._clock(), lease_until=None, last_error=None))
+            self._rows.finished(delivery_id)
             done += 1
         return done
 

@@ -18,7 +18,7 @@ from lxml import etree
 from server.web.soap import DSS_NS, SOAP11_ENV
 from server.xmlsafe import parse_xml
 from tests.e2e.test_dss_soap import SOAP_HEADERS, envelope, official  # noqa: F401 (official is a fixture)
-from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
 from tests.fixtures.server import SiegelInstance
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +32,7 @@ def nss(siegel_server: SiegelInstance, tmp_path_factory: pytest.TempPathFactory)
     where = tmp_path_factory.mktemp("nss")
     root = x509.load_der_x509_certificate(requests.get(siegel_server.url + "/ca/ROOT.crt", timeout=10).content)
     (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    subprocess.run(["certutil", "-N", "-d", f"sql:{where}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{where}", "-n", "siegel-root", "-t", "CT,C,C", "-i",
-                    str(where / "root.pem")], check=True, capture_output=True)
-    return where
+    return nss_trusting(where, where / "root.pem")
 
 
 def _pdfsig_and_qpdf(nss: Path, pdf: bytes, where: Path, signatures: int) -> str:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.delivery.callback import verify_signature
 from tests.fixtures.http_sink import HttpSink
-from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
 
@@ -67,10 +67,7 @@ def nss(server: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Pat
     where = tmp_path_factory.mktemp("nss")
     root = x509.load_der_x509_certificate(requests.get(server.url + "/ca/ROOT.crt", timeout=10).content)
     (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    subprocess.run(["certutil", "-N", "-d", f"sql:{where}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{where}", "-n", "siegel-root", "-t", "CT,C,C", "-i",
-                    str(where / "root.pem")], check=True, capture_output=True)
-    return where
+    return nss_trusting(where, where / "root.pem")
 
 
 def api(server: SiegelInstance, method: str, path: str, who: str | None = None, **kwargs: Any) -> requests.Response:
@@ -108,6 +105,13 @@ def link_token(mail: ReceivedMail) -> str:
     match = re.search(r"(http://\S+/api/v1/workflows/link)\?token=([A-Za-z0-9_-]{43})", mail.message.get_content())
     assert match, mail.message.get_content()
     return match.group(2)
+
+
+def pdfsig(nss: Path, pdf: bytes, path: Path) -> str:
+    """pdfsig's report on ``pdf`` (written to ``path``) with the NSS database trusting the server's root."""
+    path.write_bytes(pdf)
+    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(path)], capture_output=True, text=True,
+                          timeout=60).stdout
 
 
 def act(server: SiegelInstance, who: str, workflow: int, step: int, action: str = "sign",
@@ -176,9 +180,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
 
     pdf = api(server, "GET", f"/{wid}/document", "erp")
     assert pdf.status_code == 200
-    (tmp_path / "final.pdf").write_bytes(pdf.content)
-    report = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "final.pdf")], capture_output=True,
-                            text=True, timeout=60).stdout
+    report = pdfsig(nss, pdf.content, tmp_path / "final.pdf")
     assert report.count("Signature is Valid.") == 4, report
     assert report.count("Certificate is Trusted.") == 4, report
     assert sorted(re.findall(r"Signature Field Name: (\S+)", report)) == ["Sig1", "Sig2", "Sig3", "Sig4"], report
@@ -200,9 +202,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
     assert [(e["auth"], e["verification"]["passed"]) for e in signs] == [("password", True)] * 2 + [("link", True)] * 2
     certificate = api(server, "GET", f"/{wid}/certificate", "erp")
     assert certificate.status_code == 200, certificate.text
-    (tmp_path / "completion.pdf").write_bytes(certificate.content)
-    checked = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "completion.pdf")],
-                             capture_output=True, text=True, timeout=60).stdout
+    checked = pdfsig(nss, certificate.content, tmp_path / "completion.pdf")
     assert checked.count("Signature is Valid.") == 1 and "system.workflows" in checked, checked
     verified = server.cli("audit", "verify")
     assert "intact" in verified.stdout, verified.stdout
@@ -245,9 +245,7 @@ def test_twenty_parallel_attempts_to_sign_one_step_make_one_signature(server: Si
     with ThreadPoolExecutor(20) as pool:
         codes = sorted(pool.map(lambda _: act(server, "carla", wid, 1).status_code, range(20)))
     assert codes == [200] + [409] * 19, codes
-    (tmp_path / "one.pdf").write_bytes(api(server, "GET", f"/{wid}/document", "erp").content)
-    report = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "one.pdf")], capture_output=True,
-                            text=True, timeout=60).stdout
+    report = pdfsig(nss, api(server, "GET", f"/{wid}/document", "erp").content, tmp_path / "one.pdf")
     assert report.count("Signature is Valid.") == 1, report
     assert api(server, "GET", f"/{wid}", "erp").json()["revision"] == 1
 
