@@ -255,7 +255,7 @@ def _parse_token(token_der: bytes) -> tuple[cms.SignedData, cms.SignerInfo, tsp.
         # Decode every field now, so that malformed DER is reported here and not by a later check.
         signed_data.native
         tst.native
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:  # asn1crypto's errors on garbage
         raise InvalidToken("structure", f"not a well-formed RFC 3161 token ({exc})") from None
     return signed_data, signer_infos[0], tst, econtent, _certificates(signed_data)
 

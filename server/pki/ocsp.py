@@ -104,6 +104,9 @@ class OcspResponder:
         except (ValueError, UnsupportedAlgorithm) as exc:
             message = f"not a DER OCSPRequest for one certificate: {exc}"
             return OcspReply(unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), message)
+        if serial < 0:  # RFC 5280 4.1.2.2: serial numbers are positive; no response can name a negative one
+            return OcspReply(unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
+                             f"the CertID serial number {serial} is negative")
         if algorithm not in CERT_ID_HASHES:
             return OcspReply(unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
                              f"CertID hash {algorithm} is not accepted (SHA-1, SHA-256, SHA-384, SHA-512 are)")

@@ -46,7 +46,8 @@ def _entries(data: bytes, max_bytes: int) -> dict[str, bytes]:
         if not infos or infos[0].filename != "mimetype" or infos[0].compress_type != zipfile.ZIP_STORED:
             raise SiegelError(Code.BAD_REQUEST, "not an ASiC container: 'mimetype' is not its first, stored entry")
         return {i.filename: archive.read(i) for i in infos if not i.is_dir()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error,
+            RuntimeError) as exc:  # RuntimeError: an encrypted entry
         raise SiegelError(Code.BAD_REQUEST, f"the container is not a readable ZIP: {exc}") from None
 
 

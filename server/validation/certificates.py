@@ -91,6 +91,7 @@ def _certificate(der: bytes) -> asn1_x509.Certificate:
     try:
         cert = asn1_x509.Certificate.load(der, strict=True)
         cert.native
+        cert.issuer.hashable, cert.subject.hashable  # what path building compares (a name of odd types fails)
     except (TypeError, KeyError, OverflowError) as exc:
         raise ValueError(str(exc)) from None
     return cert

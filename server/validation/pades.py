@@ -65,6 +65,7 @@ import hashlib
 import io
 import logging
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,7 +129,7 @@ MODIFIED = "modified after signing: "
 _HEADER_WINDOW = 1024
 _MAX_DETAIL = 400
 _PARSE_ERRORS = (misc.PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError, OSError,
-                 AssertionError, RecursionError, NotImplementedError, SignatureValidationError)
+                 AssertionError, RecursionError, NotImplementedError, SignatureValidationError, zlib.error)
 
 logger = logging.getLogger(__name__)
 

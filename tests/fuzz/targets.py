@@ -16,7 +16,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from io import BytesIO
 from pathlib import Path
@@ -29,12 +29,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from adapters.timestamp.client import build_request, parse_response, verify_token
-from server.errors import SiegelError
+from server.archive import ers, evidence_verify, xmlers
+from server.archive.record import ArchiveTimestamp, EvidenceRecord
 from server.identity.wssecurity import PASSWORD_DIGEST, PASSWORD_TEXT, WSSE, WSU, WssFault, password_digest, read_token
 from server.signing.order import Format
 from server.web import rest
 from server.web.soap import DSS_NS, SOAP11_ENV
-from tests.fuzz.context import XML_DOCUMENT, FuzzContext
+from tests.fuzz.context import TEXT_DOCUMENT, XML_DOCUMENT, FuzzContext
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 MAX_VECTOR_BYTES = 256 * 1024
@@ -340,6 +341,31 @@ def _run_tsr(ctx: FuzzContext, data: bytes) -> None:
     verify_token(token, digest, algorithm, [root])
 
 
+# --- evidence records (RFC 4998 ASN.1, RFC 6283 XML) ------------------------------------------------------------
+
+def _own_record(ctx: FuzzContext) -> EvidenceRecord:
+    """One ATS straight over the document's hash, its token from the test TSA."""
+    digest = hashlib.sha256(TEXT_DOCUMENT).digest()
+    _, token = parse_response(ctx.tsa.respond(build_request(digest, "sha256", 9)).der)
+    assert token is not None
+    return EvidenceRecord(("sha256",), ((ArchiveTimestamp("sha256", (), token),),))
+
+
+def _ers_seeds(ctx: FuzzContext) -> list[bytes]:
+    return [ers.encode(_own_record(ctx))] + vector_seeds("evidence-records", (".ers", ".er"))
+
+
+def _xmlers_seeds(ctx: FuzzContext) -> list[bytes]:
+    record = replace(_own_record(ctx), syntax="xml")
+    return [xmlers.encode(record)] + vector_seeds("evidence-records", (".xml",))
+
+
+def _run_evidence(ctx: FuzzContext, data: bytes) -> None:
+    """``evidence_verify.verify`` of a record for the document it should cover: a report, whatever the bytes."""
+    report = evidence_verify.verify(data, data=TEXT_DOCUMENT, trust=ctx.verification.trust())
+    report.to_json()
+
+
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("dss-sign", "DssEndpoint.handle (SignRequest)", _sign_seeds, _run_dss, XML_TOKENS, bound=5.0),
     Target("dss-verify", "DssEndpoint.handle (VerifyRequest)", _verify_seeds, _run_dss, XML_TOKENS, bound=5.0),
@@ -353,4 +379,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tsa", "TimestampAuthority.respond", _tsa_seeds, _run_tsa, DER_TOKENS),
     Target("ocsp", "OcspResponder.respond", _ocsp_seeds, _run_ocsp, DER_TOKENS),
     Target("tsp-response", "timestamp client parse_response + verify_token", _tsr_seeds, _run_tsr, DER_TOKENS),
+    Target("ers-asn1", "evidence_verify.verify (RFC 4998)", _ers_seeds, _run_evidence, DER_TOKENS),
+    Target("ers-xml", "evidence_verify.verify (RFC 6283)", _xmlers_seeds, _run_evidence, XML_TOKENS),
 )}

@@ -7,17 +7,30 @@ import io
 import struct
 import time
 import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from asn1crypto import core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from server.errors import Code, SiegelError
 from server.validation.asic import verify_asic
-from server.validation.model import Trust
+from server.validation.certificates import check_signer
+from server.validation.model import Indication, SubIndication, Trust
+from server.validation.pades import verify_pdf
 from server.web import auth, remote_signing, rest, twofactor
 from tests.fuzz.runner import Hang, watchdog
 from tests.fuzz.targets import RestRequest
 
 pytestmark = pytest.mark.unit
+
+REGRESSIONS = Path(__file__).parent / "regressions"
 
 
 def _container_with_central_directory_offset_moved(by: int) -> bytes:
@@ -79,3 +92,49 @@ def test_the_watchdog_reports_an_input_that_runs_past_its_bound(spin: str) -> No
     with watchdog(0.2):  # a quick block passes, and the timers are off afterwards
         pass
     time.sleep(0.3)
+
+
+def test_a_container_whose_mimetype_entry_is_encrypted_is_a_bad_container() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        entry = zipfile.ZipInfo("mimetype")
+        entry.flag_bits |= 0x1  # "encrypted": zipfile wants a password (RuntimeError) before reading it
+        archive.writestr(entry, "application/vnd.etsi.asic-e+zip")
+    with pytest.raises(SiegelError) as refused:
+        verify_asic(buffer.getvalue(), Trust((), False, None), max_bytes=1 << 20)
+    assert refused.value.code is Code.BAD_REQUEST
+
+
+def test_a_pdf_whose_object_stream_does_not_inflate_is_a_format_failure() -> None:
+    data = (REGRESSIONS / "pdf-object-stream-bad-deflate.pdf").read_bytes()  # found by atheris (verify-pdf)
+    (report,) = verify_pdf(data, Trust((), False, None))
+    assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
+    assert "decompressing" in report.messages[0]
+
+
+def _certificate(extra: core.Asn1Value | None = None) -> bytes:
+    """A self-signed certificate; with ``extra``, its subject and issuer gain an attribute of an unknown type
+    with that value (not signed again)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")])
+    now = datetime.now(timezone.utc)
+    made = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    if extra is None:
+        return made.public_bytes(Encoding.DER)
+    cert = asn1_x509.Certificate.load(made.public_bytes(Encoding.DER))
+    tbs = cert["tbs_certificate"]
+    for field in ("issuer", "subject"):
+        rdns = list(tbs[field].chosen) + [asn1_x509.RelativeDistinguishedName([{"type": "1.2.3.4", "value": extra}])]
+        tbs[field] = asn1_x509.Name(name="", value=asn1_x509.RDNSequence(rdns))
+    return asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": cert["signature_algorithm"],
+                                  "signature_value": cert["signature_value"]}).dump(force=True)
+
+
+def test_a_certificate_with_a_boolean_in_its_name_is_malformed() -> None:
+    bad = _certificate(core.Boolean(True))  # found by atheris (verify-xml, in ds:X509Certificate)
+    signer = _certificate()
+    result = check_signer(signer, [bad], Trust((_certificate(),), False, None), at=datetime.now(timezone.utc))
+    assert (result.indication, result.sub_indication) == (Indication.INDETERMINATE,
+                                                          SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE)
+    assert "malformed" in result.message

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core
+from asn1crypto import ocsp as asn1_ocsp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+
+from adapters.timestamp.client import InvalidToken, build_request, parse_response, verify_token
 
 from server.validation.model import Indication, SubIndication
 from server.signing.order import Format
@@ -39,3 +49,27 @@ def test_a_signature_over_a_relative_namespace_uri_is_a_format_failure(fuzz: Fuz
     (report,) = fuzz.verification.verify(signed).signatures
     assert (report.indication, report.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
     assert any("canonical form" in m for m in report.messages), report.messages
+
+
+def test_an_ocsp_request_for_a_negative_serial_number_is_malformed(fuzz: FuzzContext) -> None:
+    good = ocsp.OCSPRequestBuilder().add_certificate(
+        x509.load_der_x509_certificate(fuzz.signer_chain[0]), x509.load_der_x509_certificate(fuzz.signer_chain[1]),
+        hashes.SHA256()).build().public_bytes(Encoding.DER)
+    request = asn1_ocsp.OCSPRequest.load(good)
+    request["tbs_request"]["request_list"][0]["req_cert"]["serial_number"] = -5  # found by atheris (ocsp)
+    reply = fuzz.ocsp.respond(request.dump(force=True))
+    assert ocsp.load_der_ocsp_response(reply.der).response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert reply.problem is not None and "negative" in reply.problem
+
+
+def test_a_token_with_an_attribute_value_asn1crypto_cannot_read_is_invalid(fuzz: FuzzContext) -> None:
+    digest = hashlib.sha256(b"fuzz").digest()
+    _, token = parse_response(fuzz.tsa.respond(build_request(digest, "sha256", 3)).der)
+    assert token is not None
+    verify_token(token, digest)  # the token as issued is fine
+    info = asn1_cms.ContentInfo.load(token)
+    signer = info["content"]["signer_infos"][0]
+    signer["unsigned_attrs"] = [{"type": "1.2.3.4", "values": [core.Any.load(b"\x08\x00")]}]  # tag 8: InstanceOf
+    with pytest.raises(InvalidToken) as refused:  # found by atheris (tsp-response)
+        verify_token(info.dump(), digest)
+    assert "well-formed" in str(refused.value)
