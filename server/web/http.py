@@ -35,7 +35,7 @@ SMALL_BODY_LIMIT = 64 * 1024
 STREAMED_PATH = b"/api/v1/sign"  # with a detached format: the body is hashed as it arrives, never kept
 STREAMED_FORMATS = (b"cades", b"xades")
 STREAMED_READ_BYTES = 1 << 20  # recv size while a streamed body arrives
-STREAMED_PENDING_BYTES = 8 << 20  # received but not yet hashed, at most (then reading pauses)
+STREAMED_PENDING_CHUNKS = 8  # reads received but not yet hashed, at most (then reading pauses)
 KNOWN_ROUTES = {"dss", "api", "health", "metrics", "archive", "soap", "csc", "tsa", "ocsp", "crl", "ca", "portal"}
 
 
@@ -74,8 +74,9 @@ class DigestingBody:
 
     The hashing runs in a thread of the body's own, so the reactor reads the next chunk while the last
     is hashed (hashlib releases the GIL for large buffers): with both on one thread a large upload was
-    hashed at two thirds of ``openssl dgst``'s rate. At most :data:`STREAMED_PENDING_BYTES` wait; beyond
-    that ``transport`` stops reading until the hasher caught up. :meth:`finished` fires once every
+    hashed at two thirds of ``openssl dgst``'s rate. At most :data:`STREAMED_PENDING_CHUNKS` reads wait (counted
+    as reads, not bytes: each holds up to a read's allocation); beyond that ``transport`` stops reading until
+    the hasher caught up. :meth:`finished` fires once every
     written byte is hashed; only then is :meth:`digest` valid.
     """
 
@@ -86,7 +87,7 @@ class DigestingBody:
         self._transport = transport
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._pending = 0  # bytes written but not hashed yet
+        self._pending = 0  # chunks written but not hashed yet
         self._paused = False
         self._closed = False
         self._done: defer.Deferred[None] = defer.Deferred()
@@ -96,8 +97,8 @@ class DigestingBody:
     def write(self, data: bytes) -> None:
         self.length += len(data)
         with self._lock:
-            self._pending += len(data)
-            pause = self._pending > STREAMED_PENDING_BYTES and not self._paused and self._transport is not None
+            self._pending += 1
+            pause = self._pending > STREAMED_PENDING_CHUNKS and not self._paused and self._transport is not None
             self._paused = self._paused or pause
         self._chunks.put(data)
         if pause:
@@ -109,8 +110,8 @@ class DigestingBody:
         while (data := self._chunks.get()) is not None:
             self._hash.update(data)
             with self._lock:
-                self._pending -= len(data)
-                resume = self._paused and self._pending <= STREAMED_PENDING_BYTES // 2
+                self._pending -= 1
+                resume = self._paused and self._pending <= STREAMED_PENDING_CHUNKS // 2
                 self._paused = self._paused and not resume
             if resume:
                 reactor.callFromThread(self._transport.resumeProducing)  # type: ignore[attr-defined]
