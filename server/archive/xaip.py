@@ -236,6 +236,40 @@ def merge(stored: etree._Element, dxaip: etree._Element) -> Merged:
     return Merged(merged, manifests[0].get("VersionID", ""), ignored)
 
 
+def version_objects(xaip: etree._Element, *, synthesized: bool) -> tuple[str, ...]:
+    """What the archive items of the newest version of ``xaip`` are, in the items' order: for a stored package its
+    newest version manifest (the skeleton) and every binary data object; for a synthesized one (a plain object)
+    the data objects its newest manifest points at."""
+    manifest = xaip.findall("xaip:packageHeader/xaip:versionManifest", _NS)[-1]
+    if synthesized:
+        return tuple(p.text or "" for p in manifest.iterfind("xaip:packageInfoUnit/xaip:protectedObjectPointer", _NS))
+    return (manifest.get("VersionID", ""), *(o.get("dataObjectID", "") for o in xaip.iterfind(
+        "xaip:dataObjectsSection/xaip:dataObject[xaip:binaryData]", _NS)))
+
+
+def embed_evidence(xaip: etree._Element, records: Sequence[etree._Element], related: Sequence[str]) -> None:
+    """Put ``records`` (xaip:evidenceRecord elements of the newest version, one per object of ``related``) into the
+    credentials section, each a credential pointing at its object, and point the newest manifest at them
+    (TR-ESOR-E A3.3.1-2: unprotectedObjectPointer)."""
+    manifest = xaip.findall("xaip:packageHeader/xaip:versionManifest", _NS)[-1]
+    version_id = manifest.get("VersionID", "")
+    assert len(records) == len(related)
+    unit = manifest.find("xaip:packageInfoUnit", _NS)
+    after = unit.findall("xaip:protectedObjectPointer", _NS)[-1]
+    taken = _ids(xaip)
+    for number, (record, target) in enumerate(zip(records, related), 1):
+        ident = f"siegel-er-{version_id}-{number}"
+        while ident in taken:
+            ident += "-"
+        credential = etree.SubElement(_section(xaip, "credentialsSection"), _x("credential"),
+                                      {"credentialID": ident, "relatedObjects": target})
+        credential.append(record)
+        pointer = etree.Element(_x("unprotectedObjectPointer"))
+        pointer.text = ident
+        after.addnext(pointer)
+        after = pointer
+
+
 @dataclass(frozen=True)
 class PlainItem:
     """A data object of a plain (binary-submitted) archive object as :func:`synthesize` shows it."""

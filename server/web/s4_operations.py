@@ -9,7 +9,8 @@ the code alone does not say it), which the endpoint turns into the operation's r
   The AOID is Siegel's: a client-assigned one (``OptionalInputs/tr:AOID``, ``packageHeader/AOID``) is refused.
 - ArchiveUpdate: an ``xaip:DXAIP`` merged into the stored package as a new version; its VersionID comes back.
 - ArchiveRetrieval: the XAIP of the newest version (or of the one VersionID asked for; ``all``: the newest, which
-  holds every version manifest); a plain object is shown as a synthesized XAIP (versions V1, V2, …).
+  holds every version manifest); a plain object is shown as a synthesized XAIP (versions V1, V2, …). With
+  ``tr:IncludeERS`` the version's evidence records come along as credentials pointing at their objects.
 - ArchiveEvidence: ``xaip:evidenceRecord``s of the newest version (or of the VersionIDs asked for, ``all``), ASN.1
   (RFC 4998, the default) or XML (RFC 6283) by ``OptionalInputs/tr:ERSFormat``; one per archive item of the version,
   in the order of its items (the skeleton first).
@@ -48,6 +49,7 @@ PRES_NS = "http://uri.etsi.org/19512/v1.1.2#"
 MD_NS = "http://docs.oasis-open.org/dss-x/ns/metadata"
 SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
 XPATH_TYPE = "http://www.w3.org/TR/2007/REC-xpath20-20070123/"
+XAIP_FORMAT = "http://www.bsi.bund.de/tr-esor/xaip/1.3"
 ERS_FORMATS = {
     "urn:ietf:rfc:4998": "ers",
     "urn:ietf:rfc:6283": "xml",
@@ -87,6 +89,28 @@ def _items(package: xp.Package) -> list[ArchiveItem]:
 
     items = [ArchiveItem(xp.SKELETON, xp.SKELETON_MIME, package.skeleton, {})]
     return items + [ArchiveItem(o.ident, o.mime_type, o.content, {}) for o in package.objects]
+
+
+def _retrieval_options(options: etree._Element | None) -> str | None:
+    """The evidence record format ArchiveRetrieval's ``tr:IncludeERS`` asks for (None: none); ``pres:POFormat``
+    may only name the XAIP."""
+    include = None
+    for option in options if options is not None else ():
+        if not isinstance(option.tag, str):
+            continue
+        if option.tag == f"{{{TR_NS}}}IncludeERS":
+            uri = _text(option) or "urn:ietf:rfc:4998"
+            if uri not in ERS_FORMATS:
+                raise _refuse(f"IncludeERS {uri!r}: the formats are {', '.join(ERS_FORMATS)}", "notSupported",
+                              Code.NOT_SUPPORTED)
+            include = ERS_FORMATS[uri]
+        elif option.tag == f"{{{PRES_NS}}}POFormat":
+            if _text(option) != XAIP_FORMAT:
+                raise _refuse(f"POFormat {_text(option)!r}: Siegel returns {XAIP_FORMAT}", "unknownPOFormat")
+        else:
+            raise _refuse(f"OptionalInputs {etree.QName(option).localname}: ArchiveRetrieval takes IncludeERS and "
+                          "POFormat", "notSupported", Code.NOT_SUPPORTED)
+    return include
 
 
 def _text(element: etree._Element | None) -> str:
@@ -140,11 +164,15 @@ class S4Operations:
 
     def _package(self, principal: Principal, aoid: str, version: int | None = None) -> etree._Element:
         """The XAIP of ``aoid`` (at ``version``, default the newest): assembled, or synthesized for a plain object."""
+        return self._shown(principal, aoid, version)[0]
+
+    def _shown(self, principal: Principal, aoid: str, version: int | None) -> tuple[etree._Element, bool]:
+        """The XAIP of ``aoid`` at ``version`` and whether it is synthesized (a plain object)."""
         items = self._archive.retrieve(principal, aoid, version)
         contents = {item.name: content for item, content in items}
         if xp.SKELETON in contents and contents[xp.SKELETON] is not None:
             present = {name: data for name, data in contents.items() if data is not None and name != xp.SKELETON}
-            return xp.assemble(contents[xp.SKELETON], present, aoid, max_depth=self._max_depth)
+            return xp.assemble(contents[xp.SKELETON], present, aoid, max_depth=self._max_depth), False
         newest = len(self._archive.info(principal, aoid).versions) if version is None else version
         versions = [items if number == newest else self._archive.retrieve(principal, aoid, number)
                     for number in range(1, newest + 1)]
@@ -156,7 +184,7 @@ class S4Operations:
                 raise _refuse(f"{aoid} version {number} holds only hashes: there is no data to show",
                               "notSupported", Code.NOT_SUPPORTED)
             shown.append(plain)
-        return xp.synthesize(aoid, shown)
+        return xp.synthesize(aoid, shown), True
 
     def _version_ids(self, principal: Principal, aoid: str) -> tuple[str, ...]:
         """The VersionIDs of ``aoid``, oldest first: its package's, or V1, V2, … of a plain object."""
@@ -207,14 +235,16 @@ class S4Operations:
 
     def archive_retrieval(self, principal: Principal, request: etree._Element) -> etree._Element:
         aoid = _text(request.find("tr:AOID", _NS))
-        options = request.find("dss:OptionalInputs", _NS)
-        if options is not None and len(options):
-            names = ", ".join(etree.QName(child).localname for child in options if isinstance(child.tag, str))
-            raise _refuse(f"OptionalInputs {names}: ArchiveRetrieval offers none (POFormat: XAIP only)", "notSupported",
-                          Code.NOT_SUPPORTED)
+        include = _retrieval_options(request.find("dss:OptionalInputs", _NS))
         version = self._version_number(principal, aoid, [_text(v) for v in request.iterfind("tr:VersionID", _NS)])
+        package, synthesized = self._shown(principal, aoid, version)
+        if include is not None:
+            ids = xp.version_ids(package)
+            records = [evidence_record_element(r, include, aoid, ids[-1], self._max_depth)
+                       for r in self._archive.evidence(principal, aoid, include, version=len(ids))]
+            xp.embed_evidence(package, records, xp.version_objects(package, synthesized=synthesized))
         response = _ok(request)
-        response.append(self._package(principal, aoid, version))
+        response.append(package)
         return response
 
     # --- ArchiveEvidence ------------------------------------------------------------------------------------

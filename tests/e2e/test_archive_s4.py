@@ -195,6 +195,11 @@ def test_xaip_round_trip_with_an_update(wire: Wire, server: SiegelInstance) -> N
     assert [d.binaryData._value_1 for d in newest.XAIP.dataObjectsSection.dataObject] == [PDF, b"second"]
     first = wire("ArchiveRetrieval", AOID=aoid, VersionID=["V001"])
     assert [m.VersionID for m in first.XAIP.packageHeader.versionManifest] == ["V001"]
+    with_records = wire("ArchiveRetrieval", AOID=aoid, OptionalInputs={"_value_1": [
+        element(f'<tr:IncludeERS xmlns:tr="{TR_NS}">urn:ietf:rfc:4998</tr:IncludeERS>')]})
+    credentials = with_records.XAIP.credentialsSection.credential
+    assert [c.relatedObjects for c in credentials] == ["V002", "DO1", "DO2"]
+    assert all(c.evidenceRecord.asn1EvidenceRecord[:1] == b"\x30" for c in credentials)
 
     records = wire("ArchiveEvidence", AOID=aoid, OptionalInputs={"_value_1": [
         element(f'<tr:ERSFormat xmlns:tr="{TR_NS}">urn:ietf:rfc:6283</tr:ERSFormat>')]})

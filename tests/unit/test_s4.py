@@ -325,3 +325,26 @@ def test_a_plain_object_takes_a_delta_xaip(call: Any, archive: InMemoryArchive) 
     assert [m.get("VersionID") for m in first.iter(f"{{{XAIP_NS}}}versionManifest")] == ["V1"]
     newest = call(f"<tr:ArchiveRetrievalRequest><tr:AOID>{aoid}</tr:AOID></tr:ArchiveRetrievalRequest>")
     assert [m.get("VersionID") for m in newest.iter(f"{{{XAIP_NS}}}versionManifest")] == ["V1", "V002"]
+
+
+def test_retrieval_includes_the_evidence_records_when_asked(call: Any) -> None:
+    from tests.unit.test_xaip import delta, package
+
+    include = ("<dss:OptionalInputs><tr:IncludeERS>urn:ietf:rfc:4998</tr:IncludeERS>"
+               '<pres:POFormat xmlns:pres="http://uri.etsi.org/19512/v1.1.2#">http://www.bsi.bund.de/tr-esor/xaip/1.3'
+               "</pres:POFormat></dss:OptionalInputs>")
+    aoid = call(f"<tr:ArchiveSubmissionRequest>{package()}</tr:ArchiveSubmissionRequest>").findtext(f"{{{TR_NS}}}AOID")
+    call(f"<tr:ArchiveUpdateRequest>{delta(aoid)}</tr:ArchiveUpdateRequest>")
+    response = call(f"<tr:ArchiveRetrievalRequest>{include}<tr:AOID>{aoid}</tr:AOID></tr:ArchiveRetrievalRequest>")
+    credentials = response.findall(f".//{{{XAIP_NS}}}credential")
+    assert [c.get("relatedObjects") for c in credentials] == ["V002", "DO1", "DO2"]  # schema-valid: IDREFs resolve
+    assert all(c.find(f"{{{XAIP_NS}}}evidenceRecord").get("VersionID") == "V002" for c in credentials)
+    newest = response.findall(f".//{{{XAIP_NS}}}versionManifest")[-1]
+    assert [p.text for p in newest.iter(f"{{{XAIP_NS}}}unprotectedObjectPointer")] == [
+        c.get("credentialID") for c in credentials]
+    plain = submit_binary(call)
+    shown = call(f"<tr:ArchiveRetrievalRequest>{include}<tr:AOID>{plain}</tr:AOID></tr:ArchiveRetrievalRequest>")
+    assert [c.get("relatedObjects") for c in shown.iter(f"{{{XAIP_NS}}}credential")] == ["doc1"]
+    other = include.replace("http://www.bsi.bund.de/tr-esor/xaip/1.3", "http://uri.etsi.org/ades/ASiC/type/ASiC-ERS")
+    refused = call(f"<tr:ArchiveRetrievalRequest>{other}<tr:AOID>{plain}</tr:AOID></tr:ArchiveRetrievalRequest>")
+    assert result(refused) == (RESULT_MAJOR + "error", ARL_MINOR + "unknownPOFormat")
