@@ -25,7 +25,7 @@ from adapters.delivery.callback import verify_signature
 from tests.fixtures.http_sink import HttpSink
 from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.fixtures.smtp import ReceivedMail, SmtpServer
+from tests.fixtures.smtp import ReceivedMail, SmtpServer, running_smtp
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -35,12 +35,8 @@ PARTNER = "partner@example.org"
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
+    with running_smtp() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
