@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from asn1crypto import cms, tsp
 from cryptography import x509
 
 from adapters.timestamp.client import HASHES as TOKEN_HASHES
-from adapters.timestamp.client import InvalidToken, TimestampError, verify_token
+from adapters.timestamp.client import InvalidToken, TimestampError, TstInfo, verify_token
 from server.archive import ers, xmlers
 from server.archive.hashtree import HASHES, digest, group_hash, root_of
 from server.archive.record import ArchiveTimestamp, EvidenceRecord, sequence_digest, timestamp_renewal_digest
@@ -116,7 +117,7 @@ class _Verifier:
         self.record = record
         self.data = data
         self.digests = digests
-        self.anchors = [x509.load_der_x509_certificate(der) for der in trust.roots]
+        self.roots = tuple(trust.roots)
         self.horizons = horizons
         self.now = now
         self.steps: list[Step] = []
@@ -230,30 +231,29 @@ class _Verifier:
         return self._token(ats.timestamp, imprint, imprint_algorithm, c, i)
 
     def _token(self, token: bytes, imprint: bytes, algorithm: str, c: int, i: int) -> datetime | None:
-        token = _without_unreadable_revocation_info(token)
         if algorithm not in TOKEN_HASHES:
             self._step("timestamp", None, f"the token's imprint uses {algorithm}, which Siegel's timestamp "
                                           "verification does not accept", c, i,
                        SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
             return None
-        try:
-            info = verify_token(token, imprint, algorithm, self.anchors)
-        except InvalidToken as exc:
-            if exc.check == "trust anchor":  # the last check: imprint, signature and TSA certificate passed
-                self._step("timestamp", None, exc.message, c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
-                           _gen_time(token))
-                return _gen_time(token)
-            if exc.check == "signature" and "not accepted" in exc.detail:
-                self._step("timestamp", None, exc.message, c, i, SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
-                return None
-            sub = SubIndication.HASH_FAILURE if exc.check == "message imprint" else SubIndication.SIG_CRYPTO_FAILURE
-            self._step("timestamp", False, exc.message, c, i, sub)
+        outcome = _check_token(token, imprint, algorithm, self.roots)
+        if isinstance(outcome, InvalidToken) and outcome.check == "trust anchor":
+            # the last check: imprint, signature and TSA certificate passed
+            self._step("timestamp", None, outcome.message, c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+                       _gen_time(token))
+            return _gen_time(token)
+        if isinstance(outcome, InvalidToken) and outcome.check == "signature" and "not accepted" in outcome.detail:
+            self._step("timestamp", None, outcome.message, c, i, SubIndication.CRYPTO_CONSTRAINTS_FAILURE_NO_POE)
             return None
-        except TimestampError as exc:
-            self._step("timestamp", False, exc.message, c, i, SubIndication.FORMAT_FAILURE)
+        if isinstance(outcome, TimestampError):
+            sub = SubIndication.FORMAT_FAILURE
+            if isinstance(outcome, InvalidToken):
+                sub = SubIndication.HASH_FAILURE if outcome.check == "message imprint" else SubIndication.SIG_CRYPTO_FAILURE
+            self._step("timestamp", False, outcome.message, c, i, sub)
             return None
+        info = outcome
         tsa = info.signer.subject.rfc4514_string()
-        if not self.anchors:
+        if not self.roots:
             self._step("timestamp", None, f"token of {tsa} at {_iso(info.gen_time)} verifies, but no trust anchor "
                                           "is configured", c, i, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, info.gen_time)
         else:
@@ -278,9 +278,20 @@ class _Verifier:
                        sub=SubIndication.CRYPTO_CONSTRAINTS_FAILURE)
 
 
+@lru_cache(maxsize=4096)
+def _check_token(token: bytes, imprint: bytes, algorithm: str, roots: tuple[bytes, ...]) -> TstInfo | TimestampError:
+    """``verify_token``'s answer (its error as a value), remembered: every record of a tree shares its tokens,
+    and the answer depends on nothing but these arguments (certificates are checked at genTime, not now)."""
+    try:
+        return verify_token(_without_unreadable_revocation_info(token), imprint, algorithm,
+                            [x509.load_der_x509_certificate(der) for der in roots])
+    except TimestampError as exc:
+        return exc
+
+
 def _gen_time(token: bytes) -> datetime:
     """genTime of a token whose signature ``verify_token`` has checked."""
-    encap = cms.ContentInfo.load(token)["content"]["encap_content_info"]
+    encap = cms.ContentInfo.load(_without_unreadable_revocation_info(token))["content"]["encap_content_info"]
     return tsp.TSTInfo.load(bytes(encap["content"]))["gen_time"].native
 
 

@@ -61,12 +61,13 @@ def group_hash(algorithm: str, values: Sequence[bytes]) -> bytes:
 class HashTree:
     """A built tree: every level as one ``bytes`` of fixed-size hashes (leaves first, root last)."""
 
-    __slots__ = ("algorithm", "_size", "_levels")
+    __slots__ = ("algorithm", "_size", "_levels", "_counts")
 
     def __init__(self, algorithm: str, levels: list[bytes]) -> None:
         self.algorithm = algorithm
         self._size = hasher(algorithm)().digest_size
         self._levels = levels
+        self._counts = [len(level) // self._size for level in levels]
 
     @property
     def root(self) -> bytes:
@@ -74,7 +75,7 @@ class HashTree:
         return self._levels[-1]
 
     def __len__(self) -> int:
-        return len(self._levels[0]) // self._size
+        return self._counts[0]
 
     def leaf(self, index: int) -> bytes:
         """The hash value of leaf ``index``."""
@@ -86,16 +87,15 @@ class HashTree:
         self._check(index)
         size = self._size
         groups: list[tuple[bytes, ...]] = []
-        for level in self._levels[:-1]:
-            count = len(level) // size
+        for level, count in zip(self._levels[:-1], self._counts, strict=False):
             neighbour = index ^ 1
             if neighbour < count:
-                sibling = level[neighbour * size:(neighbour + 1) * size]
+                start = neighbour * size
                 if groups:
-                    groups.append((sibling,))
+                    groups.append((level[start:start + size],))
                 else:
-                    groups.append((level[index * size:(index + 1) * size], sibling))
-            index //= 2
+                    groups.append((level[index * size:index * size + size], level[start:start + size]))
+            index >>= 1
         return tuple(groups)
 
     def to_bytes(self) -> bytes:
