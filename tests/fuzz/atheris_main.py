@@ -1,8 +1,8 @@
 """Coverage-guided fuzzing of one target with atheris (libFuzzer): ``python -m tests.fuzz.atheris_main TARGET
 [-max_total_time=N] [other libFuzzer flags]``; ``--list`` names the targets.
 
-The target's services run on a SoftHSM2 token and SQLite of their own under var/fuzz/work/TARGET; the
-corpus is var/fuzz/corpus/TARGET (seeded with the target's valid inputs when empty), crashes and hangs
+The target's services run on a SoftHSM2 token and SQLite of their own under var/fuzz/work/TARGET
+(var/fuzz: ``SIEGEL_FUZZ_DIR`` when set); the corpus is var/fuzz/corpus/TARGET (seeded with the target's valid inputs when empty), crashes and hangs
 land in var/fuzz/artifacts/TARGET/. A clean refusal (SiegelError) is an answer; any other exception is a
 crash, and an input running longer than the target's bound is a hang (libFuzzer's ``-timeout``).
 """
@@ -10,11 +10,12 @@ crash, and an input running longer than the target's bound is a hang (libFuzzer'
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 from pathlib import Path
 
-VAR = Path(__file__).resolve().parents[2] / "var" / "fuzz"
+VAR = Path(os.environ.get("SIEGEL_FUZZ_DIR") or Path(__file__).resolve().parents[2] / "var" / "fuzz")
 INSTRUMENTED = ["server", "adapters", "asn1crypto", "pyhanko", "pyhanko_certvalidator", "zipfile", "email"]
 """What coverage is measured in: Siegel and the pure-Python parsers its inputs reach (instrumenting every
 loaded module takes minutes)."""
