@@ -33,6 +33,8 @@ from server.validation.service import VerificationService
 from server.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
+    from server.archive.jobs import Stamp
+    from server.archive.service import ArchiveService
     from adapters.remote_signing.operations import RemoteSigning
     from server.web.portal.sessions import PortalSessions
 
@@ -179,6 +181,29 @@ class Services:
         return PortalSessions(self.engine, timedelta(minutes=p.idle_minutes), timedelta(hours=p.absolute_hours),
                               timedelta(minutes=p.second_factor_minutes), timedelta(minutes=p.result_minutes))
 
+    @functools.cached_property
+    def archive(self) -> ArchiveService:
+        """The long-term archive (settings [archive], the store at store.path, timestamps from tsa.clients:
+        ``internal`` alone is this process's own TSA, asked without HTTP)."""
+        from adapters.timestamp.client import client_from_settings
+        from server.archive.jobs import ArchiveTrees, stamp_in_process, stamp_with_client
+        from server.archive.service import ArchiveService
+        from server.archive.store import DocumentStore
+
+        s = self.settings
+
+        def stamp() -> Stamp:
+            if s.tsa.clients.strip() == "internal":
+                return stamp_in_process(self.tsa.respond)
+            cas = self.ca.ca_certificates()
+            return stamp_with_client(client_from_settings(s, [cas[ROOT]], list(cas.values())))
+
+        store = DocumentStore(s.path(s.store.path), s.archive.store_grace_seconds)
+        algorithms = [a.strip() for a in s.archive.hash_algorithms.split(",") if a.strip()]
+        trees = ArchiveTrees(self.engine, self.audit, store, functools.cache(stamp), algorithms,
+                             s.archive.max_tree_leaves)
+        return ArchiveService(self.engine, self.audit, store, trees, self.verification, s.archive)
+
     def remote_overview(self) -> list[dict[str, Any]]:
         """Per remote signing account: its credentials, their certificates, the signatures made through Siegel."""
         from adapters.remote_signing.overview import accounts_overview
@@ -220,6 +245,13 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
+            JobSpec("archive-collect", timedelta(seconds=min(services.settings.archive.collect_seconds,
+                                                             services.settings.jobs.poll_seconds)),
+                    lambda: services.archive.trees.collect_due(services.settings.archive.collect_seconds,
+                                                               services.settings.archive.collect_objects)),
+            JobSpec("archive-renew", timedelta(hours=services.settings.archive.renew_check_hours),
+                    services.archive.renew, lease=timedelta(hours=2)),
+            JobSpec("archive-store-sweep", timedelta(days=1), services.archive.sweep_store, lease=timedelta(hours=2)),
             JobSpec("portal-sessions", timedelta(minutes=15), services.portal_sessions.sweep),
             JobSpec("workflow-mail", timedelta(seconds=services.settings.workflows.mail_interval_seconds),
                     services.workflows.outbox.deliver),
@@ -244,6 +276,11 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"health", Health(checks))
     root.putChild(b"metrics", Metrics())
     root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification)))
+    from server.web.s4 import build_s4_resource
+
+    archive = resource.Resource()
+    archive.putChild(b"s4", _protect(services, build_s4_resource(s, services.archive)))  # TR-ESOR S.4
+    root.putChild(b"archive", archive)
     from server.web.twofactor import TwoFactorRoot
 
     services.users.twofactor = services.twofactor  # type: ignore[attr-defined]  # the guard asks it (web.auth)

@@ -239,6 +239,19 @@ class PortalSettings:
 
 
 @dataclass(frozen=True)
+class ArchiveSettings:
+    hash_algorithms: str  # comma-separated: one hash tree per algorithm and collection (the first is the primary)
+    collect_seconds: float  # pending items wait at most this long for their tree
+    collect_objects: int  # ... or until this many are pending
+    max_tree_leaves: int  # the largest tree one collection builds
+    invalid_signatures: str  # refuse | archive-with-report
+    renew_timestamps_before_days: int  # renew a tree's timestamp this long before its TSA certificate expires
+    algorithm_horizons: str  # comma-separated ALG=YYYY-MM-DD: until when a hash algorithm is trusted
+    renew_check_hours: float  # how often the renewal job looks for trees due
+    store_grace_seconds: float  # a put protects its file from removal this long (its row commits within it)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration of one Siegel instance."""
 
@@ -264,6 +277,7 @@ class Settings:
     remote_signing: RemoteSigningSettings
     workflows: WorkflowSettings
     portal: PortalSettings
+    archive: ArchiveSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -483,8 +497,37 @@ def _validate(s: Settings) -> None:
     need(0 < s.portal.second_factor_minutes <= 60, "portal.second_factor_minutes", "minutes from 0 to 60")
     need(s.portal.result_minutes > 0, "portal.result_minutes", "minutes, more than 0")
     need(re.match(r"^[A-Z]{2}$", s.csc.region) is not None, "csc.region", "a two-letter ISO 3166 country code such as DE")
+    _validate_archive(s.archive)
     r = s.remote_signing
     need(r.timeout_seconds > 0, "remote_signing.timeout_seconds", "seconds, more than 0")
     need(0 <= r.retries <= 10, "remote_signing.retries", "a number of retries from 0 to 10")
     need(1 <= r.operation_minutes <= 60, "remote_signing.operation_minutes", "minutes from 1 to 60")
     need(1 <= r.max_operations <= 10000, "remote_signing.max_operations", "a number of operations from 1 to 10000")
+
+
+def _validate_archive(a: ArchiveSettings) -> None:
+    from datetime import date
+
+    def need(ok: bool, where: str, form: str) -> None:
+        if not ok:
+            raise ConfigError(f"setting archive.{where}: expected {form}")
+
+    algorithms = [x.strip() for x in a.hash_algorithms.split(",") if x.strip()]
+    need(bool(algorithms) and all(x in ("sha256", "sha384", "sha512") for x in algorithms)
+         and len(set(algorithms)) == len(algorithms), "hash_algorithms",
+         "distinct names of sha256, sha384, sha512, comma-separated, e.g. sha256,sha512")
+    need(a.collect_seconds > 0, "collect_seconds", "seconds, more than 0")
+    need(a.collect_objects >= 1, "collect_objects", "a number of items, at least 1")
+    need(1 <= a.max_tree_leaves <= 1 << 24, "max_tree_leaves", "a number of leaves from 1 to 16777216")
+    need(a.invalid_signatures in ("refuse", "archive-with-report"), "invalid_signatures", "refuse or archive-with-report")
+    need(a.renew_timestamps_before_days >= 1, "renew_timestamps_before_days", "days, at least 1")
+    need(a.renew_check_hours > 0, "renew_check_hours", "hours, more than 0")
+    need(a.store_grace_seconds >= 0, "store_grace_seconds", "seconds, 0 or more")
+    for entry in (e.strip() for e in a.algorithm_horizons.split(",") if e.strip()):
+        name, _, day = entry.partition("=")
+        try:
+            date.fromisoformat(day.strip())
+            ok = name.strip() in ("sha256", "sha384", "sha512")
+        except ValueError:
+            ok = False
+        need(ok, "algorithm_horizons", "comma-separated ALG=YYYY-MM-DD, e.g. sha256=2035-12-31,sha512=2045-12-31")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -532,3 +532,99 @@ class WorkflowDelivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+ARCHIVE_ALGORITHMS = ("sha256", "sha384", "sha512")
+"""The hash algorithms archive items carry digests and hash trees in (one column pair each)."""
+
+
+class ArchiveObject(Base):
+    """An archive object (AOID random, URL-safe); its versions hold its items."""
+
+    __tablename__ = "archive_objects"
+
+    aoid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
+    current_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deletion_reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+
+
+class ArchiveVersion(Base):
+    __tablename__ = "archive_versions"
+
+    aoid: Mapped[str] = mapped_column(String(32), ForeignKey("archive_objects.aoid"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    metadata_json: Mapped[str] = mapped_column(Text, nullable=False)  # JSON object of strings
+
+
+class ArchiveItem(Base):
+    """One document (or only its hashes) of an archive object version; ``tree_<alg>`` null: not yet in a tree."""
+
+    __tablename__ = "archive_items"
+    __table_args__ = tuple(
+        Index(f"ix_archive_items_pending_{a}", "id", sqlite_where=text(f"tree_{a} IS NULL AND digest_{a} IS NOT NULL"),
+              postgresql_where=text(f"tree_{a} IS NULL AND digest_{a} IS NOT NULL")) for a in ARCHIVE_ALGORITHMS
+    ) + (Index("ix_archive_items_stored", "digest_sha256", sqlite_where=text("stored"),
+               postgresql_where=text("stored")),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aoid: Mapped[str] = mapped_column(String(32), ForeignKey("archive_objects.aoid"), nullable=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(500), nullable=False)
+    mime_type: Mapped[str] = mapped_column(String(200), nullable=False)
+    stored: Mapped[bool] = mapped_column(Boolean, nullable=False)  # content in the store under digest_sha256
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    indication: Mapped[str | None] = mapped_column(String(32), nullable=True)  # of a verified signed document
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)  # its validation report (JSON)
+    digest_sha256: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    digest_sha384: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    digest_sha512: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    tree_sha256: Mapped[int | None] = mapped_column(Integer, ForeignKey("archive_trees.id"), nullable=True)
+    tree_sha384: Mapped[int | None] = mapped_column(Integer, ForeignKey("archive_trees.id"), nullable=True)
+    tree_sha512: Mapped[int | None] = mapped_column(Integer, ForeignKey("archive_trees.id"), nullable=True)
+
+
+class ArchiveTree(Base):
+    """An RFC 4998 hash tree: chain 0 over items' digests (lineage = its algorithm), chain n > 0 a hash-tree
+    renewal of the lineage's chain n-1. ``items``: the item ids of its leaves, ascending (int64 little endian)."""
+
+    __tablename__ = "archive_trees"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    lineage: Mapped[str] = mapped_column(String(16), nullable=False)
+    chain: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    tree: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    items: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # every leaf renewed
+    renews_tree: Mapped[int | None] = mapped_column(Integer, ForeignKey("archive_trees.id"), nullable=True)
+    renews_position: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its last ATS the renewal covered
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ArchiveTimestampRow(Base):
+    """A tree's archive timestamps: position 0 over its root, then each timestamp renewal (RFC 4998 5.2)."""
+
+    __tablename__ = "archive_timestamps"
+
+    tree_id: Mapped[int] = mapped_column(Integer, ForeignKey("archive_trees.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    token: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    tsa_not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ArchiveLeaf(Base):
+    """An item's leaf in a renewal tree (chain > 0; chain 0 is ``archive_items.tree_<alg>``)."""
+
+    __tablename__ = "archive_leaves"
+
+    item_id: Mapped[int] = mapped_column(Integer, ForeignKey("archive_items.id"), primary_key=True)
+    tree_id: Mapped[int] = mapped_column(Integer, ForeignKey("archive_trees.id"), primary_key=True, index=True)

@@ -80,7 +80,8 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
         Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT,
         Action.TEMPLATE_READ, Action.TEMPLATE_MANAGE},
     Role.SIGNER: _ANY | _PERSON | _SIGNING | {
-        Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT, Action.TEMPLATE_READ},
+        Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT, Action.TEMPLATE_READ,
+        Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ},
     # A system account (ERP, DMS): no portal, no 2FA, no workflow steps of its own to act on.
     Role.INTEGRATION: _ANY | _SIGNING | {
         Action.DOCUMENT_READ, Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ,
@@ -89,13 +90,15 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
 
 OWNED: frozenset[Action] = frozenset({
     Action.TWO_STEP, Action.PASSWORD_CHANGE, Action.SECOND_FACTOR, Action.DOCUMENT_READ, Action.DOCUMENT_CANCEL,
-    Action.WORKFLOW_READ, Action.STEP_ACT})
+    Action.WORKFLOW_READ, Action.STEP_ACT, Action.ARCHIVE_READ, Action.ARCHIVE_DELETE})
 """Actions on something an account owns: with ``owner_id``, only the owner's (see ANY_OWNER)."""
 
 ANY_OWNER: Mapping[Action, frozenset[Role]] = {
     Action.DOCUMENT_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Action.DOCUMENT_CANCEL: frozenset({Role.ADMIN}),
     Action.WORKFLOW_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
+    Action.ARCHIVE_READ: frozenset({Role.ADMIN, Role.AUDITOR}),  # an archive object belongs to its submitter
+    Action.ARCHIVE_DELETE: frozenset({Role.ADMIN}),
 }
 """Roles that may perform an owned action on anyone's things. No signing action is here, nor STEP_ACT."""
 

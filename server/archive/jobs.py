@@ -1,0 +1,361 @@
+"""The archive's hash trees: collection of pending items into trees, one Archive Time-Stamp per tree root,
+evidence records derived from a tree on demand, timestamp renewal and hash-tree renewal (RFC 4998 5.2, 5.3).
+
+Crash safety of a collection: the pending items are read, the tree is built and its root timestamped
+outside any transaction; then ONE transaction inserts the tree and its timestamp and marks exactly those
+items (a single UPDATE over their id range whose row count must equal the leaf count, else something
+changed meanwhile and the transaction is rolled back and the collection retried). A crash anywhere before
+that commit leaves the items pending; at worst one timestamp was issued for nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import threading
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
+
+from server.archive import hashtree
+from server.archive.hashtree import HashTree
+from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf, timestamp_renewal_digest
+from server.archive.store import DocumentStore
+from server.audit import AuditLog
+from server.db.models import ARCHIVE_ALGORITHMS, ArchiveItem as ItemRow, ArchiveLeaf, ArchiveTimestampRow, ArchiveTree
+from server.errors import Code, SiegelError
+
+Stamp = Callable[[bytes, str], tuple[bytes, datetime]]
+"""A timestamp over a digest of an algorithm: (DER ContentInfo of the token, notAfter of the TSA's certificate)."""
+
+ITEMS, TREES, STAMPS, LEAVES = (ItemRow.__table__, ArchiveTree.__table__, ArchiveTimestampRow.__table__,
+                                ArchiveLeaf.__table__)
+_RACE_RETRIES = 5
+
+
+def stamp_with_client(client: object) -> Stamp:
+    """A :data:`Stamp` over an ``adapters.timestamp.client.TimestampClient`` (failover, every token checked)."""
+    def stamp(digest: bytes, algorithm: str) -> tuple[bytes, datetime]:
+        token = client.timestamp(digest, algorithm)  # type: ignore[attr-defined]
+        return token.token, token.info.signer.not_valid_after_utc
+
+    return stamp
+
+
+def stamp_in_process(respond: Callable[[bytes], object]) -> Stamp:
+    """A :data:`Stamp` over this process's own TSA (``TimestampAuthority.respond``), the token checked."""
+    from adapters.timestamp.client import verify_token
+    from server.remote.csc_service import internal_timestamp
+    from server.signing.keysource import DigestAlgorithm
+
+    ask = internal_timestamp(respond)  # type: ignore[arg-type]
+
+    def stamp(digest: bytes, algorithm: str) -> tuple[bytes, datetime]:
+        token = ask(digest, DigestAlgorithm(algorithm), None)
+        return token, verify_token(token, digest, algorithm).signer.not_valid_after_utc
+
+    return stamp
+
+
+def parse_horizons(text: str) -> dict[str, datetime]:
+    """``archive.algorithm_horizons`` (ALG=YYYY-MM-DD, …) as the end of each day in UTC."""
+    horizons = {}
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        name, _, day = entry.partition("=")
+        horizons[name.strip()] = datetime.combine(date.fromisoformat(day.strip()), time.max, timezone.utc)
+    return horizons
+
+
+def _ids(blob: bytes) -> array:
+    ids = array("q")
+    ids.frombytes(blob)
+    return ids
+
+
+class _Raced(Exception):
+    """The pending items changed between reading them and marking them: collect again."""
+
+
+@dataclass(frozen=True)
+class _Tree:
+    id: int
+    algorithm: str
+    lineage: str
+    chain: int
+    tree: HashTree
+    items: array
+    renews_position: int | None  # a renewal tree: the last ATS of the previous chain it covered
+
+    def index(self, item_id: int) -> int:
+        at = bisect.bisect_left(self.items, item_id)
+        if at == len(self.items) or self.items[at] != item_id:
+            raise SiegelError(Code.INTERNAL, f"archive item {item_id} is not a leaf of tree {self.id}")
+        return at
+
+
+@dataclass
+class HashTreeRenewal:
+    """What a hash-tree renewal did: trees built, items renewed, items that could not be (hash only, or deleted)."""
+
+    trees: int = 0
+    renewed: int = 0
+    skipped: list[int] = field(default_factory=list)
+
+
+class ArchiveTrees:
+    def __init__(self, engine: Engine, audit: AuditLog, store: DocumentStore, stamp: Callable[[], Stamp],
+                 algorithms: Sequence[str], max_leaves: int) -> None:
+        """``stamp`` gives the timestamp function on first use (the TSA client is built lazily)."""
+        self._engine = engine
+        self._audit = audit
+        self._store = store
+        self._stamp = stamp
+        self.algorithms = tuple(algorithms)
+        self._max_leaves = max_leaves
+        self._lock = threading.Lock()  # one collection per process at a time (others: the job lease, the race check)
+        self._tree = functools.lru_cache(maxsize=4)(self._load_tree)  # a tree never changes once written
+
+    # --- collection -----------------------------------------------------------------------------------
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """Items still waiting for a tree of some configured algorithm, and the oldest one's submission time."""
+        condition = _any_pending(self.algorithms)
+        with self._engine.connect() as conn:
+            count, oldest = conn.execute(select(func.count(), func.min(ITEMS.c.created_at)).where(condition)).one()
+        return count, oldest
+
+    def collect_due(self, collect_seconds: float, collect_objects: int) -> int:
+        """Collect when ``collect_objects`` items are pending or the oldest waited ``collect_seconds``; trees built."""
+        count, oldest = self.pending()
+        if not count:
+            return 0
+        if count < collect_objects and oldest is not None and \
+                datetime.now(timezone.utc) - _aware(oldest) < timedelta(seconds=collect_seconds):
+            return 0
+        return self.collect()
+
+    def collect(self) -> int:
+        """Build and timestamp trees over every pending item, per configured algorithm; the number of trees."""
+        built = 0
+        with self._lock:
+            for algorithm in self.algorithms:
+                retries = 0
+                while True:
+                    try:
+                        if not self._collect_one(algorithm):
+                            break
+                        built += 1
+                    except _Raced:
+                        retries += 1
+                        if retries > _RACE_RETRIES:
+                            raise SiegelError(Code.CONFLICT, "the pending archive items kept changing during "
+                                                             "collection; try again") from None
+        return built
+
+    def _collect_one(self, algorithm: str) -> bool:
+        tree_col, digest_col = ITEMS.c[f"tree_{algorithm}"], ITEMS.c[f"digest_{algorithm}"]
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(ITEMS.c.id, digest_col).where(tree_col.is_(None), digest_col.isnot(None))
+                                .order_by(ITEMS.c.id).limit(self._max_leaves)).all()
+        if not rows:
+            return False
+        ids = array("q", (r[0] for r in rows))
+        tree = hashtree.build([r[1] for r in rows], algorithm)
+        del rows
+        token, not_after = self._stamp()(tree.root, algorithm)
+        now = datetime.now(timezone.utc)
+        with self._engine.begin() as conn:
+            tree_id = conn.execute(insert(TREES).values(
+                algorithm=algorithm, lineage=algorithm, chain=0, size=len(ids), tree=tree.to_bytes(),
+                items=ids.tobytes(), superseded=False, created_at=now).returning(TREES.c.id)).scalar_one()
+            conn.execute(insert(STAMPS).values(tree_id=tree_id, position=0, token=token, tsa_not_after=not_after,
+                                               created_at=now))
+            marked = conn.execute(update(ITEMS).where(tree_col.is_(None), digest_col.isnot(None),
+                                                      ITEMS.c.id.between(ids[0], ids[-1]))
+                                  .values({tree_col: tree_id})).rowcount
+            if marked != len(ids):
+                raise _Raced()
+            self._audit.append_many_in(conn, [("archive", "archive.collect", f"tree:{tree_id}", {
+                "algorithm": algorithm, "leaves": len(ids), "root": tree.root.hex(),
+                "tsa_not_after": not_after.isoformat()})])
+        return True
+
+    # --- evidence records ------------------------------------------------------------------------------
+
+    def _load_tree(self, tree_id: int) -> _Tree:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(TREES).where(TREES.c.id == tree_id)).one()
+        return _Tree(row.id, row.algorithm, row.lineage, row.chain, HashTree.from_bytes(row.algorithm, row.tree),
+                     _ids(row.items), row.renews_position)
+
+    def _stamps(self, tree_ids: Iterable[int]) -> dict[int, list[bytes]]:
+        wanted = sorted(set(tree_ids))
+        out: dict[int, list[bytes]] = {t: [] for t in wanted}
+        with self._engine.connect() as conn:
+            for tree_id, token in conn.execute(select(STAMPS.c.tree_id, STAMPS.c.token)
+                                               .where(STAMPS.c.tree_id.in_(wanted))
+                                               .order_by(STAMPS.c.tree_id, STAMPS.c.position)):
+                out[tree_id].append(token)
+        return out
+
+    def lineage_trees(self, item_id: int, lineage: str) -> list[int] | None:
+        """The trees of ``item_id``'s record of ``lineage``, chain by chain; None while the item is pending."""
+        with self._engine.connect() as conn:
+            first = conn.execute(select(ITEMS.c[f"tree_{lineage}"]).where(ITEMS.c.id == item_id)).scalar_one()
+            if first is None:
+                return None
+            later = conn.execute(select(LEAVES.c.tree_id).join(TREES, TREES.c.id == LEAVES.c.tree_id)
+                                 .where(LEAVES.c.item_id == item_id, TREES.c.lineage == lineage)
+                                 .order_by(TREES.c.chain)).scalars().all()
+        return [first, *later]
+
+    def record(self, item_id: int, lineage: str) -> EvidenceRecord:
+        """The evidence record of ``item_id`` in the trees of ``lineage`` (SiegelError CONFLICT while pending)."""
+        trees = self.lineage_trees(item_id, lineage)
+        if trees is None:
+            raise SiegelError(Code.CONFLICT, f"archive item {item_id} is not in a {lineage} hash tree yet")
+        return _record(item_id, [self._tree(t) for t in trees], self._stamps(trees))
+
+    def tree_records(self, tree_id: int) -> Iterator[tuple[int, EvidenceRecord]]:
+        """Every leaf's evidence record of an initial tree (chain 0) not renewed by a hash-tree renewal, cheaply."""
+        tree = self._tree(tree_id)
+        stamps = self._stamps([tree_id])
+        for item_id in tree.items:
+            yield item_id, _record(item_id, [tree], stamps)
+
+    # --- renewal ---------------------------------------------------------------------------------------
+
+    def _current_trees(self) -> list[tuple[int, str, int, str, datetime, int]]:
+        """Trees still carrying evidence (not superseded): id, algorithm, last position, lineage, notAfter, chain."""
+        last = select(STAMPS.c.tree_id, func.max(STAMPS.c.position).label("position")).group_by(
+            STAMPS.c.tree_id).subquery()
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(TREES.c.id, TREES.c.algorithm, last.c.position, TREES.c.lineage,
+                                       STAMPS.c.tsa_not_after, TREES.c.chain)
+                                .join(last, last.c.tree_id == TREES.c.id)
+                                .join(STAMPS, and_(STAMPS.c.tree_id == TREES.c.id, STAMPS.c.position == last.c.position))
+                                .where(TREES.c.superseded.is_(False)).order_by(TREES.c.id)).all()
+        return [(r[0], r[1], r[2], r[3], _aware(r[4]), r[5]) for r in rows]
+
+    def current(self) -> list[tuple[int, str]]:
+        """The current trees (not superseded by a hash-tree renewal): id and algorithm."""
+        return [(t[0], t[1]) for t in self._current_trees()]
+
+    def next_renewals(self, before: timedelta, horizons: Mapping[str, datetime]) -> tuple[datetime | None,
+                                                                                          datetime | None]:
+        """When the next timestamp renewal and the next hash-tree renewal fall due (None: no tree)."""
+        trees = self._current_trees()
+        if not trees:
+            return None, None
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        stamp_due = min(t[4] for t in trees) - before
+        tree_due = min(horizons.get(t[1], far) for t in trees)
+        return stamp_due, (tree_due - before if tree_due != far else None)
+
+    def renew_timestamps(self, before: timedelta, force: bool = False) -> int:
+        """RFC 4998 5.2 for every current tree whose last timestamp's TSA certificate expires within ``before``
+        (every current tree with ``force``): one new timestamp per tree over the previous one; the count."""
+        now = datetime.now(timezone.utc)
+        due = [t for t in self._current_trees() if force or t[4] - before <= now]
+        tokens = self._stamps([t[0] for t in due])
+        renewed = 0
+        for tree_id, algorithm, position, _lineage, _not_after, _chain in due:
+            previous = ArchiveTimestamp(algorithm, (), tokens[tree_id][position])
+            token, not_after = self._stamp()(timestamp_renewal_digest(previous, algorithm), algorithm)
+            with self._engine.begin() as conn:
+                conn.execute(insert(STAMPS).values(tree_id=tree_id, position=position + 1, token=token,
+                                                   tsa_not_after=not_after, created_at=datetime.now(timezone.utc)))
+                self._audit.append_many_in(conn, [("archive", "archive.renew-timestamp", f"tree:{tree_id}", {
+                    "position": position + 1, "algorithm": algorithm, "tsa_not_after": not_after.isoformat()})])
+            renewed += 1
+        return renewed
+
+    def hashtree_due(self, before: timedelta, horizons: Mapping[str, datetime]) -> list[int]:
+        """Current trees whose hash algorithm's horizon is within ``before``."""
+        now = datetime.now(timezone.utc)
+        return [t[0] for t in self._current_trees() if t[1] in horizons and horizons[t[1]] - before <= now]
+
+    def renew_hashtrees(self, algorithm: str, tree_ids: Sequence[int] | None = None) -> HashTreeRenewal:
+        """RFC 4998 5.3 into ``algorithm`` for the given current trees (None: all): per old tree a new tree over
+        H(sorted(h(document), H(ATS sequence))) of each of its items whose content is in the store; hash-only and
+        deleted items cannot be renewed (their old tree stays current and keeps its timestamp renewals)."""
+        if algorithm not in ARCHIVE_ALGORITHMS:
+            raise SiegelError(Code.BAD_REQUEST, f"hash-tree renewal into {algorithm!r}: expected one of "
+                                                f"{', '.join(ARCHIVE_ALGORITHMS)}")
+        result = HashTreeRenewal()
+        current = {t[0]: t for t in self._current_trees()}
+        for tree_id in (sorted(current) if tree_ids is None else tree_ids):
+            if tree_id not in current:
+                raise SiegelError(Code.NOT_FOUND, f"tree {tree_id} is no current archive tree")
+            self._renew_tree(current[tree_id], algorithm, result)
+        return result
+
+    def _renew_tree(self, old: tuple[int, str, int, str, datetime, int], algorithm: str,
+                    result: HashTreeRenewal) -> None:
+        tree_id, _alg, position, lineage, _na, chain = old
+        ids = self._tree(tree_id).items
+        with self._engine.connect() as conn:
+            stored = dict(conn.execute(select(ITEMS.c.id, ITEMS.c.digest_sha256).where(
+                ITEMS.c.id.in_(list(ids)), ITEMS.c.stored.is_(True))).all())
+        members: list[int] = []
+        leaves: list[bytes] = []
+        for item_id in ids:
+            if item_id not in stored:
+                result.skipped.append(item_id)
+                continue
+            document = hashtree.hasher(algorithm)()
+            for chunk in self._store.chunks(stored[item_id].hex()):
+                document.update(chunk)
+            members.append(item_id)
+            leaves.append(hashtree_renewal_leaf(document.digest(), self.record(item_id, lineage), algorithm))
+        if not members:
+            return
+        tree = hashtree.build(leaves, algorithm)
+        token, not_after = self._stamp()(tree.root, algorithm)
+        now = datetime.now(timezone.utc)
+        with self._engine.begin() as conn:
+            new_id = conn.execute(insert(TREES).values(
+                algorithm=algorithm, lineage=lineage, chain=chain + 1, size=len(members), tree=tree.to_bytes(),
+                items=array("q", members).tobytes(), superseded=False, renews_tree=tree_id, renews_position=position,
+                created_at=now).returning(TREES.c.id)).scalar_one()
+            conn.execute(insert(STAMPS).values(tree_id=new_id, position=0, token=token, tsa_not_after=not_after,
+                                               created_at=now))
+            conn.execute(insert(LEAVES), [{"item_id": i, "tree_id": new_id} for i in members])
+            if len(members) == len(ids):
+                conn.execute(update(TREES).where(TREES.c.id == tree_id).values(superseded=True))
+            self._audit.append_many_in(conn, [("archive", "archive.renew-hashtree", f"tree:{tree_id}", {
+                "new_tree": new_id, "algorithm": algorithm, "renewed": len(members),
+                "not_renewable": len(ids) - len(members)})])
+        result.trees += 1
+        result.renewed += len(members)
+
+    def counts(self) -> dict[str, int]:
+        with self._engine.connect() as conn:
+            trees = conn.execute(select(func.count()).select_from(TREES)).scalar_one()
+            current = conn.execute(select(func.count()).select_from(TREES).where(TREES.c.superseded.is_(False))
+                                   ).scalar_one()
+        return {"trees": trees, "currentTrees": current}
+
+
+def _any_pending(algorithms: Sequence[str]) -> ColumnElement[bool]:
+    return or_(*(and_(ITEMS.c[f"tree_{a}"].is_(None), ITEMS.c[f"digest_{a}"].isnot(None)) for a in algorithms))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; the archive stores UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _record(item_id: int, trees: Sequence[_Tree], stamps: Mapping[int, list[bytes]]) -> EvidenceRecord:
+    chains = []
+    for n, tree in enumerate(trees):
+        tokens = stamps[tree.id]
+        if n + 1 < len(trees):  # renewed: the chain ends with the ATS the next chain's renewal covered
+            tokens = tokens[:trees[n + 1].renews_position + 1]
+        first = ArchiveTimestamp(tree.algorithm, tree.tree.reduced(tree.index(item_id)), tokens[0])
+        chains.append((first, *(ArchiveTimestamp(tree.algorithm, (), token) for token in tokens[1:])))
+    algorithms = tuple(dict.fromkeys(t.algorithm for t in trees))
+    return EvidenceRecord(algorithms, tuple(chains))
