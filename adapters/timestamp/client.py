@@ -326,7 +326,10 @@ def _check_signature(signer_info: cms.SignerInfo, econtent: bytes, signer: x509.
     signed = b"\x31" + raw.dump()[1:]
     sig_alg: algos.SignedDigestAlgorithm = signer_info["signature_algorithm"]
     signature = signer_info["signature"].native
-    key = signer.public_key()
+    try:
+        key = signer.public_key()
+    except ValueError as exc:  # a certificate cryptography parses, but whose key it cannot load
+        raise InvalidToken("signature", f"the signer's public key cannot be read ({exc})") from None
     try:
         kind = sig_alg.signature_algo
         try:

@@ -47,7 +47,7 @@ def _entries(data: bytes, max_bytes: int) -> dict[str, bytes]:
             raise SiegelError(Code.BAD_REQUEST, "not an ASiC container: 'mimetype' is not its first, stored entry")
         return {i.filename: archive.read(i) for i in infos if not i.is_dir()}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, zlib.error,
-            RuntimeError) as exc:  # RuntimeError: an encrypted entry
+            RuntimeError, IndexError) as exc:  # RuntimeError: an encrypted entry; IndexError: a short header
         raise SiegelError(Code.BAD_REQUEST, f"the container is not a readable ZIP: {exc}") from None
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from adapters.timestamp.client import InvalidToken, parse_response, verify_token
 from server.errors import Code, SiegelError
 from server.validation.asic import verify_asic
 from server.validation.certificates import check_signer
@@ -26,7 +27,7 @@ from server.validation.model import Indication, SubIndication, Trust
 from server.validation.pades import verify_pdf
 from server.web import auth, remote_signing, rest, twofactor
 from tests.fuzz.runner import Hang, watchdog
-from tests.fuzz.targets import RestRequest
+from tests.fuzz.targets import RestRequest, _claimed_imprint
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +139,19 @@ def test_a_certificate_with_a_boolean_in_its_name_is_malformed() -> None:
     assert (result.indication, result.sub_indication) == (Indication.INDETERMINATE,
                                                           SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE)
     assert "malformed" in result.message
+
+
+def test_a_container_that_zipfile_indexes_past_a_header_is_a_bad_container() -> None:
+    data = (REGRESSIONS / "asic-short-local-header.zip").read_bytes()  # found by atheris (verify-asic)
+    with pytest.raises(SiegelError) as refused:
+        verify_asic(data, Trust((), False, None), max_bytes=1 << 40)
+    assert refused.value.code is Code.BAD_REQUEST
+
+
+def test_a_token_whose_signer_key_cannot_be_loaded_is_invalid() -> None:
+    data = (REGRESSIONS / "tsr-unreadable-signer-key.tsr").read_bytes()  # found by atheris (tsp-response)
+    _, token = parse_response(data)
+    assert token is not None
+    digest, algorithm = _claimed_imprint(token)
+    with pytest.raises(InvalidToken):
+        verify_token(token, digest, algorithm)
