@@ -550,6 +550,95 @@ def cmd_ldap_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _archive_hash(text: str) -> tuple[str, bytes]:
+    """``ALG:HEX`` of ``--hash``."""
+    algorithm, _, hexdigest = text.partition(":")
+    try:
+        return algorithm.lower(), bytes.fromhex(hexdigest)
+    except ValueError:
+        raise SiegelError(Code.BAD_REQUEST, f"--hash {text!r}: expected ALG:HEX such as sha256:9f86d0...") from None
+
+
+def cmd_archive_add(args: argparse.Namespace) -> int:
+    """Each FILE (or each --hash) becomes one archive object; prints one AOID a line."""
+    import mimetypes
+
+    from server.archive.service import ArchiveItem
+
+    if bool(args.files) == bool(args.hash):
+        raise SiegelError(Code.BAD_REQUEST, "give files or --hash ALG:HEX values (not both)")
+    with _services(args) as services:
+        user = services.users.find(args.as_user)
+        if args.hash:
+            aoids = services.archive.submit_hashes(user, [dict([_archive_hash(h)]) for h in args.hash])
+        else:
+            aoids = []
+            for file in args.files:
+                with _read_error(file):
+                    content = file.read_bytes()
+                mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                aoids.append(services.archive.submit(user, [ArchiveItem(file.name, mime, content)]).aoid)
+    print("\n".join(aoids))
+    return 0
+
+
+@contextlib.contextmanager
+def _read_error(file: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise SiegelError(Code.BAD_REQUEST, f"{file}: {exc.strerror}") from None
+
+
+def cmd_archive_evidence(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        records = services.archive.evidence(services.users.find(args.as_user), args.aoid, args.format)
+    for n, record in enumerate(records):
+        if args.out is None:
+            sys.stdout.buffer.write(record)
+            continue
+        out = args.out if len(records) == 1 else args.out.with_name(f"{args.out.stem}-{n + 1}{args.out.suffix}")
+        partial = out.with_name(out.name + ".partial")
+        partial.write_bytes(record)
+        partial.replace(out)
+        print(f"evidence record of item {n + 1} written to {out}")
+    return 0
+
+
+def cmd_archive_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the record proves the document or hash, 1 when it fails, 3 when undecided."""
+    from server.validation.model import Indication
+
+    with _read_error(args.record):
+        record = args.record.read_bytes()
+    data = None
+    if args.file is not None:
+        with _read_error(args.file):
+            data = args.file.read_bytes()
+    digests = dict([_archive_hash(args.hash)]) if args.hash else None
+    with _services(args) as services:
+        report = services.archive.verify(record, data=data, digests=digests)
+    print(json.dumps(report.to_json(), indent=2))
+    return {Indication.TOTAL_PASSED: 0, Indication.TOTAL_FAILED: EXIT_FAILED}.get(report.indication,
+                                                                                  EXIT_INDETERMINATE)
+
+
+def cmd_archive_renew(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        done = services.archive.renew(timestamps=args.timestamps or not args.hashtree, hashtree=args.hashtree,
+                                      force=args.force)
+    print(json.dumps(done, indent=2))
+    return 0
+
+
+def cmd_archive_stats(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        stats = services.archive.stats()
+    for name, value in stats.items():
+        print(f"{name}: {'-' if value is None else value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siegel", description="Siegel signature server")
     parser.add_argument("--version", action="version", version=f"siegel {__version__}")
@@ -634,6 +723,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: enveloped for XAdES, detached otherwise")
     p.add_argument("--out", type=Path, help="default beside FILE: .p7s/.p7m (CAdES), .signed.xml/.xades.xml "
                                             "(XAdES), .asice")
+
+    arc = sub.add_parser("archive", help="long-term archive (RFC 4998 evidence records)"
+                         ).add_subparsers(dest="sub", required=True, metavar="SUB")
+    p = command("add", cmd_archive_add, "archive files (or only their hashes); prints each archive object id", arc)
+    p.add_argument("files", type=Path, nargs="*", metavar="FILE")
+    p.add_argument("--hash", action="append", default=[], metavar="ALG:HEX", help="archive only this hash (repeatable)")
+    p.add_argument("--as", dest="as_user", required=True, metavar="USER", help="whose account archives")
+    p = command("evidence", cmd_archive_evidence, "the evidence record of each item of an archive object "
+                "(builds its hash tree now when it is pending)", arc)
+    p.add_argument("aoid", metavar="AOID")
+    p.add_argument("--format", choices=["ers", "xml"], default="ers", help="RFC 4998 ASN.1 or RFC 6283 XML")
+    p.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    p.add_argument("-o", "--out", type=Path, metavar="FILE", help="default: standard output")
+    p = command("verify", cmd_archive_verify, "verify an evidence record against a document or a hash: exit 0 "
+                "valid, 1 failed, 3 undecided", arc)
+    p.add_argument("record", type=Path, metavar="RECORD")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--file", type=Path, metavar="F")
+    which.add_argument("--hash", metavar="ALG:HEX")
+    p = command("renew", cmd_archive_renew, "renew now what is due: timestamps (RFC 4998 5.2) and hash trees "
+                "(5.3)", arc)
+    p.add_argument("--timestamps", action="store_true", help="timestamp renewal only (with --hashtree: both)")
+    p.add_argument("--hashtree", metavar="ALG", choices=["sha256", "sha384", "sha512"],
+                   help="hash-tree renewal of the current trees into ALG")
+    p.add_argument("--force", action="store_true", help="renew every current tree, due or not")
+    command("stats", cmd_archive_stats, "objects, trees, pending items, the oldest pending, the next renewals", arc)
 
     p = command("verify", cmd_verify, "verify a signed file or a detached signature: exit 0 when every signature "
                                       "is TOTAL-PASSED, 1 when one failed, 3 when one is INDETERMINATE")
