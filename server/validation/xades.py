@@ -658,7 +658,7 @@ class _Candidate:
 def _certificate(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise _format_failure("an X509Certificate is not a valid certificate") from None
 
 

@@ -25,6 +25,7 @@ from server.validation.asic import verify_asic
 from server.validation.certificates import check_signer
 from server.validation.model import Indication, SubIndication, Trust
 from server.validation.pades import verify_pdf
+from server.validation.xades import verify_xml_signatures
 from server.web import auth, remote_signing, rest, twofactor
 from tests.fuzz.runner import Hang, watchdog
 from tests.fuzz.targets import RestRequest, _claimed_imprint
@@ -155,3 +156,9 @@ def test_a_token_whose_signer_key_cannot_be_loaded_is_invalid() -> None:
     digest, algorithm = _claimed_imprint(token)
     with pytest.raises(InvalidToken):
         verify_token(token, digest, algorithm)
+
+
+def test_an_x509certificate_of_an_unknown_version_is_a_format_failure() -> None:
+    data = (REGRESSIONS / "xades-certificate-version-10.xml").read_bytes()  # found by atheris (verify-xml)
+    reports = verify_xml_signatures(data, Trust((), False, None), detached={}, detached_digests={}, name="x.xml")
+    assert any(r.sub_indication is SubIndication.FORMAT_FAILURE for r in reports), [r.messages for r in reports]
