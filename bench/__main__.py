@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHMARKS = ["bench_http", "bench_pki", "bench_dss", "bench_directory", "bench_pades", "bench_csc", "bench_workflows"]
+BENCHMARKS = ["bench_http", "bench_pki", "bench_dss", "bench_directory", "bench_pades", "bench_csc", "bench_workflows", "bench_archive"]
 
 
 def main(names: list[str]) -> int:
