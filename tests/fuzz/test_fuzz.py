@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from tests.fuzz.context import FuzzContext
 from tests.fuzz.mutations import inputs
@@ -21,8 +21,13 @@ def test_no_input_crashes_or_hangs(name: str, fuzz: FuzzContext) -> None:
     # Own seeds are valid: a target that refuses all of them would fuzz nothing but its first check.
     assert any(r is None for r in refusals), [str(r) for r in refusals]
 
+    ran: list[int] = []
+
     @given(inputs(seeds, target.tokens))
     def fuzzed(data: bytes) -> None:
+        ran.append(len(data))
         execute(target, fuzz, data)
 
     fuzzed()
+    # hypothesis ends early only when it has seen every input its strategy can make, which these cannot
+    assert len(ran) >= settings.default.max_examples, len(ran)
