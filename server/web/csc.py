@@ -111,7 +111,7 @@ class CscApi(resource.Resource):
                 return self._handlers[method](request, {k: v[-1] for k, v in pairs.items()}, version)
             try:
                 body = json.loads(raw) if raw.strip() else {}
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise invalid("The request body must be a JSON object") from None
             if not isinstance(body, dict):
                 raise invalid("The request body must be a JSON object")

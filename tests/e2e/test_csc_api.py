@@ -120,6 +120,14 @@ def test_info_and_login(csc: Csc) -> None:
     assert error(csc.call("credentials/list"))[:2] == (401, "expired_token")
 
 
+def test_a_body_nested_deeper_than_the_stack_is_an_invalid_request(csc: Csc) -> None:
+    """A fuzz finding (tests/fuzz/findings/csc-json-recursion.bin): 100000 '[' was a 500 internal error."""
+    csc.login(ADA)
+    r = requests.post(f"{csc.inst.url}/csc/v2/credentials/list", data=b"[" * 100000, timeout=30,
+                      headers={"Authorization": f"Bearer {csc.token}", "Content-Type": "application/json"})
+    assert error(r)[:2] == (400, "invalid_request")
+
+
 def test_happy_path_signs_many_hashes_that_verify(csc: Csc) -> None:
     csc.login(ADA)
     (credential,) = csc.call("credentials/list").json()["credentialIDs"]
