@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from asn1crypto import cms, core, crl, ocsp, x509
+from cryptography.x509 import load_der_x509_certificate
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.general import check_ess_certid, match_issuer_serial
 from pyhanko.sign.validation.errors import SignatureValidationError
@@ -314,14 +315,23 @@ def signing_time(info: cms.SignerInfo) -> datetime | None:
 
 
 def signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certificate]) -> x509.Certificate | None:
-    """The certificate among ``certificates`` that the SignerInfo's sid names."""
+    """The certificate among ``certificates`` that the SignerInfo's sid names; one that cryptography's strict
+    parser refuses (asn1crypto reads more leniently) cannot be the signer's: the report could not name it."""
     sid = info["sid"]
-    for cert in certificates:
+    for cert in filter(_strictly_parsed, certificates):
         if sid.name == "issuer_and_serial_number" and match_issuer_serial(sid.chosen, cert):
             return cert
         if sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native:
             return cert
     return None
+
+
+def _strictly_parsed(cert: x509.Certificate) -> bool:
+    try:
+        load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
+    except ValueError:
+        return False
+    return True
 
 
 def signature_timestamp(token: bytes, signature_value: bytes, trust: Trust, pool: Sequence[bytes]) -> TimestampResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import pytest
 from asn1crypto import cms as asn1_cms
@@ -73,3 +74,9 @@ def test_a_token_with_an_attribute_value_asn1crypto_cannot_read_is_invalid(fuzz:
     with pytest.raises(InvalidToken) as refused:  # found by atheris (tsp-response)
         verify_token(info.dump(), digest)
     assert "well-formed" in str(refused.value)
+
+
+def test_a_signer_certificate_the_strict_parser_refuses_is_reported_not_an_internal_error(
+        fuzz: FuzzContext) -> None:
+    found = Path(__file__).parent / "findings" / "dss-verify-report-certificate.xml"  # found by atheris (dss-verify)
+    execute(TARGETS["dss-verify"], fuzz, found.read_bytes())  # raises the crash it used to be
