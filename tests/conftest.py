@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.server",
     "tests.fixtures.tsa",
+    "tests.fixtures.browser",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

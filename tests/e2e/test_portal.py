@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from server.web.portal import i18n
-from tests.fixtures.browser import Shots, browser, console_errors, new_page, shots  # noqa: F401
+from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
@@ -151,8 +151,8 @@ def ink(image: Any, box: tuple[int, int, int, int]) -> float:
 
 # --- tests ---------------------------------------------------------------------------------------------------
 
-def test_login_with_second_factor_and_totp_enrolment(portal: SiegelInstance, mail: SmtpServer, browser: Any,  # noqa: F811
-                                                     shots: Shots, console_errors: list[str]) -> None:  # noqa: F811
+def test_login_with_second_factor_and_totp_enrolment(portal: SiegelInstance, mail: SmtpServer, browser: Any,
+                                                     shots: Shots, console_errors: list[str]) -> None:
     page = new_page(browser, console_errors)
     page.goto(portal.url + "/portal/")
     assert page.url.startswith(portal.url + "/portal/login"), page.url  # not logged in: the login page
@@ -222,8 +222,8 @@ def test_login_with_second_factor_and_totp_enrolment(portal: SiegelInstance, mai
     page.context.close()
 
 
-def test_sign_own_pdf_by_dragging_the_box_onto_a_page(portal: SiegelInstance, nss: Path, browser: Any,  # noqa: F811
-                                                       shots: Shots, console_errors: list[str],  # noqa: F811
+def test_sign_own_pdf_by_dragging_the_box_onto_a_page(portal: SiegelInstance, nss: Path, browser: Any,
+                                                       shots: Shots, console_errors: list[str],
                                                        tmp_path: Path) -> None:
     original = tmp_path / "vertrag.pdf"
     original.write_bytes(make_pdf(pages=2))
@@ -293,8 +293,8 @@ def test_sign_own_pdf_by_dragging_the_box_onto_a_page(portal: SiegelInstance, ns
 
 
 def test_admin_creates_a_user_issues_a_certificate_and_reads_the_audit_log(
-        portal: SiegelInstance, mail: SmtpServer, browser: Any, shots: Shots,  # noqa: F811
-        console_errors: list[str]) -> None:  # noqa: F811
+        portal: SiegelInstance, mail: SmtpServer, browser: Any, shots: Shots,
+        console_errors: list[str]) -> None:
     page = new_page(browser, console_errors)
     login_with_mailed_code(page, portal.url, ROOT, mail)
     page.get_by_role("link", name="Administration").first.click()
@@ -352,8 +352,8 @@ def test_admin_creates_a_user_issues_a_certificate_and_reads_the_audit_log(
     page.context.close()
 
 
-def test_verify_page_reports_a_tampered_pdf_as_failed(portal: SiegelInstance, browser: Any, shots: Shots,  # noqa: F811
-                                                      console_errors: list[str], tmp_path: Path) -> None:  # noqa: F811
+def test_verify_page_reports_a_tampered_pdf_as_failed(portal: SiegelInstance, browser: Any, shots: Shots,
+                                                      console_errors: list[str], tmp_path: Path) -> None:
     signed = signed_rest(portal, make_pdf())
     text = b"Rahmenvertrag zwischen der Muster GmbH"
     assert signed.count(text) == 1  # the page's text, inside the signed byte range
@@ -376,8 +376,8 @@ def test_verify_page_reports_a_tampered_pdf_as_failed(portal: SiegelInstance, br
     page.context.close()
 
 
-def test_german_and_english(portal: SiegelInstance, browser: Any, shots: Shots,  # noqa: F811
-                            console_errors: list[str]) -> None:  # noqa: F811
+def test_german_and_english(portal: SiegelInstance, browser: Any, shots: Shots,
+                            console_errors: list[str]) -> None:
     assert set(i18n.catalogue("de")) == set(i18n.catalogue("en"))
     page = new_page(browser, console_errors, locale="de-DE")  # Accept-Language: de-DE
     page.goto(portal.url + "/portal/login")
@@ -400,8 +400,8 @@ def test_german_and_english(portal: SiegelInstance, browser: Any, shots: Shots, 
     page.context.close()
 
 
-def test_inbox_signs_a_pending_workflow_step(portal: SiegelInstance, browser: Any, shots: Shots,  # noqa: F811
-                                            console_errors: list[str], tmp_path: Path) -> None:  # noqa: F811
+def test_inbox_signs_a_pending_workflow_step(portal: SiegelInstance, browser: Any, shots: Shots,
+                                            console_errors: list[str], tmp_path: Path) -> None:
     api = portal.url + "/api/v1/workflows"
     r = requests.post(api + "/templates", auth=CHEF, timeout=30, json={"name": "Rahmenvertrag", "definition": {
         "starters": {"roles": ["integration"]}, "steps": [
@@ -436,4 +436,38 @@ def test_inbox_signs_a_pending_workflow_step(portal: SiegelInstance, browser: An
     assert page.locator("#inbox-empty").is_visible()
     status = requests.get(f"{api}/{workflow}", auth=portal.auth, timeout=30).json()
     assert status["state"] == "completed", status
+    page.context.close()
+
+
+def test_password_reset_from_the_mailed_link(portal: SiegelInstance, mail: SmtpServer, browser: Any,
+                                             shots: Shots, console_errors: list[str]) -> None:
+    page = new_page(browser, console_errors)
+    page.goto(portal.url + "/portal/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    before = len(mail.messages)
+    page.get_by_label("User name or e-mail address").fill("eve@example.com")
+    page.get_by_role("button", name="Send a reset link").click()
+    assert "a reset link is on its way" in page.get_by_role("status").inner_text()
+    body = mail.wait_for(before + 1)[before].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"(http://\S+/portal/reset\?token=[A-Za-z0-9_-]+)", body).group(1)  # type: ignore[union-attr]
+    page.goto(link)
+    check_page(page, console_errors)
+    shots.take(page, "reset")
+    page.get_by_label("New password (at least 12 characters)").fill("eve-second-password")
+    page.get_by_label("New password again").fill("eve-other-password!")
+    page.get_by_role("button", name="Set the password").click()
+    assert page.get_by_role("status").inner_text() == "The two passwords differ."
+    page.get_by_label("New password (at least 12 characters)").fill("eve-second-password")
+    page.get_by_label("New password again").fill("eve-second-password")
+    page.get_by_role("button", name="Set the password").click()
+    assert page.get_by_role("status").inner_text() == "Your password is changed. Log in with it."
+    login(page, portal.url, OTHER)  # the old password no longer works
+    assert "/portal/login" in page.url
+    login(page, portal.url, ("eve", "eve-second-password"))
+    assert page.url == portal.url + "/portal/"
+    page.goto(link)  # the link works once
+    page.get_by_label("New password (at least 12 characters)").fill("eve-third-password!")
+    page.get_by_label("New password again").fill("eve-third-password!")
+    page.get_by_role("button", name="Set the password").click()
+    assert "invalid, used or expired" in page.get_by_role("status").inner_text()
     page.context.close()

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from server.db import engine as db
 from server.db.models import PortalSession, User
 from server.web.portal.sessions import PortalSessions, token_hash
-from tests.fixtures.browser import browser, console_errors, new_page  # noqa: F401
+from tests.fixtures.browser import new_page
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 
@@ -148,8 +148,8 @@ def test_session_fixation_refused(portal: SiegelInstance) -> None:
         engine.dispose()
 
 
-def test_cross_user_access_refused(portal: SiegelInstance, browser: Any,  # noqa: F811
-                                   console_errors: list[str]) -> None:  # noqa: F811
+def test_cross_user_access_refused(portal: SiegelInstance, browser: Any,
+                                   console_errors: list[str]) -> None:
     sam, sam_csrf = logged_in(portal, SAM)
     result = sign_pdf(portal, sam, sam_csrf)
     assert sam.get(portal.url + result + "/document", timeout=10).content.startswith(b"%PDF-")
