@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from server.web.portal import i18n
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
 
@@ -70,10 +70,7 @@ def nss(portal: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Pat
     where = tmp_path_factory.mktemp("nss")
     root = x509.load_der_x509_certificate(requests.get(portal.url + "/ca/ROOT.crt", timeout=10).content)
     (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    subprocess.run(["certutil", "-N", "-d", f"sql:{where}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{where}", "-n", "siegel-root", "-t", "CT,C,C", "-i",
-                    str(where / "root.pem")], check=True, capture_output=True)
-    return where
+    return nss_trusting(where, where / "root.pem")
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
