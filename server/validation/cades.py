@@ -179,6 +179,8 @@ class _SignerCheck:
         if cert is None:
             return self._verdict(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
                                  "the certificate the SignerInfo names is not in the signature")
+        if (refused := malformed(cert)) is not None:
+            return self._verdict(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE, refused)
         self.report.signer_certificate = cert.dump()
         self.report.chain = [cert.dump()]
         unbound = self._binding(cert)
@@ -315,10 +317,9 @@ def signing_time(info: cms.SignerInfo) -> datetime | None:
 
 
 def signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certificate]) -> x509.Certificate | None:
-    """The certificate among ``certificates`` that the SignerInfo's sid names; one that cryptography's strict
-    parser refuses (asn1crypto reads more leniently) cannot be the signer's: the report could not name it."""
+    """The certificate among ``certificates`` that the SignerInfo's sid names."""
     sid = info["sid"]
-    for cert in filter(_strictly_parsed, certificates):
+    for cert in certificates:
         if sid.name == "issuer_and_serial_number" and match_issuer_serial(sid.chosen, cert):
             return cert
         if sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native:
@@ -326,12 +327,14 @@ def signer_certificate(info: cms.SignerInfo, certificates: Sequence[x509.Certifi
     return None
 
 
-def _strictly_parsed(cert: x509.Certificate) -> bool:
+def malformed(cert: x509.Certificate) -> str | None:
+    """Why cryptography's strict parser refuses ``cert`` (asn1crypto reads more leniently), or None: a signer's
+    certificate the report could not name is a format failure of the signature."""
     try:
         load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
-    except ValueError:
-        return False
-    return True
+    except ValueError as exc:
+        return f"the signer's certificate is malformed: {exc}"
+    return None
 
 
 def signature_timestamp(token: bytes, signature_value: bytes, trust: Trust, pool: Sequence[bytes]) -> TimestampResult:

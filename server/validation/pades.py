@@ -104,6 +104,7 @@ from server.validation.cades import (
     ades_indication,
     Embedded,
     embedded_values,
+    malformed,
     signature_timestamp,
     signer_certificate,
     signing_time,
@@ -621,6 +622,9 @@ class _SignatureCheck:
         if cert is None:
             verdict.fail(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
                          "the certificate the SignerInfo names is not in the signature")
+            return _decide(self.report, verdict, "")
+        if (refused := malformed(cert)) is not None:
+            verdict.fail(Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE, refused)
             return _decide(self.report, verdict, "")
         self.report.signer_certificate = cert.dump()
         self.report.chain = [cert.dump()]
