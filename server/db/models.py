@@ -409,6 +409,7 @@ class Workflow(Base):
     reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # of a rejection or cancellation
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    archive_aoid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # where delivery archived it
 
 
 class WorkflowStep(Base):
@@ -447,6 +448,8 @@ class WorkflowAssignment(Base):
     auth_level: Mapped[str | None] = mapped_column(String(16), nullable=True)  # link | password | password+2fa
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verification: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: indication of the new signature
+    flag: Mapped[str | None] = mapped_column(String(500), nullable=True)  # why a pending one needs attention
+    flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class WorkflowLink(Base):
