@@ -36,15 +36,19 @@ def upgrade() -> None:
         sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # SQLite: a plain ADD COLUMN with the REFERENCES clause inline; batch mode would recreate these tables, and
+    # with foreign keys on, dropping the old `workflows` would cascade to its steps
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for table in ("workflow_templates", "api_clients", "workflows"):
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(sa.Column("brand_id", sa.Integer, nullable=True))
-            batch.create_foreign_key(f"fk_{table}_brand", "brands", ["brand_id"], ["id"], ondelete="SET NULL")
+        if sqlite:
+            op.execute(f"ALTER TABLE {table} ADD COLUMN brand_id INTEGER REFERENCES brands (id) ON DELETE SET NULL")
+        else:
+            op.add_column(table, sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.id", ondelete="SET NULL"),
+                                           nullable=True))
 
 
 def downgrade() -> None:
     for table in ("workflows", "api_clients", "workflow_templates"):
         with op.batch_alter_table(table) as batch:
-            batch.drop_constraint(f"fk_{table}_brand", type_="foreignkey")
             batch.drop_column("brand_id")
     op.drop_table("brands")
