@@ -609,7 +609,8 @@ class WorkflowService:
         return workflow.document_name, self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
 
     def inbox(self, principal: Principal) -> list[dict[str, Any]]:
-        """The account's pending steps that are due now, with deadline, sender and document."""
+        """The account's pending steps that are due now, with deadline, sender, document and (sign steps) how the
+        signature is placed."""
         with self._sessions() as session:
             rows = session.execute(
                 select(Workflow, WorkflowStep, User.name)
@@ -624,6 +625,7 @@ class WorkflowService:
             spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
             out.append({"workflow": workflow.id, "step": step.position, "stepName": spec.name,
                         "action": spec.action.value, "auth": spec.auth.value, "sender": sender,
+                        "signature": spec.signature.to_json() if spec.signature else None,
                         "documentName": workflow.document_name,
                         "deadline": step.deadline.isoformat() if step.deadline else None,
                         "since": step.activated_at.isoformat() if step.activated_at else None,
