@@ -22,8 +22,10 @@ init: deps-serve venv
 test: deps-test venv portal-assets
 	$(BIN)/python -m pytest
 
+# Every benchmark, then docs/performance.md and its chart from bench/results/*.json.
 bench: deps-test venv
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.performance
 
 # Long fuzzing runs: the hypothesis harnesses with the "long" profile (FUZZ_EXAMPLES per target), then
 # atheris on every target (or FUZZ_TARGETS) for FUZZ_SECONDS each; corpora and crashes under var/fuzz/.
