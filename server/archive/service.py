@@ -30,8 +30,8 @@ from server.audit import AuditLog
 from server.config import ArchiveSettings
 from server.db.models import ARCHIVE_ALGORITHMS, ArchiveObject, ArchiveVersion
 from server.errors import Code, SiegelError
-from server.identity.policy import Action, require
-from server.identity.users import Principal
+from server.identity.policy import ANY_OWNER, Action, require
+from server.identity.users import Principal, Role
 from server.validation.model import Indication
 from server.validation.service import VerificationService
 
@@ -300,6 +300,22 @@ class ArchiveService:
         """The object's versions, items, states and verification reports."""
         self._owned(principal, aoid, Action.ARCHIVE_READ)
         return self._info(aoid)
+
+    def list_objects(self, principal: Principal, limit: int, offset: int = 0) -> tuple[int, list[ArchiveObjectInfo]]:
+        """The archive objects ``principal`` may read (its own; everyone's for the roles ANY_OWNER names), newest
+        first, not deleted: their total and the page of ``limit`` from ``offset``."""
+        from sqlalchemy import func
+
+        require(principal, Action.ARCHIVE_READ)
+        live = OBJECTS.c.deleted_at.is_(None)
+        if Role(principal.role) not in ANY_OWNER[Action.ARCHIVE_READ]:
+            live = live & (OBJECTS.c.owner_id == principal.user_id)
+        with self._engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(OBJECTS).where(live)).scalar_one()
+            aoids = conn.execute(select(OBJECTS.c.aoid).where(live).order_by(OBJECTS.c.created_at.desc(),
+                                                                              OBJECTS.c.aoid)
+                                 .limit(limit).offset(offset)).scalars().all()
+        return total, [self._info(aoid) for aoid in aoids]
 
     def _info(self, aoid: str) -> ArchiveObjectInfo:
         row = self._object(aoid)
