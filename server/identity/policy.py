@@ -51,6 +51,7 @@ class Action(StrEnum):
     ARCHIVE_SUBMIT = "archive_submit"      # put documents into the long-term archive
     ARCHIVE_READ = "archive_read"          # retrieve archived documents and evidence records
     ARCHIVE_DELETE = "archive_delete"      # delete an archive object (with a reason; logged)
+    ARCHIVE_RENEW = "archive_renew"        # renew timestamps and hash trees now (REST; the archive-renew job too)
     # administration
     USER_ADMIN = "user_admin"              # add, disable, change the role of accounts
     APICLIENT_ADMIN = "apiclient_admin"    # create, list and revoke API clients
@@ -71,8 +72,9 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     Role.ADMIN: _ANY | _PERSON | _SIGNING | {
         Action.DOCUMENT_CANCEL, Action.WORKFLOW_START, Action.WORKFLOW_READ, Action.STEP_ACT,
         Action.TEMPLATE_READ, Action.TEMPLATE_MANAGE, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ,
-        Action.ARCHIVE_DELETE, Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT, Action.CA_ADMIN,
-        Action.DIRECTORY_SYNC, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS, Action.REMOTE_ACCOUNTS},
+        Action.ARCHIVE_DELETE, Action.ARCHIVE_RENEW, Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT,
+        Action.CA_ADMIN, Action.DIRECTORY_SYNC, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS,
+        Action.REMOTE_ACCOUNTS},
     Role.AUDITOR: _ANY | _PERSON | {
         Action.WORKFLOW_READ, Action.TEMPLATE_READ, Action.ARCHIVE_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY,
         Action.SYSTEM_STATUS},

@@ -36,6 +36,7 @@ EXPECTED: dict[Action, set[Role]] = {
     Action.ARCHIVE_SUBMIT: {A, S, I},
     Action.ARCHIVE_READ: {A, U, S, I},
     Action.ARCHIVE_DELETE: {A, I},
+    Action.ARCHIVE_RENEW: {A},
     Action.USER_ADMIN: {A},
     Action.APICLIENT_ADMIN: {A},
     Action.KEY_GRANT: {A},
