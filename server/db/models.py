@@ -346,6 +346,12 @@ class CscToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # OAuth2 scope "credential" (migration 0016): the code and its token authorise exactly these hashes
+    scope: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None: service
+    credential_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    num_signatures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hash_algorithm: Mapped[str | None] = mapped_column(String(64), nullable=True)  # OID
+    hashes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of hex
 
 
 class CscSad(Base):
@@ -362,6 +368,29 @@ class CscSad(Base):
     hashes: Mapped[str] = mapped_column(Text, nullable=False)
     num_signatures: Mapped[int] = mapped_column(Integer, nullable=False)
     used: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class RemoteOperation(Base):
+    """A remote signing operation waiting for the user's PIN and OTP (adapters.remote_signing, migration 0016):
+    the prepared two-step states of its documents and the digests the remote credential signs; never the PIN
+    or OTP."""
+
+    __tablename__ = "remote_operations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    account: Mapped[str] = mapped_column(String(200), nullable=False)
+    credential_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # awaiting-otp | signing
+    level: Mapped[str] = mapped_column(String(8), nullable=False)
+    hash_algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    scheme: Mapped[str] = mapped_column(String(32), nullable=False)
+    hashes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of hex, in document order
+    states: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: prepared two-step states, audit entries
+    otp_sent: Mapped[bool] = mapped_column(Boolean, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
 
