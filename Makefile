@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.siegel-installed
 
 # Debian packages: what the server needs, and what the test suite needs on top.
-APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core
+APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core libcairo2
 APT_TEST := $(APT_SERVE) slapd ldap-utils postgresql xmlsec1 poppler-utils qpdf chromium \
             libnss3-tools jaxws default-jdk-headless mono-devel libbcprov-java libbcpkix-java libbcutil-java
 
