@@ -192,6 +192,7 @@ class ApiClient(Base):
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"), nullable=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    brand_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("brands.id", ondelete="SET NULL"), nullable=True)
 
 
 class LoginFailure(Base):
@@ -406,6 +407,7 @@ class WorkflowTemplate(Base):
     created_by: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    brand_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("brands.id", ondelete="SET NULL"), nullable=True)
 
 
 class WorkflowTemplateVersion(Base):
@@ -436,6 +438,7 @@ class Workflow(Base):
     document_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     variables: Mapped[str] = mapped_column(Text, nullable=False)  # JSON object
     reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # of a rejection or cancellation
+    brand_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("brands.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     archive_aoid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # where delivery archived it
@@ -660,3 +663,27 @@ class ArchiveLeaf(Base):
 
     item_id: Mapped[int] = mapped_column(Integer, ForeignKey("archive_items.id"), primary_key=True)
     tree_id: Mapped[int] = mapped_column(Integer, ForeignKey("archive_trees.id"), primary_key=True, index=True)
+
+
+class Brand(Base):
+    """A company's look (migration 0014): names, logo, colours, footer links, base URL, mail sender, support."""
+
+    __tablename__ = "brands"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    company_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    primary_color: Mapped[str] = mapped_column(String(7), nullable=False)
+    accent_color: Mapped[str] = mapped_column(String(7), nullable=False)
+    text_color: Mapped[str] = mapped_column(String(7), nullable=False)
+    public_base_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    imprint_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    privacy_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    mail_from_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    mail_from_address: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    support_contact: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    logo_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    logo_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
