@@ -9,7 +9,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping
-from typing import Callable
+from typing import Any, Callable
 
 from cryptography import x509
 from sqlalchemy import Engine, delete
@@ -92,10 +92,9 @@ class SigningService:
                 chain: tuple[bytes, ...]) -> tuple[str, PreparedOrder, datetime]:
         """Two-step signing, step 1 (:mod:`server.signing.two_step`): the digest the caller's own key (card,
         remote service) signs; the state id to complete with, and when it expires."""
-        check_chain(chain)
-        prepared = prepare_order(chain, order, self._appearances)
+        prepared = self.prepare_unstored(order, chain)
         state_id, expires = secrets.token_urlsafe(32), datetime.now(timezone.utc) + PREPARED_FOR
-        audit = self._audit_entries(user_name, order, "(outside Siegel)")
+        audit = self.audit_entries(user_name, order, "(outside Siegel)")
         with self._sessions.begin() as session:
             session.add(SigningState(id=state_id, user_id=user_id, expires_at=expires, level=order.level.value,
                                      state=json.dumps({**prepared.state, "audit": audit})))
@@ -118,16 +117,26 @@ class SigningService:
             raise SiegelError(Code.CONFLICT, f"the prepared signature expired at {_utc(row.expires_at).isoformat()}; "
                                              "prepare it again")
         state = json.loads(row.state)
-        level = Level(row.level)
-        signed = complete_order(state, value, level,
-                                timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
-                                trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
-                                password=password)
+        signed = self.complete_unstored(state, value, Level(row.level), password)
         with self._sessions.begin() as session:
             if session.execute(delete(SigningState).where(SigningState.id == state_id)).rowcount != 1:
                 raise SiegelError(Code.CONFLICT, "this prepared signature was completed at the same moment already")
             self._audit.append_many_in(session, [tuple(entry) for entry in state["audit"]])  # type: ignore[misc]
         return signed
+
+    def prepare_unstored(self, order: SignOrder, chain: tuple[bytes, ...]) -> PreparedOrder:
+        """Two-step step 1 for ``chain``'s key, the state kept by the caller (remote signing keeps it in
+        remote_operations)."""
+        check_chain(chain)
+        return prepare_order(chain, order, self._appearances)
+
+    def complete_unstored(self, state: dict[str, Any], value: bytes, level: Level,
+                          password: str | None = None) -> Signed:
+        """Two-step step 3 on a state from :meth:`prepare_unstored`: the value checked, the result at ``level``."""
+        return complete_order(state, value, level,
+                              timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
+                              trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
+                              password=password)
 
     def remove_expired(self) -> None:
         """The scheduled job "signing-states": prepared signatures nobody completed go."""
@@ -161,7 +170,7 @@ class SigningService:
         return key
 
     @staticmethod
-    def _audit_entries(user_name: str, order: SignOrder, label: str) -> list[AuditItem]:
+    def audit_entries(user_name: str, order: SignOrder, label: str) -> list[AuditItem]:
         """One ``sign.<format>`` entry per document of ``order``: its digest, key label, level, hash-only."""
         entries: list[AuditItem] = []
         for document in order.documents:
@@ -195,7 +204,7 @@ class SigningService:
         else:
             signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
                       for document in order.documents]
-        entries = self._audit_entries(user_name, order, label)
+        entries = self.audit_entries(user_name, order, label)
         # Group commit: concurrent requests share one transaction; answered only once it committed.
         self._audit_writer.submit(entries).result()
         metrics.SIGNATURES.labels(format=order.format.value).inc(len(signed))
