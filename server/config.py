@@ -239,6 +239,21 @@ class PortalSettings:
 
 
 @dataclass(frozen=True)
+class BrandingSettings:
+    company_name: str  # the default brand's name (while no brand is marked default)
+    primary_color: str  # its colours (#rrggbb); also the starting colours of a new brand
+    accent_color: str
+    text_color: str
+    imprint_url: str  # its footer links; empty: none
+    privacy_url: str
+    support_contact: str
+    templates: str  # folder of the operator's template overrides (portal/, mail/), beside the shipped config/templates
+    max_logo_bytes: int  # the largest logo file accepted
+    max_logo_width: int  # pixels (PNG) or user units (SVG)
+    max_logo_height: int
+
+
+@dataclass(frozen=True)
 class ArchiveSettings:
     hash_algorithms: str  # comma-separated: one hash tree per algorithm and collection (the first is the primary)
     collect_seconds: float  # pending items wait at most this long for their tree
@@ -278,6 +293,7 @@ class Settings:
     workflows: WorkflowSettings
     portal: PortalSettings
     archive: ArchiveSettings
+    branding: BrandingSettings
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from the data directory."""
@@ -498,6 +514,16 @@ def _validate(s: Settings) -> None:
     need(s.portal.result_minutes > 0, "portal.result_minutes", "minutes, more than 0")
     need(re.match(r"^[A-Z]{2}$", s.csc.region) is not None, "csc.region", "a two-letter ISO 3166 country code such as DE")
     _validate_archive(s.archive)
+    b = s.branding
+    for name in ("primary_color", "accent_color", "text_color"):
+        need(re.fullmatch(r"#[0-9A-Fa-f]{6}", getattr(b, name)) is not None, f"branding.{name}", "a colour #rrggbb")
+    for name in ("imprint_url", "privacy_url"):
+        need(getattr(b, name) == "" or re.match(r"^https?://\S+$", getattr(b, name)) is not None, f"branding.{name}",
+             "an http(s):// URL or empty")
+    need(b.company_name.strip() != "", "branding.company_name", "a company name")
+    need(1024 <= b.max_logo_bytes <= 16 << 20, "branding.max_logo_bytes", "a size in bytes from 1024 to 16 MiB")
+    need(16 <= b.max_logo_width <= 8000 and 16 <= b.max_logo_height <= 8000, "branding.max_logo_width",
+         "pixels from 16 to 8000 (width and height)")
     r = s.remote_signing
     need(r.timeout_seconds > 0, "remote_signing.timeout_seconds", "seconds, more than 0")
     need(0 <= r.retries <= 10, "remote_signing.retries", "a number of retries from 0 to 10")
