@@ -290,6 +290,9 @@ def build_root(services: Services) -> resource.Resource:
     from server.web.workflows import WorkflowsRoot
 
     v1.putChild(b"workflows", WorkflowsRoot(services.workflows, services.twofactor, _trusted_proxies(s)))
+    from server.web.archive import ArchiveRoot
+
+    v1.putChild(b"archive", ArchiveRoot(services.archive))
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, v1, public={b"password-reset": PasswordResetRequest(services.users)}))
     root.putChild(b"api", api)

@@ -91,6 +91,14 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/workflows/{id}/history": {"GET": Action.WORKFLOW_READ},
     "/api/v1/workflows/{id}/certificate": {"GET": Action.WORKFLOW_READ},
     "/api/v1/workflows/{id}/steps/{step}": {"POST": Action.STEP_ACT},
+    # The long-term archive (server.web.archive); ownership (the submitter) is the archive service's to decide.
+    "/api/v1/archive/objects": {"GET": Action.ARCHIVE_READ, "POST": Action.ARCHIVE_SUBMIT},
+    "/api/v1/archive/objects/{aoid}": {"GET": Action.ARCHIVE_READ, "DELETE": Action.ARCHIVE_DELETE},
+    "/api/v1/archive/objects/{aoid}/evidence": {"GET": Action.ARCHIVE_READ},
+    "/api/v1/archive/objects/{aoid}/items/{item}": {"GET": Action.ARCHIVE_READ},
+    "/api/v1/archive/verify": {"POST": Action.VERIFY},  # an object's evidence: ARCHIVE_READ on it as well
+    "/api/v1/archive/stats": {"GET": Action.ARCHIVE_READ},
+    "/api/v1/archive/renew": {"POST": Action.ARCHIVE_RENEW},
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission. A
 ``{name}`` segment stands for any one path segment (an id); a path listed literally goes first."""

@@ -122,6 +122,83 @@ _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": _STATUS, **_errors(400, 401, 403, 404, 409)}}},
 }
 
+_AOID = {"name": "aoid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}
+_VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1},
+            "description": "the object's version (default: the newest)"}
+_ARCHIVED = {"description": "the archive object: aoid, state (pending until its hash tree is timestamped, then "
+                            "archived), versions with metadata and items (name, mimeType, size, stored, digests, state, "
+                            "indication and report of a signed document's verification)", "content": _JSON_OBJECT}
+_HEX_DIGESTS = {"type": "object", "description": "hash algorithm (sha256, sha384, sha512) → hex hash value",
+                "additionalProperties": {"type": "string"}}
+_EVIDENCE_REPORT = {"description": "indication, subIndication, proofTime, steps (format, reference, hash-tree, "
+                                   "timestamp, chain, sequence, algorithm)", "content": _JSON_OBJECT}
+_ARCHIVE_PATHS: dict[str, dict[str, Any]] = {
+    "/archive/objects": {
+        "get": {"summary": "The archive objects the caller may read (its own; auditors and admins: all), newest first",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                           "maximum": 200, "default": 50}},
+                               {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": {"description": "total, page, limit, objects (aoid, state, created, version, "
+                                                     "items)", "content": _JSON_OBJECT}, **_errors(400, 401, 403)}},
+        "post": {"summary": "Archive documents, or only their hashes, as one new archive object; durable on return",
+                 "description": "Signed documents are verified first; by archive.invalid_signatures one that does not "
+                                "verify is refused (400, nothing stored) or archived with its report.",
+                 "requestBody": _json_body({"items": {"type": "array", "items": {"type": "object", "properties": {
+                     "name": {"type": "string", "default": "document"},
+                     "mimeType": {"type": "string", "default": "application/octet-stream"},
+                     "content": {"type": "string", "contentEncoding": "base64"},
+                     "digests": _HEX_DIGESTS}}, "description": "each with content or digests (hash-only)"},
+                     "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}, ["items"]),
+                 "responses": {"201": _ARCHIVED, **_errors(400, 401, 403, 413)}}},
+    "/archive/objects/{aoid}": {
+        "get": {"summary": "An archive object (another account's is 404)", "parameters": [_AOID],
+                "responses": {"200": _ARCHIVED, **_errors(400, 401, 403, 404)}},
+        "delete": {"summary": "Delete an archive object with a reason (logged); its documents leave the store, its "
+                              "hashes stay in their trees", "parameters": [_AOID],
+                   "requestBody": _json_body({"reason": {"type": "string"}}, ["reason"]),
+                   "responses": {"200": {"description": "aoid, state: deleted, reason", "content": _JSON_OBJECT},
+                                 **_errors(400, 401, 403, 404)}}},
+    "/archive/objects/{aoid}/evidence": {"get": {
+        "summary": "An item's evidence record: RFC 4998 ERS (DER) or RFC 6283 XMLERS",
+        "parameters": [_AOID, _VERSION,
+                       {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["ers", "xml"],
+                                                                    "default": "ers"}},
+                       {"name": "item", "in": "query", "schema": {"type": "integer", "minimum": 1},
+                        "description": "1-based; needed when the version has several items"},
+                       {"name": "seal", "in": "query", "schema": {"type": "boolean", "default": True},
+                        "description": "build the pending hash trees now (false: 409 while the item is pending)"}],
+        "responses": {"200": {"description": "the evidence record", "content": {
+            "application/octet-stream": _BINARY, "application/xml": _BINARY}}, **_errors(400, 401, 403, 404, 409)}}},
+    "/archive/objects/{aoid}/items/{item}": {"get": {
+        "summary": "An archived document (404 for an item archived as hashes only)",
+        "parameters": [_AOID, {"name": "item", "in": "path", "required": True,
+                               "schema": {"type": "integer", "minimum": 1}}, _VERSION],
+        "responses": {"200": {"description": "the document, with its archived MIME type",
+                              "content": {"application/octet-stream": _BINARY}}, **_errors(400, 401, 403, 404)}}},
+    "/archive/verify": {"post": {
+        "summary": "Verify evidence: an archive object's records against what it archived, or a given record "
+                   "(ERS or XMLERS) against a document or its hash",
+        "requestBody": _json_body({"aoid": {"type": "string"}, "version": {"type": "integer"},
+                                   "format": {"type": "string", "enum": ["ers", "xml"], "default": "ers"},
+                                   "record": {"type": "string", "contentEncoding": "base64"},
+                                   "data": {"type": "string", "contentEncoding": "base64"},
+                                   "digests": _HEX_DIGESTS}, []),
+        "responses": {"200": {**_EVIDENCE_REPORT, "description": "with aoid: aoid, indication (the worst), items "
+                                                                  "(name, report); else the report: "
+                                                                  + _EVIDENCE_REPORT["description"]},
+                      **_errors(400, 401, 403, 404, 409)}}},
+    "/archive/stats": {"get": {
+        "summary": "The archive's objects, items, trees, pending items, the oldest pending one, the next renewals",
+        "responses": {"200": {"description": "counts and times", "content": _JSON_OBJECT}, **_errors(401, 403)}}},
+    "/archive/renew": {"post": {
+        "summary": "Renew now (admin): timestamps due (RFC 4998 5.2), hash trees into another algorithm (5.3)",
+        "requestBody": _json_body({"timestamps": {"type": "boolean", "description": "with hashtree: both"},
+                                   "hashtree": {"type": "string", "enum": ["sha256", "sha384", "sha512"]},
+                                   "force": {"type": "boolean", "description": "every current tree, due or not"}}, []),
+        "responses": {"200": {"description": "what was renewed", "content": _JSON_OBJECT},
+                      **_errors(400, 401, 403, 502)}}},
+}
+
 
 PATHS: dict[str, dict[str, Any]] = {
     "/whoami": {"get": {"summary": "The authenticated account", "responses": {
@@ -290,6 +367,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"202": {"description": "channel, to (masked), expires"}, **_errors(400, 401, 403, 409, 501)}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     **_WORKFLOW_PATHS,
+    **_ARCHIVE_PATHS,
 }
 
 
