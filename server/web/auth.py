@@ -70,6 +70,7 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/password-reset/complete": {"POST": PUBLIC},
     "/dss": {"GET": PUBLIC, "POST": DSS_OPERATION},  # GET: the WSDL and its schemas
     "/archive/s4": {"GET": PUBLIC, "POST": DSS_OPERATION},  # TR-ESOR S.4 (server.web.s4); GET: WSDL and schemas
+    "/soap/admin": {"GET": PUBLIC, "POST": DSS_OPERATION},  # server.web.soap_admin; GET: the spyne WSDL
     # The CSC API has its own authentication (auth/login with Basic, then bearer tokens; server.web.csc checks
     # Action.REMOTE_SIGN): not behind this guard, so PUBLIC here means "no HTTP Basic demanded by the guard".
     **{f"/csc/{version}/{method}": {"POST": PUBLIC} for version in ("v1", "v2") for method in (
@@ -118,8 +119,13 @@ DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
     "ArchiveDataRequest": (Action.ARCHIVE_READ,),
     "ArchiveDeletionRequest": (Action.ARCHIVE_DELETE,),
     "RetrieveInfoRequest": (Action.API_INFO,),
+    # the project's admin service at /soap/admin (server.web.soap_admin); ownership is the workflow service's
+    "StartWorkflow": (Action.WORKFLOW_START,),
+    "GetWorkflowStatus": (Action.WORKFLOW_READ,),
+    "CancelWorkflow": (Action.DOCUMENT_CANCEL,),
+    "DownloadDocument": (Action.DOCUMENT_READ,),
 }
-"""What a DSS or TR-ESOR operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
+"""What a DSS, TR-ESOR or /soap/admin operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
 
 
 def permission_of(path: bytes, method: bytes) -> tuple[Permission | None, tuple[str, ...]]:

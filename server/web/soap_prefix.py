@@ -20,6 +20,8 @@ _ENVELOPE, _HEADER, _BODY = f"{{{SOAP11_ENV}}}Envelope", f"{{{SOAP11_ENV}}}Heade
 _SECURITY, _TOKEN = f"{{{WSSE}}}Security", f"{{{WSSE}}}UsernameToken"
 _SIGN, _VERIFY = f"{{{DSS_NS}}}SignRequest", f"{{{DSS_NS}}}VerifyRequest"
 _TR_ESOR = "{http://www.bsi.bund.de/tr-esor/api/1.3}"  # the S.4 requests at /archive/s4 (dss:VerifyRequest too)
+ADMIN_NS = "urn:siegel:admin:1.0"  # the operations of /soap/admin (server.web.soap_admin)
+_ADMIN = f"{{{ADMIN_NS}}}"
 _OPTIONAL, _UPDATE = f"{{{DSS_NS}}}OptionalInputs", f"{{{DSS_NS}}}ReturnUpdatedSignature"
 
 
@@ -30,7 +32,7 @@ class SoapPrefix:
     Header side: whether a ``wsse:Security`` header came before the first non-Header element of the
     envelope, how many ``wsse:UsernameToken`` it holds, the text and attributes of the first token's child
     elements, and a child element given twice (the token is then unusable). Body side: the DSS operation
-    (``SignRequest`` / ``VerifyRequest``; a TR-ESOR S.4 request's local name; None for anything else)
+    (``SignRequest`` / ``VerifyRequest``; a TR-ESOR S.4 or /soap/admin request's local name; None for anything else)
     and whether a VerifyRequest's
     OptionalInputs hold ReturnUpdatedSignature.
     """
@@ -83,6 +85,9 @@ class _Scanner:
                     raise StopScan
                 if tag.startswith(_TR_ESOR):
                     found.operation = tag[len(_TR_ESOR):]
+                    raise StopScan
+                if tag.startswith(_ADMIN):
+                    found.operation = tag[len(_ADMIN):]
                     raise StopScan
                 if tag != _VERIFY:
                     raise StopScan

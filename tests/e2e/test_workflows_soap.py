@@ -1,0 +1,151 @@
+"""The SOAP admin service ``/soap/admin`` of a whole ``siegel serve``, called by zeep as a client generated from
+the WSDL spyne produces: StartWorkflow, GetWorkflowStatus, CancelWorkflow and DownloadDocument of a finished
+workflow; the route table's permission per operation, ownership, and every error as a SOAP fault with the DSS
+Result in its detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+import zeep
+from lxml import etree
+from zeep.exceptions import Fault, TransportError
+from zeep.transports import Transport
+
+from tests.e2e.test_workflows import PASSWORD, act, api, template
+from tests.fixtures.pdf import make_pdf
+from tests.fixtures.server import SiegelInstance, make_instance
+from tests.fixtures.smtp import SmtpServer, running_smtp
+
+pytestmark = pytest.mark.e2e
+DSS = "urn:oasis:names:tc:dss:1.0:core:schema"
+MINOR = "urn:oasis:names:tc:dss:1.0:resultminor:"
+BOX = {"level": "B-B", "page": 1, "box": [50, 50, 200, 60]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
+    with running_smtp() as smtp:
+        inst = make_instance(tmp_path_factory.mktemp("workflows-soap"), {
+            "SIEGEL_MAIL_HOST": smtp.host, "SIEGEL_MAIL_PORT": str(smtp.port),
+            "SIEGEL_MAIL_SENDER": "siegel@example.com"})
+        inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager",
+                 "--password-stdin", stdin=PASSWORD + "\n")
+        inst.cli("user", "add", "revisor", "--email", "revisor@example.com", "--role", "auditor",
+                 "--password-stdin", stdin=PASSWORD + "\n")
+        for name in ("anna", "bert"):
+            inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
+                     stdin=PASSWORD + "\n")
+            inst.cli("ca", "issue", name)
+        inst.start()
+        try:
+            yield inst
+        finally:
+            inst.stop()
+
+
+def client(server: SiegelInstance, auth: tuple[str, str]) -> zeep.Client:
+    session = requests.Session()
+    session.trust_env = False
+    session.auth = auth
+    return zeep.Client(server.url + "/soap/admin?wsdl", transport=Transport(session=session))
+
+
+def result_minor(fault: Fault) -> str | None:
+    assert fault.detail is not None, fault.message
+    return fault.detail.findtext(f"{{{DSS}}}Result/{{{DSS}}}ResultMinor")
+
+
+def test_the_wsdl_is_spynes_with_this_servers_address(server: SiegelInstance) -> None:
+    r = requests.get(server.url + "/soap/admin?wsdl", timeout=30)
+    assert r.status_code == 200, r.text
+    wsdl = etree.fromstring(r.content)
+    assert wsdl.xpath("//*[local-name()='address']/@location") == [server.url + "/soap/admin"]
+    operations = set(wsdl.xpath("//*[local-name()='portType']/*[local-name()='operation']/@name"))
+    assert operations == {"StartWorkflow", "GetWorkflowStatus", "CancelWorkflow", "DownloadDocument"}
+    assert requests.get(server.url + "/soap/admin", timeout=30).status_code == 404
+
+
+def test_start_follow_and_download_a_finished_workflow(server: SiegelInstance, tmp_path: Path) -> None:
+    tid = template(server, "SOAP-Vertrag", [
+        {"name": "Unterschrift", "assignee": {"user": "anna"}, "action": "sign", "signature": BOX},
+        {"name": "Kopie", "assignee": {"external": "{{kunde}}"}, "action": "copy"}])
+    erp = client(server, server.auth)
+    pdf = make_pdf()
+    started = erp.service.StartWorkflow(Template="SOAP-Vertrag", Document=pdf, DocumentName="vertrag.pdf",
+                                        Variables={"Variable": [{"Name": "kunde", "Value": "kunde@example.org"}]})
+    assert started.State == "running" and started.Template == "SOAP-Vertrag" and started.StartedBy == "erp"
+    wid = started.Id
+    assert [(s.Name, s.State) for s in started.Steps.WorkflowStep] == [("Unterschrift", "active"),
+                                                                       ("Kopie", "waiting")]
+    status = erp.service.GetWorkflowStatus(WorkflowId=wid)
+    assert status.Id == wid and status.Steps.WorkflowStep[0].Assignees.Assignee[0].User == "anna"
+    assert status.Steps.WorkflowStep[1].Assignees.Assignee[0].Email == "kunde@example.org"
+
+    assert act(server, "anna", wid, 1).status_code == 200
+    done = erp.service.GetWorkflowStatus(WorkflowId=wid)
+    assert done.State == "completed" and done.Revision == 1 and done.Finished is not None
+    assert done.Steps.WorkflowStep[0].Assignees.Assignee[0].Auth == "password"
+    document = erp.service.DownloadDocument(WorkflowId=wid)
+    rest = api(server, "GET", f"/{wid}/document", "erp")
+    assert document.Name == "vertrag.pdf" and document.Revision == 1 and document.Content == rest.content
+    assert document.Content != pdf and b"/ByteRange" in document.Content
+    assert document.Sha256 == done.DocumentSha256
+
+    # ownership is the service's: bert is neither starter nor assignee, anna is an assignee
+    with pytest.raises(Fault) as hidden:
+        client(server, ("bert", PASSWORD)).service.DownloadDocument(WorkflowId=wid)
+    assert "no workflow" in hidden.value.message and result_minor(hidden.value) == MINOR + "GeneralError"
+    assert client(server, ("anna", PASSWORD)).service.GetWorkflowStatus(WorkflowId=wid).State == "completed"
+
+
+def test_cancel_over_soap_and_the_faults(server: SiegelInstance) -> None:
+    template(server, "SOAP-Freigabe", [{"name": "Freigabe", "assignee": {"user": "bert"}, "action": "approve"}])
+    erp = client(server, server.auth)
+    wid = erp.service.StartWorkflow(Template="SOAP-Freigabe", Document=make_pdf()).Id
+    cancelled = erp.service.CancelWorkflow(WorkflowId=wid, Reason="doppelt")
+    assert cancelled.State == "cancelled" and cancelled.Reason == "doppelt"
+    assert cancelled.Steps.WorkflowStep[0].State == "cancelled"
+    with pytest.raises(Fault) as again:
+        erp.service.CancelWorkflow(WorkflowId=wid)
+    assert "is cancelled" in again.value.message and again.value.code.endswith("Client")
+    assert act(server, "bert", wid, 1, "approve").status_code == 409
+
+    with pytest.raises(Fault) as not_pdf:
+        erp.service.StartWorkflow(Template="SOAP-Freigabe", Document=b"plain text")
+    assert "a workflow document is a PDF" in not_pdf.value.message
+    with pytest.raises(Fault) as unknown:
+        erp.service.StartWorkflow(Template="gibt es nicht", Document=make_pdf())
+    assert "gibt es nicht" in unknown.value.message, unknown.value.message
+    with pytest.raises(Fault) as twice:
+        erp.service.StartWorkflow(Template="SOAP-Freigabe", Document=make_pdf(), Variables={"Variable": [
+            {"Name": "a", "Value": "1"}, {"Name": "a", "Value": "2"}]})
+    assert "given twice" in twice.value.message
+    with pytest.raises(Fault) as missing:
+        erp.service.GetWorkflowStatus(WorkflowId=999999)
+    assert "no workflow 999999" in missing.value.message
+
+    # the route table: an auditor may read workflows but neither start nor cancel them
+    revisor = client(server, ("revisor", PASSWORD))
+    with pytest.raises(Fault) as refused:
+        revisor.service.StartWorkflow(Template="SOAP-Freigabe", Document=make_pdf())
+    assert result_minor(refused.value) == MINOR + "AuthenticationError", refused.value.message
+    with pytest.raises(TransportError) as unauthenticated:  # the guard's HTTP Basic challenge, as on /dss
+        client(server, ("erp", "wrong")).service.GetWorkflowStatus(WorkflowId=wid)
+    assert unauthenticated.value.status_code == 401
+
+    envelope = (b'<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+                b'<a:GetWorkflowStatus xmlns:a="urn:siegel:admin:1.0"><a:WorkflowId>x</a:WorkflowId>'
+                b'</a:GetWorkflowStatus></s:Body></s:Envelope>')
+    r = requests.post(server.url + "/soap/admin", data=envelope, auth=server.auth, timeout=30,
+                      headers={"content-type": "text/xml; charset=utf-8"})
+    assert r.status_code == 500
+    fault = etree.fromstring(r.content)
+    assert fault.findtext(f".//{{{DSS}}}ResultMinor") == "urn:siegel:dss:1.0:resultminor:RequestNotSchemaValid"
+    hostile = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "e">]>' + envelope[21:]
+    r = requests.post(server.url + "/soap/admin", data=hostile, auth=server.auth, timeout=30)
+    assert r.status_code == 500
+    assert etree.fromstring(r.content).findtext(f".//{{{DSS}}}ResultMinor").endswith("ForbiddenXmlConstruct")
