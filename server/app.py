@@ -132,7 +132,7 @@ class Services:
 
     @functools.cached_property
     def remote_signing(self) -> RemoteSigning:
-        """The remote CSC signing accounts (remote_signing.accounts_file) and the waiting operations (database)."""
+        """The remote CSC signing accounts (remote_signing.accounts_file) and this worker's waiting operations."""
         from adapters.remote_signing.accounts import load_accounts
         from adapters.remote_signing.client import CscClient
         from adapters.remote_signing.operations import RemoteSigning
@@ -140,7 +140,8 @@ class Services:
         r = self.settings.remote_signing
         clients = {name: CscClient(account, r.timeout_seconds, r.retries)
                    for name, account in load_accounts(self.settings).items()}
-        return RemoteSigning(clients, self.signing, self.engine, self.audit, r.operation_minutes, r.max_operations)
+        return RemoteSigning(clients, lambda user_id, user_name, order, key: self.signing.sign(
+            user_id, user_name, order, key=key), r.operation_minutes, r.max_operations)
 
     @functools.cached_property
     def workflows(self) -> WorkflowService:
@@ -243,7 +244,6 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
     return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
-            JobSpec("remote-operations", timedelta(hours=1), services.remote_signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
             JobSpec("archive-collect", timedelta(seconds=min(services.settings.archive.collect_seconds,
                                                              services.settings.jobs.poll_seconds)),
