@@ -15,7 +15,7 @@ section 4.3 and takes partial hash trees of any size.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from server.errors import Code, SiegelError
@@ -97,6 +97,35 @@ class HashTree:
                     groups.append((level[index * size:index * size + size], level[start:start + size]))
             index >>= 1
         return tuple(groups)
+
+    def reduced_all(self) -> Iterator[Reduced]:
+        """Every leaf's :meth:`reduced`, in leaf order; the part above the leaves' pairs is shared between
+        neighbours and computed once per node."""
+        size, levels, counts = self._size, self._levels, self._counts
+        top = len(levels) - 1
+        last: list[tuple[int, Reduced]] = [(-1, ())] * len(levels)  # per level: the node and its groups upward
+
+        def upward(node: int, depth: int) -> Reduced:
+            """The single-neighbour groups of ``node`` at level ``depth`` and its ancestors."""
+            if depth >= top:
+                return ()
+            if last[depth][0] == node:
+                return last[depth][1]
+            neighbour = node ^ 1
+            groups = upward(node >> 1, depth + 1)
+            if neighbour < counts[depth]:
+                groups = ((levels[depth][neighbour * size:(neighbour + 1) * size],), *groups)
+            last[depth] = (node, groups)
+            return groups
+
+        leaves, count = levels[0], counts[0]
+        for index in range(count):
+            neighbour = index ^ 1
+            if neighbour < count:
+                yield ((leaves[index * size:(index + 1) * size], leaves[neighbour * size:(neighbour + 1) * size]),
+                       *upward(index >> 1, 1))
+            else:  # the odd last leaf: its first group is higher up
+                yield self.reduced(index)
 
     def to_bytes(self) -> bytes:
         """Compact form: every level's hashes concatenated, leaves first (the leaf count follows from the length)."""

@@ -222,9 +222,11 @@ class ArchiveTrees:
     def tree_records(self, tree_id: int) -> Iterator[tuple[int, EvidenceRecord]]:
         """Every leaf's evidence record of an initial tree (chain 0) not renewed by a hash-tree renewal, cheaply."""
         tree = self._tree(tree_id)
-        stamps = self._stamps([tree_id])
-        for item_id in tree.items:
-            yield item_id, _record(item_id, [tree], stamps)
+        first, *later = self._stamps([tree_id])[tree_id]
+        algorithm, algorithms = tree.algorithm, (tree.algorithm,)
+        renewals = tuple(ArchiveTimestamp(algorithm, (), token) for token in later)
+        for item_id, reduced in zip(tree.items, tree.tree.reduced_all(), strict=True):
+            yield item_id, EvidenceRecord(algorithms, ((ArchiveTimestamp(algorithm, reduced, first), *renewals),))
 
     # --- renewal ---------------------------------------------------------------------------------------
 

@@ -18,11 +18,13 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
 from server.archive import ers, evidence_verify, xmlers
+from server.archive import rows as rows_db
 from server.archive.evidence_verify import EvidenceReport
 from server.archive.jobs import ITEMS, ArchiveTrees, HashTreeRenewal, parse_horizons
 from server.archive.store import DocumentStore
@@ -37,7 +39,7 @@ from server.validation.service import VerificationService
 
 OBJECTS, VERSIONS = ArchiveObject.__table__, ArchiveVersion.__table__
 FORMATS = ("ers", "xml")
-_BULK_BATCH = 20000
+_BULK_MAX = 16 ** 6  # a bulk AOID ends with its entry's number in six hex digits
 _SIZES = {a: hashlib.new(a).digest_size for a in ARCHIVE_ALGORITHMS}
 
 
@@ -164,27 +166,28 @@ class ArchiveService:
 
     def submit_hashes(self, principal: Principal, digests: Sequence[Mapping[str, bytes]],
                       name: str = "document", mime_type: str = "application/octet-stream") -> list[str]:
-        """The bulk path: one archive object per entry, each one hash-only item, all in one transaction
-        (batched multi-row inserts) with one audit entry; the AOIDs in order."""
+        """The bulk path: one archive object per entry, each one hash-only item, all in one transaction with one
+        audit entry; the AOIDs in order. The rows go in at driver speed (:mod:`server.archive.rows`), and the
+        AOIDs share a random prefix with an ascending suffix, so that their index grows at one place."""
         require(principal, Action.ARCHIVE_SUBMIT)
         rows = [self._check_digests(d, f"entry {n}") for n, d in enumerate(digests)]
         if not rows:
             raise SiegelError(Code.BAD_REQUEST, "nothing to archive: no hash values given")
-        now = datetime.now(timezone.utc)
-        aoids = [secrets.token_urlsafe(16) for _ in rows]
+        if len(rows) > _BULK_MAX:
+            raise SiegelError(Code.BAD_REQUEST, f"at most {_BULK_MAX} hash values in one bulk submission")
+        prefix = secrets.token_urlsafe(12)
+        aoids = [f"{prefix}{n:06x}" for n in range(len(rows))]
         with self._engine.begin() as conn:
-            for start in range(0, len(rows), _BULK_BATCH):
-                batch = range(start, min(start + _BULK_BATCH, len(rows)))
-                conn.execute(insert(OBJECTS), [{"aoid": aoids[i], "owner_id": principal.user_id, "current_version": 1,
-                                                "created_at": now, "deleted_at": None, "deletion_reason": None}
-                                               for i in batch])
-                conn.execute(insert(VERSIONS), [{"aoid": aoids[i], "version": 1, "created_at": now,
-                                                 "metadata_json": "{}"} for i in batch])
-                conn.execute(insert(ITEMS), [{"aoid": aoids[i], "version": 1, "position": 0, "name": name,
-                                              "mime_type": mime_type, "stored": False, "size": None, "created_at": now,
-                                              "indication": None, "report": None,
-                                              **{f"digest_{a}": rows[i].get(a) for a in ARCHIVE_ALGORITHMS}}
-                                             for i in batch])
+            now = rows_db.driver_value(conn, OBJECTS, "created_at", datetime.now(timezone.utc))
+            no = rows_db.driver_value(conn, ITEMS, "stored", False)
+            rows_db.insert_rows(conn, OBJECTS, ("aoid", "owner_id", "current_version", "created_at"),
+                                zip(aoids, repeat(principal.user_id), repeat(1), repeat(now)))
+            rows_db.insert_rows(conn, VERSIONS, ("aoid", "version", "created_at", "metadata_json"),
+                                zip(aoids, repeat(1), repeat(now), repeat("{}")))
+            rows_db.insert_rows(conn, ITEMS, ("aoid", "version", "position", "name", "mime_type", "stored",
+                                              "created_at", *(f"digest_{a}" for a in ARCHIVE_ALGORITHMS)),
+                                zip(aoids, repeat(1), repeat(0), repeat(name), repeat(mime_type), repeat(no),
+                                    repeat(now), *([row.get(a) for row in rows] for a in ARCHIVE_ALGORITHMS)))
             listing = hashlib.sha256("\n".join(aoids).encode()).hexdigest()
             self._audit.append_many_in(conn, [(principal.name, "archive.submit-bulk", aoids[0], {
                 "objects": len(aoids), "last": aoids[-1], "aoids_sha256": listing})])

@@ -215,6 +215,16 @@ def test_the_bulk_path_archives_many_hashes_in_one_transaction(archive: Archive)
     assert s.verify(record, digests=hashes[1234]).passed
     assert not s.verify(record, digests=hashes[1236]).passed  # 1235 is its sibling: in the first partial tree
     assert [a for a, _ in _actions(archive.pki)].count("archive.submit-bulk") == 1
+    info = s.info(erp, aoids[7])  # the rows written past SQLAlchemy read back like any other object's
+    assert info.state == "archived" and info.owner_id == erp.user_id and info.created_at.year >= 2026
+    (item,) = info.versions[0].items
+    assert (item.digests, item.stored, item.size, item.indication) == (hashes[7], False, None, None)
+    s.delete(erp, aoids[7], "bulk entry withdrawn")
+    with pytest.raises(SiegelError):
+        s.info(erp, aoids[7])
+    with pytest.raises(SiegelError) as raised:
+        s.submit_hashes(erp, [{"sha256": b"short"}])
+    assert raised.value.code is Code.BAD_REQUEST
 
 
 def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_records(archive: Archive) -> None:

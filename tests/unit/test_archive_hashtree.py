@@ -53,6 +53,8 @@ def test_every_reduced_tree_leads_to_the_root(count: int) -> None:
         assert root_of(LEAVES[index], reduced, "sha256") == tree.root
     assert tree.leaf(count - 1) == LEAVES[count - 1]
 
+    assert list(tree.reduced_all()) == [tree.reduced(index) for index in range(count)]
+
 
 def test_root_of_follows_rfc4998_for_partial_trees_of_any_size() -> None:
     a, b, c, d, e = LEAVES[:5]
