@@ -1,4 +1,5 @@
-"""German and English: message catalogues (``locale/<lang>.json``, key → text) and the choice of language.
+"""German and English: message catalogues (``locale/<lang>.json`` and the parts ``locale/<lang>.<part>.json`` of
+single features, key → text) and the choice of language.
 
 The language is the ``lang`` query parameter when given (remembered in the ``siegel_lang`` cookie), else
 that cookie, else the best match of ``Accept-Language``, else English. Both catalogues hold the same keys
@@ -19,9 +20,12 @@ LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
 @lru_cache(maxsize=None)
 def catalogue(lang: str) -> dict[str, str]:
-    data = json.loads((LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return {str(k): str(v) for k, v in data.items()}
+    texts: dict[str, str] = {}
+    for path in [LOCALE_DIR / f"{lang}.json", *sorted(LOCALE_DIR.glob(f"{lang}.*.json"))]:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(data, dict)
+        texts.update({str(k): str(v) for k, v in data.items()})
+    return texts
 
 
 def from_accept_language(header: str) -> str | None:
