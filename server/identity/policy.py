@@ -62,6 +62,7 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit_verify"          # check the audit log's hash chain
     SYSTEM_STATUS = "system_status"        # the admin dashboard's view of jobs, HSM and database
     REMOTE_ACCOUNTS = "remote_accounts"    # the remote signing accounts: credentials, certificates, signature counts
+    BRAND_ADMIN = "brand_admin"            # create and change brands (names, logo, colours, links, mail sender)
 
 
 _SIGNING = frozenset({Action.SIGN, Action.SIGN_HASH, Action.TWO_STEP, Action.EXTEND, Action.REMOTE_SIGN})
@@ -74,7 +75,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
         Action.TEMPLATE_READ, Action.TEMPLATE_MANAGE, Action.ARCHIVE_SUBMIT, Action.ARCHIVE_READ,
         Action.ARCHIVE_DELETE, Action.ARCHIVE_RENEW, Action.USER_ADMIN, Action.APICLIENT_ADMIN, Action.KEY_GRANT,
         Action.CA_ADMIN, Action.DIRECTORY_SYNC, Action.AUDIT_READ, Action.AUDIT_VERIFY, Action.SYSTEM_STATUS,
-        Action.REMOTE_ACCOUNTS},
+        Action.REMOTE_ACCOUNTS, Action.BRAND_ADMIN},
     Role.AUDITOR: _ANY | _PERSON | {
         Action.WORKFLOW_READ, Action.TEMPLATE_READ, Action.ARCHIVE_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY,
         Action.SYSTEM_STATUS},

@@ -46,6 +46,7 @@ EXPECTED: dict[Action, set[Role]] = {
     Action.AUDIT_VERIFY: {A, U},
     Action.SYSTEM_STATUS: {A, U},
     Action.REMOTE_ACCOUNTS: {A},
+    Action.BRAND_ADMIN: {A},
 }
 
 
