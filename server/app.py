@@ -132,7 +132,7 @@ class Services:
 
     @functools.cached_property
     def remote_signing(self) -> RemoteSigning:
-        """The remote CSC signing accounts (remote_signing.accounts_file) and this worker's waiting operations."""
+        """The remote CSC signing accounts (remote_signing.accounts_file) and the waiting operations (database)."""
         from adapters.remote_signing.accounts import load_accounts
         from adapters.remote_signing.client import CscClient
         from adapters.remote_signing.operations import RemoteSigning
@@ -140,8 +140,7 @@ class Services:
         r = self.settings.remote_signing
         clients = {name: CscClient(account, r.timeout_seconds, r.retries)
                    for name, account in load_accounts(self.settings).items()}
-        return RemoteSigning(clients, lambda user_id, user_name, order, key: self.signing.sign(
-            user_id, user_name, order, key=key), r.operation_minutes, r.max_operations)
+        return RemoteSigning(clients, self.signing, self.engine, self.audit, r.operation_minutes, r.max_operations)
 
     @functools.cached_property
     def workflows(self) -> WorkflowService:
@@ -155,12 +154,12 @@ class Services:
         s = self.settings
         w = s.workflows
         documents = WorkflowDocuments(s.path(s.store.path))
+        outbox = MailOutbox(self.engine, build_mailer(s), s.mail.sender, w.mail_retry_max_seconds)
         deliveries = DeliveryQueue(self.engine, documents, s.path(w.delivery_root), self._callback_key, post_signed,
-                                   w.callback_timeout_seconds, w.mail_retry_max_seconds)
+                                   w.callback_timeout_seconds, w.mail_retry_max_seconds, outbox, lambda: self.archive,
+                                   s.server.public_base_url)
         return WorkflowService(self.engine, self.audit, w, TemplateRepository(self.engine, self.audit),
-                               self.signing, self.verification, self.ca, documents,
-                               MailOutbox(self.engine, build_mailer(s), s.mail.sender, w.mail_retry_max_seconds),
-                               deliveries, s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
+                               self.signing, self.verification, self.ca, documents, outbox, deliveries, s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
 
     def _callback_key(self) -> bytes:
         """The HMAC key of workflow callbacks (workflows.callback_key_file), made on first use."""
@@ -244,6 +243,7 @@ def scheduled_jobs(services: Services) -> list[JobSpec]:
     return [JobSpec("crl", timedelta(minutes=services.settings.pki.crl_interval_minutes),
                     services.ca.issue_all_crls),
             JobSpec("signing-states", timedelta(hours=1), services.signing.remove_expired),
+            JobSpec("remote-operations", timedelta(hours=1), services.remote_signing.remove_expired),
             JobSpec("twofactor-codes", timedelta(hours=1), services.twofactor.sweep),
             JobSpec("archive-collect", timedelta(seconds=min(services.settings.archive.collect_seconds,
                                                              services.settings.jobs.poll_seconds)),

@@ -1,44 +1,61 @@
-"""Signing with a credential of a remote CSC service, as a two-phase operation.
+"""Signing with a credential of a remote CSC service, as a two-phase operation kept in the database.
 
-Phase 1 (:meth:`RemoteSigning.start`): every signature of the order is prepared by its format engine, each
-in a thread of its own, through the one :class:`server.signing.service.SigningService` path; the engines ask
-the operation (a :class:`KeySource`) for the signature values and wait there, so the operation learns every
-hash before one is authorised. When the credential wants an OTP the service sends it now
-(``credentials/sendOTP``) and the caller gets the operation id.
+Phase 1 (:meth:`RemoteSigning.start`): every signature of the order is prepared by the two-step path of its
+format engine (:meth:`server.signing.service.SigningService.prepare_unstored`, for the credential's
+certificate chain), so the operation knows every digest before one is authorised. When the credential
+wants an OTP the service sends it now (``credentials/sendOTP``); the prepared states, the digests, the
+account, credential, level and expiry are stored in ``remote_operations`` (never the PIN or OTP) and the
+caller gets the operation id.
 
-Phase 2 (:meth:`RemoteSigning.authorize`): with the user's PIN and OTP one ``credentials/authorize`` binds a
-SAD to exactly these hashes (SCAL2), one ``signatures/signHash`` signs them all; every value is verified with
-the credential's certificate before any engine gets one, so either every document is signed or none is. A
-wrong PIN or OTP leaves the operation waiting (the user may try again); an expired or cancelled operation
-releases its engines with an error. Operations and their documents live in the memory of the worker that
-started them, never in the database, for at most ``remote_signing.operation_minutes``.
+Phase 2 (:meth:`RemoteSigning.authorize`, on any worker, also after a restart): a conditional UPDATE moves
+the operation from ``awaiting-otp`` to ``signing`` (so of concurrent authorisations one signs, the others
+are refused) while it has not expired; with the user's PIN and OTP one ``credentials/authorize`` binds a
+SAD to exactly these digests (SCAL2), one ``signatures/signHash`` signs them all; every value is verified
+with the credential's certificate and every document assembled before any is handed out, and the row goes
+in the transaction of the ``sign.<format>`` audit entries, so either every document is signed or none is.
+A wrong PIN or OTP puts the operation back to ``awaiting-otp`` (the user may try again); any other failure,
+a cancel or the expiry (``remote_signing.operation_minutes``) ends it. With PIN (and OTP) in the first
+request, phase 2 follows at once without a row.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from adapters.remote_signing.client import CredentialInfo, CscClient, RemoteServiceError
+from server.audit import AuditLog
+from server.db.models import RemoteOperation
 from server.errors import Code, SiegelError
-from server.signing.cades import SigningKey
+from server.identity.users import utc
 from server.signing.engines import Signed
-from server.signing.keysource import DigestAlgorithm, SignatureScheme, check_digest, ecdsa_raw_to_der
+from server.signing.keysource import DigestAlgorithm, SignatureScheme, ecdsa_raw_to_der
+from server.signing.levels import Level
 from server.signing.order import Format, SignOrder
-
-SignWith = Callable[[int, str, SignOrder, SigningKey], list[Signed]]
-"""How an order is signed with a given key: SigningService.sign(user_id, user_name, order, key=...)."""
+from server.signing.two_step import PreparedOrder
 
 AWAITING_OTP = "awaiting-otp"
 SIGNING = "signing"
+
+
+class TwoStepSigning(Protocol):
+    """The part of :class:`server.signing.service.SigningService` remote signing uses."""
+
+    def prepare_unstored(self, order: SignOrder, chain: tuple[bytes, ...]) -> PreparedOrder: ...
+
+    def complete_unstored(self, state: dict[str, Any], value: bytes, level: Level,
+                          password: str | None = None) -> Signed: ...
+
+    def audit_entries(self, user_name: str, order: SignOrder, label: str) -> list[tuple[str, str, str, dict[str, object]]]: ...
 
 
 def remote_key_label(account: str, credential: str) -> str:
@@ -70,18 +87,6 @@ def verify_digest_value(certificate_key: Any, digest: bytes, algorithm: DigestAl
     return None
 
 
-@dataclass
-class _Slot:
-    """One signature an engine waits for."""
-
-    digest: bytes
-    algorithm: DigestAlgorithm
-    scheme: SignatureScheme
-    done: threading.Event = field(default_factory=threading.Event)
-    value: bytes | None = None
-    error: BaseException | None = None
-
-
 @dataclass(frozen=True)
 class Pending:
     """Phase 1 done: the operation waits for the user's PIN and OTP."""
@@ -94,124 +99,47 @@ class Pending:
     otp_sent: bool  # the service sent a code (online OTP); else the user's app or token shows one
 
 
-class RemoteOperation:
-    """A :class:`KeySource` for one order: it collects the engines' digests and answers them all at once."""
+@dataclass(frozen=True)
+class Prepared:
+    """Everything phase 2 needs (what a ``remote_operations`` row holds): no PIN, no OTP."""
 
-    def __init__(self, operation_id: str, user_id: int, account: str, client: CscClient, credential: CredentialInfo,
-                 expected: int, minutes: float) -> None:
-        self.id = operation_id
-        self.user_id = user_id
-        self.account = account
-        self.client = client
-        self.credential = credential
-        self.expected = expected
-        self.deadline = time.monotonic() + minutes * 60
-        self.expires = datetime.now(UTC) + timedelta(minutes=minutes)
-        self.state = "preparing"
-        self.cond = threading.Condition()
-        self.slots: list[_Slot] = []
-        self.failure: BaseException | None = None
-        self.threads: list[threading.Thread] = []
-        self.results: dict[int, list[Signed]] = {}
-        self.errors: list[BaseException] = []
+    account: str
+    credential: str
+    level: Level
+    algorithm: DigestAlgorithm
+    scheme: SignatureScheme
+    sign_algo: str
+    certificate: bytes  # DER: every value is verified with it before a document gets it
+    hashes: tuple[bytes, ...]  # the digests to be signed, one per state
+    states: tuple[dict[str, Any], ...]  # the prepared two-step states
+    audit: tuple[tuple[str, str, str, dict[str, object]], ...]  # the sign.<format> entries, once signed
 
-    # --- the KeySource the engines see -----------------------------------------------------------
+    def state_json(self) -> str:
+        return json.dumps({"states": list(self.states), "audit": [list(a) for a in self.audit],
+                           "signAlgo": self.sign_algo, "certificate": self.certificate.hex()})
 
-    def certificate_chain(self, key_label: str) -> list[bytes]:
-        return list(self.credential.chain)
-
-    def sign_digest(self, key_label: str, digest: bytes, digest_algorithm: DigestAlgorithm | str,
-                    scheme: SignatureScheme) -> bytes:
-        slot = _Slot(digest, check_digest(digest, digest_algorithm), scheme)
-        with self.cond:
-            if self.failure is not None:
-                raise self.failure
-            if len(self.slots) >= self.expected:
-                raise SiegelError(Code.INTERNAL, "the order asked for more signatures than it announced")
-            self.slots.append(slot)
-            self.cond.notify_all()
-        if not slot.done.wait(max(self.deadline - time.monotonic(), 0.0)):
-            self.fail(SiegelError(Code.CONFLICT, f"remote signing operation {self.id} expired at "
-                                                 f"{self.expires.isoformat(timespec='seconds')} without PIN and OTP"))
-        if slot.error is not None:
-            raise slot.error
-        assert slot.value is not None
-        return slot.value
-
-    # --- the operation ---------------------------------------------------------------------------
-
-    def fail(self, error: BaseException) -> None:
-        """Release every waiting engine with ``error``; nothing gets a signature value afterwards."""
-        with self.cond:
-            if self.failure is None:
-                self.failure = error
-            for slot in self.slots:
-                if not slot.done.is_set():
-                    slot.error = self.failure
-                    slot.done.set()
-            self.cond.notify_all()
-
-    def run(self, index: int, work: Callable[[], list[Signed]]) -> None:
-        """An engine thread's body: its results, or the error that ends the whole operation."""
-        try:
-            result = work()
-            with self.cond:
-                self.results[index] = result
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller of start/authorize
-            with self.cond:
-                self.errors.append(exc)
-            self.fail(exc)
-        finally:
-            with self.cond:
-                self.cond.notify_all()
-
-    def _alive(self) -> int:
-        return sum(t.is_alive() for t in self.threads)
-
-    def wait_prepared(self) -> None:
-        """Until every engine waits for its value; an engine's error (a broken PDF ...) is raised."""
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.slots) == self.expected or self.failure is not None
-                               or self._alive() == 0, timeout=max(self.deadline - time.monotonic(), 0.0))
-            ready = len(self.slots) == self.expected and self.failure is None
-        if not ready:
-            self.fail(SiegelError(Code.INTERNAL, "the signatures could not be prepared"))
-            self.join()
-            raise self.first_error()
-
-    def first_error(self) -> BaseException:
-        return self.errors[0] if self.errors else self.failure or SiegelError(Code.INTERNAL, "remote signing failed")
-
-    def join(self) -> None:
-        for thread in self.threads:
-            thread.join(max(self.deadline - time.monotonic(), 0.0) + 60.0)
-
-    def hashes(self) -> tuple[list[bytes], DigestAlgorithm, SignatureScheme]:
-        algorithms = {s.algorithm for s in self.slots}
-        schemes = {s.scheme for s in self.slots}
-        if len(algorithms) != 1 or len(schemes) != 1:
-            raise SiegelError(Code.NOT_SUPPORTED, "one remote authorisation covers hashes of one algorithm: "
-                                                  "sign documents with different digest algorithms separately")
-        return [s.digest for s in self.slots], algorithms.pop(), schemes.pop()
-
-    def deliver(self, values: Sequence[bytes]) -> None:
-        """Hand every engine its (verified) value at once."""
-        with self.cond:
-            for slot, value in zip(self.slots, values, strict=True):
-                slot.value = value
-                slot.done.set()
+    @classmethod
+    def from_row(cls, row: Any) -> Prepared:
+        data = json.loads(row.states)
+        return cls(row.account, row.credential_id, Level(row.level), DigestAlgorithm(row.hash_algorithm),
+                   SignatureScheme(row.scheme), data["signAlgo"], bytes.fromhex(data["certificate"]),
+                   tuple(bytes.fromhex(h) for h in json.loads(row.hashes)), tuple(data["states"]),
+                   tuple((a, b, c, d) for a, b, c, d in data["audit"]))
 
 
 class RemoteSigning:
-    """The remote accounts of this worker and their waiting operations."""
+    """The remote accounts and the operations waiting (in ``remote_operations``) for a PIN and OTP."""
 
-    def __init__(self, clients: dict[str, CscClient], sign: SignWith, minutes: float, max_operations: int) -> None:
+    def __init__(self, clients: dict[str, CscClient], signing: TwoStepSigning, engine: Engine, audit: AuditLog,
+                 minutes: float, max_operations: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clients = clients
-        self._sign = sign
+        self._signing = signing
+        self._engine = engine
+        self._audit = audit
         self._minutes = minutes
         self._max = max_operations
-        self._lock = threading.Lock()
-        self._operations: dict[str, RemoteOperation] = {}
+        self._clock = clock
 
     @property
     def clients(self) -> dict[str, CscClient]:
@@ -236,108 +164,149 @@ class RemoteSigning:
         if len(orders) > info.multisign:
             raise SiegelError(Code.BAD_REQUEST, f"credential {credential_id!r} signs at most {info.multisign} "
                                                 f"documents per authorisation; this order has {len(orders)}")
-        op = self._register(user_id, account, client, info, len(orders))
-        key = SigningKey(op, remote_key_label(account, credential_id), info.chain)  # type: ignore[arg-type]
-        for index, one in enumerate(orders):
-            thread = threading.Thread(target=op.run, name=f"remote-sign-{op.id[:8]}-{index}", daemon=True,
-                                      args=(index, lambda one=one: self._sign(user_id, user_name, one, key)))
-            op.threads.append(thread)
-            thread.start()
-        try:
-            op.wait_prepared()
-            op.hashes()
-            ready_now = bool(pin) and (bool(otp) or not info.needs_otp)
-            if not ready_now and info.needs_otp and info.otp_type != "offline":
-                client.send_otp(credential_id)
-        except BaseException as exc:
-            self._drop(op, exc)
-            raise
-        op.state = AWAITING_OTP
+        ready_now = bool(pin) and (bool(otp) or not info.needs_otp)
+        if order.pdf.password is not None and not ready_now:
+            raise SiegelError(Code.NOT_SUPPORTED, "an encrypted PDF is signed remotely in one request (PIN and OTP "
+                                                  "with it): its password is never stored while an operation waits")
+        prepared = self._prepare(user_name, orders, account, info)
         if ready_now:  # nothing to wait for: an error ends the operation, the caller has no id to retry with
-            try:
-                return self.authorize(user_id, op.id, pin, otp)
-            except BaseException as exc:
-                self._drop(op, exc)
-                raise
-        return Pending(op.id, account, credential_id, op.expires, len(orders),
-                       info.needs_otp and info.otp_type != "offline")
+            return self._sign(client, prepared, pin, otp, order.pdf.password)
+        self._make_room()
+        otp_sent = info.needs_otp and info.otp_type != "offline"
+        if otp_sent:
+            client.send_otp(credential_id)
+        operation = secrets.token_urlsafe(24)
+        now = self._clock()
+        expires = now + timedelta(minutes=self._minutes)
+        with self._engine.begin() as conn:
+            conn.execute(insert(RemoteOperation).values(
+                id=operation, user_id=user_id, account=account, credential_id=credential_id, status=AWAITING_OTP,
+                level=prepared.level.value, hash_algorithm=prepared.algorithm.value, scheme=prepared.scheme.value,
+                hashes=json.dumps([h.hex() for h in prepared.hashes]), states=prepared.state_json(),
+                otp_sent=otp_sent, created_at=now, expires_at=expires))
+        return Pending(operation, account, credential_id, expires, len(orders), otp_sent)
+
+    def _prepare(self, user_name: str, orders: Sequence[SignOrder], account: str, info: CredentialInfo) -> Prepared:
+        """Every order through its engine's two-step prepare for the credential's chain."""
+        label = remote_key_label(account, info.credential_id)
+        prepared = [self._signing.prepare_unstored(one, info.chain) for one in orders]
+        algorithms = {p.digest for p in prepared}
+        schemes = {p.scheme for p in prepared}
+        if len(algorithms) != 1 or len(schemes) != 1:
+            raise SiegelError(Code.NOT_SUPPORTED, "one remote authorisation covers hashes of one algorithm: "
+                                                  "sign documents with different digest algorithms separately")
+        algorithm, scheme = algorithms.pop(), schemes.pop()
+        return Prepared(account, info.credential_id, orders[0].level, algorithm, scheme,
+                        info.sign_algo(scheme, algorithm), info.chain[0], tuple(p.to_be_signed for p in prepared),
+                        tuple(p.state for p in prepared),
+                        tuple(e for one in orders for e in self._signing.audit_entries(user_name, one, label)))
+
+    def remove_expired(self) -> None:
+        """The scheduled job "remote-operations" (and every start): expired operations and their documents go."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(RemoteOperation).where(RemoteOperation.expires_at <= self._clock()))
+
+    def _make_room(self) -> None:
+        """At most ``max_operations`` wait at once (across all workers)."""
+        self.remove_expired()
+        with self._engine.connect() as conn:
+            waiting = conn.execute(select(func.count()).select_from(RemoteOperation)).scalar_one()
+        if waiting >= self._max:
+            raise SiegelError(Code.CONFLICT, f"{self._max} remote signing operations are waiting already; "
+                                             "authorise or cancel one first")
 
     def authorize(self, user_id: int, operation_id: str, pin: str | None, otp: str | None) -> list[Signed]:
-        """Phase 2: authorise the collected hashes, sign them, check every value, let the engines assemble."""
-        op = self._take(user_id, operation_id)
+        """Phase 2: take the operation (once), authorise its digests, sign them, check every value, assemble."""
+        row = self._take(user_id, operation_id)
+        prepared = Prepared.from_row(row)
+        client = self._clients.get(prepared.account)
         try:
-            hashes, algorithm, scheme = op.hashes()
-            info = op.credential
-            try:
-                sad = op.client.authorize(info.credential_id, hashes, algorithm, pin, otp)
-            except RemoteServiceError as exc:
-                if exc.code is Code.BAD_REQUEST:  # wrong PIN or OTP: the user may try again
-                    op.state = AWAITING_OTP
-                raise
-            values = op.client.sign_hash(info.credential_id, sad, hashes, algorithm, info.sign_algo(scheme, algorithm))
-            public = info.certificate.public_key()
-            checked = []
-            for number, (digest, value) in enumerate(zip(hashes, values, strict=True), 1):
-                good = verify_digest_value(public, digest, algorithm, value, scheme)
-                if good is None:
-                    raise SiegelError(Code.REMOTE_SIGNING_FAILED, f"remote signing service {op.account!r} returned a "
-                                      f"signature value (#{number} of {len(hashes)}) that does not verify with the "
-                                      f"certificate of credential {info.credential_id!r}: nothing was signed")
-                checked.append(good)
-        except BaseException as exc:
-            if op.state != AWAITING_OTP:
-                self._drop(op, exc)
+            if client is None:
+                raise SiegelError(Code.CONFLICT, f"remote signing account {prepared.account!r} is no longer "
+                                                 "configured: the operation ends")
+            signed = self._sign(client, prepared, pin, otp, None, operation_id)
+        except RemoteServiceError as exc:
+            if exc.code is Code.BAD_REQUEST:  # wrong PIN or OTP: the user may try again
+                self._release(operation_id)
+            else:
+                self._end(operation_id)
             raise
-        op.deliver(checked)
-        op.join()
-        with self._lock:
-            self._operations.pop(op.id, None)
-        if op.errors or len(op.results) != op.expected:
-            raise op.first_error()
-        return [s for index in sorted(op.results) for s in op.results[index]]
+        except BaseException:
+            self._end(operation_id)
+            raise
+        return signed
+
+    def _sign(self, client: CscClient, prepared: Prepared, pin: str | None, otp: str | None,
+              password: str | None, operation_id: str | None = None) -> list[Signed]:
+        """One SAD and one signHash for all digests; every value verified, every document assembled, then
+        the audit entries (and the operation's row going) in one transaction."""
+        hashes = list(prepared.hashes)
+        sad = client.authorize(prepared.credential, hashes, prepared.algorithm, pin, otp)
+        values = client.sign_hash(prepared.credential, sad, hashes, prepared.algorithm, prepared.sign_algo)
+        public = x509.load_der_x509_certificate(prepared.certificate).public_key()
+        checked = []
+        for number, (digest, value) in enumerate(zip(hashes, values, strict=True), 1):
+            good = verify_digest_value(public, digest, prepared.algorithm, value, prepared.scheme)
+            if good is None:
+                raise SiegelError(Code.REMOTE_SIGNING_FAILED, f"remote signing service {prepared.account!r} returned "
+                                  f"a signature value (#{number} of {len(hashes)}) that does not verify with the "
+                                  f"certificate of credential {prepared.credential!r}: nothing was signed")
+            checked.append(good)
+        signed = [self._signing.complete_unstored(state, value, prepared.level, password)
+                  for state, value in zip(prepared.states, checked, strict=True)]
+        with self._engine.begin() as conn:
+            if operation_id is not None and conn.execute(delete(RemoteOperation).where(
+                    RemoteOperation.id == operation_id, RemoteOperation.status == SIGNING)).rowcount != 1:
+                raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} ended meanwhile")
+            self._audit.append_many_in(conn, list(prepared.audit))
+        return signed
 
     def cancel(self, user_id: int, operation_id: str) -> None:
-        op = self._take(user_id, operation_id)
-        self._drop(op, SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} was cancelled"))
+        """The waiting operation ends; nothing is signed."""
+        with self._engine.begin() as conn:
+            gone = conn.execute(delete(RemoteOperation).where(
+                RemoteOperation.id == operation_id, RemoteOperation.user_id == user_id,
+                RemoteOperation.status == AWAITING_OTP)).rowcount
+        if gone != 1:
+            self._refusal(user_id, operation_id)
 
-    # --- bookkeeping ------------------------------------------------------------------------------
+    # --- the row's state ----------------------------------------------------------------------------
 
-    def _register(self, user_id: int, account: str, client: CscClient, info: CredentialInfo,
-                  expected: int) -> RemoteOperation:
-        with self._lock:
-            for stale in [o for o in self._operations.values() if o.deadline <= time.monotonic()]:
-                self._operations.pop(stale.id, None)
-            if len(self._operations) >= self._max:
-                raise SiegelError(Code.CONFLICT, f"{self._max} remote signing operations are waiting already; "
-                                                 "authorise or cancel one first")
-            op = RemoteOperation(secrets.token_urlsafe(24), user_id, account, client, info, expected, self._minutes)
-            self._operations[op.id] = op
-        return op
+    def _take(self, user_id: int, operation_id: str) -> Any:
+        """The caller's waiting, unexpired operation, now ``signing`` (a conditional UPDATE: one taker)."""
+        with self._engine.begin() as conn:
+            taken = conn.execute(update(RemoteOperation).where(
+                RemoteOperation.id == operation_id, RemoteOperation.user_id == user_id,
+                RemoteOperation.status == AWAITING_OTP, RemoteOperation.expires_at > self._clock())
+                .values(status=SIGNING)).rowcount
+            row = conn.execute(select(RemoteOperation).where(RemoteOperation.id == operation_id)).first() \
+                if taken == 1 else None
+        if row is None:
+            self._refusal(user_id, operation_id)
+        return row
 
-    def _take(self, user_id: int, operation_id: str) -> RemoteOperation:
-        """The caller's waiting operation, now marked as signing (one authorisation at a time)."""
-        with self._lock:
-            op = self._operations.get(operation_id)
-            if op is None or op.user_id != user_id:
-                raise SiegelError(Code.NOT_FOUND, "no remote signing operation with this id for this account "
-                                                  "(finished, cancelled, expired, or started on another worker)")
-            if op.deadline <= time.monotonic():
-                self._operations.pop(operation_id, None)
-                expired = True
-            elif op.state != AWAITING_OTP:
-                raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} is {op.state}")
-            else:
-                expired = False
-                op.state = SIGNING
-        if expired:
-            error = SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} expired at "
-                                               f"{op.expires.isoformat(timespec='seconds')}")
-            self._drop(op, error)
-            raise error
-        return op
+    def _refusal(self, user_id: int, operation_id: str) -> None:
+        """Why the operation cannot be taken: unknown (404), expired (409, and it goes) or being signed (409)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(RemoteOperation.user_id, RemoteOperation.status, RemoteOperation.expires_at)
+                               .where(RemoteOperation.id == operation_id)).first()
+        if row is None or row.user_id != user_id:
+            raise SiegelError(Code.NOT_FOUND, "no remote signing operation with this id for this account "
+                                              "(finished, cancelled or expired)")
+        expires = utc(row.expires_at)
+        assert expires is not None
+        if expires <= self._clock():
+            self._end(operation_id)
+            raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} expired at "
+                                             f"{expires.isoformat(timespec='seconds')} without PIN and OTP")
+        raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} is {row.status}: another "
+                                         "authorisation of it is under way")
 
-    def _drop(self, op: RemoteOperation, error: BaseException) -> None:
-        op.fail(error)
-        op.join()
-        with self._lock:
-            self._operations.pop(op.id, None)
+    def _release(self, operation_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(RemoteOperation).where(RemoteOperation.id == operation_id,
+                                                       RemoteOperation.status == SIGNING).values(status=AWAITING_OTP))
+
+    def _end(self, operation_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(RemoteOperation).where(RemoteOperation.id == operation_id))

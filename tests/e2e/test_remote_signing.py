@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -217,6 +219,51 @@ def test_cancel_and_expiry_leave_nothing_signed(pair: tuple[SiegelInstance, Sieg
         engine.dispose()
     assert signed == 0
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 0
+
+
+def test_an_operation_outlives_a_restart_and_two_workers_authorising_at_once_sign_once(
+        pair: tuple[SiegelInstance, SiegelInstance], smtp_server: SmtpServer) -> None:
+    """The waiting operation is in A's database: A restarts (now with two workers) between start and
+    authorize; then two authorisations of it at the same moment: one signs, the other is refused."""
+    a, b = pair
+    cid = _overview(a)["credentials"][0]["id"]
+    started = requests.post(f"{a.url}/api/v1/sign?format=xades&level=B-B&packaging=enveloped&remote=b&credential={cid}",
+                            data=XML, headers={"Content-Type": "application/xml"}, auth=a.auth, timeout=120)
+    assert started.status_code == 202, started.text
+    operation = started.json()["operation"]
+    otp = _otp(smtp_server, 0)
+    a.stop()
+    a.start("--workers", "2")
+    body = {"operation": operation, "pin": ADA[1], "otp": otp}
+    barrier = threading.Barrier(2)
+
+    def authorize() -> requests.Response:
+        session = requests.Session()  # a connection of its own: the two may land on either worker
+        barrier.wait()
+        return session.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120, json=body)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: authorize(), range(2)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses[0] == 200 and statuses[1] in (404, 409), [r.text for r in answers]
+    (done,) = [r for r in answers if r.status_code == 200]
+    assert MARKER.encode() in done.content and b"SignatureValue" in done.content
+    assert _verified(a, done.content)["indication"] == "TOTAL-PASSED"
+    assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 1
+    engine = create_engine(f"sqlite:///{a.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            waiting = conn.exec_driver_sql("SELECT count(*) FROM remote_operations").scalar()
+    finally:
+        engine.dispose()
+    assert waiting == 0  # signed: the operation and its document are gone from A's database
+    engine = create_engine(f"sqlite:///{b.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            actions = [r[0] for r in conn.exec_driver_sql("SELECT action FROM audit_log").all()]
+    finally:
+        engine.dispose()
+    assert actions.count("csc.authorize") == 1 and actions.count("csc.sign") == 1
 
 
 def test_the_client_authorises_by_oauth2_client_credentials_and_by_a_code_with_pkce(

@@ -1,7 +1,9 @@
 """The remote signing client against a tiny CSC service over real HTTP, for what a correct service (Siegel's own
 /csc/v2, tests/e2e/test_remote_signing.py) never does: a signature value that is not the credential's
 signature, a transient 503, refusals with their error_description. The fake signs with the real HSM key
-of the test PKI; only its misbehaviour is made up."""
+of the test PKI; only its misbehaviour is made up. Operations wait in the test PKI's database (SQLite and
+PostgreSQL): another RemoteSigning on the same database (another worker, a restart) finishes them, and of
+concurrent authorisations one signs."""
 
 from __future__ import annotations
 
@@ -11,19 +13,22 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
 from adapters.remote_signing.operations import RemoteSigning
+from server.db.models import AuditEntry, RemoteOperation, User
 from server.errors import Code, SiegelError
-from server.signing.cades import SigningKey, sign_cades
-from server.signing.engines import Signed
+from server.signing.cades import SigningKey
+from server.signing.keys import SigningKeys
 from server.signing.keysource import SignatureScheme, verify_value
 from server.signing.levels import Level, Packaging
+from server.signing.service import SigningService
 from server.signing.order import Document, Format, SignOrder
 from tests.fixtures.pki import Pki, user_key
 
@@ -108,42 +113,56 @@ def _client(fake: FakeCsc, retries: int = 2) -> CscClient:
     return CscClient(RemoteAccount("fake", fake.url, "basic", "acme", "secret"), timeout=5.0, retries=retries)
 
 
-def _sign(user_id: int, user_name: str, order: SignOrder, key: SigningKey) -> list[Signed]:
-    (document,) = order.documents
-    cms = sign_cades(key, content=document.content, level=Level.B_B)
-    return [Signed(document.name, cms, False, "application/pkcs7-signature", "urn:ietf:rfc:3369")]
+@pytest.fixture
+def remote_for(pki: Pki, fake: FakeCsc) -> Callable[..., tuple[RemoteSigning, int]]:
+    """A RemoteSigning on the fake with the real signing service and the test PKI's database; anna's id."""
+    with pki.engine.connect() as conn:
+        anna = conn.execute(select(User.id).where(User.name == "anna")).scalar_one()
+    signing = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
+                             SigningKeys(pki.engine, pki.audit, pki.ca), lambda: ())
+
+    def make(client: CscClient | None = None, minutes: float = 1) -> tuple[RemoteSigning, int]:
+        return RemoteSigning({"fake": client or _client(fake)}, signing, pki.engine, pki.audit, minutes, 5), anna
+
+    return make
+
+
+def _pending_rows(pki: Pki) -> int:
+    with pki.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(RemoteOperation)).scalar_one()
 
 
 ORDER = SignOrder(Format.CADES, Level.B_B, Packaging.DETACHED,
                   (Document("one.txt", content=b"first"), Document("two.txt", content=b"second")))
 
 
-def test_both_documents_signed_under_one_authorisation(fake: FakeCsc) -> None:
-    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
-    signed = remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+def test_both_documents_signed_under_one_authorisation(fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    remote, anna = remote_for()
+    signed = remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
     assert isinstance(signed, list) and [s.name for s in signed] == ["one.txt", "two.txt"]
     assert fake.calls["credentials/authorize"] == 1 and fake.calls["signatures/signHash"] == 1
     assert all(s.data[:1] == b"\x30" for s in signed)
+    assert _pending_rows(pki) == 0  # signed in the first request: no row was needed
 
 
-def test_a_wrong_signature_value_is_refused_and_nothing_is_signed(fake: FakeCsc) -> None:
+def test_a_wrong_signature_value_is_refused_and_nothing_is_signed(fake: FakeCsc, remote_for: Any) -> None:
     fake.wrong_value = True
-    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
+    remote, anna = remote_for()
     with pytest.raises(SiegelError) as caught:
-        remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+        remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
     assert caught.value.code is Code.REMOTE_SIGNING_FAILED
     assert "'fake' returned a signature value (#1 of 2) that does not verify" in caught.value.message
     assert "nothing was signed" in caught.value.message
     assert fake.calls["signatures/signHash"] == 1
 
 
-def test_a_transient_503_is_retried_and_signhash_only_while_the_sad_is_unspent(fake: FakeCsc) -> None:
+def test_a_transient_503_is_retried_and_signhash_only_while_the_sad_is_unspent(fake: FakeCsc, remote_for: Any) -> None:
     unavailable = (503, {"error": "temporarily_unavailable", "error_description": "HSM busy"})
     fake.faults = {"credentials/list": [unavailable], "signatures/signHash": [unavailable]}
     client = _client(fake)
     assert client.credentials() == ["cred-1"] and fake.calls["credentials/list"] == 2
-    remote = RemoteSigning({"fake": client}, _sign, minutes=1, max_operations=5)
-    signed = remote.start(1, "erp", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    remote, anna = remote_for(client)
+    signed = remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
     assert isinstance(signed, list) and len(signed) == 2
     assert fake.calls["signatures/signHash"] == 2 and fake.calls["credentials/authorizeCheck"] == 1
 
@@ -180,28 +199,78 @@ def test_the_returned_values_verify_with_the_credentials_certificate(fake: FakeC
     assert verify_value(info.chain[0], b"data", value, ORDER.digest)
 
 
-def test_an_operation_waits_for_the_otp_expires_and_releases_its_engines(fake: FakeCsc) -> None:
-    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=0.02, max_operations=5)
-    pending = remote.start(1, "erp", ORDER, "fake", "cred-1")
+def test_an_operation_waits_for_the_otp_in_the_database_and_expires(fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    remote, anna = remote_for(minutes=0.02)
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
     assert not isinstance(pending, list) and pending.signatures == 2 and pending.otp_sent
     assert fake.calls["credentials/sendOTP"] == 1 and fake.calls["credentials/authorize"] == 0
+    with pki.engine.connect() as conn:
+        (row,) = conn.execute(select(RemoteOperation)).all()
+    assert row.status == "awaiting-otp" and len(json.loads(row.hashes)) == 2 and PIN not in row.states
     with pytest.raises(SiegelError) as other:
-        remote.authorize(2, pending.operation, PIN, OTP)  # someone else's operation is unknown to them
+        remote.authorize(anna + 1000, pending.operation, PIN, OTP)  # someone else's operation is unknown to them
     assert other.value.code is Code.NOT_FOUND
     time.sleep(1.5)
     with pytest.raises(SiegelError) as late:
-        remote.authorize(1, pending.operation, PIN, OTP)
+        remote.authorize(anna, pending.operation, PIN, OTP)
     assert late.value.code is Code.CONFLICT and "expired" in late.value.message
     assert fake.calls["credentials/authorize"] == 0 and fake.calls["signatures/signHash"] == 0
-    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith(f"remote-sign-{pending.operation[:8]}"))
+    assert _pending_rows(pki) == 0
 
 
-def test_a_wrong_pin_keeps_the_operation_waiting(fake: FakeCsc) -> None:
-    remote = RemoteSigning({"fake": _client(fake)}, _sign, minutes=1, max_operations=5)
-    pending = remote.start(1, "erp", ORDER, "fake", "cred-1")
+def test_a_wrong_pin_keeps_the_operation_waiting_and_another_instance_finishes_it(
+        fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    first, anna = remote_for()
+    pending = first.start(anna, "anna", ORDER, "fake", "cred-1")
     assert not isinstance(pending, list)
     with pytest.raises(RemoteServiceError) as wrong:
-        remote.authorize(1, pending.operation, "not-the-pin", OTP)
+        first.authorize(anna, pending.operation, "not-the-pin", OTP)
     assert wrong.value.code is Code.BAD_REQUEST and wrong.value.error == "invalid_pin"
-    signed = remote.authorize(1, pending.operation, PIN, OTP)
+    second, _ = remote_for()  # another worker (or the same after a restart): only the database is shared
+    signed = second.authorize(anna, pending.operation, PIN, OTP)
     assert [s.name for s in signed] == ["one.txt", "two.txt"] and fake.calls["signatures/signHash"] == 1
+    assert _pending_rows(pki) == 0
+    with pki.engine.connect() as conn:
+        audited = conn.execute(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "sign.cades")).scalar_one()
+    assert audited == 2
+    with pytest.raises(SiegelError) as again:
+        first.authorize(anna, pending.operation, PIN, OTP)
+    assert again.value.code is Code.NOT_FOUND
+
+
+def test_concurrent_authorisations_of_one_operation_sign_once(fake: FakeCsc, remote_for: Any) -> None:
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def attempt() -> None:
+        other, _ = remote_for()
+        barrier.wait()
+        try:
+            outcomes.append(other.authorize(anna, pending.operation, PIN, OTP))
+        except SiegelError as exc:
+            outcomes.append(exc.code)
+
+    workers = [threading.Thread(target=attempt) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    signed = [o for o in outcomes if isinstance(o, list)]
+    assert len(signed) == 1 and len(outcomes) == 4
+    assert all(o in (Code.CONFLICT, Code.NOT_FOUND) for o in outcomes if not isinstance(o, list)), outcomes
+    assert fake.calls["credentials/authorize"] == 1 and fake.calls["signatures/signHash"] == 1
+
+
+def test_a_cancelled_operation_is_gone(fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    remote.cancel(anna, pending.operation)
+    assert _pending_rows(pki) == 0
+    with pytest.raises(SiegelError) as late:
+        remote.authorize(anna, pending.operation, PIN, OTP)
+    assert late.value.code is Code.NOT_FOUND and fake.calls["credentials/authorize"] == 0
