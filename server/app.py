@@ -159,7 +159,8 @@ class Services:
                                    w.callback_timeout_seconds, w.mail_retry_max_seconds, outbox, lambda: self.archive,
                                    s.server.public_base_url)
         return WorkflowService(self.engine, self.audit, w, TemplateRepository(self.engine, self.audit),
-                               self.signing, self.verification, self.ca, documents, outbox, deliveries, s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
+                               self.signing, self.verification, self.ca, documents, outbox, deliveries,
+                               s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
 
     def _callback_key(self) -> bytes:
         """The HMAC key of workflow callbacks (workflows.callback_key_file), made on first use."""

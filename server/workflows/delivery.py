@@ -1,12 +1,15 @@
-"""Delivery of completed workflows' documents, per template: a folder (atomic write, no partial files) and HTTP
-callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``).
+"""Delivery of completed workflows' documents, per template: a folder (atomic write, no partial files), HTTP
+callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``), a mail with the document's link
+(through the mail outbox) and the archive (``ArchiveService.submit`` as the starter; the archive object id is kept
+on the workflow).
 
 A delivery row is written in the transaction that completes the workflow, so none is lost; the job
 ``workflow-delivery`` works them like the mail outbox (``server.workflows.leased``): leased by one conditional
 UPDATE, retried with a doubling wait (at most ``workflows.mail_retry_max_seconds``) while the target fails, at
 least once. A
 folder write is idempotent (the same file replaced atomically); a callback carries the same X-Siegel-Delivery id
-on each attempt.
+on each attempt; an archive delivery whose workflow has an archive object already is done. The link mail is
+queued in the outbox in the completing transaction itself (its row is delivered at once: the outbox sends it).
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from server.db.models import Workflow, WorkflowDelivery
+from server.db.models import User, Workflow, WorkflowDelivery
 from server.errors import Code, SiegelError
+from server.identity.policy import Action, allowed
+from server.identity.users import Principal, Role
 from server.workflows.documents import WorkflowDocuments, atomic_write
 from server.workflows.leased import LeasedRows
-from server.workflows.template import Definition, DeliveryKind
+from server.workflows.outbox import MailOutbox
+from server.workflows.template import Definition, DeliveryKind, resolve
+
+if TYPE_CHECKING:
+    from server.archive.service import ArchiveService
 
 log = logging.getLogger("siegel.workflows.delivery")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -44,7 +53,8 @@ def file_name(workflow: Workflow) -> str:
 
 class DeliveryQueue:
     def __init__(self, engine: Engine, documents: WorkflowDocuments, root: Path, key: Callable[[], bytes],
-                 post: Poster, timeout: float, retry_max_seconds: float,
+                 post: Poster, timeout: float, retry_max_seconds: float, outbox: MailOutbox,
+                 archive: Callable[[], ArchiveService], public_base_url: str,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._documents = documents
@@ -52,16 +62,37 @@ class DeliveryQueue:
         self._key = key
         self._post = post
         self._timeout = timeout
+        self._outbox = outbox
+        self._archive = archive  # called when first needed: the archive's trees and store are built then
+        self._base = public_base_url.rstrip("/")
         self._clock = clock
         self._rows = LeasedRows(engine, WorkflowDelivery, "delivering", "delivered", "delivered_at",
                                 retry_max_seconds, clock)
 
+    @staticmethod
+    def check_starter(principal: Principal, definition: Definition, template_name: str) -> None:
+        """Refuse a start whose deliveries the starter could not make (archiving is done in its name)."""
+        if (any(d.kind is DeliveryKind.ARCHIVE for d in definition.delivery)
+                and not allowed(principal, Action.ARCHIVE_SUBMIT)):
+            raise SiegelError(Code.FORBIDDEN, f"the workflow template {template_name!r} delivers into the archive, "
+                                              f"which the role {principal.role.value} of {principal.name} may not")
+
     def enqueue_in(self, session: Session, workflow: Workflow, definition: Definition) -> None:
         """The template's deliveries of a workflow that completes in the caller's transaction."""
         now = self._clock()
+        variables = json.loads(workflow.variables)
         for delivery in definition.delivery:
-            session.add(WorkflowDelivery(workflow_id=workflow.id, kind=delivery.kind.value, target=delivery.target,
-                                         state="queued", attempts=0, next_attempt=now))
+            target = resolve(delivery.target, variables) or ""
+            row = WorkflowDelivery(workflow_id=workflow.id, kind=delivery.kind.value, target=target,
+                                   state="queued", attempts=0, next_attempt=now)
+            if delivery.kind is DeliveryKind.EMAIL_LINK:
+                self._outbox.enqueue_in(session, target, f"Siegel: {workflow.document_name} is signed",
+                                        f"Hello,\n\nthe workflow {workflow.id} for {workflow.document_name} is "
+                                        f"completed. The signed document (SHA-256 {workflow.document_sha256}) is at\n"
+                                        f"{self._base}/api/v1/workflows/{workflow.id}/document\n"
+                                        "for an account that may read the workflow.\n", workflow.id)
+                row.state, row.delivered_at = "delivered", now
+            session.add(row)
 
     def deliver(self, limit: int = 100) -> int:
         """The job: every due delivery once; the number delivered."""
@@ -92,10 +123,28 @@ class DeliveryQueue:
                 raise SiegelError(Code.CONFIG, f"delivery folder {target!r} is outside workflows.delivery_root")
             atomic_write(folder / file_name(workflow), content)
             return
+        if kind is DeliveryKind.ARCHIVE:
+            self._archived(workflow, content)
+            return
         body = json.dumps({"event": "workflow.completed", "workflow": workflow.id, "state": workflow.state,
                            "documentName": workflow.document_name, "documentSha256": workflow.document_sha256,
                            "revision": workflow.revision, "document": base64.b64encode(content).decode()}).encode()
         self._post(target, body, self._key(), f"workflow-{workflow.id}-delivery-{delivery_id}", self._timeout)
+
+    def _archived(self, workflow: Workflow, content: bytes) -> None:
+        """The signed document as a new archive object of the starter; its id on the workflow (once)."""
+        from server.archive.service import ArchiveItem
+
+        if workflow.archive_aoid is not None:
+            return  # archived by an earlier attempt whose end was not recorded
+        with self._engine.connect() as conn:
+            starter = conn.execute(select(User.id, User.name, User.role).where(User.id == workflow.started_by)).one()
+        principal = Principal(starter.id, starter.name, Role(starter.role))
+        info = self._archive().submit(principal, [ArchiveItem(workflow.document_name, "application/pdf", content)],
+                                      {"workflow": str(workflow.id), "documentSha256": workflow.document_sha256})
+        with self._engine.begin() as conn:
+            conn.execute(update(Workflow).where(Workflow.id == workflow.id, Workflow.archive_aoid.is_(None))
+                         .values(archive_aoid=info.aoid))
 
     def states(self, workflow_id: int) -> list[dict[str, object]]:
         """The deliveries of a workflow (for its status)."""

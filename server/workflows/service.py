@@ -126,6 +126,7 @@ class WorkflowService:
         now = self._clock()
         with self._sessions.begin() as session:
             self._check_starter(session, principal, definition, template)
+            self.deliveries.check_starter(principal, definition, template.name)
             plans = [self._assignees(session, step, variables) for step in definition.steps]
             workflow = Workflow(template_id=template.id, template_version=template.current_version, state="running",
                                 started_by=principal.user_id, document_name=document_name.strip(), revision=0,

@@ -137,6 +137,8 @@ class Starters:
 class DeliveryKind(StrEnum):
     FOLDER = "folder"  # a file in a sub-folder of workflows.delivery_root (atomic: temporary file, fsync, rename)
     CALLBACK = "callback"  # an HTTP(S) POST of JSON with the document, HMAC-signed, retried with a growing wait
+    EMAIL_LINK = "emailLink"  # a mail (the outbox) with the link to the document, for an account that may read it
+    ARCHIVE = "archive"  # the signed document into the archive (ArchiveService, owned by the starter)
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,10 @@ class Delivery:
     """Where the document goes when the workflow is completed."""
 
     kind: DeliveryKind
-    target: str  # the sub-folder, or the callback URL
+    target: str  # the sub-folder, the callback URL, the e-mail address (or its {{variable}}); "" for the archive
 
     def to_json(self) -> dict[str, Any]:
-        return {self.kind.value: self.target}
+        return {self.kind.value: True if self.kind is DeliveryKind.ARCHIVE else self.target}
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,10 @@ class Definition:
                 match = VARIABLE.match(text or "")
                 if match:
                     names.add(match.group(1))
+        for delivery in self.delivery:
+            match = VARIABLE.match(delivery.target)
+            if match:
+                names.add(match.group(1))
         return names
 
 
@@ -349,7 +355,8 @@ def _deliveries(p: _Problems, raw: Any) -> tuple[Delivery, ...]:
         path = f"delivery[{index}]"
         obj = _obj(p, path, item)
         if len(obj) != 1 or next(iter(obj)) not in {k.value for k in DeliveryKind}:
-            p.add(path, "expected {\"folder\": \"sub/folder\"} or {\"callback\": \"https://...\"}")
+            p.add(path, "expected {\"folder\": \"sub/folder\"}, {\"callback\": \"https://...\"}, "
+                        "{\"emailLink\": \"someone@example.com\"} or {\"archive\": true}")
             continue
         kind, target = DeliveryKind(next(iter(obj))), next(iter(obj.values()))
         if kind is DeliveryKind.FOLDER and not (isinstance(target, str) and len(target) <= 200
@@ -361,6 +368,15 @@ def _deliveries(p: _Problems, raw: Any) -> tuple[Delivery, ...]:
                                                    and _URL.match(target)):
             p.add(f"{path}.callback", "expected an http:// or https:// URL")
             continue
+        if kind is DeliveryKind.EMAIL_LINK and not (isinstance(target, str) and len(target) <= 320 and (
+                _EMAIL.match(target) or VARIABLE.match(target))):
+            p.add(f"{path}.emailLink", "expected an e-mail address or a {{variable}} given at start")
+            continue
+        if kind is DeliveryKind.ARCHIVE:
+            if target is not True:
+                p.add(f"{path}.archive", "expected true")
+                continue
+            target = ""
         out.append(Delivery(kind, target))
     return tuple(out)
 

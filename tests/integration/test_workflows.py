@@ -63,11 +63,15 @@ class World:
         self.sink, self.delivery_root, self.key = sink, store.parent / "delivery", b"k" * 32
         documents = WorkflowDocuments(store)
         self.deliveries = DeliveryQueue(pki.engine, documents, self.delivery_root, lambda: self.key, post_signed, 5,
-                                        60, clock=self.clock)
+                                        60, self.outbox, self._no_archive, "http://siegel.test", clock=self.clock)
         self.wf = WorkflowService(pki.engine, pki.audit, pki.settings.workflows, self.templates, signing,
                                   verification, pki.ca, documents, self.outbox, self.deliveries,
                                   "http://siegel.test", clock=self.clock)
         self.admin = self.users.add("chef", "chef@example.com", "template_manager", PASSWORD)
+
+    @staticmethod
+    def _no_archive() -> Any:
+        raise AssertionError("these tests deliver nothing into the archive")
 
     def person(self, name: str, sign: bool = True) -> Principal:
         p = self.users.add(name, f"{name}@example.com", "signer", PASSWORD)
