@@ -1,12 +1,16 @@
 """The SOAP admin service ``/soap/admin`` of a whole ``siegel serve``, called by zeep as a client generated from
 the WSDL spyne produces: StartWorkflow, GetWorkflowStatus, CancelWorkflow and DownloadDocument of a finished
 workflow; the route table's permission per operation, ownership, and every error as a SOAP fault with the DSS
-Result in its detail."""
+Result in its detail. Delivery of the finished document by a mail with its link (a real SMTP server) and into the
+archive, whose object id the status names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
+
+import hashlib
+import time
 
 import pytest
 import requests
@@ -15,7 +19,7 @@ from lxml import etree
 from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 
-from tests.e2e.test_workflows import PASSWORD, act, api, template
+from tests.e2e.test_workflows import PASSWORD, act, api, mail_to, template
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer, running_smtp
@@ -27,24 +31,30 @@ BOX = {"level": "B-B", "page": 1, "box": [50, 50, 200, 60]}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
-    with running_smtp() as smtp:
-        inst = make_instance(tmp_path_factory.mktemp("workflows-soap"), {
-            "SIEGEL_MAIL_HOST": smtp.host, "SIEGEL_MAIL_PORT": str(smtp.port),
-            "SIEGEL_MAIL_SENDER": "siegel@example.com"})
-        inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager",
-                 "--password-stdin", stdin=PASSWORD + "\n")
-        inst.cli("user", "add", "revisor", "--email", "revisor@example.com", "--role", "auditor",
-                 "--password-stdin", stdin=PASSWORD + "\n")
-        for name in ("anna", "bert"):
-            inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
-                     stdin=PASSWORD + "\n")
-            inst.cli("ca", "issue", name)
-        inst.start()
-        try:
-            yield inst
-        finally:
-            inst.stop()
+def smtp() -> Iterator[SmtpServer]:
+    with running_smtp() as relay:
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterator[SiegelInstance]:
+    inst = make_instance(tmp_path_factory.mktemp("workflows-soap"), {
+        "SIEGEL_MAIL_HOST": smtp.host, "SIEGEL_MAIL_PORT": str(smtp.port),
+        "SIEGEL_MAIL_SENDER": "siegel@example.com", "SIEGEL_JOBS_POLL_SECONDS": "0.3",
+        "SIEGEL_WORKFLOWS_MAIL_INTERVAL_SECONDS": "0.3"})
+    inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager",
+             "--password-stdin", stdin=PASSWORD + "\n")
+    inst.cli("user", "add", "revisor", "--email", "revisor@example.com", "--role", "auditor",
+             "--password-stdin", stdin=PASSWORD + "\n")
+    for name in ("anna", "bert"):
+        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
+                 stdin=PASSWORD + "\n")
+        inst.cli("ca", "issue", name)
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.stop()
 
 
 def client(server: SiegelInstance, auth: tuple[str, str]) -> zeep.Client:
@@ -149,3 +159,44 @@ def test_cancel_over_soap_and_the_faults(server: SiegelInstance) -> None:
     r = requests.post(server.url + "/soap/admin", data=hostile, auth=server.auth, timeout=30)
     assert r.status_code == 500
     assert etree.fromstring(r.content).findtext(f".//{{{DSS}}}ResultMinor").endswith("ForbiddenXmlConstruct")
+
+
+def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInstance, smtp: SmtpServer) -> None:
+    template(server, "Archivvertrag", [
+        {"name": "Unterschrift", "assignee": {"user": "anna"}, "action": "sign", "signature": BOX}],
+        delivery=[{"emailLink": "{{buchhaltung}}"}, {"archive": True}])
+    erp = client(server, server.auth)
+    wid = erp.service.StartWorkflow(Template="Archivvertrag", Document=make_pdf(), DocumentName="archiv.pdf",
+                                    Variables={"Variable": [{"Name": "buchhaltung", "Value": "fibu@example.com"}]}).Id
+    assert act(server, "anna", wid, 1).status_code == 200
+    mail = mail_to(smtp, "fibu@example.com", "archiv.pdf is signed")
+    text = mail.message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    link = f"{server.url}/api/v1/workflows/{wid}/document"
+    assert link in text, text
+    signed = requests.get(link, auth=server.auth, timeout=30)
+    assert signed.status_code == 200 and b"/ByteRange" in signed.content
+    assert hashlib.sha256(signed.content).hexdigest() in text
+
+    deadline = time.monotonic() + 30
+    while (status := erp.service.GetWorkflowStatus(WorkflowId=wid)).ArchiveObjectId is None:
+        assert time.monotonic() < deadline, api(server, "GET", f"/{wid}", "erp").json()["deliveries"]
+        time.sleep(0.3)
+    deliveries = api(server, "GET", f"/{wid}", "erp").json()["deliveries"]
+    assert [(d["kind"], d["target"], d["state"]) for d in deliveries] == [
+        ("emailLink", "fibu@example.com", "delivered"), ("archive", "", "delivered")]
+    aoid = status.ArchiveObjectId
+    archived = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}", auth=server.auth, timeout=30)
+    assert archived.status_code == 200, archived.text
+    (version,) = archived.json()["versions"]
+    assert version["metadata"] == {"workflow": str(wid), "documentSha256": status.DocumentSha256}
+    (item,) = version["items"]
+    assert item["name"] == "archiv.pdf" and item["digests"]["sha256"] == status.DocumentSha256
+    content = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}/items/1", auth=server.auth, timeout=30)
+    assert content.content == signed.content
+    time.sleep(1.0)  # a second archive object or mail would be there by now
+    assert sum("fibu@example.com" in m.rcpt_tos for m in smtp.messages) == 1
+
+    # a starter whose role may not archive cannot start a template that archives: refused before anything exists
+    refused = api(server, "POST", "", "chef", json={"template": "Archivvertrag", "document": "JVBERi0=",
+                                                    "variables": {"buchhaltung": "fibu@example.com"}})
+    assert refused.status_code == 403 and "archive" in refused.json()["detail"], refused.text
