@@ -34,6 +34,8 @@ from server.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
     from server.archive.jobs import Stamp
+    from server.branding.mail import BrandedMail
+    from server.branding.service import BrandService
     from server.archive.service import ArchiveService
     from adapters.remote_signing.operations import RemoteSigning
     from server.web.portal.sessions import PortalSessions
@@ -154,13 +156,31 @@ class Services:
         s = self.settings
         w = s.workflows
         documents = WorkflowDocuments(s.path(s.store.path))
-        outbox = MailOutbox(self.engine, build_mailer(s), s.mail.sender, w.mail_retry_max_seconds)
+        outbox = MailOutbox(self.engine, build_mailer(s), s.mail.sender, w.mail_retry_max_seconds,
+                            compose=self.branded_mail.compose)
         deliveries = DeliveryQueue(self.engine, documents, s.path(w.delivery_root), self._callback_key, post_signed,
                                    w.callback_timeout_seconds, w.mail_retry_max_seconds, outbox, lambda: self.archive,
                                    s.server.public_base_url)
         return WorkflowService(self.engine, self.audit, w, TemplateRepository(self.engine, self.audit),
                                self.signing, self.verification, self.ca, documents, outbox, deliveries,
-                               s.server.public_base_url, Level(s.signing.default_level), s.mail.sender)
+                               s.server.public_base_url, Level(s.signing.default_level), s.mail.sender,
+                               brands=self.brands)
+
+    @functools.cached_property
+    def brands(self) -> BrandService:
+        """Brands (settings [branding]; server/branding): portal pages, mails, stamps, certificates."""
+        from server.branding.service import BrandService
+
+        s = self.settings
+        return BrandService(self.engine, self.audit, s.branding, s.server.public_base_url, s.mail.sender)
+
+    @functools.cached_property
+    def branded_mail(self) -> BrandedMail:
+        """Workflow mails in their brand's templates (config/templates/mail, branding.templates/mail)."""
+        from server.branding.mail import BrandedMail
+        from server.branding.templates import environment
+
+        return BrandedMail(self.brands, environment(self.settings.path(self.settings.branding.templates), "mail"))
 
     def _callback_key(self) -> bytes:
         """The HMAC key of workflow callbacks (workflows.callback_key_file), made on first use."""
@@ -316,7 +336,8 @@ def build_root(services: Services) -> resource.Resource:
 
     root.putChild(b"portal", Portal(PortalApp(services.users, services.twofactor, services.portal_sessions,
                                               services.signing, services.verification, services.ca, services.audit,
-                                              lambda: services.directory, checks, lambda: services.workflows),
+                                              lambda: services.directory, checks, lambda: services.workflows,
+                                              services.brands, s.path(s.branding.templates)),
                                     _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root

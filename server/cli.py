@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logs.setup(settings.log.level, settings.log.format)
     ensure_ready(settings)
-    serve(settings, args.host, args.port, args.workers, args.tls)
+    serve(settings, args.host, args.port, args.workers, args.tls, args.tls_cert, args.tls_key)
     return 0
 
 
@@ -658,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes sharing the port (setting server.workers)")
     p.add_argument("--tls", action="store_true", help="serve HTTPS with a certificate of the internal CA "
                                                       "for server.tls_names (issued and renewed as needed)")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM, the chain after it), "
+                                                 "e.g. the company's own for its host name")
+    p.add_argument("--tls-key", type=Path, help="the private key (PEM) of --tls-cert")
     command("init", cmd_init, "create what is missing: data directory, HSM token, database schema")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True, metavar="SUB")
@@ -811,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "credential, subject, not after, validity, signatures made through Siegel); exit 69 when a "
                 "service does not answer", remote)
     p.add_argument("--json", action="store_true", help="everything as JSON, quota and terms included")
+    from server.branding.cli import register as register_brand
+
+    register_brand(sub, command, _services)
     return parser
 
 

@@ -10,10 +10,11 @@ import socket
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
-from server.errors import Code, SiegelError
+from server.errors import Code, ConfigError, SiegelError
 
 if TYPE_CHECKING:
     from server.tls import TlsFiles
@@ -135,26 +136,33 @@ def metrics_dir(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def serve(settings: Settings, host: str | None, port: int | None, workers: int | None, tls: bool = False) -> None:
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None, tls: bool = False,
+          tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+    """``tls``: HTTPS with the internal CA's certificate; ``tls_cert`` and ``tls_key``: with the operator's."""
+    if (tls_cert is None) != (tls_key is None) or tls and tls_cert is not None:
+        raise ConfigError("serve: give --tls-cert and --tls-key together, or --tls (the internal CA's certificate)")
     server = settings.server
     settings = replace(settings, server=replace(
         server, host=host or server.host, port=port or server.port, workers=workers or server.workers))
     _refuse_taken_port(settings.server.host, settings.server.port)
-    files = _tls_files(settings) if tls else None
+    files = _tls_files(settings, tls_cert, tls_key) if tls or tls_cert is not None else None
     if settings.server.workers == 1:
         run_worker(settings, files)
         return
     _supervise(settings, files)
 
 
-def _tls_files(settings: Settings) -> TlsFiles:
-    """The TLS key and certificate, issued by the internal CA before any worker starts."""
+def _tls_files(settings: Settings, cert: Path | None, key: Path | None) -> TlsFiles:
+    """The TLS key and certificate: the operator's (``cert``, ``key``), else issued by the internal CA, before any
+    worker starts."""
     from server.app import build_services
-    from server.tls import ensure_tls_files, write_client_cas
+    from server.tls import ensure_tls_files, own_tls_files, write_client_cas
 
+    own = own_tls_files(cert, key) if cert is not None and key is not None else None
     services = build_services(settings)
     try:
-        return replace(ensure_tls_files(settings, services.ca), client_cas=write_client_cas(settings, services.ca))
+        files = own or ensure_tls_files(settings, services.ca)
+        return replace(files, client_cas=write_client_cas(settings, services.ca))
     finally:
         services.close()
 

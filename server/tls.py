@@ -63,6 +63,28 @@ def ensure_tls_files(settings: Settings, ca: CertificateAuthorityService) -> Tls
     return files
 
 
+def own_tls_files(cert: Path, key: Path) -> TlsFiles:
+    """The operator's certificate (PEM, its chain after it) and key for ``serve --tls-cert/--tls-key``, checked:
+    both readable, the key unencrypted and the certificate's, the certificate valid now."""
+    from server.errors import ConfigError
+
+    try:
+        chain = x509.load_pem_x509_certificates(cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--tls-cert {cert}: not a readable PEM certificate ({exc})") from None
+    try:
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"--tls-key {key}: not a readable, unencrypted PEM private key ({exc})") from None
+    if chain[0].public_key() != private.public_key():
+        raise ConfigError(f"--tls-key {key} is not the key of the certificate in --tls-cert {cert}")
+    now = datetime.now(timezone.utc)
+    if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:
+        raise ConfigError(f"--tls-cert {cert}: the certificate is valid from {chain[0].not_valid_before_utc:%Y-%m-%d} "
+                          f"to {chain[0].not_valid_after_utc:%Y-%m-%d}, not now")
+    return TlsFiles(key, cert)
+
+
 def _still_good(files: TlsFiles, names: list[str]) -> bool:
     try:
         cert = x509.load_pem_x509_certificates(files.chain.read_bytes())[0]

@@ -33,7 +33,10 @@ class SmtpMailSender:
         return msg
 
     def send(self, to: str, subject: str, body: str, message_id: str | None = None) -> None:
-        msg = self.message(to, subject, body, message_id)
+        self.deliver(self.message(to, subject, body, message_id))
+
+    def deliver(self, msg: EmailMessage) -> None:
+        to = msg["To"]
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 smtp.ehlo()

@@ -82,7 +82,8 @@ def pades_options(chain: tuple[bytes, ...], order: SignOrder, pdf: bytes,
                   appearances: Callable[[], Appearances]) -> PadesOptions:
     """The engine's options for ``order`` signed by ``chain``'s first certificate: placement, locks, password,
     and the stamp of the chosen template."""
-    from server.signing.stamp import StampFields, choose_template, stamp_style  # fonts, images: ~18 MB, on first use
+    from server.signing.stamp import (StampFields, branded, choose_template,  # fonts, images: ~18 MB, on first use
+                                      stamp_style)
 
     wanted = order.pdf
     placement = Placement(field=wanted.field, page=wanted.page, box=wanted.box, invisible=wanted.invisible)
@@ -90,6 +91,8 @@ def pades_options(chain: tuple[bytes, ...], order: SignOrder, pdf: bytes,
     if not wanted.invisible:
         known = appearances()
         template = choose_template(known.templates, wanted.appearance, default=known.default)
+        if wanted.brand is not None and wanted.appearance is None:
+            template = branded(template, wanted.brand)
         certificate = x509.load_der_x509_certificate(chain[0])
         place = order.properties.production_place
         fields = StampFields(signer=_common_name(certificate.subject), signed_at=datetime.now(timezone.utc),

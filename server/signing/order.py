@@ -71,6 +71,14 @@ def choose_format(document: Document) -> tuple[Format, Packaging]:
 
 
 @dataclass(frozen=True)
+class StampBrand:
+    """A company's look on the default stamp: its logo (a checked PNG, see server.branding.logo) and colour."""
+
+    logo_png: bytes | None
+    colour: str  # #rrggbb: the stamp's border
+
+
+@dataclass(frozen=True)
 class PdfOptions:
     """Where and how a PAdES signature goes: an existing empty field by name, or a page (1-based, -1 the
     last) and a box (x, y, width, height in points), else automatically; its appearance template."""
@@ -83,6 +91,7 @@ class PdfOptions:
     certify: bool = False  # a DocMDP certification signature (P=2: form filling and signing stay allowed)
     lock_fields: tuple[str, ...] | None = None  # FieldMDP: () all fields, names these, None none
     password: str | None = None  # of an encrypted PDF
+    brand: StampBrand | None = None  # shown on the default stamp (a request naming an appearance gets that one)
 
     def __post_init__(self) -> None:
         if self.field is not None and (self.page is not None or self.box is not None):

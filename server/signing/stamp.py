@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
@@ -42,6 +42,7 @@ from pyhanko.stamp import BaseStamp, BaseStampStyle
 
 from server.config import Settings
 from server.errors import Code, ConfigError, SiegelError
+from server.signing.order import StampBrand
 
 SHIPPED = Path(__file__).resolve().parent.parent.parent / "config" / "appearances"
 PLACEHOLDERS = ("signer", "date", "time", "reason", "location", "issuer", "serial")
@@ -57,7 +58,7 @@ class AppearanceTemplate:
     """How a visible signature looks; positions in points from the page's lower left corner."""
 
     name: str
-    logo: Path | None  # PNG or JPEG
+    logo: Path | bytes | None  # PNG or JPEG (a file, or a brand's checked PNG)
     font: Path  # TrueType or OpenType
     font_size: int
     lines: tuple[str, ...]  # text lines with placeholders {signer} {date} {time} {reason} {location} {issuer} {serial}
@@ -109,6 +110,11 @@ def choose_template(templates: dict[str, AppearanceTemplate], name: str | None, 
         raise SiegelError(Code.BAD_REQUEST, f"there is no appearance template {chosen!r} "
                                             f"(known: {', '.join(sorted(templates))})")
     return templates[chosen]
+
+
+def branded(template: AppearanceTemplate, brand: StampBrand) -> AppearanceTemplate:
+    """The template with a brand's logo (where it has one) and its colour as the border."""
+    return replace(template, logo=brand.logo_png or template.logo, border=_rgb(brand.colour))
 
 
 def stamp_text(template: AppearanceTemplate, fields: StampFields) -> str:
@@ -228,9 +234,9 @@ class SiegelStamp(BaseStamp):
         return b"q 1 0 0 1 %g %g cm %s Q" % (x, PADDING, box.render())
 
 
-def _logo_image(path: Path, background: Colour, *, pdfa: bool) -> Image.Image:
+def _logo_image(logo: Path | bytes, background: Colour, *, pdfa: bool) -> Image.Image:
     """The logo as RGB, or RGBA if it has transparency that may stay; otherwise flattened onto ``background``."""
-    with Image.open(path) as opened:
+    with Image.open(BytesIO(logo) if isinstance(logo, bytes) else logo) as opened:
         rgba = opened.convert("RGBA")
     if not pdfa and rgba.getchannel("A").getextrema() != (255, 255):
         return rgba
@@ -330,4 +336,9 @@ def _font_program(path: Path) -> bytes:
 def _colour(template: Path, key: str, value: str) -> Colour:
     if not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
         raise ConfigError(f"appearance template {template}: {key} is a colour #RRGGBB, not {value!r}")
+    return _rgb(value)
+
+
+def _rgb(value: str) -> Colour:
+    """#rrggbb as pyHanko's RGB floats."""
     return (int(value[1:3], 16) / 255, int(value[3:5], 16) / 255, int(value[5:7], 16) / 255)

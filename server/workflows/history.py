@@ -13,8 +13,10 @@ import json
 from io import BytesIO
 from typing import Any, Callable
 
+from PIL import Image
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.images import pil_image
 from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from sqlalchemy import Engine, or_, select
 
@@ -26,6 +28,7 @@ from server.signing.service import SigningService
 SYSTEM_ACCOUNT = "system.workflows"
 A4 = (0.0, 0.0, 595.0, 842.0)
 LINES_PER_PAGE = 60
+LOGO_HEIGHT = 40.0  # points: the company logo on the first page (at most 200 wide)
 WRAP = 100  # characters per line of Helvetica 9 pt on A4 with 50 pt margins
 
 
@@ -45,9 +48,9 @@ def history(engine: Engine, workflow_id: int, status: dict[str, Any]) -> dict[st
     return {"workflow": status, "events": events}
 
 
-def _lines(record: dict[str, Any]) -> list[str]:
+def _lines(record: dict[str, Any], company: str) -> list[str]:
     wf = record["workflow"]
-    out = [f"Certificate of completion - workflow {wf['id']}", "",
+    out = [company, f"Certificate of completion - workflow {wf['id']}", "",
            f"Document: {wf['documentName']}  (SHA-256 {wf['documentSha256']})",
            f"Template: {wf['template']['name']} version {wf['template']['version']}",
            f"Started by {wf['startedBy']} at {wf['created']}; {wf['state']} at {wf['finished'] or '-'}"
@@ -71,17 +74,27 @@ def _text(value: str) -> bytes:
     return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
-def certificate_pdf(record: dict[str, Any]) -> bytes:
-    """The unsigned certificate of completion: the history as text lines on A4 pages (Helvetica, WinAnsi)."""
+def certificate_pdf(record: dict[str, Any], company: str = "Siegel", logo_png: bytes | None = None) -> bytes:
+    """The unsigned certificate of completion: the history as text lines on A4 pages (Helvetica, WinAnsi), under
+    the company's name and (on the first page, top right, flattened onto white) its logo."""
     writer = PdfFileWriter(stream_xrefs=False)
     font = writer.add_object(generic.DictionaryObject({
         pdf_name("/Type"): pdf_name("/Font"), pdf_name("/Subtype"): pdf_name("/Type1"),
         pdf_name("/BaseFont"): pdf_name("/Helvetica"), pdf_name("/Encoding"): pdf_name("/WinAnsiEncoding")}))
-    lines = _lines(record)
+    lines = _lines(record, company)
     for first in range(0, len(lines), LINES_PER_PAGE):
         content = b"BT /F1 9 Tf 12 TL 50 800 Td " + b" ".join(
             b"(" + _text(line) + b") Tj T*" for line in lines[first:first + LINES_PER_PAGE]) + b" ET"
         resources = generic.DictionaryObject({pdf_name("/Font"): generic.DictionaryObject({pdf_name("/F1"): font})})
+        if logo_png is not None and first == 0:
+            with Image.open(BytesIO(logo_png)) as opened:
+                rgba = opened.convert("RGBA")
+            flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+            height = LOGO_HEIGHT
+            width = min(height * flat.width / flat.height, 200.0)
+            height = width * flat.height / flat.width
+            resources[pdf_name("/XObject")] = generic.DictionaryObject({pdf_name("/Logo"): pil_image(flat, writer)})
+            content += b" q %g 0 0 %g %g %g cm /Logo Do Q" % (width, height, float(A4[2]) - 50 - width, 790.0)
         writer.insert_page(PageObject(writer.add_object(generic.StreamObject(stream_data=content)), A4, resources))
     out = BytesIO()
     writer.write(out)
@@ -89,10 +102,11 @@ def certificate_pdf(record: dict[str, Any]) -> bytes:
 
 
 def signed_certificate(record: dict[str, Any], signing: SigningService, signer: Callable[[], tuple[int, str]],
-                       level: Level) -> bytes:
+                       level: Level, company: str = "Siegel", logo_png: bytes | None = None) -> bytes:
     """The certificate of completion signed (invisibly) by the workflow system account ``signer`` names."""
     user_id, name = signer()
+    content = certificate_pdf(record, company, logo_png)
     order = SignOrder(Format.PADES, level, Packaging.ENVELOPED,
-                      (Document(f"completion-{record['workflow']['id']}.pdf", content=certificate_pdf(record),
+                      (Document(f"completion-{record['workflow']['id']}.pdf", content=content,
                                 mime_type="application/pdf"),), pdf=PdfOptions(invisible=True))
     return signing.sign(user_id, name, order)[0].data

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Callable
 
@@ -29,6 +30,8 @@ from server.identity.mail import MailSender
 from server.workflows.leased import LeasedRows
 
 log = logging.getLogger("siegel.workflows.mail")
+Composer = Callable[[int | None, str, str, str, str], EmailMessage]
+"""(workflow id, to, subject, text, Message-ID) → the message to send (server.branding.mail.BrandedMail.compose)."""
 
 
 def _now() -> datetime:
@@ -37,8 +40,9 @@ def _now() -> datetime:
 
 class MailOutbox:
     def __init__(self, engine: Engine, mailer: MailSender, sender: str, retry_max_seconds: float,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now, compose: Composer | None = None) -> None:
         self._mailer = mailer
+        self._compose = compose  # None: plain text from the mailer's sender
         self._domain = sender.rpartition("@")[2] or None
         self._clock = clock
         self._rows = LeasedRows(engine, OutboundMail, "sending", "sent", "sent_at", retry_max_seconds, clock)
@@ -57,11 +61,15 @@ class MailOutbox:
         sent = 0
         for mail_id in self._rows.due(limit):
             claimed = self._rows.claim(mail_id, OutboundMail.recipient, OutboundMail.subject, OutboundMail.body,
-                                       OutboundMail.message_id)
+                                       OutboundMail.message_id, OutboundMail.workflow_id)
             if claimed is None:
                 continue  # another node has it
             try:
-                self._mailer.send(claimed.recipient, claimed.subject, claimed.body, message_id=claimed.message_id)
+                if self._compose is None:
+                    self._mailer.send(claimed.recipient, claimed.subject, claimed.body, message_id=claimed.message_id)
+                else:
+                    self._mailer.deliver(self._compose(claimed.workflow_id, claimed.recipient, claimed.subject,
+                                                       claimed.body, claimed.message_id))
             except SiegelError as exc:
                 wait = self._rows.failed(mail_id, claimed.attempts, exc.message)
                 log.warning("mail %s not sent (attempt %d, next in %.0f s): %s", claimed.message_id,

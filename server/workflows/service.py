@@ -30,6 +30,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.audit import AuditLog
+from server.branding.service import BrandService
 from server.config import WorkflowSettings
 from server.db.models import (Group, GroupMember, User, Workflow, WorkflowAssignment, WorkflowLink, WorkflowStep,
                               WorkflowTemplate)
@@ -38,7 +39,7 @@ from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role
 from server.pki.ca import CertificateAuthorityService
 from server.signing.levels import Level, Packaging
-from server.signing.order import Document, Format, PdfOptions, SignOrder
+from server.signing.order import Document, Format, PdfOptions, SignOrder, StampBrand
 from server.signing.service import SigningService
 from server.validation.model import Indication
 from server.validation.service import VerificationService
@@ -51,6 +52,7 @@ from server.workflows.templates import TemplateRepository
 
 log = logging.getLogger("siegel.workflows")
 LINK_PATH = "/api/v1/workflows/link"
+PAGE_PATH = "/portal/link"  # the page an invitation's link opens (server.web.portal.external)
 EXTERNAL_PREFIX = "external."  # account names of external signers (no password: they never log in)
 MAX_REASON = 2000
 
@@ -83,7 +85,7 @@ class WorkflowService:
                  signing: SigningService, verification: VerificationService, ca: CertificateAuthorityService,
                  documents: WorkflowDocuments, outbox: MailOutbox, deliveries: DeliveryQueue, public_base_url: str,
                  record_level: Level = Level.B_T, system_email: str = "siegel@localhost",
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), brands: BrandService | None = None) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
@@ -99,6 +101,14 @@ class WorkflowService:
         self._record_level = record_level  # of the certificate of completion
         self._system_email = system_email  # the address of the account that signs it
         self._clock = clock
+        self._brands = brands  # None: links under public_base_url, "Siegel" in subjects, the plain stamp
+
+    def _look(self, workflow: Workflow) -> tuple[str, str]:
+        """The base URL of the workflow's links and the company name its mails speak for."""
+        if self._brands is None:
+            return self._base, "Siegel"
+        brand = self._brands.by_id(workflow.brand_id)
+        return brand.public_base_url, brand.company_name
 
     # --- start ------------------------------------------------------------------------------------
 
@@ -131,7 +141,8 @@ class WorkflowService:
             workflow = Workflow(template_id=template.id, template_version=template.current_version, state="running",
                                 started_by=principal.user_id, document_name=document_name.strip(), revision=0,
                                 document_sha256=hashlib.sha256(document).hexdigest(),
-                                variables=json.dumps(variables), created_at=now)
+                                variables=json.dumps(variables), created_at=now,
+                                brand_id=self._brand_at_start(session, template.id, principal))
             session.add(workflow)
             session.flush()
             self._documents.write(workflow.id, 0, document)  # durable before the commit refers to it
@@ -152,6 +163,12 @@ class WorkflowService:
             self._activate_from(session, workflow, definition, steps, 0, principal.name, now)
             workflow_id = workflow.id
         return self.status_of(workflow_id)
+
+    def _brand_at_start(self, session: Session, template_id: int, principal: Principal) -> int | None:
+        """The starting API client's brand, else the template's, else the default brand then (None: built in)."""
+        if self._brands is None:
+            return None
+        return BrandService.choose_in(session, template_id, principal.client) or self._brands.default().id
 
     def _check_starter(self, session: Session, principal: Principal, definition: Definition,
                        template: WorkflowTemplate) -> None:
@@ -201,7 +218,8 @@ class WorkflowService:
                 return
             for assignment in assignments:
                 assignment.state, assignment.action, assignment.acted_at = "done", "copy", now
-                self.outbox.enqueue_in(session, assignment.email, f"Siegel: a copy of {workflow.document_name}",
+                self.outbox.enqueue_in(session, assignment.email, f"{self._look(workflow)[1]}: a copy of "
+                                                                  f"{workflow.document_name}",
                                        f"Hello,\n\nthe document {workflow.document_name} (workflow {workflow.id}) "
                                        f"reached the step {spec.name!r}, which sends you a copy.\n"
                                        f"{self._document_hint(workflow, assignment)}", workflow.id)
@@ -218,23 +236,24 @@ class WorkflowService:
     def _document_hint(self, workflow: Workflow, assignment: WorkflowAssignment) -> str:
         if assignment.external:
             return ""
-        return f"You find it at {self._base}/api/v1/workflows/{workflow.id}/document\n"
+        return f"You find it at {self._look(workflow)[0]}/api/v1/workflows/{workflow.id}/document\n"
 
     def _invite(self, session: Session, workflow: Workflow, step: WorkflowStep, spec: Step,
                 assignment: WorkflowAssignment, now: datetime, kind: str) -> None:
         """An invitation or reminder mail; a link-auth step's mail carries a new single-use link token."""
         verb = "sign" if spec.action is StepAction.SIGN else "approve"
+        base, company = self._look(workflow)
         if spec.auth is Auth.LINK:
             token = secrets.token_urlsafe(32)  # 256 random bits; only its SHA-256 is kept
             session.add(WorkflowLink(token_hash=token_hash(token), assignment_id=assignment.id, created_at=now,
                                      expires_at=now + timedelta(hours=self._settings.link_hours)))
             how = (f"Open this link to see the document and {verb} it (it works once, for "
-                   f"{self._settings.link_hours} hours):\n{self._base}{LINK_PATH}?token={token}\n")
+                   f"{self._settings.link_hours} hours):\n{base}{PAGE_PATH}?token={token}\n")
         else:
-            how = (f"Sign in to Siegel ({spec.auth.value}) and {verb} it at\n"
-                   f"{self._base}/api/v1/workflows/{workflow.id}/steps/{step.position}\n")
+            how = (f"Sign in to {company} ({spec.auth.value}) and {verb} it at\n"
+                   f"{base}/api/v1/workflows/{workflow.id}/steps/{step.position}\n")
         deadline = f"Deadline: {step.deadline.isoformat()}\n" if step.deadline else ""
-        subject = ("Siegel: reminder: " if kind == "reminder" else "Siegel: ") + f"please {verb} {workflow.document_name}"
+        subject = f"{company}: " + ("reminder: " if kind == "reminder" else "") + f"please {verb} {workflow.document_name}"
         self.outbox.enqueue_in(session, assignment.email, subject,
                                f"Hello,\n\nthe document {workflow.document_name} (workflow {workflow.id}, step "
                                f"{step.position} {spec.name!r}) waits for you to {verb} it.\n{deadline}\n{how}",
@@ -248,7 +267,7 @@ class WorkflowService:
                                .where(WorkflowStep.workflow_id == workflow.id)).scalars().all()
         addresses = dict.fromkeys(([starter.email] if starter else []) + list(rows))
         for address in addresses:
-            self.outbox.enqueue_in(session, address, f"Siegel: {workflow.document_name} {what}",
+            self.outbox.enqueue_in(session, address, f"{self._look(workflow)[1]}: {workflow.document_name} {what}",
                                    f"Hello,\n\n{text}\n", workflow.id)
 
     @staticmethod
@@ -424,7 +443,7 @@ class WorkflowService:
         order = SignOrder(Format.PADES, settings.level, Packaging.ENVELOPED,
                           (Document(workflow.document_name, content=content, mime_type="application/pdf"),),
                           pdf=PdfOptions(field=settings.field, page=settings.page, box=settings.box,
-                                         appearance=settings.appearance))
+                                         appearance=settings.appearance, brand=self._stamp_brand(workflow)))
         signed = self._signing.sign(user_id, user_name, order)[0].data
         report = self._verification.verify(signed, name=workflow.document_name)
         result = {"passed": report.passed, "signatures": [
@@ -436,6 +455,12 @@ class WorkflowService:
             raise SiegelError(Code.INTERNAL, f"after the signature of step {spec.name!r} the signature {failed.id} does "
                                              f"not verify ({failed.indication.value}); the new signature is not kept")
         return signed, result
+
+    def _stamp_brand(self, workflow: Workflow) -> StampBrand | None:
+        if self._brands is None:
+            return None
+        brand = self._brands.by_id(workflow.brand_id)
+        return StampBrand(self._brands.logo_png(brand), brand.primary_color)
 
     def _perform(self, actor: Actor, workflow: Workflow, steps: list[WorkflowStep], step: WorkflowStep, claimed: int,
                  assignment: WorkflowAssignment, definition: Definition, spec: Step, action: str,
@@ -588,8 +613,12 @@ class WorkflowService:
         if record["workflow"]["state"] == "running":
             raise SiegelError(Code.CONFLICT, f"workflow {workflow_id} is still running: its certificate of "
                                              "completion comes when it is finished")
+        company, logo = "Siegel", None
+        if self._brands is not None:
+            brand = self._brands.for_workflow(workflow_id)
+            company, logo = brand.company_name, self._brands.logo_png(brand)
         return signed_certificate(record, self._signing, lambda: self._account(
-            SYSTEM_ACCOUNT, self._system_email, "system"), self._record_level)
+            SYSTEM_ACCOUNT, self._system_email, "system"), self._record_level, company, logo)
 
     def link_view(self, token: str) -> tuple[Workflow, dict[str, Any]]:
         """What a link's holder may see: the workflow, its step and what it asks (the token stays unused)."""
@@ -604,8 +633,8 @@ class WorkflowService:
                           "stepName": spec.name, "stepState": step.state, "action": spec.action.value,
                           "email": assignment.email, "documentName": workflow.document_name,
                           "deadline": step.deadline.isoformat() if step.deadline else None,
-                          "document": f"{self._base}{LINK_PATH}/document?token={token}",
-                          "act": f"{self._base}{LINK_PATH}"}
+                          "document": f"{self._look(workflow)[0]}{LINK_PATH}/document?token={token}",
+                          "act": f"{self._look(workflow)[0]}{LINK_PATH}"}
 
     def link_document(self, token: str) -> tuple[str, bytes]:
         workflow, _ = self.link_view(token)

@@ -98,8 +98,9 @@ def mail_to(smtp: SmtpServer, address: str, subject_part: str, timeout: float = 
 
 
 def link_token(mail: ReceivedMail) -> str:
-    match = re.search(r"(http://\S+/api/v1/workflows/link)\?token=([A-Za-z0-9_-]{43})", mail.message.get_content())
-    assert match, mail.message.get_content()
+    text = mail.message.get_body(("plain",)).get_content()
+    match = re.search(r"(http://\S+/portal/link)\?token=([A-Za-z0-9_-]{43})", text)
+    assert match, text
     return match.group(2)
 
 
@@ -138,7 +139,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
          "signature": {**sign, "field": "Sig4"}}], delivery=[{"folder": "vertraege"}, {"callback": sink.url}])
     wid = start(server, tid, make_pdf(fields=fields), {"partner": PARTNER})
     invite = mail_to(smtp, "anna@example.com", "please sign")
-    assert f"/api/v1/workflows/{wid}/steps/1" in invite.message.get_content()
+    assert f"/api/v1/workflows/{wid}/steps/1" in invite.message.get_body(("plain",)).get_content()
     inbox = api(server, "GET", "/inbox", "anna").json()["steps"]
     assert [(s["workflow"], s["step"], s["sender"]) for s in inbox] == [(wid, 1, "erp")]
 
@@ -217,7 +218,7 @@ def test_the_four_eyes_approver_rejects_and_the_signer_cannot_approve_their_own(
     rejected = act(server, "bert", wid, 2, "reject", "Budget fehlt")
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
     assert rejected.json()["reason"] == "Budget fehlt"
-    assert "Budget fehlt" in mail_to(smtp, "erp@example.com", "rejected").message.get_content()
+    assert "Budget fehlt" in mail_to(smtp, "erp@example.com", "rejected").message.get_body(("plain",)).get_content()
 
     same = template(server, "Selbstfreigabe", [
         {"name": "Antrag", "assignee": {"user": "anna"}, "action": "sign", "signature": box},

@@ -101,7 +101,7 @@ def as_user(p: Principal, auth: Auth = Auth.PASSWORD) -> Actor:
 
 
 def link_of(mail: Any) -> str:
-    match = re.search(r"/api/v1/workflows/link\?token=([A-Za-z0-9_-]+)", mail.message.get_content())
+    match = re.search(r"/portal/link\?token=([A-Za-z0-9_-]+)", mail.message.get_content())
     assert match, mail.message.get_content()
     return match.group(1)
 

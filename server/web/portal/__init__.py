@@ -7,9 +7,11 @@ admin dashboard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from server.audit import AuditLog
+from server.branding.service import BrandService
 from server.identity.directory import DirectorySync
 from server.identity.twofactor import TwoFactorService
 from server.identity.users import UserService
@@ -34,3 +36,5 @@ class PortalApp:
     directory: Callable[[], DirectorySync | None]
     health: dict[str, Callable[[], dict[str, Any]]]
     workflows: Callable[[], WorkflowService]
+    brands: BrandService
+    templates: Path  # the operator's template overrides (branding.templates); see server.branding.templates
