@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, select_autoescape
 from twisted.internet import threads
 from twisted.web import resource, server, static
 
+from server.branding.templates import loader as template_loader
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed, require
 from server.web.auth import client_address
@@ -81,6 +82,7 @@ class Ctx:
     wants_json: bool = False
     cookies: list[tuple[bytes, bytes, dict[str, Any]]] = field(default_factory=list)
     env: Environment | None = None
+    brand: Any = None  # server.branding.service.BrandInfo: the request host's, the external page the workflow's
 
     def t(self, key: str, **values: object) -> str:
         return i18n.translator(self.lang)(key, **values)
@@ -97,7 +99,7 @@ class Ctx:
         assert self.env is not None
         page = self.env.get_template(template).render(
             t=self.t, lang=self.lang, csrf=self.csrf, session=self.session, path=self.path, may=self.may,
-            Action=Action, **values)
+            Action=Action, brand=self.brand, **values)
         return Response(status, page.encode("utf-8"))
 
     def redirect(self, location: str) -> Response:
@@ -124,6 +126,7 @@ class Route:
 
 def _table() -> dict[str, dict[str, Route]]:
     from server.web.portal import account, admin, documents, inbox
+    from server.web.portal import branding, external
 
     return {
         "/": {"GET": Route(documents.home, Action.PORTAL_LOGIN)},
@@ -156,6 +159,14 @@ def _table() -> dict[str, dict[str, Route]]:
         "/admin/certificates": {"GET": Route(admin.certificates, Action.CA_ADMIN)},
         "/admin/certificates/issue": {"POST": Route(admin.certificate_issue, Action.CA_ADMIN)},
         "/admin/certificates/revoke": {"POST": Route(admin.certificate_revoke, Action.CA_ADMIN)},
+        "/admin/brands": {"GET": Route(branding.brands, Action.BRAND_ADMIN),
+                          "POST": Route(branding.brand_save, Action.BRAND_ADMIN)},
+        "/admin/brands/logo": {"POST": Route(branding.brand_logo_upload, Action.BRAND_ADMIN)},
+        "/brand.css": {"GET": Route(branding.brand_css, ANONYMOUS)},
+        "/brand/logo": {"GET": Route(branding.brand_logo, ANONYMOUS)},
+        # the external signer's page: the link token is the credential (the workflow service checks it)
+        "/link": {"GET": Route(external.page, ANONYMOUS), "POST": Route(external.act, ANONYMOUS)},
+        "/link/document": {"GET": Route(external.document, ANONYMOUS)},
         "/admin/audit": {"GET": Route(admin.audit, Action.AUDIT_READ)},
         "/admin/audit/verify": {"GET": Route(admin.audit_verify, Action.AUDIT_VERIFY)},
     }
@@ -213,7 +224,7 @@ class Pages(resource.Resource):
         super().__init__()
         self._app = app
         self._trusted = trusted_proxies
-        self._env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
+        self._env = Environment(loader=template_loader(app.templates, "portal", HERE / "templates"),
                                 autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
 
     def render(self, request: Any) -> Any:
@@ -249,6 +260,7 @@ class Pages(resource.Resource):
             request.addCookie(CSRF_COOKIE, anonymous_csrf.encode(), path=b"/portal", httpOnly=True,
                               sameSite="strict", secure=request.isSecure())
         secure, address = request.isSecure(), client_address(request, self._trusted)
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
 
         def write(response: Response, ctx_cookies: list[tuple[bytes, bytes, dict[str, Any]]]) -> None:
             if request.finished or request._disconnected:  # type: ignore[attr-defined]
@@ -266,6 +278,7 @@ class Pages(resource.Resource):
             ctx = Ctx(method, path, args, Form(), address, secure, lang, None, anonymous_csrf, params,
                       wants_json="application/json" in accept, env=self._env)
             try:
+                ctx.brand = self._app.brands.for_host(host)
                 ctx.session = self._app.sessions.find(token)
                 if ctx.session is not None:
                     ctx.csrf = ctx.session.csrf_token
