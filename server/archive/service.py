@@ -43,6 +43,10 @@ _BULK_MAX = 16 ** 6  # a bulk AOID ends with its entry's number in six hex digit
 _SIZES = {a: hashlib.new(a).digest_size for a in ARCHIVE_ALGORITHMS}
 
 
+class SignatureRefused(SiegelError):
+    """A signed document refused because its signature does not verify (``archive.invalid_signatures = refuse``)."""
+
+
 @dataclass(frozen=True)
 class ArchiveItem:
     """One document given as bytes, or only its hash(es)."""
@@ -279,8 +283,8 @@ class ArchiveService:
             indication = _worst([s.indication for s in report.signatures])
             body = to_json(report)
         if indication is not Indication.TOTAL_PASSED and self._settings.invalid_signatures == "refuse":
-            raise SiegelError(Code.BAD_REQUEST, f"{what}: its signature does not verify ({indication.value}); "
-                                                "the archive refuses it (archive.invalid_signatures = refuse)")
+            raise SignatureRefused(Code.BAD_REQUEST, f"{what}: its signature does not verify ({indication.value}); "
+                                                     "the archive refuses it (archive.invalid_signatures = refuse)")
         return indication.value, json.dumps(body, sort_keys=True)
 
     # --- reading ---------------------------------------------------------------------------------------
