@@ -22,6 +22,8 @@ accounts follow it:
   gets an HSM key and a certificate from the internal CA; every valid certificate of a disabled
   directory account is revoked (cessationOfOperation). Both are checked on every run, so what failed
   (HSM away) is done by the next one.
+- The pending workflow assignments of the accounts a run disables are flagged in its transaction (the
+  ``on_disable`` hook, :mod:`server.workflows.flags`), with an audit entry each.
 - The directory unreachable: :class:`DirectoryUnavailable`, recorded in ``directory_sync.last_error``;
   nothing changes, local accounts keep working, and the high-water mark stays, so the next run
   catches up.
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlalchemy import Engine, Table, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql import ColumnElement
@@ -55,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("siegel.directory")
 ACTOR = "ldap-sync"
-WORKFLOW_STEPS_NOTE = "workflow steps: n/a until workflows exist"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")  # the account name rule of server/identity/users.py
 _API_KEY = re.compile(r"^ak_[0-9a-f]{32}$")  # API client keys; no account may be named like one
 _STATE_ID = 1
@@ -124,7 +125,7 @@ class SyncSummary:
     unchanged: int = 0
     certificates_issued: int = 0
     certificates_revoked: int = 0
-    workflow_steps: str = WORKFLOW_STEPS_NOTE
+    workflow_steps: int = 0  # pending workflow assignments of disabled accounts flagged (not counted in a dry run)
     errors: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # one line per change (the first 1000)
     high_water: str | None = None
@@ -145,7 +146,9 @@ class SyncSummary:
             ("enabled", self.enabled), ("unchanged", self.unchanged),
             ("certificates issued", self.certificates_issued),
             ("certificates revoked", self.certificates_revoked)))
-        out = [head, f"accounts{' (' + verb + ')' if verb else ''}: {counts}", self.workflow_steps]
+        out = [head, f"accounts{' (' + verb + ')' if verb else ''}: {counts}"]
+        if not self.dry_run:
+            out.append(f"workflow steps flagged: {self.workflow_steps}")
         out += [f"  {c}" for c in self.changes]
         out += [f"error: {e}" for e in self.errors]
         return out
@@ -211,13 +214,19 @@ class _Wanted:
     change_mark: str | None
 
 
+DisableHook = Callable[[Connection, set[int], datetime], list[tuple[str, str, str, dict]]]
+"""Called in the sync's transaction with the ids of the accounts it disables; returns audit entries to add
+(server.workflows.flags flags their pending workflow assignments)."""
+
+
 class DirectorySync:
     """Makes the directory accounts follow the directory; see the module docstring."""
 
     def __init__(self, engine: Engine, audit: AuditLog, settings: DirectorySettings,
                  reader: Callable[[], DirectoryReader], ca: CertificateAuthorityService | None,
-                 roles: Iterable[str]) -> None:
+                 roles: Iterable[str], on_disable: DisableHook | None = None) -> None:
         self._engine = engine
+        self._on_disable = on_disable
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
         self._s = settings
@@ -504,7 +513,7 @@ class DirectorySync:
             return disabling, new_enrol
         try:
             return self._write(creates, updates, account_rows, membership, audit, groups_by_name, now,
-                               (disabling, new_enrol))
+                               (disabling, new_enrol), summary)
         except IntegrityError:
             raise SiegelError(Code.CONFLICT, "the accounts changed while the sync ran (another sync at the same "
                                              "time?); nothing of this run was written, run it again") from None
@@ -512,7 +521,7 @@ class DirectorySync:
     def _write(self, creates: list[tuple[str, _Wanted]], updates: list[dict], account_rows: list[dict],
                membership: dict[int | str, tuple[set[str], frozenset[str]]], audit: list[tuple[str, str, str, dict]],
                groups_by_name: dict[str, DirectoryGroup], now: datetime,
-               pending: tuple[set[int], int]) -> tuple[set[int], int]:
+               pending: tuple[set[int], int], summary: SyncSummary) -> tuple[set[int], int]:
         users_t, accounts_t = _table(User), _table(DirectoryAccount)
         with self._engine.begin() as conn:
             new_ids: dict[str, int] = {}
@@ -560,6 +569,10 @@ class DirectorySync:
                 gm = _table(GroupMember)
                 for group_id, user_id in removes:
                     conn.execute(delete(gm).where(and_(gm.c.group_id == group_id, gm.c.user_id == user_id)))
+            if self._on_disable is not None and pending[0]:
+                flagged = self._on_disable(conn, pending[0], now)
+                summary.workflow_steps = len(flagged)
+                audit.extend(flagged)
             if audit:
                 self._audit.append_many_in(conn, audit)
         return pending

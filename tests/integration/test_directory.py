@@ -153,7 +153,7 @@ objectGUID:: {guid}
 
     assert (summary.mode, summary.created, summary.errors, summary.users_read) == ("full", 13, [], 13)
     assert summary.change_attribute == "entryCSN" and summary.high_water
-    assert summary.workflow_steps == "workflow steps: n/a until workflows exist"
+    assert summary.workflow_steps == 0 and "workflow steps flagged: 0" in summary.lines()
     users = users_by_name(pki.engine)
     first = users[org.users[0]]
     assert (first.source, first.external_id, first.email, first.display_name, first.password_hash,
