@@ -125,7 +125,7 @@ class Route:
 
 
 def _table() -> dict[str, dict[str, Route]]:
-    from server.web.portal import account, admin, documents, inbox
+    from server.web.portal import account, admin, documents, inbox, workflow_templates
     from server.web.portal import branding, external
 
     return {
@@ -144,7 +144,9 @@ def _table() -> dict[str, dict[str, Route]]:
         "/security/recovery-codes": {"POST": Route(account.recovery_codes, Action.SECOND_FACTOR)},
         "/inbox": {"GET": Route(inbox.inbox, Action.STEP_ACT)},
         "/inbox/{workflow}/document": {"GET": Route(inbox.document, Action.DOCUMENT_READ)},  # the service: whose
-        "/inbox/{workflow}/{step}": {"POST": Route(inbox.act, Action.STEP_ACT)},  # the service: assignee only
+        "/inbox/{workflow}/{step}": {"GET": Route(inbox.step_view, Action.STEP_ACT),  # due for the account only
+                                     "POST": Route(inbox.act, Action.STEP_ACT)},  # the service: assignee only
+        "/inbox/{workflow}/{step}/code": {"POST": Route(inbox.send_code, Action.STEP_ACT)},
         "/verify": {"GET": Route(documents.verify_form, Action.VERIFY), "POST": Route(documents.verify, Action.VERIFY)},
         "/sign": {"GET": Route(documents.sign_form, Action.SIGN), "POST": Route(documents.sign, Action.SIGN)},
         # owned: the handlers check the result's owner (policy.require with owner_id)
@@ -159,6 +161,11 @@ def _table() -> dict[str, dict[str, Route]]:
         "/admin/certificates": {"GET": Route(admin.certificates, Action.CA_ADMIN)},
         "/admin/certificates/issue": {"POST": Route(admin.certificate_issue, Action.CA_ADMIN)},
         "/admin/certificates/revoke": {"POST": Route(admin.certificate_revoke, Action.CA_ADMIN)},
+        "/admin/templates": {"GET": Route(workflow_templates.templates, Action.TEMPLATE_MANAGE),
+                             "POST": Route(workflow_templates.save_template, Action.TEMPLATE_MANAGE)},
+        "/admin/templates/new": {"GET": Route(workflow_templates.new_template, Action.TEMPLATE_MANAGE)},
+        "/admin/templates/{id}": {"GET": Route(workflow_templates.edit_template, Action.TEMPLATE_MANAGE),
+                                  "POST": Route(workflow_templates.save_template, Action.TEMPLATE_MANAGE)},
         "/admin/brands": {"GET": Route(branding.brands, Action.BRAND_ADMIN),
                           "POST": Route(branding.brand_save, Action.BRAND_ADMIN)},
         "/admin/brands/logo": {"POST": Route(branding.brand_logo_upload, Action.BRAND_ADMIN)},

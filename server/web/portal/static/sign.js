@@ -1,9 +1,7 @@
 // "Sign my own document": a PDF is rendered with pdf.js; the signer drags the signature box onto a page (or
 // moves it with the arrow keys, or types the position). The page and box go to the server in PDF points.
-import * as pdfjs from "./vendor/pdfjs/pdf.min.mjs";
+import { SCALE, message, open, renderPages } from "./pdfview.js";
 
-pdfjs.GlobalWorkerOptions.workerSrc = "/portal/static/vendor/pdfjs/pdf.worker.min.mjs";
-const SCALE = 0.9;            // CSS pixels per PDF point on screen
 const BOX = { w: 180, h: 60 }; // the signature box, in points
 
 const form = document.getElementById("sign-form");
@@ -13,13 +11,9 @@ const pagesEl = document.getElementById("pages");
 const state = document.getElementById("placement-state");
 const status = document.getElementById("sign-status");
 const fields = Object.fromEntries(["page", "x", "y", "w", "h"].map((n) => [n, document.getElementById(n)]));
-const views = []; // per page (index 0 = page 1): { element, viewport }
+const views = []; // per page (index 0 = page 1): { element, page, viewport }
 let box = null;
 let tray = null;
-
-function message(template, values) {
-  return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
-}
 
 function makeBox() {
   const el = document.createElement("div");
@@ -115,8 +109,7 @@ async function show(file) {
   const isPdf = file && (file.type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf"));
   placement.hidden = !isPdf;
   if (!isPdf) return;
-  const pdf = await pdfjs.getDocument({ data: await file.arrayBuffer(), isEvalSupported: false,
-    standardFontDataUrl: "/portal/static/vendor/pdfjs/standard_fonts/" }).promise;
+  const pdf = await open({ data: await file.arrayBuffer() });
   tray = document.createElement("div");
   tray.className = "tray";
   box = makeBox();
@@ -125,26 +118,7 @@ async function show(file) {
   fields.w.value = String(BOX.w);
   fields.h.value = String(BOX.h);
   sizeBox();
-  for (let n = 1; n <= pdf.numPages; n++) {
-    const page = await pdf.getPage(n);
-    const viewport = page.getViewport({ scale: SCALE });
-    const element = document.createElement("div");
-    element.className = "pdf-page";
-    element.dataset.page = String(n);
-    const canvas = document.createElement("canvas");
-    canvas.width = Math.floor(viewport.width);
-    canvas.height = Math.floor(viewport.height);
-    canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", message(form.dataset.msgPage, { n }));
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = message(form.dataset.msgPage, { n });
-    element.append(canvas, label);
-    pagesEl.appendChild(element);
-    views.push({ element, viewport });
-    await page.render({ canvasContext: canvas.getContext("2d"), viewport }).promise;
-  }
-  pagesEl.dataset.rendered = String(pdf.numPages);
+  views.push(...await renderPages(pdf, pagesEl, form.dataset.msgPage));
 }
 
 input.addEventListener("change", () => show(input.files[0]).catch((error) => { state.textContent = String(error); }));

@@ -1,0 +1,123 @@
+"""The portal's admin pages in headless Chromium against a whole `siegel serve`: the workflow template editor
+(a two-step four-eyes template made on the page, its steps ordered by their numbers, a wrong definition
+refused with the problem named and nothing saved, an edit making version 2, and a workflow of it running
+through both signers' inboxes). Screenshots go to test-artifacts/<test>/."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tests.e2e.test_portal import check_page, login
+from tests.fixtures.browser import Shots, new_page
+from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.server import SiegelInstance, make_instance
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = ("ada", "ada-admin-password")
+SIGNER = ("sam", "sam-signer-password")
+OTHER = ("eve", "eve-signer-password")
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
+    """A server whose admins log in with the password alone (the second factor is test_portal.py's)."""
+    inst = make_instance(tmp_path_factory.mktemp("portal-admin"), {"SIEGEL_TWOFACTOR_REQUIRED_ROLES": ""})
+    for (name, password), role in ((ADMIN, "admin"), (SIGNER, "signer"), (OTHER, "signer")):
+        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
+                 stdin=password + "\n")
+        inst.cli("ca", "issue", name)
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.stop()
+
+
+def fill_step(page: Any, row: int, **values: str) -> None:
+    """Fill the editor's step row ``row`` (1-based): text fields by name, selects by value."""
+    for key, value in values.items():
+        control = page.locator(f"#step-{row}-{key}")
+        if control.evaluate("e => e.tagName") == "SELECT":
+            control.select_option(value)
+        else:
+            control.fill(value)
+
+
+def test_admin_makes_a_four_eyes_template_that_then_runs(portal: SiegelInstance, browser: Any, shots: Shots,
+                                                         console_errors: list[str]) -> None:
+    page = new_page(browser, console_errors)
+    login(page, portal.url, ADMIN)
+    page.get_by_role("link", name="Administration").first.click()
+    page.get_by_role("link", name="Workflow templates").click()
+    page.get_by_role("link", name="New template").click()
+    page.get_by_label("Name", exact=True).fill("Vier Augen")
+    page.get_by_label("May start: roles").fill("integration")
+    # Row 1 is numbered 2 and row 2 numbered 1: the numbers give the order, so "Prüfung" comes first.
+    fill_step(page, 1, position="2", name="Freigabe", action="sign", kind="user", who=OTHER[0], level="B-B",
+              field="Sig2", four_eyes="Prüfung")
+    fill_step(page, 2, position="1", name="Prüfung", action="sign", kind="user", who=SIGNER[0], level="B-B",
+              field="Sig1", four_eyes="Nachprüfung")  # not an earlier step: refused
+    check_page(page, console_errors)
+    page.get_by_role("button", name="Save the template").click()
+    status = page.get_by_role("status").first.inner_text()
+    assert "steps[1].fourEyesWith" in status and "'Nachprüfung' is not the name of an earlier step" in status, status
+    assert requests.get(portal.url + "/api/v1/workflows/templates", auth=portal.auth, timeout=30).json()[
+        "templates"] == []  # nothing saved
+    assert page.locator("#step-1-name").input_value() == "Prüfung"  # the form again, in the order asked for
+    assert page.locator("#step-2-name").input_value() == "Freigabe"
+    page.locator("#step-1-four_eyes").fill("")
+    page.get_by_role("button", name="Save the template").click()
+    assert page.get_by_role("status").first.inner_text() == "Template Vier Augen created."
+    assert page.locator("tr[data-template='Vier Augen'] td").inner_text() == "1"
+    shots.take(page, "templates")
+
+    # Edit: the steps come back in their order; a deadline on the second makes version 2.
+    page.get_by_role("link", name="Vier Augen").click()
+    assert [page.locator(f"#step-{n}-name").input_value() for n in (1, 2, 3)] == ["Prüfung", "Freigabe", ""]
+    assert page.locator("#step-2-four_eyes").input_value() == "Prüfung"
+    page.locator("#step-2-deadline").fill("48")
+    check_page(page, console_errors)
+    shots.take(page, "template-editor")
+    page.get_by_role("button", name="Save the template").click()
+    assert page.get_by_role("status").first.inner_text() == "Template Vier Augen saved as version 2."
+    described = requests.get(portal.url + "/api/v1/workflows/templates", auth=portal.auth, timeout=30).json()
+    (template,) = described["templates"]
+    definition = requests.get(f"{portal.url}/api/v1/workflows/templates/{template['id']}", auth=portal.auth,
+                              timeout=30).json()["definition"]
+    assert [(s["name"], s["assignee"], s.get("fourEyesWith"), s.get("deadlineHours")) for s in definition["steps"]] == [
+        ("Prüfung", {"user": "sam"}, None, None), ("Freigabe", {"user": "eve"}, "Prüfung", 48)]
+    assert definition["starters"]["roles"] == ["integration"]
+    page.context.close()
+
+    # The workflow runs: sam signs first, then eve, each from the inbox.
+    pdf = make_pdf(fields=[EmptyField("Sig1", 0, (60, 100, 260, 160)), EmptyField("Sig2", 0, (320, 100, 520, 160))])
+    r = requests.post(portal.url + "/api/v1/workflows", auth=portal.auth, timeout=60, json={
+        "template": "Vier Augen", "document": base64.b64encode(pdf).decode(), "documentName": "bestellung.pdf"})
+    assert r.status_code == 201, r.text
+    workflow = r.json()["id"]
+    for who, position in ((OTHER, None), (SIGNER, 1), (OTHER, 2)):
+        signer = new_page(browser, console_errors)
+        login(signer, portal.url, who)
+        signer.goto(portal.url + "/portal/inbox")
+        items = signer.locator(f"li[data-workflow='{workflow}']")
+        if position is None:  # eve's step is not due before sam's
+            assert items.count() == 0
+        else:
+            items.get_by_role("button", name="Sign").click()
+            assert signer.get_by_role("status").inner_text() == f"Sign: step {position} of workflow {workflow} done."
+        signer.context.close()
+    status = requests.get(f"{portal.url}/api/v1/workflows/{workflow}", auth=portal.auth, timeout=30).json()
+    assert status["state"] == "completed", status
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    signed = requests.get(f"{portal.url}/api/v1/workflows/{workflow}/document", auth=portal.auth, timeout=30)
+    signatures = PdfFileReader(io.BytesIO(signed.content)).embedded_signatures
+    assert [(s.field_name, s.signer_cert.subject.native["common_name"]) for s in signatures] == [
+        ("Sig1", "sam"), ("Sig2", "eve")]
