@@ -46,7 +46,8 @@ PROFILE = "http://www.bsi.bund.de/tr-esor/V1.3.0/profile/S.4/V1.0"
 RESULT_MAJOR = "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#"
 COMMON_MINOR = "http://www.bsi.bund.de/ecard/api/1.1/resultminor/al/common#"
 ARL_MINOR = TR_NS + "/resultminor/arl/"
-TR_MINORS = (ARL_MINOR, COMMON_MINOR, "http://www.bsi.bund.de/ecard/api/1.1/resultminor/sal#")
+SAL_MINOR = "http://www.bsi.bund.de/ecard/api/1.1/resultminor/sal#"
+TR_MINORS = (ARL_MINOR, COMMON_MINOR, SAL_MINOR)
 
 OPERATIONS: dict[str, tuple[str, str]] = {
     f"{{{TR_NS}}}ArchiveSubmissionRequest": ("ArchiveSubmission", f"{{{TR_NS}}}ArchiveSubmissionResponse"),

@@ -28,14 +28,15 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from lxml import etree
 
 from server.archive import xaip as xp
 from server.errors import Code, SiegelError
-from server.web.s4 import ARL_MINOR, COMMON_MINOR, PROFILE, RESULT_MAJOR, TR_NS, OPERATIONS, response_element
+from server.web.s4 import (ARL_MINOR, COMMON_MINOR, PROFILE, RESULT_MAJOR, SAL_MINOR, TR_NS, OPERATIONS,
+                           response_element)
 from server.web.s4_verify import evidence_record_element, verify_response
 from server.web.soap import DSS_NS, dss_result
 from server.xmlsafe import parse_xml
@@ -81,6 +82,20 @@ def _ok(request: etree._Element, message: str | None = None, minor: str | None =
 
 def _refuse(message: str, minor: str, code: Code = Code.BAD_REQUEST) -> SiegelError:
     return SiegelError(code, message, ARL_MINOR + minor)
+
+
+T = TypeVar("T")
+
+
+def _signatures_checked(store: Callable[[], T]) -> T:
+    """``store()``; the archive's refusal of a signed document that does not verify answers with the ResultMinor
+    S.4 names for it (ArchiveSubmission 3.1.2, ArchiveUpdate 3.2.2: ``…/resultminor/sal#invalidSignature``)."""
+    from server.archive.service import SignatureRefused
+
+    try:
+        return store()
+    except SignatureRefused as exc:
+        raise SiegelError(exc.code, exc.message, SAL_MINOR + "invalidSignature") from None
 
 
 def _items(package: xp.Package) -> list[ArchiveItem]:
@@ -139,7 +154,7 @@ class S4Operations:
             items = _items(xp.split(package))
         else:
             items = [self._archive_data(element) for element in request.iterfind("tr:ArchiveData", _NS)]
-        info = self._archive.submit(principal, items)
+        info = _signatures_checked(lambda: self._archive.submit(principal, items))
         response = _ok(request)
         etree.SubElement(response, f"{{{TR_NS}}}AOID").text = info.aoid
         return response
@@ -224,7 +239,7 @@ class S4Operations:
         problem = self._schema.problem(merged.xaip)
         if problem is not None:
             raise _refuse(f"the XAIP of the new version would not match the schema at {problem}", "DXAIP_NOK")
-        self._archive.update(principal, aoid, _items(xp.split(merged.xaip)))
+        _signatures_checked(lambda: self._archive.update(principal, aoid, _items(xp.split(merged.xaip))))
         response = _ok(request, minor=ARL_MINOR + "existingPackageInfoWarning" if merged.package_info_ignored else None,
                        message="the stored package has a packageInfo: the Delta-XAIP's is ignored"
                        if merged.package_info_ignored else None, warning=merged.package_info_ignored)

@@ -19,7 +19,7 @@ from zeep.plugins import HistoryPlugin
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from server.web.s4 import ARL_MINOR, COMMON_MINOR, RESULT_MAJOR, TR_NS
+from server.web.s4 import ARL_MINOR, COMMON_MINOR, RESULT_MAJOR, SAL_MINOR, TR_NS
 from server.web.soap import DSS_NS, SOAP11_ENV
 from server.xmlsafe import parse_xml
 from tests.e2e.test_dss_soap import reachable_schemas
@@ -34,6 +34,8 @@ VR_NS = "urn:oasis:names:tc:dss-x:1.0:profiles:verificationreport:schema#"
 TRVR_NS = "http://www.bsi.bund.de/tr-esor/vr"
 PDF = b"%PDF-1.7\n% an invoice to keep for 30 years\n"
 OK = (RESULT_MAJOR + "ok", None)
+FORGED = b"%PDF-1.7\n1 0 obj << /Type /Sig /ByteRange [0 10 20 10] /Contents <3080> >> endobj\n%%EOF\n"
+"""A PDF claiming a signature that does not verify (archive.invalid_signatures = refuse)."""
 
 
 @pytest.fixture(scope="module")
@@ -236,9 +238,8 @@ def test_refusals_change_nothing(wire: Wire, server: SiegelInstance) -> None:
             XAIP=xaip_type.parse(element(package(checksum="00" * 32)), wire.client.wsdl.types))
     refused(ARL_MINOR + "unknownArchiveDataType", "ArchiveSubmission",
             ArchiveData=[{"_value_1": b"PK", "Type": "urn:example:zip", "archiveDataID": "z"}])
-    forged = b"%PDF-1.7\n1 0 obj << /Type /Sig /ByteRange [0 10 20 10] /Contents <3080> >> endobj\n%%EOF\n"
-    refused(COMMON_MINOR + "parameterError", "ArchiveSubmission",  # archive.invalid_signatures = refuse
-            ArchiveData=[{"_value_1": forged, "Type": "http://uri.etsi.org/ades/PAdES", "archiveDataID": "f"}])
+    refused(SAL_MINOR + "invalidSignature", "ArchiveSubmission",  # archive.invalid_signatures = refuse (S.4 3.1.2)
+            ArchiveData=[{"_value_1": FORGED, "Type": "http://uri.etsi.org/ades/PAdES", "archiveDataID": "f"}])
     refused(ARL_MINOR + "DXAIP_NOK_Version", "ArchiveUpdate", DXAIP=wire.client.get_element(
         f"{{{XAIP_NS}}}DXAIP").type(**zeep_delta(wire, kept, prev="V7")))
     refused(ARL_MINOR + "unknownAOID", "ArchiveRetrieval", AOID="no-such-aoid")
@@ -246,6 +247,20 @@ def test_refusals_change_nothing(wire: Wire, server: SiegelInstance) -> None:
     refused(COMMON_MINOR + "noPermission", "ArchiveDeletion", AOID=kept, OptionalInputs=reason("mallory", "x"))
     assert archive_state(server) == before
     assert [m.VersionID for m in wire("ArchiveRetrieval", AOID=kept).XAIP.packageHeader.versionManifest] == ["V1"]
+
+
+def test_an_update_whose_signature_does_not_verify_is_refused_as_invalid_signature(wire: Wire,
+                                                                                    server: SiegelInstance) -> None:
+    xaip_type = wire.client.get_element(f"{{{XAIP_NS}}}XAIP")
+    aoid = wire("ArchiveSubmission", XAIP=xaip_type.parse(element(package()), wire.client.wsdl.types)).AOID
+    before = archive_state(server)
+    forged = zeep_delta(wire, aoid)
+    forged["dataObjectsSection"].dataObject[0].binaryData._value_1 = FORGED
+    answer = wire("ArchiveUpdate", DXAIP=wire.client.get_element(f"{{{XAIP_NS}}}DXAIP").type(**forged))
+    assert result(answer) == (RESULT_MAJOR + "error", SAL_MINOR + "invalidSignature")  # S.4 3.2.2
+    assert "signature does not verify" in answer.Result.ResultMessage._value_1
+    assert archive_state(server) == before
+    assert [m.VersionID for m in wire("ArchiveRetrieval", AOID=aoid).XAIP.packageHeader.versionManifest] == ["V001"]
 
 
 def raw(server: SiegelInstance, body: bytes, auth: tuple[str, str] | None = None) -> requests.Response:
