@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 INVOICE = b"Rechnung 2026-4711: 1.234,56 EUR, aufzubewahren bis 2036\n" * 20
 NOTE = b"Lieferschein zur Rechnung 2026-4711\n"
 RECEIPT = b"a receipt kept elsewhere; only its hash is archived\n"
+FORGED = b"%PDF-1.7\n1 0 obj << /Type /Sig /ByteRange [0 10 20 10] /Contents <3080> >> endobj\n%%EOF\n"
 XMLERS_NS = "urn:ietf:params:xml:ns:ers"
 ACCOUNTS = {"crm": "integration", "greta": "signer", "audrey": "auditor", "ada": "admin"}
 
@@ -241,6 +242,7 @@ def test_bad_input_is_problem_json_and_stores_nothing(server: SiegelInstance, ob
             ({"items": [good, {"content": b64(b"a"), "digests": {"sha256": hashlib.sha256(b"b").hexdigest()}}]},
              ("does not match",)),
             ({"items": [good, {"name": 7, "content": b64(b"a")}]}, ("name",)),
+            ({"items": [good, {"name": "signed.pdf", "content": b64(FORGED)}]}, ("signature does not verify",)),
             ({"items": [good], "metadata": ["x"]}, ("metadata",)),
             ({"items": [good], "metadata": {"n": 1}}, ("metadata",))):
         problem(call(server, "POST", "/objects", json=body), 400, *words)
