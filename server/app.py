@@ -338,7 +338,8 @@ def build_root(services: Services) -> resource.Resource:
     root.putChild(b"portal", Portal(PortalApp(services.users, services.twofactor, services.portal_sessions,
                                               services.signing, services.verification, services.ca, services.audit,
                                               lambda: services.directory, checks, lambda: services.workflows,
-                                              services.brands, s.path(s.branding.templates)),
+                                              services.brands, s.path(s.branding.templates),
+                                              services.remote_overview, lambda: services.archive),
                                     _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from server.archive.service import ArchiveService
 from server.audit import AuditLog
 from server.branding.service import BrandService
 from server.identity.directory import DirectorySync
@@ -38,3 +39,5 @@ class PortalApp:
     workflows: Callable[[], WorkflowService]
     brands: BrandService
     templates: Path  # the operator's template overrides (branding.templates); see server.branding.templates
+    remote_overview: Callable[[], list[dict[str, Any]]]  # adapters.remote_signing.overview.accounts_overview
+    archive: Callable[[], ArchiveService]
