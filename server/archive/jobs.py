@@ -20,13 +20,14 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
 
-from server.archive import hashtree
+from server.archive import hashtree, xmlers
 from server.archive.hashtree import HashTree
-from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf, timestamp_renewal_digest
+from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
 from server.db.models import ARCHIVE_ALGORITHMS, ArchiveItem as ItemRow, ArchiveLeaf, ArchiveTimestampRow, ArchiveTree
 from server.errors import Code, SiegelError
+from server.validation.timestamps import message_imprint
 
 Stamp = Callable[[bytes, str], tuple[bytes, datetime]]
 """A timestamp over a digest of an algorithm: (DER ContentInfo of the token, notAfter of the TSA's certificate)."""
@@ -222,11 +223,13 @@ class ArchiveTrees:
     def tree_records(self, tree_id: int) -> Iterator[tuple[int, EvidenceRecord]]:
         """Every leaf's evidence record of an initial tree (chain 0) not renewed by a hash-tree renewal, cheaply."""
         tree = self._tree(tree_id)
-        first, *later = self._stamps([tree_id])[tree_id]
+        tokens = self._stamps([tree_id])[tree_id]
         algorithm, algorithms = tree.algorithm, (tree.algorithm,)
-        renewals = tuple(ArchiveTimestamp(algorithm, (), token) for token in later)
+        renewals, both = _renewals(algorithm, tokens)
+        syntax = "both" if both else "ers"
         for item_id, reduced in zip(tree.items, tree.tree.reduced_all(), strict=True):
-            yield item_id, EvidenceRecord(algorithms, ((ArchiveTimestamp(algorithm, reduced, first), *renewals),))
+            yield item_id, EvidenceRecord(algorithms, ((ArchiveTimestamp(algorithm, reduced, tokens[0]), *renewals),),
+                                          syntax=syntax)
 
     # --- renewal ---------------------------------------------------------------------------------------
 
@@ -265,8 +268,8 @@ class ArchiveTrees:
         tokens = self._stamps([t[0] for t in due])
         renewed = 0
         for tree_id, algorithm, position, _lineage, _not_after, _chain in due:
-            previous = ArchiveTimestamp(algorithm, (), tokens[tree_id][position])
-            token, not_after = self._stamp()(timestamp_renewal_digest(previous, algorithm), algorithm)
+            pair = _renewal_pair(tokens[tree_id][position], algorithm)
+            token, not_after = self._stamp()(hashtree.group_hash(algorithm, pair), algorithm)
             with self._engine.begin() as conn:
                 conn.execute(insert(STAMPS).values(tree_id=tree_id, position=position + 1, token=token,
                                                    tsa_not_after=not_after, created_at=datetime.now(timezone.utc)))
@@ -353,11 +356,38 @@ def _aware(moment: datetime) -> datetime:
 
 def _record(item_id: int, trees: Sequence[_Tree], stamps: Mapping[int, list[bytes]]) -> EvidenceRecord:
     chains = []
+    xml = len(trees) == 1  # a hash-tree renewal covers the ERS sequence hash only
     for n, tree in enumerate(trees):
         tokens = stamps[tree.id]
         if n + 1 < len(trees):  # renewed: the chain ends with the ATS the next chain's renewal covered
             tokens = tokens[:trees[n + 1].renews_position + 1]
         first = ArchiveTimestamp(tree.algorithm, tree.tree.reduced(tree.index(item_id)), tokens[0])
-        chains.append((first, *(ArchiveTimestamp(tree.algorithm, (), token) for token in tokens[1:])))
+        renewals, both = _renewals(tree.algorithm, tokens)
+        xml = xml and both
+        chains.append((first, *renewals))
     algorithms = tuple(dict.fromkeys(t.algorithm for t in trees))
-    return EvidenceRecord(algorithms, tuple(chains))
+    return EvidenceRecord(algorithms, tuple(chains), syntax="both" if xml else "ers")
+
+
+def _renewal_pair(previous: bytes, algorithm: str) -> tuple[bytes, bytes]:
+    """What a timestamp renewal after the ATS with token ``previous`` covers, for every record of its tree: the
+    ERS renewal hash (of the ``timeStamp`` DER, RFC 4998 5.2) and the XMLERS one (of the ``TimeStamp`` element,
+    RFC 6283 4.2.1); the new token covers the group of both, which each renewal ATS holds as its reduced tree."""
+    return hashtree.digest(algorithm, previous), xmlers.token_renewal_digest(previous, algorithm)
+
+
+def _renewals(algorithm: str, tokens: Sequence[bytes]) -> tuple[tuple[ArchiveTimestamp, ...], bool]:
+    """The renewal ATSs after ``tokens[0]``, and whether every one covers the XMLERS renewal hash too (a token
+    over the ERS hash alone, from before renewals covered both, has no reduced tree and no XMLERS form)."""
+    renewals, both = [], True
+    for previous, token in zip(tokens, tokens[1:]):
+        pair = _renewal_pair(previous, algorithm)
+        imprint = message_imprint(token)[1]
+        if imprint == hashtree.group_hash(algorithm, pair):
+            renewals.append(ArchiveTimestamp(algorithm, (pair,), token))
+        elif imprint == pair[0]:
+            renewals.append(ArchiveTimestamp(algorithm, (), token))
+            both = False
+        else:
+            raise SiegelError(Code.INTERNAL, "a stored renewal timestamp covers neither its ERS nor its pair hash")
+    return tuple(renewals), both

@@ -42,7 +42,8 @@ class EvidenceRecord:
     crypto_infos: bytes | None = None
     """DER of RFC 4998 ``cryptoInfos`` (verification data for the timestamps), kept as read."""
     syntax: str = "ers"
-    """What the renewals hashed: "ers" (RFC 4998 DER) or "xml" (RFC 6283 canonical XML)."""
+    """What the renewals hashed: "ers" (RFC 4998 DER), "xml" (RFC 6283 canonical XML) or "both" (each renewal
+    ATS's first partial hash tree holds the ERS and the XMLERS renewal hash: either encoding verifies)."""
     encoded: bytes | None = field(default=None, compare=False, repr=False)
     """The record exactly as decoded (an XMLERS's renewal hashes are taken from its elements)."""
 

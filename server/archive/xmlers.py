@@ -145,11 +145,24 @@ def _render(record: EvidenceRecord) -> etree._Element:
                     node = etree.SubElement(tree, _q("Sequence"), Order=str(g))
                     for value in group:
                         etree.SubElement(node, _q("DigestValue")).text = base64.b64encode(value).decode("ascii")
-            token = etree.SubElement(etree.SubElement(stamp, _q("TimeStamp")), _q("TimeStampToken"), Type="RFC3161")
-            token.text = base64.b64encode(ats.timestamp).decode("ascii")
+            _timestamp_element(stamp, ats.timestamp)
             if ats.attributes is not None:
                 stamp.append(etree.fromstring(ats.attributes))
     return root
+
+
+def _timestamp_element(parent: etree._Element | None, token: bytes) -> etree._Element:
+    """The ``TimeStamp`` element Siegel writes for the RFC 3161 ``token`` (under ``parent``, or standalone)."""
+    stamp = (etree.Element(_q("TimeStamp"), nsmap={"ers": ERS_NS}) if parent is None
+             else etree.SubElement(parent, _q("TimeStamp")))
+    etree.SubElement(stamp, _q("TimeStampToken"), Type="RFC3161").text = base64.b64encode(token).decode("ascii")
+    return stamp
+
+
+def token_renewal_digest(token: bytes, algorithm: str) -> bytes:
+    """What an XMLERS timestamp renewal of an ATS with ``token`` covers in a record Siegel writes: H(exclusive
+    C14N of its ``TimeStamp`` element) — the same for every record of a tree, so one renewal serves them all."""
+    return digest(algorithm, canonical(_timestamp_element(None, token), EXC_C14N))
 
 
 def encode(record: EvidenceRecord) -> bytes:
@@ -157,8 +170,9 @@ def encode(record: EvidenceRecord) -> bytes:
 
     An ERS record with renewals is refused: its renewals hashed DER, which an XMLERS verifier
     does not; renew XML evidence with :func:`timestamp_renewal_digest` / :func:`hashtree_renewal_leaves`.
+    A record whose renewals cover both (``syntax`` "both": Siegel's timestamp renewals) is written.
     """
-    if record.syntax != "xml" and (len(record.chains) > 1 or len(record.chains[0]) > 1):
+    if record.syntax == "ers" and (len(record.chains) > 1 or len(record.chains[0]) > 1):
         raise SiegelError(Code.NOT_SUPPORTED, "an RFC 4998 evidence record with renewals cannot be written as "
                                               "RFC 6283 XML: its renewals hashed DER, not canonical XML")
     if any(a.digest_algorithm not in DIGEST_URIS for chain in record.chains for a in chain):

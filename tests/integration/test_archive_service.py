@@ -4,6 +4,7 @@ policy, ownership, deletion, versions, the bulk path, timestamp renewal and hash
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from server.archive import ers
+from server.archive import ers, xmlers
 from server.archive.jobs import ArchiveTrees, stamp_in_process
 from server.archive.service import ArchiveItem, ArchiveService
 from server.archive.store import DocumentStore
@@ -240,9 +241,16 @@ def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_record
     assert len(ers.decode(record).chains[0]) == 2
     report = s.verify(record, data=documents[2])
     assert report.passed and any(step.check == "chain" for step in report.steps), report.to_json()
-    with pytest.raises(SiegelError) as raised:
-        s.evidence(erp, infos[2].aoid, "xml")  # renewed in DER: no XMLERS from here on
-    assert raised.value.code is Code.NOT_SUPPORTED
+    (renewal,) = ers.decode(record).chains[0][1:]  # its reduced tree: the ERS and the XMLERS renewal hash
+    assert len(renewal.reduced_tree) == 1 and len(renewal.reduced_tree[0]) == 2
+    (xml,) = s.evidence(erp, infos[2].aoid, "xml")  # the same renewal timestamp serves RFC 6283
+    decoded_xml = xmlers.decode(xml)
+    assert decoded_xml.syntax == "xml" and [len(c) for c in decoded_xml.chains] == [2]
+    report = s.verify(xml, data=documents[2])
+    assert report.passed and any(step.check == "chain" for step in report.steps), report.to_json()
+    assert not s.verify(xml, data=documents[0]).passed  # documents[3] is its sibling: in the first partial tree
+    tampered = xml.replace(base64.b64encode(renewal.timestamp)[:40], base64.b64encode(renewal.timestamp)[:40].swapcase())
+    assert tampered != xml and not s.verify(tampered, data=documents[2]).passed
 
     done = s.renew(timestamps=False, hashtree="sha384")
     assert done["hashtree"] == {"algorithm": "sha384", "trees": 2, "renewed": 10, "notRenewable": 1}
@@ -257,6 +265,9 @@ def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_record
     assert s.renew(timestamps=True, force=True)["timestamps"] == 3  # the old sha256 tree (hash-only leaf) + 2 new
     (record,) = s.evidence(erp, infos[2].aoid)
     assert [len(c) for c in ers.decode(record).chains] == [2, 2] and s.verify(record, data=documents[2]).passed
+    with pytest.raises(SiegelError) as raised:
+        s.evidence(erp, infos[2].aoid, "xml")  # the hash-tree renewal hashed the DER sequence: no XMLERS
+    assert raised.value.code is Code.NOT_SUPPORTED
     stats = s.stats()
     assert stats["objects"] == 6 and stats["pending"] == 0 and stats["nextTimestampRenewal"]
     actions = [a for a, _ in _actions(archive.pki)]

@@ -34,6 +34,16 @@ def test_timestamp_renewal_hashes_the_canonical_timestamp_element() -> None:
     expected = ('<ers:TimeStamp xmlns:ers="urn:ietf:params:xml:ns:ers"><ers:TimeStampToken Type="RFC3161">'
                 f'{base64.b64encode(TOKEN).decode()}</ers:TimeStampToken></ers:TimeStamp>').encode()
     assert xmlers.timestamp_renewal_digest(record, 0, 0) == hashlib.sha256(expected).digest()
+    assert xmlers.token_renewal_digest(TOKEN, "sha256") == hashlib.sha256(expected).digest()  # without a record
+
+
+def test_a_record_whose_renewals_cover_both_hashes_is_written_as_xml() -> None:
+    pair = (hashlib.sha256(TOKEN).digest(), xmlers.token_renewal_digest(TOKEN, "sha256"))
+    both = EvidenceRecord(("sha256",), ((*_initial().chains[0], ArchiveTimestamp("sha256", (pair,), TOKEN)),),
+                          syntax="both")
+    written = xmlers.decode(xmlers.encode(both))
+    assert written.chains[0][1].reduced_tree == (pair,)
+    assert xmlers.timestamp_renewal_digest(written, 0, 0) == pair[1]
 
 
 def test_sequence_hash_leaves_out_the_chain_and_later_ones() -> None:
