@@ -1,7 +1,7 @@
 """Delivery of completed workflows' documents, per template: a folder (atomic write, no partial files), HTTP
-callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``), a mail with the document's link
-(through the mail outbox) and the archive (``ArchiveService.submit`` as the starter; the archive object id is kept
-on the workflow).
+callbacks (JSON with the PDF, HMAC-signed, ``adapters/delivery/callback.py``), a mail with the signed PDF attached
+(the same Message-ID on every attempt), a mail with the document's link (through the mail outbox) and the
+archive (``ArchiveService.submit`` as the starter; the archive object id is kept on the workflow).
 
 A delivery row is written in the transaction that completes the workflow, so none is lost; the job
 ``workflow-delivery`` works them like the mail outbox (``server.workflows.leased``): leased by one conditional
@@ -125,6 +125,13 @@ class DeliveryQueue:
             return
         if kind is DeliveryKind.ARCHIVE:
             self._archived(workflow, content)
+            return
+        if kind is DeliveryKind.EMAIL:
+            self._outbox.send_document(workflow.id, target, f"Siegel: {workflow.document_name} (signed)",
+                                       f"Hello,\n\nthe workflow {workflow.id} for {workflow.document_name} is "
+                                       f"completed; the signed document is attached (SHA-256 "
+                                       f"{workflow.document_sha256}).\n",
+                                       f"siegel-wf-{workflow.id}-delivery-{delivery_id}", file_name(workflow), content)
             return
         body = json.dumps({"event": "workflow.completed", "workflow": workflow.id, "state": workflow.state,
                            "documentName": workflow.document_name, "documentSha256": workflow.document_sha256,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from typing import Callable
 
 from sqlalchemy import Engine
@@ -42,7 +42,8 @@ class MailOutbox:
     def __init__(self, engine: Engine, mailer: MailSender, sender: str, retry_max_seconds: float,
                  clock: Callable[[], datetime] = _now, compose: Composer | None = None) -> None:
         self._mailer = mailer
-        self._compose = compose  # None: plain text from the mailer's sender
+        self._compose = compose or self._plain  # the default: plain text from the configured sender
+        self._sender = sender
         self._domain = sender.rpartition("@")[2] or None
         self._clock = clock
         self._rows = LeasedRows(engine, OutboundMail, "sending", "sent", "sent_at", retry_max_seconds, clock)
@@ -65,11 +66,8 @@ class MailOutbox:
             if claimed is None:
                 continue  # another node has it
             try:
-                if self._compose is None:
-                    self._mailer.send(claimed.recipient, claimed.subject, claimed.body, message_id=claimed.message_id)
-                else:
-                    self._mailer.deliver(self._compose(claimed.workflow_id, claimed.recipient, claimed.subject,
-                                                       claimed.body, claimed.message_id))
+                self._mailer.deliver(self._compose(claimed.workflow_id, claimed.recipient, claimed.subject,
+                                                   claimed.body, claimed.message_id))
             except SiegelError as exc:
                 wait = self._rows.failed(mail_id, claimed.attempts, exc.message)
                 log.warning("mail %s not sent (attempt %d, next in %.0f s): %s", claimed.message_id,
@@ -78,3 +76,19 @@ class MailOutbox:
             self._rows.finished(mail_id)
             sent += 1
         return sent
+
+    def _plain(self, workflow_id: int | None, to: str, subject: str, body: str, message_id: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self._sender, to, subject
+        msg["Date"], msg["Message-ID"] = formatdate(localtime=False, usegmt=True), message_id
+        msg.set_content(body)
+        return msg
+
+    def send_document(self, workflow_id: int, to: str, subject: str, body: str, key: str, name: str,
+                      pdf: bytes) -> None:
+        """A message like the queued ones with the PDF ``name`` attached, handed to the relay now (not queued: the
+        caller, the job ``workflow-delivery``, retries it); SiegelError when it is not accepted. Its Message-ID is
+        made of ``key``, so every attempt of one delivery carries the same."""
+        msg = self._compose(workflow_id, to, subject, body, f"<{key}@{self._domain or 'siegel.invalid'}>")
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=name)
+        self._mailer.deliver(msg)

@@ -137,6 +137,7 @@ class Starters:
 class DeliveryKind(StrEnum):
     FOLDER = "folder"  # a file in a sub-folder of workflows.delivery_root (atomic: temporary file, fsync, rename)
     CALLBACK = "callback"  # an HTTP(S) POST of JSON with the document, HMAC-signed, retried with a growing wait
+    EMAIL = "email"  # a mail with the signed PDF attached (sent by the delivery job, retried like a callback)
     EMAIL_LINK = "emailLink"  # a mail (the outbox) with the link to the document, for an account that may read it
     ARCHIVE = "archive"  # the signed document into the archive (ArchiveService, owned by the starter)
 
@@ -356,7 +357,7 @@ def _deliveries(p: _Problems, raw: Any) -> tuple[Delivery, ...]:
         obj = _obj(p, path, item)
         if len(obj) != 1 or next(iter(obj)) not in {k.value for k in DeliveryKind}:
             p.add(path, "expected {\"folder\": \"sub/folder\"}, {\"callback\": \"https://...\"}, "
-                        "{\"emailLink\": \"someone@example.com\"} or {\"archive\": true}")
+                        "{\"email\" or \"emailLink\": \"someone@example.com\"} or {\"archive\": true}")
             continue
         kind, target = DeliveryKind(next(iter(obj))), next(iter(obj.values()))
         if kind is DeliveryKind.FOLDER and not (isinstance(target, str) and len(target) <= 200
@@ -368,9 +369,9 @@ def _deliveries(p: _Problems, raw: Any) -> tuple[Delivery, ...]:
                                                    and _URL.match(target)):
             p.add(f"{path}.callback", "expected an http:// or https:// URL")
             continue
-        if kind is DeliveryKind.EMAIL_LINK and not (isinstance(target, str) and len(target) <= 320 and (
-                _EMAIL.match(target) or VARIABLE.match(target))):
-            p.add(f"{path}.emailLink", "expected an e-mail address or a {{variable}} given at start")
+        if kind in (DeliveryKind.EMAIL, DeliveryKind.EMAIL_LINK) and not (
+                isinstance(target, str) and len(target) <= 320 and (_EMAIL.match(target) or VARIABLE.match(target))):
+            p.add(f"{path}.{kind.value}", "expected an e-mail address or a {{variable}} given at start")
             continue
         if kind is DeliveryKind.ARCHIVE:
             if target is not True:

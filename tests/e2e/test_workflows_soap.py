@@ -164,7 +164,7 @@ def test_cancel_over_soap_and_the_faults(server: SiegelInstance) -> None:
 def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInstance, smtp: SmtpServer) -> None:
     template(server, "Archivvertrag", [
         {"name": "Unterschrift", "assignee": {"user": "anna"}, "action": "sign", "signature": BOX}],
-        delivery=[{"emailLink": "{{buchhaltung}}"}, {"archive": True}])
+        delivery=[{"emailLink": "{{buchhaltung}}"}, {"email": "{{buchhaltung}}"}, {"archive": True}])
     erp = client(server, server.auth)
     wid = erp.service.StartWorkflow(Template="Archivvertrag", Document=make_pdf(), DocumentName="archiv.pdf",
                                     Variables={"Variable": [{"Name": "buchhaltung", "Value": "fibu@example.com"}]}).Id
@@ -176,6 +176,9 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
     signed = requests.get(link, auth=server.auth, timeout=30)
     assert signed.status_code == 200 and b"/ByteRange" in signed.content
     assert hashlib.sha256(signed.content).hexdigest() in text
+    attached = mail_to(smtp, "fibu@example.com", "archiv.pdf (signed)")
+    (pdf,) = [part for part in attached.message.iter_attachments() if part.get_content_type() == "application/pdf"]
+    assert pdf.get_filename() == f"{wid}-archiv.pdf" and pdf.get_content() == signed.content
 
     deadline = time.monotonic() + 30
     while (status := erp.service.GetWorkflowStatus(WorkflowId=wid)).ArchiveObjectId is None:
@@ -183,7 +186,8 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
         time.sleep(0.3)
     deliveries = api(server, "GET", f"/{wid}", "erp").json()["deliveries"]
     assert [(d["kind"], d["target"], d["state"]) for d in deliveries] == [
-        ("emailLink", "fibu@example.com", "delivered"), ("archive", "", "delivered")]
+        ("emailLink", "fibu@example.com", "delivered"), ("email", "fibu@example.com", "delivered"),
+        ("archive", "", "delivered")]
     aoid = status.ArchiveObjectId
     archived = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}", auth=server.auth, timeout=30)
     assert archived.status_code == 200, archived.text
@@ -194,7 +198,7 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
     content = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}/items/1", auth=server.auth, timeout=30)
     assert content.content == signed.content
     time.sleep(1.0)  # a second archive object or mail would be there by now
-    assert sum("fibu@example.com" in m.rcpt_tos for m in smtp.messages) == 1
+    assert sum("fibu@example.com" in m.rcpt_tos for m in smtp.messages) == 2
 
     # a starter whose role may not archive cannot start a template that archives: refused before anything exists
     refused = api(server, "POST", "", "chef", json={"template": "Archivvertrag", "document": "JVBERi0=",
