@@ -19,21 +19,15 @@ from lxml import etree
 from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 
-from tests.e2e.test_workflows import PASSWORD, act, api, mail_to, template
+from tests.e2e.test_workflows import PASSWORD, act, api, mail_to, smtp, template  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.fixtures.smtp import SmtpServer, running_smtp
+from tests.fixtures.smtp import SmtpServer
 
 pytestmark = pytest.mark.e2e
 DSS = "urn:oasis:names:tc:dss:1.0:core:schema"
 MINOR = "urn:oasis:names:tc:dss:1.0:resultminor:"
 BOX = {"level": "B-B", "page": 1, "box": [50, 50, 200, 60]}
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp() as relay:
-        yield relay
 
 
 @pytest.fixture(scope="module")
