@@ -248,7 +248,8 @@ class BrandService:
             brand_id = self._row(session, name).id if name is not None else None
             target = session.execute(select(model).where(column == key)).scalar_one_or_none()
             if target is None:
-                raise SiegelError(Code.NOT_FOUND, f"there is no {'workflow template' if kind == 'template' else 'API client'} {key!r}")
+                what = "workflow template" if kind == "template" else "API client"
+                raise SiegelError(Code.NOT_FOUND, f"there is no {what} {key!r}")
             target.brand_id = brand_id
             self._audit.append_in(session, actor, "brand.assign", f"{kind}:{key}", brand=name or BUILT_IN)
 

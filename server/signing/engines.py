@@ -31,6 +31,7 @@ PADES_URI = "http://uri.etsi.org/19142/v1.1.1"
 XMLDSIG_URI = "urn:ietf:rfc:3275"
 ASIC_URI = "http://uri.etsi.org/19162/v1.1.1"
 ASIC_MIME = "application/vnd.etsi.asic-e+zip"
+VERIFY_PATH = "/portal/verify"  # the verification page a stamp's QR code points to, below a base URL
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def pades_options(chain: tuple[bytes, ...], order: SignOrder, pdf: bytes,
         fields = StampFields(signer=_common_name(certificate.subject), signed_at=datetime.now(timezone.utc),
                              reason=order.properties.reason, location=place.city if place else None,
                              issuer=_common_name(certificate.issuer), serial=f"{certificate.serial_number:x}",
-                             verify_url=known.verify_url)
+                             verify_url=known.verify_url if wanted.brand is None
+                             else wanted.brand.base_url + VERIFY_PATH)
         stamp = stamp_style(template, fields, pdfa=is_pdfa(pdf))
         placement = replace(placement, default=(template.default_page, template.default_box))
     return PadesOptions(placement=placement, certify=wanted.certify, lock_fields=wanted.lock_fields,

@@ -76,6 +76,7 @@ class StampBrand:
 
     logo_png: bytes | None
     colour: str  # #rrggbb: the stamp's border
+    base_url: str  # the brand's public base URL: a QR code points to its verification page
 
 
 @dataclass(frozen=True)

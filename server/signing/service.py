@@ -24,7 +24,8 @@ from server.db.batch import GroupCommit
 from server.db.models import SigningState
 from server.errors import Code, SiegelError
 from server.signing.cades import SigningKey
-from server.signing.engines import Appearances, Signed, extend_signature, sign_asic_order, sign_document
+from server.signing.engines import (VERIFY_PATH, Appearances, Signed, extend_signature, sign_asic_order,
+                                    sign_document)
 from server.signing.keys import SigningKeys
 from server.signing.order import Format, SignOrder
 from server.signing.two_step import PreparedOrder, complete_order, prepare_order
@@ -188,7 +189,7 @@ class SigningService:
             if self._appearance_cache is None:
                 settings = self._settings
                 self._appearance_cache = Appearances(load_templates(settings), settings.appearance.default,
-                                                     settings.server.public_base_url.rstrip("/") + "/portal/verify")
+                                                     settings.server.public_base_url.rstrip("/") + VERIFY_PATH)
             return self._appearance_cache
 
     def sign(self, user_id: int, user_name: str, order: SignOrder, key: SigningKey | None = None) -> list[Signed]:

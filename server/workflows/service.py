@@ -460,7 +460,7 @@ class WorkflowService:
         if self._brands is None:
             return None
         brand = self._brands.by_id(workflow.brand_id)
-        return StampBrand(self._brands.logo_png(brand), brand.primary_color)
+        return StampBrand(self._brands.logo_png(brand), brand.primary_color, brand.public_base_url)
 
     def _perform(self, actor: Actor, workflow: Workflow, steps: list[WorkflowStep], step: WorkflowStep, claimed: int,
                  assignment: WorkflowAssignment, definition: Definition, spec: Step, action: str,
