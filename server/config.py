@@ -216,7 +216,7 @@ class RemoteSigningSettings:
     timeout_seconds: float  # connect and response timeout of each call
     retries: int  # extra attempts after a connection error or a 5xx
     operation_minutes: int  # how long an operation waits for the user's PIN and OTP
-    max_operations: int  # operations waiting at once in one worker
+    max_operations: int  # operations waiting at once (all workers: remote_operations)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from server.remote.csc_service import OID_OF_HASH, SIGN_ALGOS
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 
 TOKEN_MARGIN_SECONDS = 30.0  # an access token is renewed this long before the service says it expires
-CALLER_ERRORS = frozenset({"invalid_pin", "invalid_otp"})  # the user may correct these and try again
-CALLER_DESCRIPTIONS = frozenset({"The PIN is invalid", "The OTP is invalid"})  # the same under invalid_request
+CALLER_DESCRIPTIONS = frozenset({"The PIN is invalid", "The OTP is invalid"})  # CSC: invalid_request, HTTP 400
+CALLER_ERRORS = frozenset({"invalid_pin", "invalid_otp"})  # the same as some services name them
 
 
 class RemoteServiceError(SiegelError):
@@ -128,10 +128,10 @@ class CscClient:
     # --- transport --------------------------------------------------------------------------------
 
     def _once(self, method: str, json_body: dict[str, Any] | None, form: dict[str, str] | None,
-              basic: tuple[str, str] | None, bearer: bool) -> Any:
+              basic: tuple[str, str] | None, bearer: bool | str) -> Any:
         headers = {"Accept": "application/json"}
         if bearer:
-            headers["Authorization"] = f"Bearer {self._access_token()}"
+            headers["Authorization"] = f"Bearer {bearer if isinstance(bearer, str) else self._access_token()}"
         try:
             response = self._http.post(f"{self._base}/{method}", json=json_body if form is None else None,
                                        data=form, auth=basic, headers=headers, timeout=self.timeout,
@@ -157,8 +157,9 @@ class CscClient:
         return body
 
     def _call(self, method: str, json_body: dict[str, Any] | None = None, *, form: dict[str, str] | None = None,
-              basic: tuple[str, str] | None = None, bearer: bool = True, retry: bool = True) -> Any:
-        """One CSC method; transient failures retried when ``retry``; an expired token renewed once."""
+              basic: tuple[str, str] | None = None, bearer: bool | str = True, retry: bool = True) -> Any:
+        """One CSC method; transient failures retried when ``retry``; an expired token renewed once
+        (``bearer``: True for the account's token, or a given token, e.g. one of scope credential)."""
         attempts = self.retries + 1 if retry else 1
         renewed = False
         attempt = 0
@@ -167,7 +168,7 @@ class CscClient:
             try:
                 return self._once(method, json_body, form, basic, bearer)
             except RemoteServiceError as exc:
-                if bearer and exc.status == 401 and not renewed:
+                if bearer is True and exc.status == 401 and not renewed:
                     renewed = True
                     with self._lock:
                         self._token = None
@@ -220,13 +221,20 @@ class CscClient:
                           "hashAlgorithmOID": OID_OF_HASH[digest]})
         return f"{self._base}/oauth2/authorize?{urlencode(query)}"
 
-    def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> str:
-        """The access token for an authorization code and the PKCE verifier it was asked with (kept for calls)."""
+    def exchange_code(self, code: str, verifier: str, redirect_uri: str, *, keep: bool = True) -> str:
+        """The access token for an authorization code and the PKCE verifier it was asked with: kept for the
+        calls of this account (scope service), or only returned (``keep=False``: scope credential, a token
+        that stands for the SAD of its hashes in :meth:`sign_hash`)."""
         answer = self._call("oauth2/token", form={
             "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
             "client_id": self.account.username, "redirect_uri": redirect_uri,
             **({"client_secret": self.account.secret} if self.account.secret else {})}, bearer=False, retry=False)
-        return self._keep_token(answer, "oauth2/token")
+        if keep:
+            return self._keep_token(answer, "oauth2/token")
+        token = answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RemoteServiceError(self.account.name, "oauth2/token", 200, "invalid_response", "no access_token")
+        return token
 
     # --- methods ----------------------------------------------------------------------------------
 
@@ -262,20 +270,22 @@ class CscClient:
             raise RemoteServiceError(self.account.name, "credentials/authorize", 200, "invalid_response", "no SAD")
         return sad
 
-    def sign_hash(self, credential_id: str, sad: str, hashes: Sequence[bytes], digest: DigestAlgorithm,
-                  sign_algo: str) -> list[bytes]:
-        """signatures/signHash: one value per hash, in order. A transient failure is retried only while
-        ``credentials/authorizeCheck`` shows the SAD unspent for these hashes."""
-        body = {"credentialID": credential_id, "SAD": sad, "hashes": [_b64(h) for h in hashes],
-                "hashAlgorithmOID": OID_OF_HASH[digest], "signAlgo": sign_algo}
+    def sign_hash(self, credential_id: str, sad: str | None, hashes: Sequence[bytes], digest: DigestAlgorithm,
+                  sign_algo: str, *, credential_token: str | None = None) -> list[bytes]:
+        """signatures/signHash: one value per hash, in order, under a SAD, or under a ``credential_token``
+        (OAuth2 scope credential, in place of the SAD). A transient failure is retried only while
+        ``credentials/authorizeCheck`` shows the SAD unspent for these hashes (never under a token)."""
+        body = {"credentialID": credential_id, "hashes": [_b64(h) for h in hashes],
+                "hashAlgorithmOID": OID_OF_HASH[digest], "signAlgo": sign_algo, **({"SAD": sad} if sad else {})}
         attempt = 0
         while True:
             attempt += 1
             try:
-                answer = self._call("signatures/signHash", body, retry=False)
+                answer = self._call("signatures/signHash", body, bearer=credential_token or True, retry=False)
                 break
             except RemoteServiceError as exc:
-                if not exc.transient or attempt > self.retries or not self._sad_covers(credential_id, sad, len(hashes)):
+                if not exc.transient or attempt > self.retries or sad is None \
+                        or not self._sad_covers(credential_id, sad, len(hashes)):
                     raise
             time.sleep(min(0.2 * attempt, 2.0))
         values = answer.get("signatures")

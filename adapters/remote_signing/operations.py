@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from adapters.remote_signing.client import CredentialInfo, CscClient, RemoteServiceError
+from server import metrics
 from server.audit import AuditLog
 from server.db.models import RemoteOperation
 from server.errors import Code, SiegelError
@@ -259,6 +260,8 @@ class RemoteSigning:
                     RemoteOperation.id == operation_id, RemoteOperation.status == SIGNING)).rowcount != 1:
                 raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} ended meanwhile")
             self._audit.append_many_in(conn, list(prepared.audit))
+        for state in prepared.states:
+            metrics.SIGNATURES.labels(format=state["format"]).inc()
         return signed
 
     def cancel(self, user_id: int, operation_id: str) -> None:

@@ -13,7 +13,10 @@ checked by :meth:`TwoFactorService.verify_otp` with the purpose ``csc``. The SAD
 bits and is stored as its SHA-256, with the account, the credential, the exact hashes (and their algorithm),
 numSignatures and its expiry (``csc.sad_minutes``). ``signatures/signHash`` signs only those hashes, at
 most numSignatures in all (a conditional UPDATE, so concurrent calls cannot overspend it), only for that
-account and credential, before the expiry. Access tokens (``auth/login``) are stored as SHA-256 too.
+account and credential, before the expiry. Access tokens (``auth/login``) are stored as SHA-256 too. An
+OAuth2 authorization code of scope ``credential`` is bound the same way (PIN and OTP given at
+``oauth2/authorize``); the token it is exchanged for stands for the SAD (a ``csc_sads`` row under the
+token's SHA-256) and serves ``signatures/signHash`` only.
 
 Every authorisation, signature and refusal is an audit entry naming the hashes (never a document: only
 hashes reach this service). Errors are :class:`CscError` with the CSC API's ``error``,
@@ -28,7 +31,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -84,7 +87,13 @@ class CscError(Exception):
 
 
 def invalid(description: str) -> CscError:
+    """HTTP 400 ``invalid_request``: what the CSC API answers for every refused parameter, a wrong PIN or OTP
+    included (their ``error_description`` tells them apart)."""
     return CscError(400, "invalid_request", description)
+
+
+PIN_INVALID = "The PIN is invalid"
+OTP_INVALID = "The OTP is invalid"
 
 
 class Hsm(Protocol):
@@ -157,6 +166,34 @@ def hash_algorithm(oid: Any, what: str = "hashAlgorithmOID") -> DigestAlgorithm:
     return HASH_OIDS[oid]
 
 
+def credential_request(query: Mapping[str, str]) -> tuple[Any, Any, list[bytes], DigestAlgorithm]:
+    """credentialID, numSignatures, hashes and their algorithm of an oauth2/authorize request of scope
+    credential: the query parameters (``hashes`` base64url, comma-separated) or ``authorization_details``
+    (RFC 9396, one entry of type credential with ``documentDigests``)."""
+    raw = query.get("authorization_details")
+    if raw is not None:
+        try:
+            details = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise invalid("Invalid parameter authorization_details") from None
+        entries = [d for d in details if isinstance(d, dict) and d.get("type") == "credential"] \
+            if isinstance(details, list) else []
+        if len(entries) != 1:
+            raise invalid("Invalid parameter authorization_details (one entry of type credential)")
+        entry = entries[0]
+        digests = entry.get("documentDigests")
+        if not isinstance(digests, list) or not all(isinstance(d, dict) for d in digests):
+            raise invalid("Missing (or invalid type) array parameter documentDigests")
+        hashes = decode_hashes([d.get("hash") for d in digests], "documentDigests")
+        return entry.get("credentialID"), entry.get("numSignatures", len(hashes)), hashes, \
+            hash_algorithm(entry.get("hashAlgorithmOID"))
+    number = query.get("numSignatures")
+    num_signatures: Any = int(number) if number is not None and number.isdigit() else number
+    listed = query.get("hashes")
+    hashes = decode_hashes(listed.split(",") if listed else None)
+    return query.get("credentialID"), num_signatures, hashes, hash_algorithm(query.get("hashAlgorithmOID"))
+
+
 def otp_binding(credential_id: str, hashes: list[bytes] | None = None, algorithm: DigestAlgorithm | None = None) -> bytes:
     """What a sent CSC code is bound to: the credential, and the hashes when the client named them."""
     base = b"csc\0" + credential_id.encode("utf-8")
@@ -195,38 +232,56 @@ class CscService:
             raise CscError(400, "authentication_error", "An error occurred during authentication process")
         return self._issue(principal, principal.client, "auth/login")
 
-    def _issue(self, principal: Principal, client_id: str | None, how: str) -> tuple[str, int]:
-        """A bearer access token for ``principal`` (stored as its SHA-256), audited."""
+    def _issue(self, principal: Principal, client_id: str | None, how: str, credential: Any = None) -> tuple[str, int]:
+        """A bearer access token for ``principal`` (stored as its SHA-256), audited. With ``credential`` (the
+        code's row of scope credential) the token stands for a SAD of its binding, as long as a SAD lives."""
         if not allowed(principal, Action.REMOTE_SIGN):
             self._audit.append(principal.name, "csc.login_refused", principal.name, reason="role may not sign")
             raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        seconds = self.policy.token_minutes * 60
+        seconds = (self.policy.sad_minutes if credential is not None else self.policy.token_minutes) * 60
+        binding = {} if credential is None else {
+            "scope": "credential", "credential_id": credential.credential_id,
+            "num_signatures": credential.num_signatures, "hash_algorithm": credential.hash_algorithm,
+            "hashes": credential.hashes}
         with self._engine.begin() as conn:
             conn.execute(insert(CscToken).values(
                 token_hash=_sha256(token), user_id=principal.user_id, kind="access", client_id=client_id,
-                created_at=now, expires_at=now + timedelta(seconds=seconds)))
+                created_at=now, expires_at=now + timedelta(seconds=seconds), **binding))
             self._audit.append_many_in(conn, [(principal.name, "csc.login", principal.name,
-                                               {"expires_in": seconds, "via": how, "client": client_id})])
+                                               {"expires_in": seconds, "via": how, "client": client_id,
+                                                "scope": binding.get("scope", "service")})])
+            if credential is not None:
+                self._sad_row(conn, token, principal, credential.credential_id, HASH_OIDS[credential.hash_algorithm],
+                              json.loads(credential.hashes), credential.num_signatures, now, seconds,
+                              "oauth2 scope credential")
         return token, seconds
 
-    # --- OAuth2 (authorization code with PKCE, client credentials), scope "service" -------------------
+    # --- OAuth2 (authorization code with PKCE, client credentials), scopes "service" and "credential" ------
 
     def oauth2_code(self, name: str, password: str, address: str | None, otp: str | None, client_id: Any,
-                    redirect_uri: Any, scope: Any, challenge: Any, method: Any) -> str:
+                    redirect_uri: Any, scope: Any, challenge: Any, method: Any,
+                    query: Mapping[str, str] | None = None) -> str:
         """oauth2/authorize: the user (HTTP Basic) grants the API client ``client_id`` a code (60 s, once)
-        for ``redirect_uri`` (one of csc.oauth2_redirect_uris), bound to the PKCE S256 ``challenge``."""
+        for ``redirect_uri`` (one of csc.oauth2_redirect_uris), bound to the PKCE S256 ``challenge``.
+
+        Scope ``credential`` (or ``authorization_details`` of type credential): the code, and the token it is
+        exchanged for, authorise exactly the hashes named in ``query`` for one credential, at most
+        numSignatures times (SCAL2, as a SAD); the user gives the PIN (the password) and an OTP
+        (``otp``) for them here."""
+        query = query or {}
         if not isinstance(client_id, str) or not self._client_exists(client_id):
             raise invalid("Invalid parameter client_id")
         if not isinstance(redirect_uri, str) or redirect_uri not in self.policy.redirect_uris:
             raise invalid("Invalid parameter redirect_uri (not registered in csc.oauth2_redirect_uris)")
-        if scope not in (None, "service"):
-            raise CscError(400, "invalid_scope", "only the scope service is offered (credentials: explicit SAD)")
+        for_credential = scope == "credential" or (scope is None and "authorization_details" in query)
+        if scope not in (None, "service", "credential"):
+            raise CscError(400, "invalid_scope", "the scopes offered are service and credential")
         if method != "S256" or not isinstance(challenge, str) or not 43 <= len(challenge) <= 128:
             raise invalid("PKCE: code_challenge and code_challenge_method=S256 are required")
         principal = self._users.authenticate(name, password, address)
-        if principal is not None and self._twofactor.required(principal):
+        if principal is not None and not for_credential and self._twofactor.required(principal):
             outcome = self._twofactor.login(principal, name, password, otp, address)
             principal = principal if outcome is not None and outcome.verified else None
         if principal is None:
@@ -234,14 +289,27 @@ class CscService:
             raise CscError(401, "access_denied", "the user did not authenticate")
         if not allowed(principal, Action.REMOTE_SIGN):
             raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
+        binding: dict[str, Any] = {}
+        if for_credential:
+            credential_id, num_signatures, hashes, algorithm = credential_request(query)
+            label, hex_hashes = self._bound(principal, credential_id, num_signatures, hashes, algorithm)
+            wrong = self._check_otp(principal, label, hashes, algorithm, otp, address)  # the password was the PIN
+            if wrong is not None:
+                raise self._refused(principal, label, hex_hashes, num_signatures, invalid(OTP_INVALID),
+                                    f"oauth2/authorize: {wrong}")
+            binding = {"scope": "credential", "credential_id": label, "num_signatures": num_signatures,
+                       "hash_algorithm": OID_OF_HASH[algorithm], "hashes": json.dumps(hex_hashes)}
         code = secrets.token_urlsafe(32)
         now = self.clock()
         with self._engine.begin() as conn:
             conn.execute(insert(CscToken).values(
                 token_hash=_sha256(code), user_id=principal.user_id, kind="code", client_id=client_id,
                 redirect_uri=redirect_uri, code_challenge=challenge, created_at=now,
-                expires_at=now + timedelta(seconds=60)))
-            self._audit.append_many_in(conn, [(principal.name, "csc.oauth2_code", principal.name, {"client": client_id})])
+                expires_at=now + timedelta(seconds=60), **binding))
+            self._audit.append_many_in(conn, [(principal.name, "csc.oauth2_code", principal.name, {
+                "client": client_id, "scope": binding.get("scope", "service"),
+                **({"credential": binding["credential_id"], "hashes": json.loads(binding["hashes"]),
+                    "numSignatures": binding["num_signatures"]} if binding else {})})])
         return code
 
     def _client_exists(self, client_id: str) -> bool:
@@ -273,7 +341,9 @@ class CscService:
         now = self.clock()
         with self._engine.begin() as conn:  # single use: only one exchange takes the code
             row = conn.execute(select(CscToken.user_id, CscToken.client_id, CscToken.redirect_uri,
-                                      CscToken.code_challenge, CscToken.expires_at)
+                                      CscToken.code_challenge, CscToken.expires_at, CscToken.scope,
+                                      CscToken.credential_id, CscToken.num_signatures, CscToken.hash_algorithm,
+                                      CscToken.hashes)
                                .where(CscToken.token_hash == _sha256(code), CscToken.kind == "code")).first()
             taken = conn.execute(update(CscToken).where(CscToken.token_hash == _sha256(code), CscToken.kind == "code",
                                                         CscToken.revoked_at.is_(None)).values(revoked_at=now)).rowcount
@@ -291,14 +361,24 @@ class CscService:
             user = conn.execute(select(User.name, User.role, User.disabled).where(User.id == row.user_id)).first()
         if user is None or user.disabled:
             raise CscError(400, "invalid_grant", "Authorization code is invalid or expired")
-        return self._issue(Principal(row.user_id, user.name, Role(user.role)), client_id, "oauth2 authorization_code")
+        return self._issue(Principal(row.user_id, user.name, Role(user.role)), client_id, "oauth2 authorization_code",
+                           row if row.scope == "credential" else None)
 
     def principal(self, token: str) -> Principal:
-        """The account of a bearer token; 401 invalid_token / expired_token otherwise."""
+        """The account of a bearer token of scope service; 401 invalid_token / expired_token otherwise, 403
+        insufficient_scope for a token of scope credential (it only signs its hashes: signatures/signHash)."""
+        principal, scope = self.bearer(token)
+        if scope == "credential":
+            raise CscError(403, "insufficient_scope", "an access token of scope credential authorises "
+                                                      "signatures/signHash only")
+        return principal
+
+    def bearer(self, token: str) -> tuple[Principal, str]:
+        """The account and the scope (service or credential) of a bearer token."""
         now = self.clock()
         with self._engine.connect() as conn:
-            row = conn.execute(select(CscToken.user_id, CscToken.expires_at, CscToken.revoked_at, User.name,
-                                      User.role, User.disabled).join(User, User.id == CscToken.user_id)
+            row = conn.execute(select(CscToken.user_id, CscToken.expires_at, CscToken.revoked_at, CscToken.scope,
+                                      User.name, User.role, User.disabled).join(User, User.id == CscToken.user_id)
                                .where(CscToken.token_hash == _sha256(token), CscToken.kind == "access")).first()
         if row is None or row.disabled:
             raise CscError(401, "invalid_token", "The access token is not valid")
@@ -307,7 +387,7 @@ class CscService:
         principal = Principal(row.user_id, row.name, Role(row.role))
         if not allowed(principal, Action.REMOTE_SIGN):
             raise CscError(403, "access_denied", f"the role {principal.role.value} may not sign remotely")
-        return principal
+        return principal, row.scope or "service"
 
     def revoke(self, principal: Principal, token: str) -> None:
         with self._engine.begin() as conn:
@@ -415,11 +495,10 @@ class CscService:
             until = utc(conn.execute(select(User.locked_until).where(User.id == user_id)).scalar())
         return until is not None and until > self.clock()
 
-    def authorize(self, principal: Principal, credential_id: Any, num_signatures: Any, hashes: list[bytes] | None,
-                  algorithm: DigestAlgorithm | None, pin: Any, otp: Any, address: str | None) -> Authorization:
-        """credentials/authorize (explicit, SCAL2): PIN = the account's password, OTP; a SAD for the hashes."""
-        cert = self._certificate(principal, credential_id)
-        label = cert.key_label
+    def _bound(self, principal: Principal, credential_id: Any, num_signatures: Any, hashes: list[bytes] | None,
+               algorithm: DigestAlgorithm | None) -> tuple[str, list[str]]:
+        """What an authorisation binds (SCAL2): the credential's label and the exact hashes (hex, sorted)."""
+        label = self._certificate(principal, credential_id).key_label
         if isinstance(num_signatures, bool) or not isinstance(num_signatures, int):
             raise invalid("Missing (or invalid type) integer parameter numSignatures")
         if num_signatures < 1:
@@ -432,38 +511,61 @@ class CscService:
             raise invalid("Invalid parameter hashes: more hashes than numSignatures")
         if algorithm is not None and any(len(h) != algorithm.size for h in hashes):
             raise invalid("Invalid digest value length")
-        hex_hashes = sorted({h.hex() for h in hashes})
+        return label, sorted({h.hex() for h in hashes})
+
+    def _refused(self, principal: Principal, label: str, hex_hashes: list[str], num_signatures: int,
+                 error: CscError, reason: str) -> CscError:
+        self._audit.append(principal.name, "csc.authorize_refused", label, reason=reason, hashes=hex_hashes,
+                           numSignatures=num_signatures)
+        return error
+
+    def _check_otp(self, principal: Principal, label: str, hashes: list[bytes], algorithm: DigestAlgorithm | None,
+                   otp: Any, address: str | None) -> str | None:
+        """None when ``otp`` is a code of the account for this credential (or these hashes), else the reason."""
+        code = otp if isinstance(otp, str) else ""
+        if code and any(self._twofactor.verify_otp(principal.user_id, code, purpose=PURPOSE, binding=b)
+                        for b in (otp_binding(label, hashes, algorithm), otp_binding(label), None)):
+            return None
+        if code:
+            self._twofactor.count_failure(principal.user_id, address)
+        return "wrong OTP" if code else "no OTP"
+
+    def _sad_row(self, conn: Any, secret: str, principal: Principal, label: str, algorithm: DigestAlgorithm | None,
+                 hex_hashes: list[str], num_signatures: int, now: datetime, seconds: int, via: str) -> None:
+        """The SAD (or the credential-scope token standing for it) as its SHA-256, and its audit entry."""
+        conn.execute(insert(CscSad).values(
+            sad_hash=_sha256(secret), user_id=principal.user_id, credential_id=label,
+            hash_algorithm=OID_OF_HASH[algorithm] if algorithm else None, hashes=json.dumps(hex_hashes),
+            num_signatures=num_signatures, used=0, created_at=now, expires_at=now + timedelta(seconds=seconds)))
+        self._audit.append_many_in(conn, [(principal.name, "csc.authorize", label, {
+            "numSignatures": num_signatures, "hashes": hex_hashes,
+            "hashAlgorithm": str(algorithm) if algorithm else None, "expires_in": seconds, "via": via})])
+
+    def authorize(self, principal: Principal, credential_id: Any, num_signatures: Any, hashes: list[bytes] | None,
+                  algorithm: DigestAlgorithm | None, pin: Any, otp: Any, address: str | None) -> Authorization:
+        """credentials/authorize (explicit, SCAL2): PIN = the account's password, OTP; a SAD for the hashes."""
+        label, hex_hashes = self._bound(principal, credential_id, num_signatures, hashes, algorithm)
+        assert hashes is not None
 
         def refuse(error: CscError, reason: str) -> CscError:
-            self._audit.append(principal.name, "csc.authorize_refused", label, reason=reason, hashes=hex_hashes,
-                               numSignatures=num_signatures)
-            return error
+            return self._refused(principal, label, hex_hashes, num_signatures, error, reason)
 
         if self._locked(principal.user_id):
             raise refuse(invalid("PIN locked"), "account locked")
         if not isinstance(pin, str) or not pin:
-            raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "no PIN")
+            raise refuse(invalid(PIN_INVALID), "no PIN")
         if self._users.authenticate(principal.name, pin, address) is None:
             if self._locked(principal.user_id):
                 raise refuse(invalid("PIN locked"), "wrong PIN, account locked")
-            raise refuse(CscError(400, "invalid_pin", "The PIN is invalid"), "wrong PIN")
-        code = otp if isinstance(otp, str) else ""
-        if not code or not any(self._twofactor.verify_otp(principal.user_id, code, purpose=PURPOSE, binding=b)
-                               for b in (otp_binding(label, hashes, algorithm), otp_binding(label), None)):
-            if code:
-                self._twofactor.count_failure(principal.user_id, address)
-            raise refuse(CscError(400, "invalid_otp", "The OTP is invalid"), "wrong OTP" if code else "no OTP")
+            raise refuse(invalid(PIN_INVALID), "wrong PIN")
+        wrong = self._check_otp(principal, label, hashes, algorithm, otp, address)
+        if wrong is not None:
+            raise refuse(invalid(OTP_INVALID), wrong)
         sad = secrets.token_urlsafe(32)  # 256 random bits
-        now = self.clock()
         seconds = self.policy.sad_minutes * 60
         with self._engine.begin() as conn:
-            conn.execute(insert(CscSad).values(
-                sad_hash=_sha256(sad), user_id=principal.user_id, credential_id=label,
-                hash_algorithm=OID_OF_HASH[algorithm] if algorithm else None, hashes=json.dumps(hex_hashes),
-                num_signatures=num_signatures, used=0, created_at=now, expires_at=now + timedelta(seconds=seconds)))
-            self._audit.append_many_in(conn, [(principal.name, "csc.authorize", label, {
-                "numSignatures": num_signatures, "hashes": hex_hashes,
-                "hashAlgorithm": str(algorithm) if algorithm else None, "expires_in": seconds})])
+            self._sad_row(conn, sad, principal, label, algorithm, hex_hashes, num_signatures, self.clock(), seconds,
+                          "credentials/authorize")
         return Authorization(sad, seconds)
 
     def authorize_check(self, principal: Principal, credential_id: Any, sad: Any) -> dict[str, Any]:

@@ -151,13 +151,18 @@ class CscApi(resource.Resource):
 
     # --- authentication ---------------------------------------------------------------------------
 
-    def _principal(self, request: Any) -> Any:
+    @staticmethod
+    def _token(request: Any) -> str:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise CscError(401, "invalid_token", "Malformed authorization header: send Authorization: Bearer "
                                                  "<access token from auth/login>")
-        principal = self._service.principal(token.strip())
+        return token.strip()
+
+    def _principal(self, request: Any) -> Any:
+        """The account of the request's access token of scope service."""
+        principal = self._service.principal(self._token(request))
         request.principal = principal  # for the request log line
         return principal
 
@@ -209,7 +214,8 @@ class CscApi(resource.Resource):
 
     def _oauth2_authorize(self, request: Any, query: dict[str, str], version: str) -> Any:
         """GET oauth2/authorize (response_type=code, PKCE S256): the user authenticates with HTTP Basic here
-        (and X-Siegel-OTP when the role needs it); 302 to the registered redirect_uri with code and state."""
+        (and X-Siegel-OTP when the role needs it, and always for scope credential: the OTP for the hashes);
+        302 to the registered redirect_uri with code and state."""
         if query.get("response_type") != "code":
             raise CscError(400, "unsupported_response_type", "response_type must be code")
         basic = self._basic(request)
@@ -219,7 +225,7 @@ class CscApi(resource.Resource):
         code = self._service.oauth2_code(basic[0], basic[1], client_address(request, self._trusted),
                                          otp.decode("utf-8", "replace") if otp else None, query.get("client_id"),
                                          query.get("redirect_uri"), query.get("scope"), query.get("code_challenge"),
-                                         query.get("code_challenge_method", "plain"))
+                                         query.get("code_challenge_method", "plain"), query)
         answer = {"code": code, **({"state": query["state"]} if "state" in query else {})}
         uri = query["redirect_uri"]
         return 302, uri + ("&" if "?" in uri else "?") + urlencode(answer)
@@ -290,7 +296,13 @@ class CscApi(resource.Resource):
         return self._service.authorize_check(principal, body.get("credentialID"), body.get("SAD", body.get("handle")))
 
     def _sign_hash(self, request: Any, body: dict[str, Any], version: str) -> Any:
-        principal = self._principal(request)
+        """With a token of scope service and a SAD, or with a token of scope credential (it is the SAD)."""
+        token = self._token(request)
+        principal, scope = self._service.bearer(token)
+        request.principal = principal
+        sad = body.get("SAD")
+        if sad is None and scope == "credential":
+            sad = token
         raw = body.get("hashes", body.get("hash"))
         if raw is None:
             raise invalid("Missing (or invalid type) array parameter hash")
@@ -299,7 +311,7 @@ class CscApi(resource.Resource):
             raise invalid("Invalid parameter operationMode (Siegel signs synchronously)")
         if body.get("signAlgoParams") is not None:
             raise invalid("Invalid parameter signAlgoParams (RSASSA-PSS is not offered)")
-        values = self._service.sign_hash(principal, body.get("credentialID"), body.get("SAD"), hashes,
+        values = self._service.sign_hash(principal, body.get("credentialID"), sad, hashes,
                                          body.get("hashAlgorithmOID", body.get("hashAlgo")), body.get("signAlgo"))
         return {"signatures": [base64.b64encode(v).decode("ascii") for v in values]}
 

@@ -166,7 +166,7 @@ def test_refusals(csc: Csc) -> None:
     # Wrong OTP: no SAD.
     csc.otp(credential)
     r = csc.authorize(credential, digest, ADA[1], otp="000000")
-    assert error(r) == (400, "invalid_otp", "The OTP is invalid")
+    assert error(r) == (400, "invalid_request", "The OTP is invalid")
 
     # SAD for another hash, then reused beyond numSignatures.
     sad = csc.authorize(credential, digest, ADA[1]).json()["SAD"]
@@ -190,9 +190,8 @@ def test_refusals(csc: Csc) -> None:
 
     # Wrong PIN repeatedly: locked (2 s after the third); then even the right PIN and a valid OTP are refused.
     code = csc.otp(credential)  # fetched first, so the lock cannot run out while the mail travels
-    for _ in range(3):
-        r = csc.authorize(credential, digest, "wrong password!", otp="123456")
-    assert error(r) == (400, "invalid_request", "PIN locked")
+    answers = [error(csc.authorize(credential, digest, "wrong password!", otp="123456")) for _ in range(3)]
+    assert answers == [(400, "invalid_request", "The PIN is invalid")] * 2 + [(400, "invalid_request", "PIN locked")]
     assert error(csc.authorize(credential, digest, ADA[1], otp=code)) == (400, "invalid_request", "PIN locked")
 
     assert len(audit(csc.inst, "csc.sign")) == 1  # only the one allowed signature
@@ -289,6 +288,64 @@ def test_oauth2_authorization_code_with_pkce_and_client_credentials(csc: Csc) ->
     assert client.status_code == 200, client.text
     csc.token = client.json()["access_token"]
     assert len(csc.call("credentials/list").json()["credentialIDs"]) == 1  # the integration account's key
+
+
+def test_oauth2_scope_credential_authorises_exactly_its_hashes_in_place_of_a_sad(csc: Csc) -> None:
+    """Siegel's client (adapters.remote_signing) against the server: oauth2/authorize with scope credential
+    for ada's credential and two hashes (PIN = password by HTTP Basic, the OTP in X-Siegel-OTP), the code
+    exchanged with the PKCE verifier; the token then signs exactly those hashes, at most numSignatures."""
+    from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError, pkce_pair
+    from server.signing.keysource import DigestAlgorithm
+
+    out = csc.inst.cli("apiclient", "create", "--user", csc.inst.user).stdout
+    key = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"secret:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    client = CscClient(RemoteAccount("siegel", f"{csc.inst.url}/csc/v2", "oauth2code", key, secret), 30.0, 0)
+    csc.login(ADA)  # a service token of ada's, to have codes mailed (credentials/sendOTP)
+    (credential,) = csc.call("credentials/list").json()["credentialIDs"]
+    digests = [hashlib.sha256(b"first contract").digest(), hashlib.sha256(b"second contract").digest()]
+    redirect = "https://app.example/cb"
+
+    def code_for(verifier_challenge: str, otp: str) -> requests.Response:
+        url = client.authorization_url(redirect, "st", verifier_challenge, scope="credential", credential_id=credential,
+                                       hashes=digests, digest=DigestAlgorithm.SHA256)
+        return requests.get(url, auth=ADA, headers={"X-Siegel-OTP": otp}, timeout=30, allow_redirects=False)
+
+    def code_of(answer: requests.Response) -> str:
+        assert answer.status_code == 302, answer.text
+        return re.search(r"[?&]code=([^&]+)", answer.headers["Location"]).group(1)  # type: ignore[union-attr]
+
+    verifier, challenge = pkce_pair()
+    otp = csc.otp(credential)
+    wrong_otp = "000000" if otp != "000000" else "111111"
+    assert error(code_for(challenge, wrong_otp)) == (400, "invalid_request", "The OTP is invalid")
+
+    # A wrong code_verifier: refused, and the code is spent by the attempt.
+    first = code_of(code_for(challenge, otp))
+    with pytest.raises(RemoteServiceError, match="invalid_grant: PKCE: the code_verifier does not match"):
+        client.exchange_code(first, pkce_pair()[0], redirect, keep=False)
+    with pytest.raises(RemoteServiceError, match="invalid_grant: Authorization code is invalid or expired"):
+        client.exchange_code(first, verifier, redirect, keep=False)
+
+    token = client.exchange_code(code_of(code_for(challenge, csc.otp(credential))), verifier, redirect, keep=False)
+    as_service = requests.post(f"{csc.inst.url}/csc/v2/credentials/list", json={}, timeout=30,
+                               headers={"Authorization": f"Bearer {token}"})
+    assert error(as_service)[:2] == (403, "insufficient_scope")
+    with pytest.raises(RemoteServiceError, match="invalid_request: Hash is not authorized by the SAD"):
+        client.sign_hash(credential, None, [hashlib.sha256(b"another").digest()], DigestAlgorithm.SHA256,
+                         ECDSA_SHA256, credential_token=token)
+    values = client.sign_hash(credential, None, digests, DigestAlgorithm.SHA256, ECDSA_SHA256, credential_token=token)
+    info = csc.call("credentials/info", {"credentialID": credential}).json()
+    public = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0])).public_key()
+    for digest, value in zip(digests, values, strict=True):
+        public.verify(value, digest, ec.ECDSA(utils.Prehashed(crypto_hashes.SHA256())))  # type: ignore[union-attr, call-arg]
+    with pytest.raises(RemoteServiceError, match="invalid_request: Invalid parameter SAD"):  # beyond numSignatures
+        client.sign_hash(credential, None, digests[:1], DigestAlgorithm.SHA256, ECDSA_SHA256, credential_token=token)
+    (signed,) = audit(csc.inst, "csc.sign")
+    assert signed["hashes"] == [d.hex() for d in digests]
+    (authorized,) = audit(csc.inst, "csc.authorize")
+    assert authorized["via"] == "oauth2 scope credential" and authorized["numSignatures"] == 2
+    assert [e["reason"] for e in audit(csc.inst, "csc.authorize_refused")] == ["oauth2/authorize: wrong OTP"]
 
 
 def test_every_csc_route_of_the_route_table_answers_with_csc_errors(csc: Csc) -> None:

@@ -170,7 +170,7 @@ def test_totp_authorizes_too_and_the_code_is_bound_to_the_hashes_when_named(worl
     world.csc.send_otp(p, label, hashes=digests("bound"), algorithm=DigestAlgorithm.SHA256)
     with pytest.raises(CscError) as err:
         world.csc.authorize(p, label, 1, digests("other"), DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
-    assert err.value.error == "invalid_otp"
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "The OTP is invalid")
     assert world.tf.verify_otp(p.user_id, world.mail.code(), purpose=PURPOSE,
                                binding=otp_binding(label, digests("bound"), DigestAlgorithm.SHA256))
 
@@ -181,7 +181,7 @@ def test_wrong_otp_gives_no_sad(world: World) -> None:
     wrong = "000000" if world.mail.code() != "000000" else "111111"
     with pytest.raises(CscError) as err:
         world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, PASSWORD, wrong, None)
-    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_otp", "The OTP is invalid")
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "The OTP is invalid")
     with world.pki.engine.connect() as conn:
         assert conn.execute(select(CscSad)).first() is None
     assert world.audit("csc.authorize_refused")[0]["reason"] == "wrong OTP"
@@ -249,11 +249,12 @@ def test_someone_elses_credential_or_sad(world: World) -> None:
 
 def test_wrong_pin_repeatedly_locks_the_credential(world: World) -> None:
     p, label = world.person("ada")
+    answers = []
     for _ in range(3):
         with pytest.raises(CscError) as err:
             world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, "wrong password!", "123456", None)
-        assert err.value.error in ("invalid_pin", "invalid_request")
-    assert err.value.description == "PIN locked"
+        answers.append((err.value.status, err.value.error, err.value.description))
+    assert answers == [(400, "invalid_request", "The PIN is invalid")] * 2 + [(400, "invalid_request", "PIN locked")]
     world.csc.send_otp(p, label)
     with pytest.raises(CscError) as err:  # the right PIN and OTP, but locked
         world.csc.authorize(p, label, 1, digests("x"), DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
@@ -350,6 +351,59 @@ def test_oauth2_authorization_code_with_pkce_and_client_credentials(world: World
         world.csc.oauth2_token({"grant_type": "client_credentials", "client_id": client.key,
                                 "client_secret": "wrong"}, None, None)
     assert err.value.description == "Invalid parameter client_secret"
+
+
+def test_oauth2_scope_credential_by_authorization_details_binds_the_token_like_a_sad(world: World) -> None:
+    """authorization_details (RFC 9396) of type credential: the token signs those hashes for that account
+    and credential, at most numSignatures, not after a SAD's lifetime; it is no service token."""
+    import base64
+    import secrets
+
+    from server.identity.apiclients import ApiClientService
+
+    world.csc.policy = CscPolicy(sad_minutes=5, multisign=10, redirect_uris=frozenset({"https://app.example/cb"}))
+    ada, label = world.person("ada")
+    bob, bob_label = world.person("bob")
+    world.users.add("erp", "erp@example.com", "integration", PASSWORD)
+    client = ApiClientService(world.users, world.pki.audit).create("erp")
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    hashes = digests("a", "b", "c")
+    details = json.dumps([{"type": "credential", "credentialID": label, "numSignatures": 3,
+                           "hashAlgorithmOID": SHA256,
+                           "documentDigests": [{"hash": base64.b64encode(h).decode(), "label": "doc"} for h in hashes]}])
+
+    def token_for(otp: str, credential_details: str = details) -> str:
+        code = world.csc.oauth2_code("ada", PASSWORD, None, otp, client.key, "https://app.example/cb", None,
+                                     challenge, "S256", {"authorization_details": credential_details})
+        return world.csc.oauth2_token({"grant_type": "authorization_code", "client_id": client.key, "code": code,
+                                       "redirect_uri": "https://app.example/cb", "code_verifier": verifier},
+                                      None, None)[0]
+
+    with pytest.raises(CscError) as err:  # no OTP: no code
+        token_for("")
+    assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "The OTP is invalid")
+    with pytest.raises(CscError) as err:  # bob's credential is not ada's to authorise
+        world.csc.send_otp(ada, label)
+        token_for(world.mail.code(), details.replace(label, bob_label))
+    assert err.value.description == "Invalid parameter credentialID"
+    world.csc.send_otp(ada, label)
+    token = token_for(world.mail.code())
+    with pytest.raises(CscError) as err:
+        world.csc.principal(token)
+    assert (err.value.status, err.value.error) == (403, "insufficient_scope")
+    with pytest.raises(CscError) as err:  # bob's SAD-less call cannot use ada's token as a SAD
+        world.csc.sign_hash(bob, bob_label, token, hashes[:1], SHA256, ECDSA_SHA256)
+    assert err.value.description == "Invalid parameter SAD"
+    values = world.csc.sign_hash(ada, label, token, hashes[:2], SHA256, ECDSA_SHA256)
+    cert = world.pki.hsm.certificate_chain(label)[0]
+    for digest, value in zip(hashes[:2], values, strict=True):
+        check(cert, digest, value)
+    world.clock.now += timedelta(minutes=5, seconds=1)
+    with pytest.raises(CscError) as err:  # the third signature, but after a SAD's lifetime
+        world.csc.sign_hash(ada, label, token, hashes[2:], SHA256, ECDSA_SHA256)
+    assert err.value.description == "SAD expired"
+    assert len(world.audit("csc.sign")) == 1 and world.audit("csc.authorize")[0]["via"] == "oauth2 scope credential"
 
 
 def test_concurrent_sign_calls_never_overspend_a_sad(world: World) -> None:

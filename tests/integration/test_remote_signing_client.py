@@ -85,7 +85,7 @@ class FakeCsc:
         if method == "credentials/authorize":
             values = {a["id"]: a["value"] for a in body["authData"]}
             if values.get("PIN") != PIN:
-                return 400, {"error": "invalid_pin", "error_description": "The PIN is invalid"}
+                return 400, {"error": "invalid_request", "error_description": "The PIN is invalid"}  # CSC v2
             self.remaining = body["numSignatures"]
             return 200, {"SAD": "sad-1", "expiresIn": 300}
         if method == "credentials/authorizeCheck":
@@ -178,7 +178,7 @@ def test_errors_name_the_service_its_error_and_error_description(fake: FakeCsc) 
     with pytest.raises(RemoteServiceError) as caught:
         client.authorize("cred-1", [bytes(32)], ORDER.digest, "wrong", OTP)
     assert caught.value.code is Code.BAD_REQUEST
-    assert caught.value.message == ("remote signing service 'fake', credentials/authorize: invalid_pin: "
+    assert caught.value.message == ("remote signing service 'fake', credentials/authorize: invalid_request: "
                                     "The PIN is invalid (HTTP 400)")
     assert fake.calls["credentials/authorize"] == 1  # an authorisation is never retried
     down = (503, {"error": "temporarily_unavailable", "error_description": "maintenance until 06:00"})
@@ -225,7 +225,7 @@ def test_a_wrong_pin_keeps_the_operation_waiting_and_another_instance_finishes_i
     assert not isinstance(pending, list)
     with pytest.raises(RemoteServiceError) as wrong:
         first.authorize(anna, pending.operation, "not-the-pin", OTP)
-    assert wrong.value.code is Code.BAD_REQUEST and wrong.value.error == "invalid_pin"
+    assert wrong.value.code is Code.BAD_REQUEST and wrong.value.description == "The PIN is invalid"
     second, _ = remote_for()  # another worker (or the same after a restart): only the database is shared
     signed = second.authorize(anna, pending.operation, PIN, OTP)
     assert [s.name for s in signed] == ["one.txt", "two.txt"] and fake.calls["signatures/signHash"] == 1
