@@ -19,7 +19,6 @@ import base64
 import io
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,10 +29,10 @@ from PIL import Image
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdfa import make_pdfa, pdfa_properties
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.fixtures.smtp import ReceivedMail, SmtpServer, running_smtp
+from tests.e2e.test_workflows import PASSWORD, mail_to, smtp  # noqa: F401 (smtp: a fixture)
+from tests.fixtures.smtp import ReceivedMail, SmtpServer
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "correct horse battery"
 ACME = {"primary": (0xB7, 0x1C, 0x1C), "logo": (0x2E, 0x7D, 0x32)}  # red header, green logo
 GLOBEX = {"primary": (0x15, 0x65, 0xC0), "logo": (0xEF, 0x6C, 0x00)}  # blue header, orange logo
 BOX = (36, 36, 340, 80)  # the stamp on page 1: x, y, width, height in points
@@ -47,12 +46,6 @@ def _logo_png(colour: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (200, 80), colour).save(out, "PNG")
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +129,6 @@ def api(server: SiegelInstance, method: str, path: str, auth: tuple[str, str], *
     return requests.request(method, server.url + "/api/v1/workflows" + path, auth=auth, timeout=120, **kwargs)
 
 
-def mail_to(smtp: SmtpServer, address: str, timeout: float = 30.0) -> ReceivedMail:
-    """The first mail to ``address`` (waiting for it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        mails = [m for m in smtp.messages if address in m.rcpt_tos]
-        if mails:
-            return mails[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no mail to {address}: {[m.rcpt_tos for m in smtp.messages]}")
-
-
 def check_mail(mail: ReceivedMail, sender: str, base: str, look: dict[str, tuple[int, int, int]]) -> str:
     """The mail's sender, inline logo and links are the brand's; the link token."""
     message = mail.message
@@ -200,8 +182,8 @@ def test_a_workflow_of_each_brand_mails_and_signs_in_that_brand(server: SiegelIn
 
     acme_id = start(server.auth, "kunde@acme-partner.example")  # the template's brand
     globex_id = start((key, secret), "kunde@globex-partner.example")  # the API client's brand wins
-    acme_mail = mail_to(smtp, "kunde@acme-partner.example")
-    globex_mail = mail_to(smtp, "kunde@globex-partner.example")
+    acme_mail = mail_to(smtp, "kunde@acme-partner.example", "please sign")
+    globex_mail = mail_to(smtp, "kunde@globex-partner.example", "please sign")
     acme_token = check_mail(acme_mail, "sign@acme.example", f"http://127.0.0.1:{server.port}", ACME)
     globex_token = check_mail(globex_mail, "docs@globex.example", f"http://localhost:{server.port}", GLOBEX)
 
