@@ -333,13 +333,15 @@ def build_root(services: Services) -> resource.Resource:
     csc = CscService(services.engine, services.audit, services.users, services.twofactor, services.hsm.get,
                      CscPolicy.from_settings(s.csc), timestamp=internal_timestamp(services.tsa.respond))
     from server.web.portal import PortalApp
+    from server.audit.stats import daily_counts
     from server.web.portal.site import Portal
 
     root.putChild(b"portal", Portal(PortalApp(services.users, services.twofactor, services.portal_sessions,
                                               services.signing, services.verification, services.ca, services.audit,
                                               lambda: services.directory, checks, lambda: services.workflows,
                                               services.brands, s.path(s.branding.templates),
-                                              services.remote_overview, lambda: services.archive),
+                                              services.remote_overview, lambda: services.archive,
+                                              functools.partial(daily_counts, services.engine)),
                                     _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root

@@ -1,12 +1,17 @@
 """The portal's admin pages in headless Chromium against a whole `siegel serve`: the workflow template editor
 (a two-step four-eyes template made on the page, its steps ordered by their numbers, a wrong definition
 refused with the problem named and nothing saved, an edit making version 2, and a workflow of it running
-through both signers' inboxes). Screenshots go to test-artifacts/<test>/."""
+through both signers' inboxes); the dashboard's chart of signatures per day by format (inline SVG, counts
+from the audit log) and the archive's state (counts, last collection and renewal); the remote signing accounts
+(this server's own CSC API as one account, a service that does not answer as another). Screenshots go to
+test-artifacts/<test>/."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+from datetime import UTC, datetime
 from typing import Any, Iterator
 
 import pytest
@@ -15,6 +20,7 @@ import requests
 from tests.e2e.test_portal import check_page, login
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf
+from tests.fixtures.ports import free_port
 from tests.fixtures.server import SiegelInstance, make_instance
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +33,16 @@ OTHER = ("eve", "eve-signer-password")
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
     """A server whose admins log in with the password alone (the second factor is test_portal.py's)."""
-    inst = make_instance(tmp_path_factory.mktemp("portal-admin"), {"SIEGEL_TWOFACTOR_REQUIRED_ROLES": ""})
+    base = tmp_path_factory.mktemp("portal-admin")
+    accounts = base / "remote-accounts.toml"
+    accounts.write_text("")
+    inst = make_instance(base, {"SIEGEL_TWOFACTOR_REQUIRED_ROLES": "",
+                                "SIEGEL_REMOTE_SIGNING_ACCOUNTS_FILE": str(accounts),
+                                "SIEGEL_REMOTE_SECRET_SELF": SIGNER[1], "SIEGEL_REMOTE_SECRET_DOWN": "unused"})
+    accounts.write_text(  # this server's own CSC API as sam, and a port nobody listens on
+        f'[[account]]\nname = "self"\nurl = "{inst.url}/csc/v2"\nauth = "basic"\nusername = "sam"\n'
+        f'[[account]]\nname = "down"\nurl = "http://127.0.0.1:{free_port()}/csc/v2"\nauth = "basic"\n'
+        'username = "nobody"\n')
     for (name, password), role in ((ADMIN, "admin"), (SIGNER, "signer"), (OTHER, "signer")):
         inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
                  stdin=password + "\n")
@@ -121,3 +136,64 @@ def test_admin_makes_a_four_eyes_template_that_then_runs(portal: SiegelInstance,
     signatures = PdfFileReader(io.BytesIO(signed.content)).embedded_signatures
     assert [(s.field_name, s.signer_cert.subject.native["common_name"]) for s in signatures] == [
         ("Sig1", "sam"), ("Sig2", "eve")]
+
+
+def chart_numbers(page: Any, day: str) -> dict[str, int]:
+    """The signature chart's numbers of ``day`` per format (its table)."""
+    headers = page.locator("#signatures-chart thead th").all_text_contents()[1:]  # in a closed <details>
+    cells = page.locator(f"#signatures-chart tbody tr:has(th:text-is('{day}')) td").all_text_contents()
+    return dict(zip(headers, (int(c) for c in cells), strict=True))
+
+
+def test_dashboard_charts_signatures_and_shows_the_archive(portal: SiegelInstance, browser: Any, shots: Shots,
+                                                           console_errors: list[str]) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    page = new_page(browser, console_errors)
+    login(page, portal.url, ADMIN)
+    page.get_by_role("link", name="Administration").first.click()
+    before = chart_numbers(page, today)
+    assert set(before) == {"asic", "cades", "pades", "xades"}
+    for fmt, body, ctype in (("pades", make_pdf(), "application/pdf"), ("pades", make_pdf(pages=2), "application/pdf"),
+                             ("xades", b"<doc>Bestellung</doc>", "application/xml")):
+        r = requests.post(f"{portal.url}/api/v1/sign?format={fmt}&level=B-B", data=body, auth=portal.auth,
+                          headers={"Content-Type": ctype}, timeout=120)
+        assert r.status_code == 200, r.text
+    aoid = portal.cli("archive", "add", "--hash", "sha256:" + hashlib.sha256(b"Rechnung 4711").hexdigest(),
+                      "--as", portal.user).stdout.strip()
+    portal.cli("archive", "evidence", aoid, "--as", portal.user, "-o", str(portal.data_dir.parent / "er.ers"))
+    portal.cli("archive", "renew", "--timestamps", "--force")
+
+    page.reload()
+    after = chart_numbers(page, today)
+    assert after == {**before, "pades": before["pades"] + 2, "xades": before["xades"] + 1}, (before, after)
+    bars = page.locator("#signatures-chart rect.bar")
+    titles = [bars.nth(i).get_attribute("data-title") for i in range(bars.count())]
+    assert f"{today} pades: {after['pades']}" in titles and f"{today} xades: {after['xades']}" in titles, titles
+    heights = {t: float(bars.nth(i).get_attribute("height")) for i, t in enumerate(titles)}
+    pades, xades = heights[f"{today} pades: {after['pades']}"], heights[f"{today} xades: {after['xades']}"]
+    assert abs(pades / xades - after["pades"] / after["xades"]) < 0.05, (pades, xades)  # bars to scale
+    state = {k: page.locator(f"#archive-state dd[data-key='{k}']").inner_text() for k in
+             ("objects", "items", "pending", "lastCollection", "lastRenewal")}
+    assert state["objects"] == "1" and state["items"] == "1" and state["pending"] == "0", state
+    assert state["lastCollection"].startswith(today) and state["lastRenewal"].startswith(today), state
+    check_page(page, console_errors)
+    shots.take(page, "dashboard")
+    page.context.close()
+
+
+def test_remote_signing_accounts(portal: SiegelInstance, browser: Any, shots: Shots,
+                                 console_errors: list[str]) -> None:
+    page = new_page(browser, console_errors)
+    login(page, portal.url, ADMIN)
+    page.get_by_role("link", name="Administration").first.click()
+    page.get_by_role("link", name="Remote signing").click()
+    own = page.locator("section[data-account='self']")
+    (row,) = own.locator("tr[data-credential]").all()
+    assert "CN=sam" in row.inner_text() and row.locator("td.ok").inner_text() == "valid"
+    assert row.locator("td.signatures").inner_text() == "0"  # nothing signed through this account yet
+    assert f"{portal.url}/csc/v2" in own.inner_text()
+    down = page.locator("section[data-account='down']")
+    assert down.locator(".remote-error").inner_text().startswith("The service did not answer:")
+    check_page(page, console_errors)
+    shots.take(page, "remote-accounts")
+    page.context.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from server.archive.service import ArchiveService
 from server.audit import AuditLog
@@ -41,3 +41,4 @@ class PortalApp:
     templates: Path  # the operator's template overrides (branding.templates); see server.branding.templates
     remote_overview: Callable[[], list[dict[str, Any]]]  # adapters.remote_signing.overview.accounts_overview
     archive: Callable[[], ArchiveService]
+    audit_counts: Callable[[Sequence[str], str], dict[tuple[str, str], int]]  # server.audit.stats.daily_counts

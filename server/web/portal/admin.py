@@ -1,18 +1,20 @@
-"""The admin dashboard: health, accounts (directory-sourced ones marked, the last synchronisation and its
+"""The admin dashboard: health, the archive's state, signatures per day by format (an SVG chart), accounts (directory-sourced ones marked, the last synchronisation and its
 errors, "sync now"), certificates (issue, revoke, expiring soon), the audit log with filters and its
-integrity check. Each page's Action is in site.ROUTES; the services audit what changes."""
+integrity check, the remote signing accounts. Each page's Action is in site.ROUTES; the services audit what changes."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from server.errors import Code, SiegelError
 from server.identity.policy import Action
 from server.identity.users import Role
 from server.pki.ca import REASONS
+from server.signing.order import Format
+from server.web.portal.charts import last_days, stacked_bars
 from server.web.portal.site import Ctx, Response
 from server.web.status import run_checks
 
@@ -33,10 +35,33 @@ def _directory_state(app: PortalApp) -> dict[str, Any] | None:
             "last_error": row.last_error, "errors": (summary or {}).get("errors", [])}
 
 
+CHART_DAYS = 14
+SIGN_ACTIONS = tuple(f"sign.{f.value}" for f in sorted(Format, key=lambda f: f.value))  # the audit's per document
+
+
+def _last(app: PortalApp, action: str) -> str | None:
+    """When the newest audit entry whose action starts with ``action`` was written."""
+    entries = app.audit.search(action=action, limit=1)
+    return entries[0].at if entries else None
+
+
+def _archive_state(app: PortalApp) -> dict[str, Any]:
+    """The archive's counts and next renewals, with its last collection and renewal from the audit log."""
+    return {**app.archive().stats(), "lastCollection": _last(app, "archive.collect"),
+            "lastRenewal": _last(app, "archive.renew-")}
+
+
 def dashboard(app: PortalApp, ctx: Ctx) -> Response:
     expiring = app.ca.list(timedelta(days=EXPIRING_DAYS), actor=ctx.principal.name) if ctx.may(Action.CA_ADMIN) else None
+    days = last_days(datetime.now(UTC).date(), CHART_DAYS)
+    signatures = stacked_bars(days, [a.removeprefix("sign.") for a in SIGN_ACTIONS], {
+        (day, action.removeprefix("sign.")): n for (day, action), n in app.audit_counts(SIGN_ACTIONS, days[0]).items()})
     return ctx.render("admin/dashboard.html", health=run_checks(app.health), directory=_directory_state(app),
-                      expiring=expiring, days=EXPIRING_DAYS)
+                      expiring=expiring, days=EXPIRING_DAYS, archive=_archive_state(app), signatures=signatures)
+
+
+def remote_accounts(app: PortalApp, ctx: Ctx) -> Response:
+    return ctx.render("admin/remote.html", accounts=app.remote_overview())
 
 
 def users(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:

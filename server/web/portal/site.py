@@ -174,6 +174,7 @@ def _table() -> dict[str, dict[str, Route]]:
         # the external signer's page: the link token is the credential (the workflow service checks it)
         "/link": {"GET": Route(external.page, ANONYMOUS), "POST": Route(external.act, ANONYMOUS)},
         "/link/document": {"GET": Route(external.document, ANONYMOUS)},
+        "/admin/remote": {"GET": Route(admin.remote_accounts, Action.REMOTE_ACCOUNTS)},
         "/admin/audit": {"GET": Route(admin.audit, Action.AUDIT_READ)},
         "/admin/audit/verify": {"GET": Route(admin.audit_verify, Action.AUDIT_VERIFY)},
     }
