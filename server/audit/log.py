@@ -3,17 +3,25 @@
 An entry's hash covers a canonical JSON of its sequence number, time, actor, action, target,
 details and the previous entry's hash. The single ``audit_head`` row names the newest entry, so
 a deleted tail is found as well as an altered, inserted or deleted entry in the middle.
+
+An append is two statements when this process wrote the newest entry: the new entries are chained onto the
+head it remembers, and the head's UPDATE (which takes the write lock first) reserves their sequence numbers
+and sets the new hash only if the head is still that one. When another process (or a rolled-back
+transaction) moved the head, the UPDATE returns the real head: the entries are chained onto it and a
+second UPDATE sets the hash, three statements as before. The remembered head is only a guess; the
+lock-holding UPDATE decides.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.models import AuditEntry, AuditHead
@@ -33,6 +41,34 @@ def entry_hash(seq: int, at: str, actor: str, action: str, target: str, details:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+_HEAD, _ENTRY = AuditHead.__table__, AuditEntry.__table__
+_SEQ, _HASH = _HEAD.c.seq.type, _HEAD.c.hash.type
+_CLAIM = (update(_HEAD).where(_HEAD.c.id == 1)
+          .values(seq=_HEAD.c.seq + bindparam("count", type_=_SEQ),
+                  hash=case((and_(_HEAD.c.seq == bindparam("seen_seq", type_=_SEQ),
+                                  _HEAD.c.hash == bindparam("seen_hash", type_=_HASH)),
+                             bindparam("last_hash", type_=_HASH)), else_=_HEAD.c.hash))
+          .returning(_HEAD.c.seq, _HEAD.c.hash))
+"""Reserve the next sequence numbers; if the head is still the one seen, ``last_hash`` becomes its hash."""
+_SET_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("last_hash", type_=_HASH))
+_INSERT = insert(_ENTRY)
+
+
+def _chain(seq: int, prev: str, entries: list[tuple[str, str, str, dict[str, Any]]],
+           texts: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``entries`` (their details' canonical ``texts``) chained after entry ``seq`` with hash ``prev``,
+    timed now."""
+    rows = []
+    for (actor, action, target, _), text in zip(entries, texts, strict=True):
+        seq += 1
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        digest = entry_hash(seq, at, actor, action, target, text, prev)
+        rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "details": text,
+                     "prev_hash": prev, "hash": digest})
+        prev = digest
+    return rows
+
+
 @dataclass(frozen=True)
 class ChainFault:
     """The first place where the chain does not hold."""
@@ -49,6 +85,8 @@ class AuditLog:
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock()
+        self._head = (0, GENESIS)  # the head this process's last append left (a guess: the UPDATE checks it)
 
     def append(self, actor: str, action: str, target: str = "", **details: Any) -> int:
         """Add an entry and return its sequence number."""
@@ -61,25 +99,27 @@ class AuditLog:
 
     def append_many_in(self, session: Session | Connection,
                        entries: list[tuple[str, str, str, dict[str, Any]]]) -> list[int]:
-        """Add entries (actor, action, target, details) in order inside the caller's transaction (ORM or Core)."""
+        """Add entries (actor, action, target, details) in order inside the caller's transaction (ORM or Core).
+
+        Two statements when this process wrote the newest entry (the chain is computed on the head it left,
+        and the head's UPDATE swaps in the new one only if it is still that), three when another wrote since.
+        """
         # The UPDATE comes first: it takes the write lock (SQLite) or the row lock (PostgreSQL)
-        # before the head is read, so concurrent writers queue up instead of forking the chain.
-        head_table, entry_table = AuditHead.__table__, AuditEntry.__table__
-        head = session.execute(update(head_table).where(head_table.c.id == 1)
-                               .values(seq=head_table.c.seq + len(entries))
-                               .returning(head_table.c.seq, head_table.c.hash)).one()
-        seq, prev = head.seq - len(entries), head.hash
-        rows = []
-        for actor, action, target, details in entries:
-            seq += 1
-            at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            text = canonical(details).decode()
-            digest = entry_hash(seq, at, actor, action, target, text, prev)
-            rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "details": text,
-                         "prev_hash": prev, "hash": digest})
-            prev = digest
-        session.execute(insert(entry_table), rows)
-        session.execute(update(head_table).where(head_table.c.id == 1).values(hash=prev))
+        # before the head is used, so concurrent writers queue up instead of forking the chain.
+        if not entries:
+            return []
+        texts = [canonical(details).decode() for *_, details in entries]
+        with self._lock:
+            seq, prev = self._head
+        rows = _chain(seq, prev, entries, texts)
+        head = session.execute(_CLAIM, {"count": len(entries), "seen_seq": seq, "seen_hash": prev,
+                                        "last_hash": rows[-1]["hash"]}).one()
+        if (head.seq, head.hash) != (rows[-1]["seq"], rows[-1]["hash"]):  # another wrote since: chain onto its head
+            rows = _chain(head.seq - len(entries), head.hash, entries, texts)
+            session.execute(_SET_HASH, {"last_hash": rows[-1]["hash"]})
+        session.execute(_INSERT, rows)
+        with self._lock:
+            self._head = (head.seq, rows[-1]["hash"])
         return [row["seq"] for row in rows]
 
     def entries(self) -> Iterator[AuditEntry]:

@@ -87,6 +87,24 @@ def test_concurrent_writers_keep_one_chain(engine: Engine) -> None:
     assert log.verify() == (100, None)
 
 
+def test_writers_in_other_processes_and_rolled_back_appends_keep_one_chain(engine: Engine) -> None:
+    """Each AuditLog chains onto the head its own last append left (two statements) unless another log
+    (another process) or a rolled-back transaction moved it: then it chains onto the real head."""
+    first, second = AuditLog(engine), AuditLog(engine)
+    threads = [threading.Thread(target=_fill, args=(log, 25)) for log in (first, second, first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        first.append_many_in(conn, [("tester", "test.rolled_back", "x", {})])
+        raise RuntimeError("the change this entry records failed")
+    assert [first.append("tester", "test.after", "y"), second.append("tester", "test.after", "z")] == [101, 102]
+    assert first.append("tester", "test.after", "w") == 103
+    assert first.verify() == (103, None)
+    assert [e.action for e in first.entries()][-3:] == ["test.after"] * 3
+
+
 def test_cli_audit_verify(engine: Engine, database_url: str, tmp_path: Path) -> None:
     _fill(AuditLog(engine), 3)
     env = {**os.environ, "SIEGEL_DATA_DIR": str(tmp_path), "SIEGEL_DATABASE_URL": database_url}
