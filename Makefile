@@ -11,7 +11,7 @@ APT_SERVE := softhsm2 opensc openssl fonts-dejavu-core libcairo2
 APT_TEST := $(APT_SERVE) slapd ldap-utils postgresql xmlsec1 poppler-utils qpdf chromium \
             libnss3-tools jaxws default-jdk-headless mono-devel libbcprov-java libbcpkix-java libbcutil-java
 
-.PHONY: serve test bench fuzz init deps-serve deps-test venv clean-var portal-assets
+.PHONY: serve test bench fuzz soak init deps-serve deps-test venv clean-var portal-assets
 
 serve: deps-serve venv portal-assets
 	$(BIN)/siegel serve
@@ -68,3 +68,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[test]'
 	touch $(STAMP)
+
+# The load benchmark at length: 200 clients on two nodes (SOAP Sign, REST sign, Verify) for SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+soak: deps-test venv
+	SIEGEL_LOAD_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m bench load

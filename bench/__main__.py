@@ -7,11 +7,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHMARKS = ["bench_http", "bench_pki", "bench_dss", "bench_directory", "bench_pades", "bench_csc", "bench_workflows", "bench_archive"]
+BENCHMARKS = ["bench_http", "bench_pki", "bench_dss", "bench_directory", "bench_pades", "bench_csc", "bench_workflows", "bench_archive",
+              "bench_load"]
 
 
 def main(names: list[str]) -> int:
-    chosen = names or BENCHMARKS
+    chosen = [n if n.startswith("bench_") else f"bench_{n}" for n in names] or BENCHMARKS  # `load` = bench_load
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, ExceptionContext, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,13 +24,27 @@ def make_engine(url: str, pool_size: int = 0) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    elif pool_size:
-        kwargs["pool_size"] = pool_size
+    else:
+        # A server restarted or failed over leaves dead connections in the pool: test each on checkout.
         kwargs["pool_pre_ping"] = True
+        if pool_size:
+            kwargs["pool_size"] = pool_size
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine, "handle_error", _unreachable)
     return engine
+
+
+def _unreachable(context: ExceptionContext) -> SiegelError | None:
+    """A lost or refused server connection becomes the retryable DATABASE error (503 with Retry-After, a
+    SOAP fault), not an internal one; SQLAlchemy still discards the dead connection. Other errors stay."""
+    refused = context.connection is None and isinstance(context.original_exception,
+                                                        context.dialect.loaded_dbapi.OperationalError)
+    if context.is_disconnect or refused:
+        return SiegelError(Code.DATABASE, "the database is unreachable; retry shortly")
+    return None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

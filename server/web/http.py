@@ -36,6 +36,7 @@ STREAMED_PATH = b"/api/v1/sign"  # with a detached format: the body is hashed as
 STREAMED_FORMATS = (b"cades", b"xades")
 STREAMED_READ_BYTES = 1 << 20  # recv size while a streamed body arrives
 STREAMED_PENDING_CHUNKS = 8  # reads received but not yet hashed, at most (then reading pauses)
+RETRY_AFTER_SECONDS = b"1"  # what a 503 asks clients to wait: the outages it reports are retried by then or soon after
 KNOWN_ROUTES = {"dss", "api", "health", "metrics", "archive", "soap", "csc", "tsa", "ocsp", "crl", "ca", "portal"}
 
 
@@ -172,6 +173,12 @@ class SiegelRequest(server.Request):
         self._refused = False
         self._late = False
 
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        """Every 503 (database or HSM unreachable, draining) tells clients when to retry."""
+        super().setResponseCode(code, message)
+        if code == 503:
+            self.setHeader(b"retry-after", RETRY_AFTER_SECONDS)
+
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site
         self._digest_algorithm = self._streamed()
@@ -243,7 +250,6 @@ class SiegelRequest(server.Request):
         if self._late:
             self.setResponseCode(503)
             self.setHeader(b"connection", b"close")
-            self.setHeader(b"retry-after", b"1")
             ctype, body = error_body(self.uri, SiegelError(Code.INTERNAL, "the server is shutting down"))
             self.setHeader(b"content-type", ctype)
             self.write(body)
