@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.e2e.test_portal import check_page, login
+from tests.e2e.test_portal_inbox import add_accounts
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.ports import free_port
@@ -43,10 +44,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]
         f'[[account]]\nname = "self"\nurl = "{inst.url}/csc/v2"\nauth = "basic"\nusername = "sam"\n'
         f'[[account]]\nname = "down"\nurl = "http://127.0.0.1:{free_port()}/csc/v2"\nauth = "basic"\n'
         'username = "nobody"\n')
-    for (name, password), role in ((ADMIN, "admin"), (SIGNER, "signer"), (OTHER, "signer")):
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
+    add_accounts(inst, {ADMIN: "admin", SIGNER: "signer", OTHER: "signer"})
     inst.start()
     try:
         yield inst

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.e2e.test_portal import check_page, login, mailed_code
+from tests.e2e.test_portal import check_page, login, mail, mailed_code  # noqa: F401 - mail: the SMTP fixture
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
@@ -27,14 +27,12 @@ A4_HEIGHT = 842.0
 WAIT = 60000  # ms: a loaded machine renders slowly, but every wait is for an element or state
 
 
-@pytest.fixture(scope="module")
-def mail() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def add_accounts(inst: SiegelInstance, accounts: dict[tuple[str, str], str]) -> None:
+    """Each (name, password) with its role, an address name@example.com and a signing certificate."""
+    for (name, password), role in accounts.items():
+        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
+                 stdin=password + "\n")
+        inst.cli("ca", "issue", name)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +40,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, mail: SmtpServer) -> Iterat
     inst = make_instance(tmp_path_factory.mktemp("portal-inbox"), {
         "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0", "SIEGEL_MAIL_HOST": mail.host, "SIEGEL_MAIL_PORT": str(mail.port),
         "SIEGEL_MAIL_SENDER": "siegel@example.com"})
-    for (name, password), role in ((SIGNER, "signer"), (OTHER, "signer"), (CHEF, "template_manager")):
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
+    add_accounts(inst, {SIGNER: "signer", OTHER: "signer", CHEF: "template_manager"})
     inst.start()
     try:
         yield inst
