@@ -28,6 +28,7 @@ from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, threads
 from twisted.web import resource
+from twisted.web._auth.wrapper import UnauthorizedResource
 from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
 from twisted.web.resource import IResource
 from twisted.web.util import DeferredResource
@@ -456,6 +457,32 @@ class _Gate(resource.Resource):
         return (self._other_credentials(request) or self._guarded).render(request)
 
 
+class _Challenge(UnauthorizedResource):
+    """Twisted's 401 with its WWW-Authenticate challenge, the body in the endpoint's kind: a SOAP fault on
+    SOAP paths, else problem JSON (Twisted's own body is the plain word "Unauthorized")."""
+
+    def render(self, request: Any) -> bytes:
+        super().render(request)
+        error = SiegelError(Code.UNAUTHENTICATED, "authentication required: send valid credentials "
+                                                  "(HTTP Basic, a WS-Security UsernameToken or a client certificate)")
+        ctype, body = error_body(request.path, error)
+        request.setHeader(b"content-type", ctype)
+        return b"" if request.method == b"HEAD" else body
+
+
+class _GuardInKind(HTTPAuthSessionWrapper):
+    """HTTPAuthSessionWrapper whose refusals are :class:`_Challenge`."""
+
+    def _in_kind(self, answer: IResource) -> IResource:
+        return _Challenge(self._credentialFactories) if isinstance(answer, UnauthorizedResource) else answer
+
+    def _authorizedResource(self, request: Any) -> IResource:
+        return self._in_kind(super()._authorizedResource(request))
+
+    def _loginFailed(self, result: Any) -> IResource:
+        return self._in_kind(super()._loginFailed(result))
+
+
 def protect(wrapped: IResource, users: UserService, realm: str,
             public: Mapping[bytes, IResource] | None = None, trusted_proxies: frozenset[str] = frozenset(),
             wss: WsSecurity | None = None, client_certs: ClientCertificateService | None = None) -> IResource:
@@ -464,7 +491,7 @@ def protect(wrapped: IResource, users: UserService, realm: str,
     address counts the peer address, or X-Forwarded-For's behind a ``trusted_proxies`` address. With ``wss``,
     SOAP paths accept a WS-Security UsernameToken; with ``client_certs``, a mapped TLS client certificate."""
     portal = Portal(_Realm(wrapped), [PasswordChecker(users)])
-    guarded = HTTPAuthSessionWrapper(portal, [AddressedBasicCredentialFactory(realm, trusted_proxies)])
+    guarded = _GuardInKind(portal, [AddressedBasicCredentialFactory(realm, trusted_proxies)])
     return _Gate(wrapped, guarded, public or {}, wss, client_certs, trusted_proxies, users)
 
 

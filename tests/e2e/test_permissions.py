@@ -208,8 +208,12 @@ def test_unknown_routes_methods_and_missing_credentials(siegel_server: SiegelIns
                                                         accounts: dict[Role, Account]) -> None:
     auth = accounts[Role.SIGNER].auth
     for path in ("/api/v1/whoami", "/api/v1/sign", "/api/v1/nothing"):
-        assert requests.post(siegel_server.url + path, data=b"x", timeout=30).status_code == 401
-    assert _dss(siegel_server, ("perm-signer", "wrong password"), _verify_body(b"x")).status_code == 401
+        r = requests.post(siegel_server.url + path, data=b"x", timeout=30)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"].lower().startswith("basic")
+        assert r.headers["Content-Type"] == "application/problem+json" and r.json()["status"] == 401, r.text
+    r = _dss(siegel_server, ("perm-signer", "wrong password"), _verify_body(b"x"))
+    assert r.status_code == 401 and r.headers["Content-Type"].startswith("text/xml"), r.text
+    assert b"Fault" in r.content and b"urn:oasis:names:tc:dss:1.0:resultmajor:RequesterError" in r.content, r.text
     r = requests.get(siegel_server.url + "/api/v1/sign", auth=auth, timeout=30)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
     r = requests.get(siegel_server.url + "/api/v1/not-a-route", auth=auth, timeout=30)
