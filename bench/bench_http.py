@@ -26,7 +26,7 @@ def run(work: Path) -> Path:
         inst.stop()
     assert set(authed.statuses) == {200}, authed.statuses
     return write_result(
-        "http_auth",
+        "http",
         measured={"basic_auth_requests_per_s": round(authed.rate, 1)},
         baseline={"health_requests_per_s": round(health.rate, 1)},
         ratios={"basic_auth_vs_health": round(authed.rate / health.rate, 3)},
