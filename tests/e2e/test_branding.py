@@ -254,7 +254,9 @@ def test_a_malicious_svg_logo_is_neutralised(server: SiegelInstance, browser: An
     page.fill("#name", "chef")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.goto(f"http://127.0.0.1:{server.port}/portal/admin/brands")
+    page.goto(f"http://127.0.0.1:{server.port}/portal/admin")
+    page.get_by_role("link", name="Brands").click()  # the admin menu leads there
+    page.wait_for_url("**/portal/admin/brands")
     page.fill("#logo-name", "evil")
     page.set_input_files("#logo-file", files=[{"name": "logo.svg", "mimeType": "image/svg+xml", "buffer": EVIL_SVG}])
     page.click("#logo-form button[type=submit]")
