@@ -19,7 +19,9 @@ from typing import Callable
 
 from asn1crypto import cms
 
+from server.errors import SiegelError
 from server.web.soap import DSS_NS, SOAP11_ENV
+from server.xmlsafe import parse_xml
 
 HOST = "127.0.0.1"
 RECONNECT_PAUSE = 0.05  # a client's pause after a refused connection before it tries the next node
@@ -29,6 +31,7 @@ CMS_TYPE = "urn:ietf:rfc:3369"
 B_B = "http://uri.etsi.org/ades/191x2/level/baseline/B-B#"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
+DSS_DEPTH = 64  # deepest nesting of a SOAP answer read for its dss:Result
 
 
 @dataclass(frozen=True)
@@ -121,22 +124,43 @@ class Outcome:
     seconds: float
     status: int
     ok: bool
-    clean: bool  # ok, or a failure a client can act on: no answer at all, or a status with a problem/SOAP fault
+    clean: bool  # ok, or a failure a client can act on: no answer at all, a status with a problem/SOAP fault,
+    # or a DSS response whose Result is not Success and says why
     retry_after: bool  # the answer carried Retry-After
+    result_major: str = ""  # a failed SOAP answer's DSS ResultMajor (its last part: ResponderError, ...)
+    body: bytes = b""  # a good answer's body, when run_mixed was asked to keep them
 
 
-def _judge(call: Call, status: int, head: bytes, body: bytes) -> tuple[bool, bool]:
-    """(ok, clean) of an answer."""
+def dss_result(body: bytes) -> tuple[str, str] | None:
+    """The last part of the ResultMajor and the ResultMessage of the first ``dss:Result`` in a SOAP answer (a
+    response's or a fault's detail); None when ``body`` is no XML or has none."""
+    try:
+        result = parse_xml(body, max_depth=DSS_DEPTH).find(f".//{{{DSS_NS}}}Result")
+    except SiegelError:
+        return None
+    if result is None:
+        return None
+    major = (result.findtext(f"{{{DSS_NS}}}ResultMajor") or "").rsplit(":", 1)[-1]
+    return major, (result.findtext(f"{{{DSS_NS}}}ResultMessage") or "").strip()
+
+
+def _judge(call: Call, status: int, head: bytes, body: bytes) -> tuple[bool, bool, str]:
+    """(ok, clean, DSS ResultMajor of a failed SOAP answer) of an answer. DSS answers an error with HTTP 200 and
+    a non-Success Result: clean when its ResultMessage says why; a Success without the signature is not."""
+    if status == 200 and call.expect(body):
+        return True, True, ""
+    soap = b"content-type: text/xml" in head
+    result = dss_result(body) if soap else None
     if status == 200:
-        ok = call.expect(body)
-        return ok, ok
+        clean = result is not None and result[0] not in ("", "Success") and bool(result[1])
+        return False, clean, result[0] if result else ""
     problem = b"content-type: application/problem+json" in head and b'"status": %d' % status in body
-    fault = b"content-type: text/xml" in head and b"Fault>" in body
-    return False, problem or fault
+    fault = soap and b"Fault>" in body
+    return False, problem or fault, result[0] if result else ""
 
 
 async def _mixed_client(index: int, ports: list[int], calls: list[Call], deadline: float,
-                        outcomes: list[Outcome]) -> None:
+                        outcomes: list[Outcome], keep_bodies: bool) -> None:
     """Client ``index``: starts on node ``index % len(ports)`` and call ``index % len(calls)``, then cycles."""
     node, turn = index % len(ports), index
     raws = {(port, call.name): raw_request(port, call.method, call.path, call.headers, call.body)
@@ -162,22 +186,25 @@ async def _mixed_client(index: int, ports: list[int], calls: list[Call], deadlin
                                             False))
                     node = (node + 1) % len(ports)
                     break
-                ok, clean = _judge(call, status, head, body)
+                ok, clean, major = _judge(call, status, head, body)
                 outcomes.append(Outcome(call.name, port, started, time.monotonic() - started, status, ok, clean,
-                                        b"\r\nretry-after:" in head))
+                                        b"\r\nretry-after:" in head, major, body if ok and keep_bodies else b""))
                 if b"connection: close" in head:
                     break
         finally:
             writer.close()
 
 
-def run_mixed(ports: list[int], calls: list[Call], *, clients: int, seconds: float) -> tuple[list[Outcome], float]:
-    """``clients`` keep-alive clients over ``ports`` for ``seconds``; every request's outcome, and the time taken."""
+def run_mixed(ports: list[int], calls: list[Call], *, clients: int, seconds: float,
+              keep_bodies: bool = False) -> tuple[list[Outcome], float]:
+    """``clients`` keep-alive clients over ``ports`` for ``seconds``; every request's outcome (with the good
+    answers' bodies when ``keep_bodies``), and the time taken."""
 
     async def main() -> list[Outcome]:
         outcomes: list[Outcome] = []
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(_mixed_client(i, ports, calls, deadline, outcomes) for i in range(clients)))
+        await asyncio.gather(*(_mixed_client(i, ports, calls, deadline, outcomes, keep_bodies)
+                               for i in range(clients)))
         return outcomes
 
     started = time.monotonic()

@@ -1,6 +1,7 @@
-"""Faults under load on two nodes, each test stopping by itself: a node killed with SIGKILL mid-load. Every
-request completes or fails cleanly (no answer at all, or a status with a problem document / SOAP fault), nothing acknowledged is lost or
-half-written, serial numbers stay unique and the audit chain intact.
+"""Faults under load on two nodes, each test stopping by itself: a node killed with SIGKILL mid-load, PostgreSQL
+restarted mid-load. Every request completes or fails cleanly (no answer at all, a status with a problem document /
+SOAP fault, or a DSS response whose non-Success Result says why), nothing acknowledged is lost or half-written,
+serial numbers stay unique and the audit chain intact.
 
 The load here is SOAP Sign and REST sign only (20 clients, a few seconds: the suite's CPU budget);
 ``test_multinode.py`` and ``python -m bench load`` add Verify.
@@ -8,16 +9,24 @@ The load here is SOAP Sign and REST sign only (20 clients, a few seconds: the su
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import signal
 import threading
 import time
 from collections import Counter
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
+import requests
+from asn1crypto import cms
+from pyhanko.sign.validation.generic_cms import validate_sig_integrity
 
-from bench.load import Outcome, run_mixed
+from bench.load import DSS_DEPTH, Outcome, run_mixed
+from server.validation.cades import signer_certificate
+from server.web.soap import DSS_NS
+from server.xmlsafe import parse_xml
 from tests.fixtures.cluster import Cluster, load_calls, running_cluster, timestamp_serial
 from tests.fixtures.postgres import PostgresServer
 
@@ -26,6 +35,9 @@ pytestmark = pytest.mark.e2e
 CLIENTS = 20
 SECONDS = 8.0
 FAULT_AT = 2.5  # seconds into the load
+OUTAGE = 2.0  # seconds PostgreSQL stays down
+RECOVERY = 1.0  # seconds after PostgreSQL is back within which a request may still fail
+SOAP_DOCUMENT = b"load"  # what bench.load.soap_sign_request hashes by default
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +46,22 @@ def cluster(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFa
         yield nodes
 
 
-def _under_load(cluster: Cluster, fault: threading.Thread) -> list[Outcome]:
-    """Run the signing load on both nodes while ``fault`` runs (started ``FAULT_AT`` s in)."""
+def _under_load(cluster: Cluster, fault: Callable[[], None], keep_bodies: bool = False) -> list[Outcome]:
+    """Run the signing load on both nodes in a thread of its own and ``fault()`` ``FAULT_AT`` s in, in this
+    thread: a process the fault starts (PostgreSQL again) gets its death signal when the thread that started it
+    ends (PR_SET_PDEATHSIG)."""
     calls = [c for c in load_calls(cluster) if c.name != "verify"]
-    timer = threading.Timer(FAULT_AT, fault.start)
-    timer.start()
+    done: list[list[Outcome]] = []
+    load = threading.Thread(target=lambda: done.append(run_mixed(
+        [node.port for node in cluster.nodes], calls, clients=CLIENTS, seconds=SECONDS, keep_bodies=keep_bodies)[0]))
+    load.start()
     try:
-        outcomes, _ = run_mixed([node.port for node in cluster.nodes], calls, clients=CLIENTS, seconds=SECONDS)
+        time.sleep(FAULT_AT)
+        fault()
     finally:
-        timer.cancel()
-        if fault.ident is not None:  # started
-            fault.join(60)
-    return outcomes
+        load.join(SECONDS + 60)
+    assert done, "the load did not finish"
+    return done[0]
 
 
 def _failures(outcomes: list[Outcome]) -> Counter[tuple[str, int, bool]]:
@@ -74,7 +90,7 @@ def test_a_node_killed_mid_load_leaves_the_other_serving(cluster: Cluster) -> No
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
 
-    outcomes = _under_load(cluster, threading.Thread(target=kill))
+    outcomes = _under_load(cluster, kill)
     assert killed and victim.process.returncode == -signal.SIGKILL
     assert all(o.clean for o in outcomes), _failures(outcomes)
     survivor = cluster.nodes[0].port
@@ -85,3 +101,74 @@ def test_a_node_killed_mid_load_leaves_the_other_serving(cluster: Cluster) -> No
     _serials_unique(cluster, before, 100)
     _audit_intact(cluster)
 
+
+
+def _signed(outcome: Outcome, rest_document: bytes) -> tuple[bytes, bytes]:
+    """The CMS signature an acknowledged signing answer carries and the content it signs."""
+    if outcome.call == "soap-sign":
+        value = parse_xml(outcome.body, max_depth=DSS_DEPTH).findtext(f".//{{{DSS_NS}}}Base64Signature")
+        assert value, outcome.body[:500]
+        return base64.b64decode(value), SOAP_DOCUMENT
+    return outcome.body, rest_document
+
+
+def _verifies(signature: bytes, content: bytes) -> bool:
+    """Whether the CMS ``signature``'s signer verifies over ``content`` with its certificate (no chain check)."""
+    signed_data = cms.ContentInfo.load(signature)["content"]
+    info = signed_data["signer_infos"][0]
+    cert = signer_certificate(info, [c.chosen for c in signed_data["certificates"] if c.name == "certificate"])
+    assert cert is not None, "the signer's certificate is not in the signature"
+    digest = hashlib.new(info["digest_algorithm"]["algorithm"].native, content).digest()
+    intact, valid = validate_sig_integrity(info, cert, signed_data["encap_content_info"]["content_type"].native,
+                                           digest)
+    return bool(intact and valid)
+
+
+def _retryable(outcome: Outcome) -> bool:
+    """A failure a client retries: REST 503 with Retry-After, SOAP a DSS ResponderError (response or fault)."""
+    if outcome.call == "soap-sign":
+        return outcome.clean and outcome.result_major == "ResponderError"
+    return outcome.status == 503 and outcome.retry_after and outcome.clean
+
+
+def _signs(cluster: Cluster) -> None:
+    """Every node signs a fresh document."""
+    for node in cluster.nodes:
+        r = requests.post(node.url + "/api/v1/sign?format=cades&level=B-B&packaging=enveloping",
+                          data=b"after the fault", auth=node.auth, timeout=60)
+        assert r.status_code == 200 and _verifies(r.content, b"after the fault"), r.text[:500]
+
+
+def test_postgresql_restarted_mid_load_gives_retryable_errors_for_the_outage_only(
+        cluster: Cluster, postgres_server: PostgresServer) -> None:
+    for node in cluster.nodes:
+        if node.process is None or node.process.poll() is not None:
+            node.start()
+    pids = [node.process.pid for node in cluster.nodes if node.process is not None]
+    outage: list[float] = []
+
+    def restart() -> None:
+        outage.append(time.monotonic())
+        postgres_server.shut_down()
+        time.sleep(OUTAGE)
+        postgres_server.restart()
+        outage.append(time.monotonic())
+
+    outcomes = _under_load(cluster, restart, keep_bodies=True)
+    assert len(outcomes) > 0 and len(outage) == 2, outage
+    down, up = outage
+    failed = [o for o in outcomes if not o.ok]
+    assert failed, "no request saw the outage"
+    assert all(_retryable(o) for o in failed), _failures(outcomes)
+    late = [o for o in failed if not (o.started <= up + RECOVERY and o.started + o.seconds >= down)]
+    assert not late, [(o.call, o.status, round(o.started - down, 2)) for o in late]
+    # recovery without a restart: the same processes serve again on both nodes
+    assert [node.process.pid for node in cluster.nodes if node.process is not None] == pids
+    assert all(node.process is not None and node.process.poll() is None for node in cluster.nodes)
+    recovered = {o.port for o in outcomes if o.ok and o.started > up + RECOVERY}
+    assert recovered == {node.port for node in cluster.nodes}
+    rest_document = next(c.body for c in load_calls(cluster) if c.name == "rest-sign")
+    acknowledged = [o for o in outcomes if o.ok]
+    assert all(_verifies(*_signed(o, rest_document)) for o in acknowledged)
+    _signs(cluster)
+    _audit_intact(cluster)
