@@ -38,13 +38,8 @@ ACCOUNTS = {"crm": "integration", "greta": "signer", "audrey": "auditor", "ada":
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
     inst = make_instance(tmp_path_factory.mktemp("archive-api"))
     for name, role in ACCOUNTS.items():
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
-                 stdin=f"{name}-password-1\n")
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+        inst.add_user(name, f"{name}-password-1", role, signing_key=False)
+    yield from inst.serving()
 
 
 def call(server: SiegelInstance, method: str, path: str, who: str | None = "erp", **kwargs: Any) -> requests.Response:

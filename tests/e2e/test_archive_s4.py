@@ -41,13 +41,8 @@ FORGED = b"%PDF-1.7\n1 0 obj << /Type /Sig /ByteRange [0 10 20 10] /Contents <30
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
     inst = make_instance(tmp_path_factory.mktemp("s4"))
-    inst.cli("user", "add", "reader", "--email", "reader@example.com", "--role", "auditor",
-             "--password-stdin", stdin="reader-password-1\n")
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+    inst.add_user("reader", "reader-password-1", "auditor", signing_key=False)
+    yield from inst.serving()
 
 
 class Wire:

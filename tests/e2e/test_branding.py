@@ -66,11 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterat
                  "--support-contact", f"support@{name}.example")
         (base / f"{name}.png").write_bytes(_logo_png(look["logo"]))
         inst.cli("brand", "logo", name, str(base / f"{name}.png"))
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+    yield from inst.serving()
 
 
 def _pixel(png: bytes, x: int, y: int) -> tuple[int, int, int]:

@@ -97,9 +97,7 @@ def csc(siegel_instance: SiegelInstance, smtp_server: SmtpServer) -> Csc:
                      "SIEGEL_MAIL_SENDER": "siegel@example.com", "SIEGEL_CSC_SAD_MINUTES": "1",
                      "SIEGEL_CSC_OAUTH2_REDIRECT_URIS": "https://app.example/cb"})
     for name, password in (ADA, BOB):
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
+        inst.add_user(name, password, "signer")
     inst.start()
     return Csc(inst, smtp_server)
 

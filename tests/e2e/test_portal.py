@@ -54,14 +54,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, mail: SmtpServer) -> Iterat
         "SIEGEL_MAIL_HOST": mail.host, "SIEGEL_MAIL_PORT": str(mail.port), "SIEGEL_MAIL_SENDER": "siegel@example.com"})
     for (name, password), role in ((ADMIN, "admin"), (ROOT, "admin"), (SIGNER, "signer"), (OTHER, "signer"),
                                    (CHEF, "template_manager")):
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+        inst.add_user(name, password, role)
+    yield from inst.serving()
 
 
 @pytest.fixture(scope="module")

@@ -45,11 +45,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]
         f'[[account]]\nname = "down"\nurl = "http://127.0.0.1:{free_port()}/csc/v2"\nauth = "basic"\n'
         'username = "nobody"\n')
     add_accounts(inst, {ADMIN: "admin", SIGNER: "signer", OTHER: "signer"})
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+    yield from inst.serving()
 
 
 def fill_step(page: Any, row: int, **values: str) -> None:

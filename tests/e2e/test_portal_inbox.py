@@ -30,9 +30,7 @@ WAIT = 60000  # ms: a loaded machine renders slowly, but every wait is for an el
 def add_accounts(inst: SiegelInstance, accounts: dict[tuple[str, str], str]) -> None:
     """Each (name, password) with its role, an address name@example.com and a signing certificate."""
     for (name, password), role in accounts.items():
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", role, "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
+        inst.add_user(name, password, role)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +39,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, mail: SmtpServer) -> Iterat
         "SIEGEL_TWOFACTOR_RESEND_SECONDS": "0", "SIEGEL_MAIL_HOST": mail.host, "SIEGEL_MAIL_PORT": str(mail.port),
         "SIEGEL_MAIL_SENDER": "siegel@example.com"})
     add_accounts(inst, {SIGNER: "signer", OTHER: "signer", CHEF: "template_manager"})
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+    yield from inst.serving()
 
 
 def start_workflow(inst: SiegelInstance, name: str, step: dict[str, Any], pdf: bytes, document: str) -> int:

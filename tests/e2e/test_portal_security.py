@@ -32,14 +32,8 @@ EVE = ("eve", "eve-signer-password")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]:
     inst = make_instance(tmp_path_factory.mktemp("portal-security"))
     for name, password in (SAM, EVE):
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
-                 stdin=password + "\n")
-        inst.cli("ca", "issue", name)
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+        inst.add_user(name, password, "signer")
+    yield from inst.serving()
 
 
 def _csrf(html: str) -> str:

@@ -44,17 +44,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterat
     inst = make_instance(tmp_path_factory.mktemp("workflows"), {
         "SIEGEL_MAIL_HOST": smtp.host, "SIEGEL_MAIL_PORT": str(smtp.port), "SIEGEL_MAIL_SENDER": "siegel@example.com",
         "SIEGEL_JOBS_POLL_SECONDS": "0.3", "SIEGEL_WORKFLOWS_MAIL_INTERVAL_SECONDS": "0.3"})
-    inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager", "--password-stdin",
-             stdin=PASSWORD + "\n")
+    inst.add_user("chef", PASSWORD, "template_manager", signing_key=False)
     for name in PEOPLE:
-        inst.cli("user", "add", name, "--email", f"{name}@example.com", "--role", "signer", "--password-stdin",
-                 stdin=PASSWORD + "\n")
-        inst.cli("ca", "issue", name)
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
+        inst.add_user(name, PASSWORD, "signer")
+    yield from inst.serving()
 
 
 @pytest.fixture(scope="module")
