@@ -29,7 +29,7 @@ from server.pki.tsa import TimestampAuthority
 from server.signing.keys import SigningKeys
 from server.signing.levels import Level
 from server.signing.service import SigningService
-from server.validation.service import VerificationService
+from server.validation.service import VerificationService, own_revocation
 from server.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Hsm:
-    """Opens the PKCS#11 token on first use, so the server starts (and reports 503) while the HSM is away."""
+    """Opens the PKCS#11 token on first use, so the server starts (and reports 503) while the HSM is away, and
+    again after it stopped answering, so the server recovers without a restart once it is back."""
 
     settings: Settings
     _hsm: Pkcs11Hsm | None = None
@@ -51,6 +52,9 @@ class Hsm:
 
     def get(self) -> Pkcs11Hsm:
         with self._lock:
+            if self._hsm is not None and self._hsm.lost:
+                self._hsm.close()
+                self._hsm = None
             if self._hsm is None:
                 self._hsm = open_hsm(self.settings)
             return self._hsm
@@ -247,14 +251,15 @@ def build_services(settings: Settings) -> Services:
     hsm = Hsm(settings)
     ca = CertificateAuthorityService(engine, audit, settings, hsm.get, hsm_private_key)
     grants = SigningKeys(engine, audit, ca)
-    verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT))
+    ocsp = OcspResponder(ca, hsm.get, hsm_private_key, settings.pki)
+    verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT), own_revocation(ca, ocsp))
     return Services(settings=settings, engine=engine, audit=audit,
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds,
                                       LoginPolicy.from_settings(settings.auth), mailer=build_mailer(settings),
                                       public_base_url=settings.server.public_base_url),
                     hsm=hsm, ca=ca,
                     tsa=TimestampAuthority(engine, audit, ca, hsm.get, settings.tsa),
-                    ocsp=OcspResponder(ca, hsm.get, hsm_private_key, settings.pki),
+                    ocsp=ocsp,
                     grants=grants, verification=verification,
                     signing=SigningService(settings, engine, ca, hsm.get, audit, grants,
                                            lambda: verification.trust().roots))

@@ -2,8 +2,11 @@
 
 :func:`check_signer` builds a path from the signer's certificate over the given pool (the certificates a
 signature embeds) and, when ``trust.allow_fetching``, over certificates fetched from AIA, to one of
-``trust.roots``; it checks revocation with the given (embedded) OCSP responses and CRLs first and, when
-fetching is allowed, fetched OCSP responses, then CRLs (pyhanko-certvalidator, hard-fail). The rules:
+``trust.roots``; it checks revocation (pyhanko-certvalidator, hard-fail) with the instance's own revocation
+data (``trust.own``, asked in-process: its OCSP responder's answers about the signer and the pool's
+certificates, its CAs' current CRLs) and the given (embedded) OCSP responses and CRLs. Only when these do not decide (the status unknown, no path)
+and fetching is allowed, the path is validated again with OCSP responses, CRLs and AIA certificates
+fetched: a server never asks itself over HTTP, so its verdict does not depend on its load. The rules:
 
 - no path to a trust anchor: INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND;
 - a certificate of the path revoked: PASSED when the proof of existence ``poe`` (the best signature time,
@@ -26,12 +29,16 @@ Key usage is not checked here (signature constraints belong to the format verifi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (DisallowedAlgorithmError, ExpiredError, InsufficientRevinfoError,
                                           NotYetValidError, PathBuildingError, PathValidationError,
@@ -40,6 +47,8 @@ from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBack
 from pyhanko_certvalidator.path import ValidationPath
 
 from server.validation.model import Indication, SubIndication, Trust
+
+FETCHING_DECIDES = (SubIndication.TRY_LATER, SubIndication.NO_CERTIFICATE_CHAIN_FOUND)  # what fetching may change
 
 FETCH_TIMEOUT_SECONDS = 10
 
@@ -66,6 +75,8 @@ class _Inputs:
     roots: tuple[asn1_x509.Certificate, ...]
     ocsps: tuple[bytes, ...]
     crls: tuple[bytes, ...]
+    own_ocsps: tuple[bytes, ...] = ()  # the instance's own revocation data, asked in-process
+    own_crls: tuple[bytes, ...] = ()
 
 
 def check_signer(signer: bytes, pool: Sequence[bytes], trust: Trust, *, at: datetime,
@@ -83,7 +94,34 @@ def check_signer(signer: bytes, pool: Sequence[bytes], trust: Trust, *, at: date
     if not inputs.roots:
         return ChainResult(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, (signer,),
                            "no trust anchor is configured", "not checked")
-    return asyncio.run(_check(inputs, trust.allow_fetching, _utc(at), None if poe is None else _utc(poe)))
+    if trust.own is not None:
+        inputs = replace(inputs, own_ocsps=_own_answers(signer, pool, trust.roots, trust.own.ocsp),
+                         own_crls=trust.own.crls())
+    moment, proof = _utc(at), None if poe is None else _utc(poe)
+    result = asyncio.run(_check(inputs, False, moment, proof))
+    if trust.allow_fetching and result.sub_indication in FETCHING_DECIDES:
+        return asyncio.run(_check(inputs, True, moment, proof))
+    return result
+
+
+def _own_answers(signer: bytes, pool: Sequence[bytes], roots: Sequence[bytes],
+                 own_ocsp: Callable[[bytes], bytes | None]) -> tuple[bytes, ...]:
+    """The own responder's answers for the signer and the pool's certificates, each asked about with every
+    issuer of its name among the pool and the roots (a CA that is not the instance's gets no answer)."""
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in (signer, *pool)]
+        issuers = certs[1:] + [x509.load_der_x509_certificate(der) for der in roots]
+    except ValueError:
+        return ()  # _certificate said it is well-formed DER; cryptography is stricter: no in-process answer then
+    answers: dict[bytes, None] = {}
+    for cert in certs:
+        for issuer in issuers:
+            if issuer.subject == cert.issuer and issuer != cert:
+                request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA256()).build()
+                answer = own_ocsp(request.public_bytes(Encoding.DER))
+                if answer is not None:
+                    answers[answer] = None
+    return tuple(answers)
 
 
 def _certificate(der: bytes) -> asn1_x509.Certificate:
@@ -130,8 +168,10 @@ async def _check(inputs: _Inputs, fetching: bool, at: datetime, poe: datetime | 
 def _context(inputs: _Inputs, moment: datetime, fetching: bool, *, retroactive: bool) -> ValidationContext:
     backend = RequestsFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS) if fetching else None
     return ValidationContext(trust_roots=list(inputs.roots), other_certs=list(inputs.pool), moment=moment,
-                             allow_fetching=fetching, revocation_mode="hard-fail", ocsps=list(inputs.ocsps),
-                             crls=list(inputs.crls), retroactive_revinfo=retroactive, fetcher_backend=backend)
+                             allow_fetching=fetching, revocation_mode="hard-fail",
+                             ocsps=list(inputs.own_ocsps + inputs.ocsps),  # the own current answers first
+                             crls=list(inputs.own_crls + inputs.crls), retroactive_revinfo=retroactive,
+                             fetcher_backend=backend)
 
 
 async def _validate(inputs: _Inputs, context: ValidationContext) -> ValidationPath:
@@ -194,14 +234,19 @@ def _revocation_used(inputs: _Inputs, context: ValidationContext) -> str:
         single = _single_response(response, serial)
         if single is not None:
             produced = response.basic_ocsp_response["tbs_response_data"]["produced_at"].native
-            origin = "embedded" if response.dump() in inputs.ocsps else "fetched"
+            der = response.dump()
+            origin = _origin(der, inputs.own_ocsps, inputs.ocsps)
             return f"OCSP {single['cert_status'].name}, produced {produced.isoformat()}, {origin}"
     for crl in context.crls:
         if crl.issuer == issuer:
-            origin = "embedded" if crl.dump() in inputs.crls else "fetched"
+            origin = _origin(crl.dump(), inputs.own_crls, inputs.crls)
             update = crl["tbs_cert_list"]["this_update"].native
             return f"CRL of {issuer.human_friendly}, this update {update.isoformat()}, {origin}"
     return "none needed"
+
+
+def _origin(der: bytes, own: tuple[bytes, ...], embedded: tuple[bytes, ...]) -> str:
+    return "in-process" if der in own else "embedded" if der in embedded else "fetched"
 
 
 def _single_response(response: asn1_ocsp.OCSPResponse, serial: int) -> asn1_ocsp.SingleResponse | None:

@@ -6,6 +6,7 @@ Every format verifier (XAdES, CAdES, ASiC, later PAdES) answers with :class:`Sig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -49,12 +50,23 @@ class SubIndication(StrEnum):
 
 
 @dataclass(frozen=True)
+class OwnRevocation:
+    """The instance's own revocation services, asked in-process: never over HTTP, since a server whose
+    threads are all busy with requests would wait for itself."""
+
+    ocsp: Callable[[bytes], bytes | None]  # OCSPRequest DER → successful OCSPResponse DER (None: not its CA's)
+    crls: Callable[[], tuple[bytes, ...]]  # the current CRL of each of its CAs (DER)
+
+
+@dataclass(frozen=True)
 class Trust:
-    """What a verification trusts and when it looks: anchors (DER), fetching of revocation data."""
+    """What a verification trusts and when it looks: anchors (DER), fetching of revocation data, and the
+    instance's own revocation services (None: not asked, e.g. outside a server)."""
 
     roots: tuple[bytes, ...]
     allow_fetching: bool = True
     validation_time: datetime | None = None  # None: now
+    own: OwnRevocation | None = None
 
 
 @dataclass(frozen=True)

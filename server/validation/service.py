@@ -16,9 +16,11 @@ from typing import Callable
 
 from server.config import Settings
 from server.errors import Code, SiegelError
+from server.pki.ca import CertificateAuthorityService
+from server.pki.ocsp import OcspResponder
 from server.validation.asic import is_asic, verify_asic
 from server.validation.cades import verify_cades
-from server.validation.model import Indication, Trust, ValidationReport
+from server.validation.model import Indication, OwnRevocation, Trust, ValidationReport
 from server.validation.pades import verify_pdf
 from server.validation.trust import load_certificate_files
 from server.validation.xades import verify_xml_signatures
@@ -50,10 +52,22 @@ def parse_validation_time(text: str, what: str) -> datetime:
     return moment
 
 
+def own_revocation(ca: CertificateAuthorityService, responder: OcspResponder) -> OwnRevocation:
+    """The instance's CAs and OCSP responder as a verification asks them: in-process."""
+    def ocsp(request: bytes) -> bytes | None:
+        reply = responder.respond(request)
+        return reply.der if reply.problem is None else None
+
+    return OwnRevocation(ocsp, lambda: tuple(ca.current_crl(name) for name in ca.ca_certificates()))
+
+
 class VerificationService:
-    def __init__(self, settings: Settings, internal_root: Callable[[], bytes]) -> None:
+    def __init__(self, settings: Settings, internal_root: Callable[[], bytes],
+                 own: OwnRevocation | None = None) -> None:
+        """``own``: the instance's own revocation services (:func:`own_revocation`)."""
         self._settings = settings
         self._internal_root = internal_root
+        self._own = own
         self._roots: tuple[bytes, ...] | None = None
         self._lock = threading.Lock()
 
@@ -63,7 +77,7 @@ class VerificationService:
             if self._roots is None:
                 self._roots = (self._internal_root(),) + tuple(
                     load_certificate_files(self._settings, self._settings.validation.trust_roots))
-        return Trust(self._roots, self._settings.validation.allow_fetching, at)
+        return Trust(self._roots, self._settings.validation.allow_fetching, at, self._own)
 
     def verify(self, data: bytes, *, name: str = "document", detached: Mapping[str, bytes] | None = None,
                detached_digests: Mapping[str, tuple[str, bytes]] | None = None,
