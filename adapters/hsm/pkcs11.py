@@ -238,6 +238,7 @@ class Pkcs11Hsm:
         self._logged_in = False
         self._write_lock = threading.Lock()  # check-then-create of keys and certificates
         self._generation = 0  # counts the keys made here; sessions' looked-up keys are of one generation
+        self.lost = False  # the token stopped answering: only a fresh module initialisation reaches it again
         with _registry_lock:
             self._module = _open_module(module)
             self._holds_module = True
@@ -294,6 +295,7 @@ class Pkcs11Hsm:
             return call()
 
     def _unavailable(self, exc: BaseException) -> SiegelError:
+        self.lost = True
         return SiegelError(Code.HSM_UNAVAILABLE, f"token {self.token_label!r} of PKCS#11 module {self.module} "
                                                  f"does not answer: {type(exc).__name__} {exc}".rstrip())
 
@@ -330,6 +332,7 @@ class Pkcs11Hsm:
         if key is None:
             found = list(lease.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
             if not found:
+                self._token.slot.get_token()  # a token whose store went away finds nothing: GeneralError here
                 raise SiegelError(Code.KEY_NOT_FOUND, f"no private key labelled {label!r} on token {self.token_label!r}")
             if len(found) > 1:
                 raise SiegelError(Code.CONFLICT, f"several private keys are labelled {label!r} on token "
@@ -445,6 +448,7 @@ class Pkcs11Hsm:
         """Raise SiegelError unless a pooled session answers and is logged in (for /health)."""
         with self._lease() as lease:
             rv, state = self._module.cryptoki.session_state(lease.session.handle)
+            self._token.slot.get_token()  # SoftHSM2 keeps sessions alive on a token whose store went away
         if rv != _CKR_OK:
             raise SiegelError(Code.HSM_UNAVAILABLE, f"token {self.token_label!r} of PKCS#11 module {self.module} "
                                                     f"does not answer (CK_RV {rv:#x})")
