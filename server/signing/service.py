@@ -159,10 +159,10 @@ class SigningService:
         now = time.monotonic()
         with self._lock:
             hit = self._key_cache.get((user_id, key_name))
-        if hit is not None and hit[0] > now:
+        keys = self._keys()  # the key source now: a reconnected HSM is another one than a cached key's
+        if hit is not None and hit[0] > now and hit[1].source is keys:
             return hit[1]
         label = self._grants.key_for(user_id, key_name)
-        keys = self._keys()
         key = SigningKey(keys, label, tuple(keys.certificate_chain(label)))
         with self._lock:
             if len(self._key_cache) > 10000:

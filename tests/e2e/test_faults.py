@@ -1,5 +1,5 @@
-"""Faults under load on two nodes, each test stopping by itself: a node killed with SIGKILL mid-load, PostgreSQL
-restarted mid-load. Every request completes or fails cleanly (no answer at all, a status with a problem document /
+"""Faults on two nodes, each test stopping by itself: a node killed with SIGKILL mid-load, PostgreSQL
+restarted mid-load, the HSM token gone and back. Every request completes or fails cleanly (no answer at all, a status with a problem document /
 SOAP fault, or a DSS response whose non-Success Result says why), nothing acknowledged is lost or half-written,
 serial numbers stay unique and the audit chain intact.
 
@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import pytest
@@ -23,12 +24,13 @@ import requests
 from asn1crypto import cms
 from pyhanko.sign.validation.generic_cms import validate_sig_integrity
 
-from bench.load import DSS_DEPTH, Outcome, run_mixed
+from bench.load import DSS_DEPTH, Outcome, dss_result, run_mixed, signing_calls
 from server.validation.cades import signer_certificate
 from server.web.soap import DSS_NS
 from server.xmlsafe import parse_xml
 from tests.fixtures.cluster import Cluster, load_calls, running_cluster, timestamp_serial
 from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.server import SiegelInstance
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +40,7 @@ FAULT_AT = 2.5  # seconds into the load
 OUTAGE = 2.0  # seconds PostgreSQL stays down
 RECOVERY = 1.0  # seconds after PostgreSQL is back within which a request may still fail
 SOAP_DOCUMENT = b"load"  # what bench.load.soap_sign_request hashes by default
+TOKEN_AWAY = re.compile(r"token (labelled )?'[^']+'.*(does not answer|PKCS#11 module)")  # the token gone, named
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +134,36 @@ def _retryable(outcome: Outcome) -> bool:
     return outcome.status == 503 and outcome.retry_after and outcome.clean
 
 
+def _rest_sign(node: SiegelInstance, document: bytes) -> requests.Response:
+    return requests.post(node.url + "/api/v1/sign?format=cades&level=B-B&packaging=enveloping", data=document,
+                         auth=node.auth, timeout=60)
+
+
 def _signs(cluster: Cluster) -> None:
     """Every node signs a fresh document."""
     for node in cluster.nodes:
-        r = requests.post(node.url + "/api/v1/sign?format=cades&level=B-B&packaging=enveloping",
-                          data=b"after the fault", auth=node.auth, timeout=60)
+        r = _rest_sign(node, b"after the fault")
         assert r.status_code == 200 and _verifies(r.content, b"after the fault"), r.text[:500]
+
+
+def _unavailable(r: requests.Response, words: re.Pattern[str]) -> None:
+    """``r`` is a retryable problem document (503 with Retry-After) whose detail says ``words``."""
+    assert r.status_code == 503 and r.headers.get("Retry-After"), (r.status_code, r.text[:500])
+    assert r.headers["Content-Type"].startswith("application/problem+json"), r.headers
+    assert r.json()["status"] == 503 and words.search(r.json()["detail"]), r.json()
+
+
+def _soap_refused(node: SiegelInstance, words: re.Pattern[str]) -> None:
+    """A SOAP Sign on ``node`` gets a DSS ResponderError (response or fault) whose message says ``words``."""
+    sign = next(c for c in signing_calls(node.user, node.password, b"") if c.name == "soap-sign")
+    r = requests.post(node.url + sign.path, data=sign.body, headers=sign.headers, timeout=60)
+    result = dss_result(r.content)
+    assert result is not None and result[0] == "ResponderError" and words.search(result[1]), r.text[:800]
+    assert b"Base64Signature" not in r.content
+
+
+def _pids(cluster: Cluster) -> list[int]:
+    return [node.process.pid for node in cluster.nodes if node.process is not None and node.process.poll() is None]
 
 
 def test_postgresql_restarted_mid_load_gives_retryable_errors_for_the_outage_only(
@@ -144,7 +171,7 @@ def test_postgresql_restarted_mid_load_gives_retryable_errors_for_the_outage_onl
     for node in cluster.nodes:
         if node.process is None or node.process.poll() is not None:
             node.start()
-    pids = [node.process.pid for node in cluster.nodes if node.process is not None]
+    pids = _pids(cluster)
     outage: list[float] = []
 
     def restart() -> None:
@@ -163,12 +190,46 @@ def test_postgresql_restarted_mid_load_gives_retryable_errors_for_the_outage_onl
     late = [o for o in failed if not (o.started <= up + RECOVERY and o.started + o.seconds >= down)]
     assert not late, [(o.call, o.status, round(o.started - down, 2)) for o in late]
     # recovery without a restart: the same processes serve again on both nodes
-    assert [node.process.pid for node in cluster.nodes if node.process is not None] == pids
-    assert all(node.process is not None and node.process.poll() is None for node in cluster.nodes)
+    assert _pids(cluster) == pids and len(pids) == len(cluster.nodes)
     recovered = {o.port for o in outcomes if o.ok and o.started > up + RECOVERY}
     assert recovered == {node.port for node in cluster.nodes}
     rest_document = next(c.body for c in load_calls(cluster) if c.name == "rest-sign")
     acknowledged = [o for o in outcomes if o.ok]
     assert all(_verifies(*_signed(o, rest_document)) for o in acknowledged)
     _signs(cluster)
+    _audit_intact(cluster)
+
+
+@contextmanager
+def _token_away(cluster: Cluster) -> Iterator[None]:
+    """The shared SoftHSM2 token's directory moved out of the token store (a network HSM gone), then back."""
+    tokens = cluster.nodes[0].data_dir / "hsm" / "tokens"
+    (token,) = tokens.iterdir()
+    away = tokens.parent / f"{token.name}.away"
+    token.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(token)
+
+
+def test_an_unavailable_hsm_token_gives_clear_errors_and_recovers_without_restart(cluster: Cluster) -> None:
+    pids = _pids(cluster)
+    assert len(pids) == len(cluster.nodes)
+    _signs(cluster)
+    with _token_away(cluster):
+        for node in cluster.nodes:
+            _unavailable(_rest_sign(node, b"while the token is away"), TOKEN_AWAY)
+            _soap_refused(node, TOKEN_AWAY)
+    _signs(cluster)  # at once, no health check in between: the nodes reconnected by themselves
+    with _token_away(cluster):
+        for node in cluster.nodes:
+            health = requests.get(node.url + "/health", timeout=60)
+            assert health.status_code == 503 and health.json()["hsm"]["ok"] is False, health.text
+            assert health.json()["database"]["ok"] is True, health.text
+    for node in cluster.nodes:
+        health = requests.get(node.url + "/health", timeout=60)
+        assert health.status_code == 200, health.text
+    _signs(cluster)
+    assert _pids(cluster) == pids
     _audit_intact(cluster)
