@@ -47,6 +47,7 @@ class Code(Enum):
     TSA_FAILED = "tsa-failed"
     REMOTE_SIGNING_FAILED = "remote-signing-failed"
     DIRECTORY_UNAVAILABLE = "directory-unavailable"
+    STORAGE_FULL = "storage-full"
     INTERNAL = "internal"
 
 
@@ -69,6 +70,7 @@ KINDS: dict[Code, ErrorKind] = {
     Code.DIRECTORY_UNAVAILABLE: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 503, "Directory unavailable"),
     Code.TSA_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Timestamp authority failed"),
     Code.REMOTE_SIGNING_FAILED: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 502, "Remote signing service failed"),
+    Code.STORAGE_FULL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 507, "Insufficient storage"),
     Code.INTERNAL: ErrorKind(DSS_MAJOR + "ResponderError", DSS_MINOR + "GeneralError", 500, "Internal error"),
 }
 

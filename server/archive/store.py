@@ -16,6 +16,7 @@ A file nobody references (a put whose row never committed) is harmless and remov
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -85,8 +86,9 @@ class DocumentStore:
                 _fsync_directory(self._objects)
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            raise SiegelError(Code.INTERNAL, f"the document store {self._objects} cannot store a file: "
-                                             f"{exc.strerror}") from None
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)  # the caller's request may succeed once space is freed
+            raise SiegelError(Code.STORAGE_FULL if full else Code.INTERNAL,
+                              f"the document store {self._objects} cannot store a file: {exc.strerror}") from None
         return hexdigest
 
     def exists(self, digest: str) -> bool:

@@ -1,5 +1,5 @@
-"""Faults on two nodes, each test stopping by itself: a node killed with SIGKILL mid-load, PostgreSQL
-restarted mid-load, the HSM token gone and back. Every request completes or fails cleanly (no answer at all, a status with a problem document /
+"""Faults, each test stopping by itself: on two nodes a node killed with SIGKILL mid-load, PostgreSQL restarted
+mid-load, the HSM token gone and back; on one node a full document store. Every request completes or fails cleanly (no answer at all, a status with a problem document /
 SOAP fault, or a DSS response whose non-Success Result says why), nothing acknowledged is lost or half-written,
 serial numbers stay unique and the audit chain intact.
 
@@ -11,26 +11,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
 from asn1crypto import cms
 from pyhanko.sign.validation.generic_cms import validate_sig_integrity
+from sqlalchemy import text
 
 from bench.load import DSS_DEPTH, Outcome, dss_result, run_mixed, signing_calls
+from server.db.engine import make_engine
 from server.validation.cades import signer_certificate
 from server.web.soap import DSS_NS
 from server.xmlsafe import parse_xml
 from tests.fixtures.cluster import Cluster, load_calls, running_cluster, timestamp_serial
 from tests.fixtures.postgres import PostgresServer
-from tests.fixtures.server import SiegelInstance
+from tests.fixtures.server import SiegelInstance, make_instance
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +45,7 @@ FAULT_AT = 2.5  # seconds into the load
 OUTAGE = 2.0  # seconds PostgreSQL stays down
 RECOVERY = 1.0  # seconds after PostgreSQL is back within which a request may still fail
 SOAP_DOCUMENT = b"load"  # what bench.load.soap_sign_request hashes by default
+STORE_BYTES = 1024 * 1024  # the size of the document store's own file system
 TOKEN_AWAY = re.compile(r"token (labelled )?'[^']+'.*(does not answer|PKCS#11 module)")  # the token gone, named
 
 
@@ -233,3 +239,83 @@ def test_an_unavailable_hsm_token_gives_clear_errors_and_recovers_without_restar
     _signs(cluster)
     assert _pids(cluster) == pids
     _audit_intact(cluster)
+
+
+@contextmanager
+def _small_file_system(where: Path) -> Iterator[None]:
+    """A tmpfs of ``STORE_BYTES`` mounted at ``where`` (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs as the document store needs root (`make test` runs as root in CI)")
+    where.mkdir(mode=0o700, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STORE_BYTES},mode=0700", "tmpfs", str(where)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def _fill(where: Path) -> Path:
+    """Fill the file system of ``where`` with one file, to the last byte; that file."""
+    filler = where / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while out.write(b"\0" * 4096):
+                pass
+        except OSError:  # ENOSPC: full
+            pass
+    assert os.statvfs(where).f_bavail == 0
+    return filler
+
+
+def _archive(node: SiegelInstance, content: bytes) -> requests.Response:
+    item = {"name": "invoice.txt", "mimeType": "text/plain", "content": base64.b64encode(content).decode()}
+    return requests.post(node.url + "/api/v1/archive/objects", json={"items": [item], "metadata": {"case": "full"}},
+                         auth=node.auth, timeout=60)
+
+
+def _stored_rows(node: SiegelInstance) -> list[Any]:
+    engine = make_engine(f"sqlite:///{node.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT digest_sha256, size FROM archive_items WHERE stored")))
+    finally:
+        engine.dispose()
+
+
+def _every_row_has_its_file(node: SiegelInstance) -> None:
+    """Every stored item's file is in the store, whole; no temporary file is left."""
+    objects = node.data_dir / "store" / "sha256"
+    for digest, size in _stored_rows(node):
+        path = objects / digest.hex()[:2] / digest.hex()
+        assert path.is_file() and path.stat().st_size == size, path
+        assert hashlib.sha256(path.read_bytes()).digest() == digest, path
+    assert not list(objects.glob(".tmp-*"))
+
+
+def test_a_full_document_store_refuses_cleanly_and_works_once_space_is_freed(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    node = make_instance(tmp_path_factory.mktemp("full-store"))
+    store = node.data_dir / "store"
+    with _small_file_system(store):
+        node.start()
+        try:
+            assert _archive(node, b"before the disk filled").status_code == 201
+            filler = _fill(store)
+            r = _archive(node, os.urandom(64 * 1024))
+            assert r.status_code == 507, (r.status_code, r.text)
+            assert r.headers["Content-Type"].startswith("application/problem+json")
+            problem = r.json()
+            assert problem["status"] == 507 and "cannot store a file" in problem["detail"], problem
+            assert len(_stored_rows(node)) == 1  # the refused object left no row
+            _every_row_has_its_file(node)
+            filler.unlink()
+            content = os.urandom(64 * 1024)
+            r = _archive(node, content)
+            assert r.status_code == 201, r.text
+            got = requests.get(f"{node.url}/api/v1/archive/objects/{r.json()['aoid']}/items/1", auth=node.auth,
+                               timeout=60)
+            assert got.status_code == 200 and got.content == content
+            assert len(_stored_rows(node)) == 2
+            _every_row_has_its_file(node)
+        finally:
+            node.stop()
