@@ -84,7 +84,7 @@ def check_signer(signer: bytes, pool: Sequence[bytes], trust: Trust, *, at: date
                  poe: datetime | None = None) -> ChainResult:
     """The signer's certificate validated at ``at`` against ``trust`` (rules in the module docstring).
 
-    Blocking (revocation fetching): call it off the reactor thread."""
+    Blocking (the own CA's database and HSM, revocation fetching): call it off the reactor thread."""
     try:
         inputs = _Inputs(_certificate(signer), tuple(_certificate(d) for d in pool),
                          tuple(_certificate(d) for d in trust.roots), tuple(ocsps), tuple(crls))
