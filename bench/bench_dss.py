@@ -33,14 +33,14 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from bench.load import threaded_rate
+from bench.load import CMS_TYPE, DSS_SUCCESS, SOAP_SIGN_HEADERS, soap_sign_request, threaded_rate
 from bench.report import tree_state, write_result
 from server import config
 from server.app import build_services
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.validation.model import Trust
 from server.validation.xades import verify_xml_signatures
-from server.web.soap import DSS_NS, SOAP11_ENV
+from server.web.soap import DSS_NS
 from tests.fixtures.server import SiegelInstance, make_instance
 
 CLIENTS = 8
@@ -51,12 +51,6 @@ XADES_FILES = 20
 STREAM_BYTES = 4 << 30  # overridable by SIEGEL_BENCH_STREAM_BYTES
 RSS_POLL_SECONDS = 0.05
 
-SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:siegel:dss:1.0:Sign"'}
-SUCCESS = b"urn:oasis:names:tc:dss:1.0:resultmajor:Success"
-CMS_TYPE = "urn:ietf:rfc:3369"
-B_B = "http://uri.etsi.org/ades/191x2/level/baseline/B-B#"
-DS = "http://www.w3.org/2000/09/xmldsig#"
-SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
 SIGNED_PROPERTIES_ID = ["--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties"]
 KEYS = {"ec": ("ec-p256", SignatureScheme.ECDSA), "rsa": ("rsa-3072", SignatureScheme.RSA_PKCS1V15)}
 
@@ -65,18 +59,7 @@ KEYS = {"ec": ("ec-p256", SignatureScheme.ECDSA), "rsa": ("rsa-3072", SignatureS
 
 def sign_request(hashes: int) -> bytes:
     """A SOAP 1.1 SignRequest: CAdES B-B over ``hashes`` distinct SHA-256 DocumentHash elements."""
-    documents = "".join(
-        f'<dss:DocumentHash RefURI="doc-{i}.bin"><ds:DigestMethod xmlns:ds="{DS}" Algorithm="{SHA256_URI}"/>'
-        f'<ds:DigestValue xmlns:ds="{DS}">{base64.b64encode(hashlib.sha256(b"doc %d" % i).digest()).decode()}'
-        "</ds:DigestValue></dss:DocumentHash>" for i in range(hashes))
-    body = (f'<dss:SignRequest RequestID="bench-{hashes}"><dss:OptionalInputs>'
-            f"<dss:SignatureType>{CMS_TYPE}</dss:SignatureType>"
-            "<dss:AdditionalProfile>urn:oasis:names:tc:dss:1.0:profiles:AdES</dss:AdditionalProfile>"
-            f'<ades:SignatureForm xmlns:ades="urn:oasis:names:tc:dss:1.0:profiles:AdES:schema#">{B_B}'
-            f"</ades:SignatureForm></dss:OptionalInputs><dss:InputDocuments>{documents}</dss:InputDocuments>"
-            "</dss:SignRequest>")
-    return (f'<soap:Envelope xmlns:soap="{SOAP11_ENV}" xmlns:dss="{DSS_NS}">'
-            f"<soap:Body>{body}</soap:Body></soap:Envelope>").encode()
+    return soap_sign_request(f"bench-{hashes}", [b"doc %d" % i for i in range(hashes)])
 
 
 def _auth_header(inst: SiegelInstance) -> str:
@@ -85,9 +68,9 @@ def _auth_header(inst: SiegelInstance) -> str:
 
 def _check_sample(inst: SiegelInstance, request: bytes, hashes: int) -> None:
     """One request by ``requests`` first: Success and one CAdES per hash, else the benchmark is void."""
-    r = requests.post(inst.url + "/dss", data=request, headers=SOAP_HEADERS, auth=inst.auth, timeout=120)
+    r = requests.post(inst.url + "/dss", data=request, headers=SOAP_SIGN_HEADERS, auth=inst.auth, timeout=120)
     assert r.status_code == 200, r.text[:500]
-    assert SUCCESS in r.content, r.text[:1000]
+    assert DSS_SUCCESS in r.content, r.text[:1000]
     from lxml import etree
 
     signatures = etree.fromstring(r.content).findall(f".//{{{DSS_NS}}}Base64Signature")
@@ -117,7 +100,7 @@ async def _dss_client(port: int, raw: bytes, hashes: int, deadline: float, tally
                 length = next((int(line.split(b":", 1)[1]) for line in lowered.split(b"\r\n")
                                if line.startswith(b"content-length:")), 0)
                 body = await reader.readexactly(length) if length else b""
-            ok = status == 200 and SUCCESS in body and body.count(b"Base64Signature Type=") == hashes
+            ok = status == 200 and DSS_SUCCESS in body and body.count(b"Base64Signature Type=") == hashes
             tally["ok" if ok else f"bad-{status}"] += 1
             done += 1
     finally:
@@ -128,7 +111,7 @@ async def _dss_client(port: int, raw: bytes, hashes: int, deadline: float, tally
 def _dss_rate(inst: SiegelInstance, request: bytes, hashes: int) -> float:
     """Signatures per second (requests/s × hashes) of ``CLIENTS`` keep-alive clients, every answer checked."""
     lines = ["POST /dss HTTP/1.1", f"Host: 127.0.0.1:{inst.port}", f"Content-Length: {len(request)}",
-             f"Authorization: {_auth_header(inst)}", *(f"{k}: {v}" for k, v in SOAP_HEADERS.items())]
+             f"Authorization: {_auth_header(inst)}", *(f"{k}: {v}" for k, v in SOAP_SIGN_HEADERS.items())]
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + request
     tally: Counter[str] = Counter()
 

@@ -15,7 +15,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from asn1crypto import cms
 
@@ -236,17 +236,18 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def soap_sign_request(request_id: str, document: bytes = b"load") -> bytes:
-    """A SOAP 1.1 DSS SignRequest: CAdES B-B over one SHA-256 DocumentHash of ``document``."""
-    digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
+def soap_sign_request(request_id: str, documents: Sequence[bytes] = (b"load",)) -> bytes:
+    """A SOAP 1.1 DSS SignRequest: CAdES B-B over one SHA-256 DocumentHash per entry of ``documents``."""
+    hashes = "".join(
+        f'<dss:DocumentHash RefURI="doc-{i}.bin"><ds:DigestMethod xmlns:ds="{DS}" Algorithm="{SHA256_URI}"/>'
+        f'<ds:DigestValue xmlns:ds="{DS}">{base64.b64encode(hashlib.sha256(document).digest()).decode()}'
+        "</ds:DigestValue></dss:DocumentHash>" for i, document in enumerate(documents))
     body = (f'<dss:SignRequest RequestID="{request_id}"><dss:OptionalInputs>'
             f"<dss:SignatureType>{CMS_TYPE}</dss:SignatureType>"
             "<dss:AdditionalProfile>urn:oasis:names:tc:dss:1.0:profiles:AdES</dss:AdditionalProfile>"
             f'<ades:SignatureForm xmlns:ades="urn:oasis:names:tc:dss:1.0:profiles:AdES:schema#">{B_B}'
-            "</ades:SignatureForm></dss:OptionalInputs><dss:InputDocuments>"
-            f'<dss:DocumentHash RefURI="load.bin"><ds:DigestMethod xmlns:ds="{DS}" Algorithm="{SHA256_URI}"/>'
-            f'<ds:DigestValue xmlns:ds="{DS}">{digest}</ds:DigestValue></dss:DocumentHash>'
-            "</dss:InputDocuments></dss:SignRequest>")
+            f"</ades:SignatureForm></dss:OptionalInputs><dss:InputDocuments>{hashes}</dss:InputDocuments>"
+            "</dss:SignRequest>")
     return (f'<soap:Envelope xmlns:soap="{SOAP11_ENV}" xmlns:dss="{DSS_NS}">'
             f"<soap:Body>{body}</soap:Body></soap:Envelope>").encode()
 
