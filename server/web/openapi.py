@@ -149,7 +149,7 @@ _ARCHIVE_PATHS: dict[str, dict[str, Any]] = {
                      "content": {"type": "string", "contentEncoding": "base64"},
                      "digests": _HEX_DIGESTS}}, "description": "each with content or digests (hash-only)"},
                      "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}, ["items"]),
-                 "responses": {"201": _ARCHIVED, **_errors(400, 401, 403, 413)}}},
+                 "responses": {"201": _ARCHIVED, **_errors(400, 401, 403, 413, 507)}}},
     "/archive/objects/{aoid}": {
         "get": {"summary": "An archive object (another account's is 404)", "parameters": [_AOID],
                 "responses": {"200": _ARCHIVED, **_errors(400, 401, 403, 404)}},
