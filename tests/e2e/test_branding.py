@@ -29,7 +29,7 @@ from PIL import Image
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdfa import make_pdfa, pdfa_properties
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.e2e.test_workflows import PASSWORD, mail_to, smtp  # noqa: F401 (smtp: a fixture)
+from tests.e2e.test_workflows import PASSWORD, smtp  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -178,8 +178,8 @@ def test_a_workflow_of_each_brand_mails_and_signs_in_that_brand(server: SiegelIn
 
     acme_id = start(server.auth, "kunde@acme-partner.example")  # the template's brand
     globex_id = start((key, secret), "kunde@globex-partner.example")  # the API client's brand wins
-    acme_mail = mail_to(smtp, "kunde@acme-partner.example", "please sign")
-    globex_mail = mail_to(smtp, "kunde@globex-partner.example", "please sign")
+    acme_mail = smtp.mail_to("kunde@acme-partner.example", "please sign")
+    globex_mail = smtp.mail_to("kunde@globex-partner.example", "please sign")
     acme_token = check_mail(acme_mail, "sign@acme.example", f"http://127.0.0.1:{server.port}", ACME)
     globex_token = check_mail(globex_mail, "docs@globex.example", f"http://localhost:{server.port}", GLOBEX)
 

@@ -79,17 +79,6 @@ def start(server: SiegelInstance, template_id: int, pdf: bytes, variables: dict[
     return int(r.json()["id"])
 
 
-def mail_to(smtp: SmtpServer, address: str, subject_part: str, timeout: float = 20.0) -> ReceivedMail:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for mail in smtp.messages:
-            if address in mail.rcpt_tos and subject_part in mail.message["Subject"]:
-                return mail
-        time.sleep(0.1)
-    raise AssertionError(f"no mail to {address} about {subject_part!r}: "
-                         f"{[(m.rcpt_tos, m.message['Subject']) for m in smtp.messages]}")
-
-
 def link_token(mail: ReceivedMail) -> str:
     text = mail.message.get_body(("plain",)).get_content()
     match = re.search(r"(http://\S+/portal/link)\?token=([A-Za-z0-9_-]{43})", text)
@@ -131,7 +120,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
         {"name": "Partner", "assignee": {"external": "{{partner}}"}, "action": "sign",
          "signature": {**sign, "field": "Sig4"}}], delivery=[{"folder": "vertraege"}, {"callback": sink.url}])
     wid = start(server, tid, make_pdf(fields=fields), {"partner": PARTNER})
-    invite = mail_to(smtp, "anna@example.com", "please sign")
+    invite = smtp.mail_to("anna@example.com", "please sign")
     assert f"/api/v1/workflows/{wid}/steps/1" in invite.message.get_body(("plain",)).get_content()
     inbox = api(server, "GET", "/inbox", "anna").json()["steps"]
     assert [(s["workflow"], s["step"], s["sender"]) for s in inbox] == [(wid, 1, "erp")]
@@ -147,10 +136,10 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
         time.sleep(1.5)
     finally:
         smtp.start()
-    mail_to(smtp, "bert@example.com", "please sign", timeout=30)
+    smtp.mail_to("bert@example.com", "please sign", timeout=30)
     assert act(server, "bert", wid, 2).status_code == 200
 
-    token = link_token(mail_to(smtp, "carla@example.com", "please sign"))
+    token = link_token(smtp.mail_to("carla@example.com", "please sign"))
     view = api(server, "GET", "/link", params={"token": token})
     assert view.status_code == 200 and view.json()["step"] == 3, view.text
     document = api(server, "GET", "/link/document", params={"token": token})
@@ -161,7 +150,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
     again = api(server, "POST", "/link", json={"token": token, "action": "sign"})
     assert again.status_code == 403, again.text  # a link works once
 
-    partner_token = link_token(mail_to(smtp, PARTNER, "please sign"))
+    partner_token = link_token(smtp.mail_to(PARTNER, "please sign"))
     assert act(server, "anna", wid, 4).status_code == 403  # the external step is not anna's
     done = api(server, "POST", "/link", json={"token": partner_token, "action": "sign"})
     assert done.status_code == 200 and done.json()["state"] == "completed", done.text
@@ -177,7 +166,7 @@ def test_three_users_and_an_external_signer_complete_a_contract_with_four_signat
     assert sorted(re.findall(r"Signature Field Name: (\S+)", report)) == ["Sig1", "Sig2", "Sig3", "Sig4"], report
 
     for address in ("erp@example.com", "anna@example.com", "bert@example.com", "carla@example.com", PARTNER):
-        mail_to(smtp, address, "completed")
+        smtp.mail_to(address, "completed")
     time.sleep(1.0)  # a duplicate would be out by now
     sent = Counter((m.rcpt_tos, m.message["Subject"]) for m in smtp.messages)
     assert all(n == 1 for n in sent.values()), sent  # every mail exactly once, the delayed one too
@@ -211,7 +200,7 @@ def test_the_four_eyes_approver_rejects_and_the_signer_cannot_approve_their_own(
     rejected = act(server, "bert", wid, 2, "reject", "Budget fehlt")
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
     assert rejected.json()["reason"] == "Budget fehlt"
-    assert "Budget fehlt" in mail_to(smtp, "erp@example.com", "rejected").message.get_body(("plain",)).get_content()
+    assert "Budget fehlt" in smtp.mail_to("erp@example.com", "rejected").message.get_body(("plain",)).get_content()
 
     same = template(server, "Selbstfreigabe", [
         {"name": "Antrag", "assignee": {"user": "anna"}, "action": "sign", "signature": box},

@@ -19,7 +19,7 @@ from lxml import etree
 from zeep.exceptions import Fault
 from zeep.transports import Transport
 
-from tests.e2e.test_workflows import PASSWORD, act, api, mail_to, smtp, template  # noqa: F401 (smtp: a fixture)
+from tests.e2e.test_workflows import PASSWORD, act, api, smtp, template  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
@@ -155,14 +155,14 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
     wid = erp.service.StartWorkflow(Template="Archivvertrag", Document=make_pdf(), DocumentName="archiv.pdf",
                                     Variables={"Variable": [{"Name": "buchhaltung", "Value": "fibu@example.com"}]}).Id
     assert act(server, "anna", wid, 1).status_code == 200
-    mail = mail_to(smtp, "fibu@example.com", "archiv.pdf is signed")
+    mail = smtp.mail_to("fibu@example.com", "archiv.pdf is signed")
     text = mail.message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     link = f"{server.url}/api/v1/workflows/{wid}/document"
     assert link in text, text
     signed = requests.get(link, auth=server.auth, timeout=30)
     assert signed.status_code == 200 and b"/ByteRange" in signed.content
     assert hashlib.sha256(signed.content).hexdigest() in text
-    attached = mail_to(smtp, "fibu@example.com", "archiv.pdf (signed)")
+    attached = smtp.mail_to("fibu@example.com", "archiv.pdf (signed)")
     (pdf,) = [part for part in attached.message.iter_attachments() if part.get_content_type() == "application/pdf"]
     assert pdf.get_filename() == f"{wid}-archiv.pdf" and pdf.get_content() == signed.content
 

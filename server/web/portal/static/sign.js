@@ -121,7 +121,9 @@ async function show(file) {
   views.push(...await renderPages(pdf, pagesEl, form.dataset.msgPage));
 }
 
-input.addEventListener("change", () => show(input.files[0]).catch((error) => { state.textContent = String(error); }));
+const showChosen = () => show(input.files[0]).catch((error) => { state.textContent = String(error); });
+input.addEventListener("change", showChosen);
+if (input.files.length) showChosen(); // chosen before this module had loaded (a slow connection or machine)
 for (const name of ["page", "x", "y", "w", "h"]) {
   fields[name].addEventListener("change", () => {
     if (!box || !fields.page.value) return;
