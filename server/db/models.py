@@ -390,10 +390,12 @@ class RemoteOperation(Base):
     hash_algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
     scheme: Mapped[str] = mapped_column(String(32), nullable=False)
     hashes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of hex, in document order
-    states: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: prepared two-step states, audit entries
+    states: Mapped[str] = mapped_column(Text, nullable=False)  # AES-GCM sealed JSON: two-step states, audit entries
     otp_sent: Mapped[bool] = mapped_column(Boolean, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    taker: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the signing worker's claim (0017)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # then taken over
 
 
 class WorkflowTemplate(Base):
