@@ -10,26 +10,17 @@ issued by the internal CA on first use.
 from __future__ import annotations
 
 import json
-from io import BytesIO
 from typing import Any, Callable
 
-from PIL import Image
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.generic import pdf_name
-from pyhanko.pdf_utils.images import pil_image
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from sqlalchemy import Engine, or_, select
 
+from server.branding.pdf import text_pdf
 from server.db.models import AuditEntry
 from server.signing.levels import Level, Packaging
 from server.signing.order import Document, Format, PdfOptions, SignOrder
 from server.signing.service import SigningService
 
 SYSTEM_ACCOUNT = "system.workflows"
-A4 = (0.0, 0.0, 595.0, 842.0)
-LINES_PER_PAGE = 60
-LOGO_HEIGHT = 40.0  # points: the company logo on the first page (at most 200 wide)
-WRAP = 100  # characters per line of Helvetica 9 pt on A4 with 50 pt margins
 
 
 def audit_target(workflow_id: int, position: int | None = None) -> str:
@@ -66,39 +57,13 @@ def _lines(record: dict[str, Any], company: str) -> list[str]:
     out += ["", "Audit log entries (sequence, time, actor, action, entry hash):"]
     for e in record["events"]:
         out.append(f"#{e['seq']} {e['at']} {e['actor']} {e['action']} {e['target']} {e['hash'][:16]}")
-    return [chunk for line in out for chunk in ([line[i:i + WRAP] for i in range(0, len(line), WRAP)] or [""])]
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("cp1252", "replace")
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+    return out
 
 
 def certificate_pdf(record: dict[str, Any], company: str = "Siegel", logo_png: bytes | None = None) -> bytes:
-    """The unsigned certificate of completion: the history as text lines on A4 pages (Helvetica, WinAnsi), under
-    the company's name and (on the first page, top right, flattened onto white) its logo."""
-    writer = PdfFileWriter(stream_xrefs=False)
-    font = writer.add_object(generic.DictionaryObject({
-        pdf_name("/Type"): pdf_name("/Font"), pdf_name("/Subtype"): pdf_name("/Type1"),
-        pdf_name("/BaseFont"): pdf_name("/Helvetica"), pdf_name("/Encoding"): pdf_name("/WinAnsiEncoding")}))
-    lines = _lines(record, company)
-    for first in range(0, len(lines), LINES_PER_PAGE):
-        content = b"BT /F1 9 Tf 12 TL 50 800 Td " + b" ".join(
-            b"(" + _text(line) + b") Tj T*" for line in lines[first:first + LINES_PER_PAGE]) + b" ET"
-        resources = generic.DictionaryObject({pdf_name("/Font"): generic.DictionaryObject({pdf_name("/F1"): font})})
-        if logo_png is not None and first == 0:
-            with Image.open(BytesIO(logo_png)) as opened:
-                rgba = opened.convert("RGBA")
-            flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-            height = LOGO_HEIGHT
-            width = min(height * flat.width / flat.height, 200.0)
-            height = width * flat.height / flat.width
-            resources[pdf_name("/XObject")] = generic.DictionaryObject({pdf_name("/Logo"): pil_image(flat, writer)})
-            content += b" q %g 0 0 %g %g %g cm /Logo Do Q" % (width, height, float(A4[2]) - 50 - width, 790.0)
-        writer.insert_page(PageObject(writer.add_object(generic.StreamObject(stream_data=content)), A4, resources))
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    """The unsigned certificate of completion: the history as text lines (server.branding.pdf) under the
+    company's name and (on the first page, top right) its logo."""
+    return text_pdf(_lines(record, company), logo_png)
 
 
 def signed_certificate(record: dict[str, Any], signing: SigningService, signer: Callable[[], tuple[int, str]],
