@@ -8,8 +8,10 @@ A delivery row is written in the transaction that completes the workflow, so non
 UPDATE, retried with a doubling wait (at most ``workflows.mail_retry_max_seconds``) while the target fails, at
 least once. A
 folder write is idempotent (the same file replaced atomically); a callback carries the same X-Siegel-Delivery id
-on each attempt; an archive delivery whose workflow has an archive object already is done. The link mail is
-queued in the outbox in the completing transaction itself (its row is delivered at once: the outbox sends it).
+on each attempt; an archive delivery is idempotent: the archive object carries the delivery's key in its metadata
+(``siegelDelivery``), and an attempt after an earlier one (which may have died between the archive's commit and
+ours) takes the starter's object with that key instead of making a second. The link mail is queued in the outbox
+in the completing transaction itself (its row is delivered at once: the outbox sends it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from server.db.models import User, Workflow, WorkflowDelivery
+from server.db.models import ArchiveObject, ArchiveVersion, User, Workflow, WorkflowDelivery
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role
@@ -105,7 +107,7 @@ class DeliveryQueue:
             with self._engine.connect() as conn:
                 workflow = conn.execute(select(Workflow).where(Workflow.id == row.workflow_id)).one()
             try:
-                self._perform(delivery_id, DeliveryKind(row.kind), row.target, workflow)
+                self._perform(delivery_id, row.attempts, DeliveryKind(row.kind), row.target, workflow)
             except SiegelError as exc:
                 wait = self._rows.failed(delivery_id, row.attempts, exc.message)
                 log.warning("delivery %d (%s %s) failed, attempt %d, next in %.0f s: %s", delivery_id, row.kind,
@@ -115,7 +117,7 @@ class DeliveryQueue:
             done += 1
         return done
 
-    def _perform(self, delivery_id: int, kind: DeliveryKind, target: str, workflow: Workflow) -> None:
+    def _perform(self, delivery_id: int, attempt: int, kind: DeliveryKind, target: str, workflow: Workflow) -> None:
         content = self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
         if kind is DeliveryKind.FOLDER:
             folder = (self._root / target).resolve()
@@ -124,7 +126,7 @@ class DeliveryQueue:
             atomic_write(folder / file_name(workflow), content)
             return
         if kind is DeliveryKind.ARCHIVE:
-            self._archived(workflow, content)
+            self._archived(delivery_id, attempt, workflow, content)
             return
         if kind is DeliveryKind.EMAIL:
             self._outbox.send_document(workflow.id, target, f"Siegel: {workflow.document_name} (signed)",
@@ -138,20 +140,38 @@ class DeliveryQueue:
                            "revision": workflow.revision, "document": base64.b64encode(content).decode()}).encode()
         self._post(target, body, self._key(), f"workflow-{workflow.id}-delivery-{delivery_id}", self._timeout)
 
-    def _archived(self, workflow: Workflow, content: bytes) -> None:
-        """The signed document as a new archive object of the starter; its id on the workflow (once)."""
+    def _archived(self, delivery_id: int, attempt: int, workflow: Workflow, content: bytes) -> None:
+        """The signed document as a new archive object of the starter; its id on the workflow (once).
+
+        The object's metadata holds the delivery's key; from the second attempt on, an object of the starter with
+        that key (an earlier attempt archived it and died before recording it) is taken instead of a new one."""
         from server.archive.service import ArchiveItem
 
         if workflow.archive_aoid is not None:
             return  # archived by an earlier attempt whose end was not recorded
         with self._engine.connect() as conn:
             starter = conn.execute(select(User.id, User.name, User.role).where(User.id == workflow.started_by)).one()
-        principal = Principal(starter.id, starter.name, Role(starter.role))
-        info = self._archive().submit(principal, [ArchiveItem(workflow.document_name, "application/pdf", content)],
-                                      {"workflow": str(workflow.id), "documentSha256": workflow.document_sha256})
+        metadata = {"workflow": str(workflow.id), "documentSha256": workflow.document_sha256,
+                    "siegelDelivery": f"workflow-{workflow.id}-delivery-{delivery_id}"}
+        aoid = self._archived_before(starter.id, metadata) if attempt > 1 else None
+        if aoid is None:
+            principal = Principal(starter.id, starter.name, Role(starter.role))
+            aoid = self._archive().submit(principal, [ArchiveItem(workflow.document_name, "application/pdf", content)],
+                                          metadata).aoid
         with self._engine.begin() as conn:
             conn.execute(update(Workflow).where(Workflow.id == workflow.id, Workflow.archive_aoid.is_(None))
-                         .values(archive_aoid=info.aoid))
+                         .values(archive_aoid=aoid))
+
+    def _archived_before(self, owner_id: int, metadata: dict[str, str]) -> str | None:
+        """The live archive object of ``owner_id`` whose first version has exactly ``metadata`` (the archive stores
+        it as JSON with sorted keys), or None."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(ArchiveObject.aoid).join(ArchiveVersion, ArchiveVersion.aoid == ArchiveObject.aoid)
+                .where(ArchiveObject.owner_id == owner_id, ArchiveObject.deleted_at.is_(None),
+                       ArchiveVersion.version == 1,
+                       ArchiveVersion.metadata_json == json.dumps(metadata, sort_keys=True))
+                .order_by(ArchiveObject.created_at).limit(1)).scalar_one_or_none()
 
     def states(self, workflow_id: int) -> list[dict[str, object]]:
         """The deliveries of a workflow (for its status)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import hashlib
+import re
 import time
 
 import pytest
@@ -178,7 +179,9 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
     archived = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}", auth=server.auth, timeout=30)
     assert archived.status_code == 200, archived.text
     (version,) = archived.json()["versions"]
+    key = version["metadata"].pop("siegelDelivery")  # the delivery's idempotency key
     assert version["metadata"] == {"workflow": str(wid), "documentSha256": status.DocumentSha256}
+    assert re.fullmatch(f"workflow-{wid}-delivery-[0-9]+", key), key
     (item,) = version["items"]
     assert item["name"] == "archiv.pdf" and item["digests"]["sha256"] == status.DocumentSha256
     content = requests.get(f"{server.url}/api/v1/archive/objects/{aoid}/items/1", auth=server.auth, timeout=30)

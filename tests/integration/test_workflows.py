@@ -11,21 +11,25 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from sqlalchemy import select
 
 from adapters.delivery.callback import post_signed, verify_signature
 from adapters.mail import SmtpMailSender
-from server.db.models import AuditEntry, Group, GroupMember, OutboundMail, WorkflowLink
+from server.db.models import ArchiveObject, AuditEntry, Group, GroupMember, OutboundMail, WorkflowLink
 from server.errors import SiegelError
 from server.identity.users import Principal, UserService
+from server.archive.jobs import ArchiveTrees, stamp_in_process
+from server.archive.service import ArchiveItem, ArchiveObjectInfo, ArchiveService
+from server.archive.store import DocumentStore
 from server.pki.ca import ROOT
 from server.signing.keys import SigningKeys
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
 from server.workflows.delivery import DeliveryQueue
+from server.workflows.leased import LEASE
 from server.workflows.documents import WorkflowDocuments
 from server.workflows.outbox import MailOutbox
 from server.workflows.service import Actor, WorkflowService, token_hash
@@ -62,8 +66,10 @@ class World:
         self.templates = TemplateRepository(pki.engine, pki.audit, clock=self.clock)
         self.sink, self.delivery_root, self.key = sink, store.parent / "delivery", b"k" * 32
         documents = WorkflowDocuments(store)
+        self.archive: Callable[[], Any] = self._no_archive  # a test that archives sets its ArchiveService
         self.deliveries = DeliveryQueue(pki.engine, documents, self.delivery_root, lambda: self.key, post_signed, 5,
-                                        60, self.outbox, self._no_archive, "http://siegel.test", clock=self.clock)
+                                        60, self.outbox, lambda: self.archive(), "http://siegel.test",
+                                        clock=self.clock)
         self.wf = WorkflowService(pki.engine, pki.audit, pki.settings.workflows, self.templates, signing,
                                   verification, pki.ca, documents, self.outbox, self.deliveries,
                                   "http://siegel.test", clock=self.clock)
@@ -71,7 +77,7 @@ class World:
 
     @staticmethod
     def _no_archive() -> Any:
-        raise AssertionError("these tests deliver nothing into the archive")
+        raise AssertionError("this test delivers nothing into the archive")
 
     def person(self, name: str, sign: bool = True) -> Principal:
         p = self.users.add(name, f"{name}@example.com", "signer", PASSWORD)
@@ -382,3 +388,49 @@ def test_completed_workflows_are_delivered_to_a_folder_and_a_signed_callback_ret
     assert base64.b64decode(body["document"]) == signed
     world.clock.now += timedelta(hours=1)
     assert world.deliveries.deliver() == 0 and len(world.sink.received) == 2
+
+
+class Crash(BaseException):
+    """The process dying: not an error the delivery job handles."""
+
+
+def test_an_archive_delivery_that_died_after_the_archive_committed_makes_no_second_object(
+        world: World, tmp_path: Path) -> None:
+    pki = world.pki
+    store = DocumentStore(tmp_path / "archive", grace=0)
+    trees = ArchiveTrees(pki.engine, pki.audit, store, lambda: stamp_in_process(pki.tsa.respond), ["sha256"],
+                         pki.settings.archive.max_tree_leaves)
+    archive = ArchiveService(pki.engine, pki.audit, store, trees,
+                             VerificationService(pki.settings, lambda: pki.ca.ca_certificate_der(ROOT)),
+                             pki.settings.archive)
+    submitted: list[str] = []
+
+    class DiesAfterSubmit:
+        def submit(self, principal: Principal, items: list[ArchiveItem], metadata: dict[str, str]) -> ArchiveObjectInfo:
+            submitted.append(archive.submit(principal, items, metadata).aoid)
+            raise Crash()  # the archive's transaction is committed; the workflow's never happens
+
+    erp = world.users.add("erp", "erp@example.com", "integration", PASSWORD)
+    anna = world.person("anna")
+    template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "sign",
+                                  "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}}],
+                         delivery=[{"archive": True}])
+    wid = world.wf.start(erp, template, make_pdf(), "archiv.pdf", {})["id"]
+    world.wf.act(as_user(anna), wid, 1, "sign")
+    world.archive = DiesAfterSubmit
+    with pytest.raises(Crash):
+        world.deliveries.deliver()
+    (delivery,) = world.wf.status(erp, wid)["deliveries"]
+    assert delivery["state"] == "delivering" and world.wf.status(erp, wid)["archiveObjectId"] is None
+    world.archive = lambda: archive  # the restarted process
+    assert world.deliveries.deliver() == 0  # the dead attempt's lease holds the row
+    world.clock.now += LEASE + timedelta(seconds=1)
+    assert world.deliveries.deliver() == 1
+    status = world.wf.status(erp, wid)
+    assert status["archiveObjectId"] == submitted[0] and len(submitted) == 1
+    assert [(d["state"], d["attempts"]) for d in status["deliveries"]] == [("delivered", 2)]
+    with pki.engine.connect() as conn:
+        assert conn.execute(select(ArchiveObject.aoid).where(ArchiveObject.owner_id == erp.user_id)
+                            ).scalars().all() == submitted
+    (version,) = archive.info(erp, submitted[0]).versions
+    assert version.metadata["workflow"] == str(wid)
