@@ -125,6 +125,11 @@ DSS_ACTIONS: Mapping[str, tuple[Action, ...]] = {
     "GetWorkflowStatus": (Action.WORKFLOW_READ,),
     "CancelWorkflow": (Action.DOCUMENT_CANCEL,),
     "DownloadDocument": (Action.DOCUMENT_READ,),
+    "ListTemplates": (Action.TEMPLATE_READ,),
+    "GetTemplate": (Action.TEMPLATE_READ,),
+    "CreateTemplate": (Action.TEMPLATE_MANAGE,),
+    "UpdateTemplate": (Action.TEMPLATE_MANAGE,),
+    "RetireTemplate": (Action.TEMPLATE_MANAGE,),
 }
 """What a DSS, TR-ESOR or /soap/admin operation needs, by the body element (and ReturnUpdatedSignature among its OptionalInputs)."""
 
