@@ -116,10 +116,11 @@ class Services:
             return None
         from adapters.directory.ldap import open_directory
         from server.identity.users import Role
-        from server.workflows.flags import flag_disabled_in
+        from server.workflows.flags import clear_enabled_in, flag_disabled_in
 
         return DirectorySync(self.engine, self.audit, self.settings.directory, lambda: open_directory(self.settings),
-                             self.ca, [role.value for role in Role], on_disable=flag_disabled_in)
+                             self.ca, [role.value for role in Role], on_disable=flag_disabled_in,
+                             on_enable=clear_enabled_in)
 
     @functools.cached_property
     def twofactor(self) -> TwoFactorService:

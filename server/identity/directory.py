@@ -23,7 +23,8 @@ accounts follow it:
   directory account is revoked (cessationOfOperation). Both are checked on every run, so what failed
   (HSM away) is done by the next one.
 - The pending workflow assignments of the accounts a run disables are flagged in its transaction (the
-  ``on_disable`` hook, :mod:`server.workflows.flags`), with an audit entry each.
+  ``on_disable`` hook, :mod:`server.workflows.flags`), with an audit entry each; the run that enables such
+  an account again clears those flags (the ``on_enable`` hook) the same way.
 - The directory unreachable: :class:`DirectoryUnavailable`, recorded in ``directory_sync.last_error``;
   nothing changes, local accounts keep working, and the high-water mark stays, so the next run
   catches up.
@@ -126,6 +127,7 @@ class SyncSummary:
     certificates_issued: int = 0
     certificates_revoked: int = 0
     workflow_steps: int = 0  # pending workflow assignments of disabled accounts flagged (not counted in a dry run)
+    workflow_steps_cleared: int = 0  # flags of those assignments cleared: their account is enabled again
     errors: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # one line per change (the first 1000)
     high_water: str | None = None
@@ -149,6 +151,7 @@ class SyncSummary:
         out = [head, f"accounts{' (' + verb + ')' if verb else ''}: {counts}"]
         if not self.dry_run:
             out.append(f"workflow steps flagged: {self.workflow_steps}")
+            out.append(f"workflow step flags cleared: {self.workflow_steps_cleared}")
         out += [f"  {c}" for c in self.changes]
         out += [f"error: {e}" for e in self.errors]
         return out
@@ -214,9 +217,10 @@ class _Wanted:
     change_mark: str | None
 
 
-DisableHook = Callable[[Connection, set[int], datetime], list[tuple[str, str, str, dict]]]
-"""Called in the sync's transaction with the ids of the accounts it disables; returns audit entries to add
-(server.workflows.flags flags their pending workflow assignments)."""
+AccountHook = Callable[[Connection, set[int], datetime], list[tuple[str, str, str, dict]]]
+"""Called in the sync's transaction with the ids of the accounts it disables (``on_disable``) or enables again
+(``on_enable``); returns audit entries to add (server.workflows.flags flags, or clears the flags of, their
+pending workflow assignments)."""
 
 
 class DirectorySync:
@@ -224,9 +228,10 @@ class DirectorySync:
 
     def __init__(self, engine: Engine, audit: AuditLog, settings: DirectorySettings,
                  reader: Callable[[], DirectoryReader], ca: CertificateAuthorityService | None,
-                 roles: Iterable[str], on_disable: DisableHook | None = None) -> None:
+                 roles: Iterable[str], on_disable: AccountHook | None = None,
+                 on_enable: AccountHook | None = None) -> None:
         self._engine = engine
-        self._on_disable = on_disable
+        self._on_disable, self._on_enable = on_disable, on_enable
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
         self._s = settings
@@ -508,12 +513,13 @@ class DirectorySync:
                     summary.disabled += 1
                     summary.note(f"disable {account.name} (not in the directory any more)")
         disabling = {u["id"] for u in updates if u.get("disabled") is True}
+        enabling = {u["id"] for u in updates if u.get("disabled") is False}
         new_enrol = sum(1 for _, w in creates if not w.directory_disabled and w.groups & set(self._enrol))
         if dry_run or not (creates or updates or account_rows or membership):
             return disabling, new_enrol
         try:
             return self._write(creates, updates, account_rows, membership, audit, groups_by_name, now,
-                               (disabling, new_enrol), summary)
+                               (disabling, new_enrol), enabling, summary)
         except IntegrityError:
             raise SiegelError(Code.CONFLICT, "the accounts changed while the sync ran (another sync at the same "
                                              "time?); nothing of this run was written, run it again") from None
@@ -521,7 +527,7 @@ class DirectorySync:
     def _write(self, creates: list[tuple[str, _Wanted]], updates: list[dict], account_rows: list[dict],
                membership: dict[int | str, tuple[set[str], frozenset[str]]], audit: list[tuple[str, str, str, dict]],
                groups_by_name: dict[str, DirectoryGroup], now: datetime,
-               pending: tuple[set[int], int], summary: SyncSummary) -> tuple[set[int], int]:
+               pending: tuple[set[int], int], enabling: set[int], summary: SyncSummary) -> tuple[set[int], int]:
         users_t, accounts_t = _table(User), _table(DirectoryAccount)
         with self._engine.begin() as conn:
             new_ids: dict[str, int] = {}
@@ -573,6 +579,10 @@ class DirectorySync:
                 flagged = self._on_disable(conn, pending[0], now)
                 summary.workflow_steps = len(flagged)
                 audit.extend(flagged)
+            if self._on_enable is not None and enabling:
+                cleared = self._on_enable(conn, enabling, now)
+                summary.workflow_steps_cleared = len(cleared)
+                audit.extend(cleared)
             if audit:
                 self._audit.append_many_in(conn, audit)
         return pending

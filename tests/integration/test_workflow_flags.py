@@ -1,0 +1,100 @@
+"""The directory sync's workflow flags against a real slapd (on SQLite and PostgreSQL): an account disabled in
+the directory gets its pending assignments flagged, enabled again it gets them cleared, each with an audit entry;
+an assignment that is no longer pending keeps its flag, and another account's flag is left alone."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from server.db.models import Workflow, WorkflowAssignment, WorkflowStep, WorkflowTemplate
+from server.identity.directory import DirectorySync
+from server.workflows.flags import DISABLED_FLAG, clear_enabled_in, flag_disabled_in
+from tests.fixtures.pki import Pki
+from tests.fixtures.slapd import Org, SlapdServer, org_ldif
+from tests.integration.test_directory import ROLES, Readers, directory_settings, users_by_name
+
+
+@pytest.fixture
+def org(slapd_server: SlapdServer) -> Org:
+    ldif, made = org_ldif(f"f{uuid.uuid4().hex[:8]}", users=3, team_size=3, teams_per_department=1)
+    slapd_server.add_ldif(ldif)
+    return made
+
+
+def _disable(slapd: SlapdServer, org: Org, uid: str, disabled: bool) -> None:
+    slapd.modify_ldif(f"dn: {org.user_dn(uid)}\nchangetype: modify\nreplace: userAccountControl\n"
+                      f"userAccountControl: {514 if disabled else 512}\n")
+
+
+def _workflow(engine: Engine, starter: int, assignees: list[tuple[int, str]]) -> list[int]:
+    """A running one-step workflow with an assignment (user id, state) each; their ids."""
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        template = WorkflowTemplate(name=f"t-{uuid.uuid4().hex[:8]}", current_version=1, created_at=now)
+        session.add(template)
+        session.flush()
+        workflow = Workflow(template_id=template.id, template_version=1, state="running", started_by=starter,
+                            document_name="vertrag.pdf", revision=1, document_sha256="0" * 64, variables="{}",
+                            created_at=now)
+        session.add(workflow)
+        session.flush()
+        step = WorkflowStep(workflow_id=workflow.id, position=1, state="active", version=0, activated_at=now)
+        session.add(step)
+        session.flush()
+        rows = [WorkflowAssignment(step_id=step.id, user_id=user, email=f"{user}@example.com", external=False,
+                                   state=state) for user, state in assignees]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]
+
+
+def _flags(engine: Engine, ids: list[int]) -> list[tuple[str | None, bool]]:
+    with engine.connect() as conn:
+        found = {r.id: (r.flag, r.flagged_at is not None) for r in conn.execute(
+            select(WorkflowAssignment.__table__).where(WorkflowAssignment.__table__.c.id.in_(ids)))}
+    return [found[i] for i in ids]
+
+
+def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdServer, org: Org) -> None:
+    settings = directory_settings(pki.settings.directory, slapd_server, org)
+    sync = DirectorySync(pki.engine, pki.audit, settings, Readers(settings, slapd_server.password), None, ROLES,
+                         on_disable=flag_disabled_in, on_enable=clear_enabled_in)
+    assert sync.run(full=True).errors == []
+    leaving, other, starter = org.users
+    ids = users_by_name(pki.engine)
+    pending, done = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending"), (ids[leaving].id, "done")])
+    (others,) = _workflow(pki.engine, ids[starter].id, [(ids[other].id, "pending")])
+
+    _disable(slapd_server, org, leaving, True)
+    _disable(slapd_server, org, other, True)
+    off = sync.run()
+    assert (off.disabled, off.workflow_steps, off.workflow_steps_cleared) == (2, 2, 0), off.lines()
+    assert _flags(pki.engine, [pending, done, others]) == [(DISABLED_FLAG, True), (None, False), (DISABLED_FLAG, True)]
+    with pki.engine.begin() as conn:  # acted on since: the flag stays as history
+        conn.execute(WorkflowAssignment.__table__.update().where(WorkflowAssignment.__table__.c.id == pending)
+                     .values(state="cancelled"))
+    (again,) = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending")])
+    with pki.engine.begin() as conn:  # a newer pending assignment of the disabled account, flagged by hand here
+        conn.execute(WorkflowAssignment.__table__.update().where(WorkflowAssignment.__table__.c.id == again)
+                     .values(flag=DISABLED_FLAG, flagged_at=datetime.now(UTC)))
+
+    _disable(slapd_server, org, leaving, False)
+    back = sync.run()
+    assert (back.enabled, back.workflow_steps, back.workflow_steps_cleared) == (1, 0, 1), back.lines()
+    assert "workflow step flags cleared: 1" in back.lines()
+    assert not users_by_name(pki.engine)[leaving].disabled
+    assert _flags(pki.engine, [again, pending, others]) == [(None, False), (DISABLED_FLAG, True), (DISABLED_FLAG, True)]
+    with pki.engine.connect() as conn:
+        workflow_of = conn.execute(select(WorkflowStep.workflow_id).join(
+            WorkflowAssignment, WorkflowAssignment.step_id == WorkflowStep.id).where(
+            WorkflowAssignment.id == again)).scalar_one()
+    entries = pki.audit.search(action="workflow.unflag")
+    assert [(e.actor, e.target) for e in entries] == [("ldap-sync", f"workflow:{workflow_of}/1")], entries
+    assert len(pki.audit.search(action="workflow.flag")) == 2
+    assert sync.run().workflow_steps_cleared == 0  # cleared once
+    assert pki.audit.verify()[1] is None
