@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_, select, update
 
 from server.archive import hashtree, xmlers
 from server.archive.hashtree import HashTree
@@ -123,7 +123,7 @@ class ArchiveTrees:
 
     def pending(self) -> tuple[int, datetime | None]:
         """Items still waiting for a tree of some configured algorithm, and the oldest one's submission time."""
-        condition = _any_pending(self.algorithms)
+        condition = pending_condition(self.algorithms)
         with self._engine.connect() as conn:
             count, oldest = conn.execute(select(func.count(), func.min(ITEMS.c.created_at)).where(condition)).one()
         return count, oldest
@@ -218,7 +218,14 @@ class ArchiveTrees:
         trees = self.lineage_trees(item_id, lineage)
         if trees is None:
             raise SiegelError(Code.CONFLICT, f"archive item {item_id} is not in a {lineage} hash tree yet")
-        return _record(item_id, [self._tree(t) for t in trees], self._stamps(trees))
+        loaded = [self._tree(t) for t in trees]
+        digests: dict[str, bytes] = {}
+        if len(loaded) > 1:  # a hash-tree renewal's leaf stands for a group with the document's hash
+            with self._engine.connect() as conn:
+                row = conn.execute(select(*(ITEMS.c[f"digest_{a}"] for a in ARCHIVE_ALGORITHMS))
+                                   .where(ITEMS.c.id == item_id)).one()
+            digests = {a: v for a, v in zip(ARCHIVE_ALGORITHMS, row, strict=True) if v is not None}
+        return _record(item_id, loaded, self._stamps(trees), digests)
 
     def tree_records(self, tree_id: int) -> Iterator[tuple[int, EvidenceRecord]]:
         """Every leaf's evidence record of an initial tree (chain 0) not renewed by a hash-tree renewal, cheaply."""
@@ -284,9 +291,9 @@ class ArchiveTrees:
         return [t[0] for t in self._current_trees() if t[1] in horizons and horizons[t[1]] - before <= now]
 
     def renew_hashtrees(self, algorithm: str, tree_ids: Sequence[int] | None = None) -> HashTreeRenewal:
-        """RFC 4998 5.3 into ``algorithm`` for the given current trees (None: all): per old tree a new tree over
-        H(sorted(h(document), H(ATS sequence))) of each of its items whose content is in the store; hash-only and
-        deleted items cannot be renewed (their old tree stays current and keeps its timestamp renewals)."""
+        """RFC 4998 5.3 / RFC 6283 into ``algorithm`` for the given current trees (None: all): per old tree a new
+        tree with one leaf per item whose content is in the store, the hash of its :func:`renewal_group`; hash-only
+        and deleted items cannot be renewed (their old tree stays current and keeps its timestamp renewals)."""
         if algorithm not in ARCHIVE_ALGORITHMS:
             raise SiegelError(Code.BAD_REQUEST, f"hash-tree renewal into {algorithm!r}: expected one of "
                                                 f"{', '.join(ARCHIVE_ALGORITHMS)}")
@@ -307,6 +314,7 @@ class ArchiveTrees:
                 ITEMS.c.id.in_(list(ids)), ITEMS.c.stored.is_(True))).all())
         members: list[int] = []
         leaves: list[bytes] = []
+        document_hashes: list[dict[str, object]] = []
         for item_id in ids:
             if item_id not in stored:
                 result.skipped.append(item_id)
@@ -315,7 +323,9 @@ class ArchiveTrees:
             for chunk in self._store.chunks(stored[item_id].hex()):
                 document.update(chunk)
             members.append(item_id)
-            leaves.append(hashtree_renewal_leaf(document.digest(), self.record(item_id, lineage), algorithm))
+            group = renewal_group(document.digest(), self.record(item_id, lineage), algorithm)
+            leaves.append(hashtree.group_hash(algorithm, group))
+            document_hashes.append({"item": item_id, "digest": document.digest()})
         if not members:
             return
         tree = hashtree.build(leaves, algorithm)
@@ -329,6 +339,9 @@ class ArchiveTrees:
             conn.execute(insert(STAMPS).values(tree_id=new_id, position=0, token=token, tsa_not_after=not_after,
                                                created_at=now))
             conn.execute(insert(LEAVES), [{"item_id": i, "tree_id": new_id} for i in members])
+            digest_col = ITEMS.c[f"digest_{algorithm}"]  # the record's group needs h(d) again: kept where it is absent
+            conn.execute(update(ITEMS).where(ITEMS.c.id == bindparam("item"), digest_col.is_(None))
+                         .values({digest_col: bindparam("digest")}), document_hashes)
             if len(members) == len(ids):
                 conn.execute(update(TREES).where(TREES.c.id == tree_id).values(superseded=True))
             self._audit.append_many_in(conn, [("archive", "archive.renew-hashtree", f"tree:{tree_id}", {
@@ -345,7 +358,8 @@ class ArchiveTrees:
         return {"trees": trees, "currentTrees": current}
 
 
-def _any_pending(algorithms: Sequence[str]) -> ColumnElement[bool]:
+def pending_condition(algorithms: Sequence[str]) -> ColumnElement[bool]:
+    """An item still waits for a tree of one of ``algorithms``."""
     return or_(*(and_(ITEMS.c[f"tree_{a}"].is_(None), ITEMS.c[f"digest_{a}"].isnot(None)) for a in algorithms))
 
 
@@ -354,19 +368,44 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _record(item_id: int, trees: Sequence[_Tree], stamps: Mapping[int, list[bytes]]) -> EvidenceRecord:
-    chains = []
-    xml = len(trees) == 1  # a hash-tree renewal covers the ERS sequence hash only
+def renewal_group(document_hash: bytes, previous: EvidenceRecord, algorithm: str) -> tuple[bytes, ...]:
+    """What a hash-tree renewal's first partial hash tree holds for one item, whose leaf is the group's hash: the
+    ERS renewal value H(h(d) + ha) (RFC 4998 5.3), and when ``previous`` has an XMLERS form (syntax "both") the
+    XMLERS ones beside it, ha of the canonical XML sequence and h(d) (RFC 6283 as EU DSS reads it): either encoding
+    of the renewed record verifies."""
+    leaf = hashtree_renewal_leaf(document_hash, previous, algorithm)
+    if previous.syntax != "both":
+        return (leaf,)
+    return (leaf, *xmlers.hashtree_renewal_leaves([document_hash], previous, algorithm))
+
+
+def _record(item_id: int, trees: Sequence[_Tree], stamps: Mapping[int, list[bytes]],
+            digests: Mapping[str, bytes]) -> EvidenceRecord:
+    """The record of ``item_id`` in ``trees`` (chain by chain); ``digests``: the item's document hashes, which
+    the groups of the renewal trees hold."""
+    chains: list[tuple[ArchiveTimestamp, ...]] = []
+    both = True
     for n, tree in enumerate(trees):
         tokens = stamps[tree.id]
         if n + 1 < len(trees):  # renewed: the chain ends with the ATS the next chain's renewal covered
             tokens = tokens[:trees[n + 1].renews_position + 1]
-        first = ArchiveTimestamp(tree.algorithm, tree.tree.reduced(tree.index(item_id)), tokens[0])
-        renewals, both = _renewals(tree.algorithm, tokens)
-        xml = xml and both
+        index = tree.index(item_id)
+        reduced = tree.tree.reduced(index)
+        if n:
+            previous = EvidenceRecord(tuple(dict.fromkeys(t.algorithm for t in trees[:n])), tuple(chains),
+                                      syntax="both" if both else "ers")
+            document = digests.get(tree.algorithm)
+            group = () if document is None else renewal_group(document, previous, tree.algorithm)
+            if len(group) > 1 and hashtree.group_hash(tree.algorithm, group) == tree.tree.leaf(index):
+                reduced = hashtree.grouped(reduced, group)
+            else:  # the leaf is H(h(d) + ha) alone: a renewal of an ERS-only record, or one made before XMLERS
+                both = False
+        first = ArchiveTimestamp(tree.algorithm, reduced, tokens[0])
+        renewals, pairs = _renewals(tree.algorithm, tokens)
+        both = both and pairs
         chains.append((first, *renewals))
     algorithms = tuple(dict.fromkeys(t.algorithm for t in trees))
-    return EvidenceRecord(algorithms, tuple(chains), syntax="both" if xml else "ers")
+    return EvidenceRecord(algorithms, tuple(chains), syntax="both" if both else "ers")
 
 
 def _renewal_pair(previous: bytes, algorithm: str) -> tuple[bytes, bytes]:

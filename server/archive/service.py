@@ -26,11 +26,11 @@ from sqlalchemy import Engine, insert, select, update
 from server.archive import ers, evidence_verify, xmlers
 from server.archive import rows as rows_db
 from server.archive.evidence_verify import EvidenceReport
-from server.archive.jobs import ITEMS, ArchiveTrees, HashTreeRenewal, parse_horizons
+from server.archive.jobs import ITEMS, ArchiveTrees, HashTreeRenewal, parse_horizons, pending_condition
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
 from server.config import ArchiveSettings
-from server.db.models import ARCHIVE_ALGORITHMS, ArchiveObject, ArchiveVersion
+from server.db.models import ARCHIVE_ALGORITHMS, ArchiveObject, ArchiveVersion, User
 from server.errors import Code, SiegelError
 from server.identity.policy import ANY_OWNER, Action, require
 from server.identity.users import Principal, Role
@@ -290,17 +290,20 @@ class ArchiveService:
     # --- reading ---------------------------------------------------------------------------------------
 
     def _object(self, aoid: str) -> Any:
+        """The object's row, deleted or not (NOT_FOUND: never existed)."""
         with self._engine.connect() as conn:
             row = conn.execute(select(OBJECTS).where(OBJECTS.c.aoid == aoid)).one_or_none()
         if row is None:
             raise SiegelError(Code.NOT_FOUND, f"no archive object {aoid!r}")
-        if row.deleted_at is not None:
-            raise SiegelError(Code.NOT_FOUND, f"archive object {aoid!r} was deleted on {_iso(row.deleted_at)}")
         return row
 
     def _owned(self, principal: Principal, aoid: str, action: Action) -> Any:
+        """The live object's row once ``principal`` may ``action`` on it: ownership is checked before deletion, so
+        that only who may see the object learns it was deleted (for anyone else it is refused like any other's)."""
         row = self._object(aoid)
         require(principal, action, row.owner_id)
+        if row.deleted_at is not None:
+            raise SiegelError(Code.NOT_FOUND, f"archive object {aoid!r} was deleted on {_iso(row.deleted_at)}")
         return row
 
     def info(self, principal: Principal, aoid: str) -> ArchiveObjectInfo:
@@ -455,19 +458,55 @@ class ArchiveService:
         return {"algorithm": algorithm, "trees": result.trees, "renewed": result.renewed,
                 "notRenewable": len(result.skipped)}
 
-    def stats(self) -> dict[str, Any]:
-        """Objects, items, trees, pending items, the oldest pending one, the next renewals."""
+    def stats(self, principal: Principal | None = None) -> dict[str, Any]:
+        """Archive-wide (scope "archive") for the operator (no principal) and the roles that read every object (admin,
+        auditor): objects, items, trees, pending items, the oldest pending one, the next renewals, and objects, items
+        and pending items per account. Any other account gets the same counts over its own objects (scope
+        "account"), without the trees, which all accounts share."""
         from sqlalchemy import func
 
+        if principal is not None:
+            require(principal, Action.ARCHIVE_READ)
+        own = principal is not None and Role(principal.role) not in ANY_OWNER[Action.ARCHIVE_READ]
+        live = OBJECTS.c.deleted_at.is_(None)
+        pending_items = pending_condition(self.algorithms)
         with self._engine.connect() as conn:
-            objects = conn.execute(select(func.count()).select_from(OBJECTS).where(OBJECTS.c.deleted_at.is_(None))
-                                   ).scalar_one()
-            items = conn.execute(select(func.count()).select_from(ITEMS)).scalar_one()
-        pending, oldest = self.trees.pending()
+            if own:
+                assert principal is not None
+                mine = OBJECTS.c.owner_id == principal.user_id
+                objects = conn.execute(select(func.count()).select_from(OBJECTS).where(live, mine)).scalar_one()
+                joined = ITEMS.join(OBJECTS, OBJECTS.c.aoid == ITEMS.c.aoid)
+                items = conn.execute(select(func.count()).select_from(joined).where(mine)).scalar_one()
+                pending, oldest = conn.execute(select(func.count(), func.min(ITEMS.c.created_at)).select_from(joined)
+                                               .where(mine, pending_items)).one()
+            else:
+                objects = conn.execute(select(func.count()).select_from(OBJECTS).where(live)).scalar_one()
+                items = conn.execute(select(func.count()).select_from(ITEMS)).scalar_one()
+                accounts = self._per_account(conn, pending_items)
         stamp_due, tree_due = self.trees.next_renewals(self.renew_before, self.horizons)
-        return {"objects": objects, "items": items, **self.trees.counts(), "pending": pending,
-                "oldestPending": _iso(oldest), "nextTimestampRenewal": _iso(stamp_due),
-                "nextHashTreeRenewal": _iso(tree_due)}
+        renewals = {"nextTimestampRenewal": _iso(stamp_due), "nextHashTreeRenewal": _iso(tree_due)}
+        if own:
+            return {"scope": "account", "objects": objects, "items": items, "pending": pending,
+                    "oldestPending": _iso(oldest), **renewals}
+        pending, oldest = self.trees.pending()
+        return {"scope": "archive", "objects": objects, "items": items, **self.trees.counts(), "pending": pending,
+                "oldestPending": _iso(oldest), **renewals, "accounts": accounts}
+
+    @staticmethod
+    def _per_account(conn: Any, pending_items: Any) -> dict[str, dict[str, int]]:
+        """Per owner's name (a deleted account's objects under "-"): live objects, items, pending items."""
+        from sqlalchemy import case, func
+
+        users = User.__table__
+        owner = func.coalesce(users.c.name, "-")
+        rows = conn.execute(select(owner, func.count(func.distinct(case((OBJECTS.c.deleted_at.is_(None),
+                                                                         OBJECTS.c.aoid)))),
+                                   func.count(ITEMS.c.id), func.count(case((pending_items, ITEMS.c.id))))
+                            .select_from(OBJECTS.join(ITEMS, ITEMS.c.aoid == OBJECTS.c.aoid)
+                                         .outerjoin(users, users.c.id == OBJECTS.c.owner_id))
+                            .group_by(owner).order_by(owner)).all()
+        return {name: {"objects": objects, "items": items, "pending": pending}
+                for name, objects, items, pending in rows}
 
 
 def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

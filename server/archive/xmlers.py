@@ -170,7 +170,8 @@ def encode(record: EvidenceRecord) -> bytes:
 
     An ERS record with renewals is refused: its renewals hashed DER, which an XMLERS verifier
     does not; renew XML evidence with :func:`timestamp_renewal_digest` / :func:`hashtree_renewal_leaves`.
-    A record whose renewals cover both (``syntax`` "both": Siegel's timestamp renewals) is written.
+    A record whose renewals cover both (``syntax`` "both": Siegel's timestamp renewals and its hash-tree
+    renewals, ``server.archive.jobs.renewal_group``) is written.
     """
     if record.syntax == "ers" and (len(record.chains) > 1 or len(record.chains[0]) > 1):
         raise SiegelError(Code.NOT_SUPPORTED, "an RFC 4998 evidence record with renewals cannot be written as "

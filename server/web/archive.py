@@ -143,7 +143,7 @@ class ArchiveRoot(resource.Resource):
         super().__init__()
         self._service = service
         self.putChild(b"objects", _Objects(service))
-        self.putChild(b"stats", _Endpoint({b"GET": lambda r: json_response(r, 200, service.stats())}))
+        self.putChild(b"stats", _Endpoint({b"GET": lambda r: json_response(r, 200, service.stats(r.principal))}))
         self.putChild(b"verify", _Endpoint({b"POST": self._verify}))
         self.putChild(b"renew", _Endpoint({b"POST": self._renew}))
 

@@ -189,6 +189,9 @@ _ARCHIVE_PATHS: dict[str, dict[str, Any]] = {
                       **_errors(400, 401, 403, 404, 409)}}},
     "/archive/stats": {"get": {
         "summary": "The archive's objects, items, trees, pending items, the oldest pending one, the next renewals",
+        "description": "Archive-wide (scope \"archive\", with the counts per account under \"accounts\") for the "
+                       "roles that read every object (admin, auditor); for any other account over its own objects "
+                       "(scope \"account\", without the shared trees).",
         "responses": {"200": {"description": "counts and times", "content": _JSON_OBJECT}, **_errors(401, 403)}}},
     "/archive/renew": {"post": {
         "summary": "Renew now (admin): timestamps due (RFC 4998 5.2), hash trees into another algorithm (5.3)",
@@ -208,7 +211,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Sign the request body with the caller's own HSM key (or a key granted to it)",
         "description": "A detached CAdES or XAdES is made from the body's digest, computed while the body "
                        "streams in (up to server.max_streamed_bytes); other packagings read the body whole "
-                       "(up to server.max_request_bytes). The Content-Type is the document's MIME type.",
+                       "(up to server.max_request_bytes). The Content-Type is the document's MIME type. A PDF's "
+                       "default stamp (no appearance named) is in the brand of the calling API client, if it has one.",
         "parameters": [
             {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades", "xades", "asic", "pades"],
                                                           "default": "cades"}},
@@ -274,10 +278,12 @@ PATHS: dict[str, dict[str, Any]] = {
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "signature": {"type": "string", "format": "binary"},
                 "document": {"type": "string", "format": "binary"}}}}}},
-        "responses": {"200": {"description": "the report (JSON), or the ETSI TS 119 102-2 report with "
-                                             "Accept: application/xml",
+        "responses": {"200": {"description": "the report (JSON), the ETSI TS 119 102-2 report with "
+                                             "Accept: application/xml, or the readable report PDF with Accept: "
+                                             "application/pdf (in the brand of the calling API client, else of "
+                                             "the host the request came to)",
                               "content": {"application/json": {"schema": {"type": "object"}},
-                                          "application/xml": _BINARY}},
+                                          "application/xml": _BINARY, "application/pdf": _BINARY}},
                       **_errors(400, 401, 413, 501)}}},
     "/sign/prepare": {"post": {
         "summary": "Two-step signing, step 1: the digest a key outside Siegel signs (CAdES, XAdES, PAdES, ASiC-E)",

@@ -134,7 +134,11 @@ def test_submitted_objects_are_described_and_listed(server: SiegelInstance, obje
     assert set(objects.values()) <= set(everything)
     assert everything[objects["documents"]]["items"] == 2
     stats = call(server, "GET", "/stats")
-    assert stats.status_code == 200 and stats.json()["objects"] >= 3
+    assert stats.status_code == 200 and stats.json()["scope"] == "account" and stats.json()["objects"] >= 3
+    assert call(server, "GET", "/stats", "crm").json()["objects"] == 0  # an account counts its own objects
+    whole = call(server, "GET", "/stats", "ada").json()
+    assert whole["scope"] == "archive" and whole["objects"] >= stats.json()["objects"] and "trees" in whole
+    assert whole["accounts"][server.user]["objects"] == stats.json()["objects"]
 
 
 def test_evidence_record_verifies_here_with_rfc4998_and_openssl(server: SiegelInstance, objects: dict[str, str],
@@ -273,6 +277,12 @@ def test_deletion_with_a_reason_and_renewal(server: SiegelInstance, objects: dic
     assert r.status_code == 200 and r.json() == {"aoid": aoid, "state": "deleted",
                                                  "reason": "retention period over (contract 4711)"}
     problem(call(server, "GET", f"/objects/{aoid}"), 404, "deleted")
+    for method, path, body in (("GET", f"/objects/{aoid}", None), ("GET", f"/objects/{aoid}/evidence", None),
+                               ("DELETE", f"/objects/{aoid}", {"reason": "not mine"})):  # another's: as if never there
+        foreign = problem(call(server, method, path, "crm", json=body), 404)
+        unknown = problem(call(server, method, path.replace(aoid, "Never-There-42"), "crm", json=body), 404)
+        assert foreign["detail"] == unknown["detail"].replace("Never-There-42", aoid), (foreign, unknown)
+        assert "deleted" not in foreign["detail"]
     problem(call(server, "DELETE", f"/objects/{aoid}", json={"reason": "again"}), 404)
     # the record given back earlier still proves the document
     assert call(server, "POST", "/verify", json={"record": b64(record), "data": b64(content)}

@@ -4,7 +4,7 @@ Several documents go into one RFC 4998 hash tree whose root the reference TSA (`
 timestamps; each document's record is then renewed twice — timestamp renewal (a second tree over the
 renewal hashes of two trees, one TSA request for both) and hash-tree renewal with SHA-512 — and after
 each stage verified by ``server.archive.evidence_verify`` and by BouncyCastle 1.72's
-``org.bouncycastle.tsp.ers`` (Debian libbcpkix-java), driven by a small Java program compiled here.
+``org.bouncycastle.tsp.ers`` (Debian libbcpkix-java), driven by tests/java/ErsCheck.java (tests.fixtures.bouncycastle).
 The XMLERS line runs the same stages with RFC 6283's renewal hashes. BouncyCastle-made records (the
 ers-testool vectors) are read by ours in test_archive_vectors.py.
 """
@@ -12,10 +12,7 @@ ers-testool vectors) are read by ours in test_archive_vectors.py.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,67 +24,11 @@ from server.archive.hashtree import build, group_hash, grouped
 from server.archive.record import (ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf, initial_record,
                                    renew_hashtree, renew_timestamp, timestamp_renewal_digest)
 from server.validation.model import Indication, SubIndication, Trust
+from tests.fixtures.bouncycastle import BouncyCastle, bouncycastle  # noqa: F401 (the fixture)
 from tests.fixtures.tsa import ReferenceTsa
 
 DOCUMENTS = [f"document {i} of the archive".encode() * (i + 1) for i in range(5)]
 OTHER_TREE = [f"another tree's document {i}".encode() for i in range(3)]
-JARS = [Path("/usr/share/java") / f"{name}.jar" for name in ("bcprov", "bcpkix", "bcutil")]
-
-CHECKER = """
-import java.nio.file.*;
-import java.util.Date;
-import org.bouncycastle.cert.X509CertificateHolder;
-import org.bouncycastle.cms.jcajce.JcaSimpleSignerInfoVerifierBuilder;
-import org.bouncycastle.operator.jcajce.JcaDigestCalculatorProviderBuilder;
-import org.bouncycastle.tsp.ers.*;
-
-public class ErsCheck {
-    public static void main(String[] args) throws Exception {
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            String verdict;
-            try {
-                ERSEvidenceRecord record = new ERSEvidenceRecord(Files.readAllBytes(Paths.get(args[i])),
-                    new JcaDigestCalculatorProviderBuilder().build());
-                record.validatePresent(new ERSByteData(Files.readAllBytes(Paths.get(args[i + 1]))), new Date());
-                X509CertificateHolder tsa = record.getSigningCertificate();
-                record.validate(new JcaSimpleSignerInfoVerifierBuilder().build(tsa));
-                verdict = "VALID";
-            } catch (Exception e) {
-                verdict = "INVALID " + e;
-            }
-            System.out.println(verdict);
-        }
-    }
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def bouncycastle(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """The compiled checker: (classpath, directory)."""
-    missing = [str(jar) for jar in JARS if not jar.exists()]
-    if missing or not (shutil.which("javac") and shutil.which("java")):
-        pytest.skip(f"BouncyCastle jars or javac/java missing ({', '.join(missing) or 'javac/java'}): Debian packages "
-                    "libbcprov-java libbcpkix-java libbcutil-java default-jdk-headless (APT_TEST in the Makefile)")
-    directory = tmp_path_factory.mktemp("ers-check")
-    (directory / "ErsCheck.java").write_text(CHECKER)
-    classpath = ":".join(str(jar) for jar in JARS)
-    subprocess.run(["javac", "-nowarn", "-cp", classpath, "-d", str(directory), str(directory / "ErsCheck.java")],
-                   check=True, capture_output=True, timeout=120)
-    return f"{classpath}:{directory}", directory
-
-
-def _bc_verdicts(bouncycastle: tuple[str, Path], tmp_path: Path, cases: list[tuple[bytes, bytes]]) -> list[str]:
-    args: list[str] = []
-    for n, (record, data) in enumerate(cases):
-        (tmp_path / f"{n}.ers").write_bytes(record)
-        (tmp_path / f"{n}.bin").write_bytes(data)
-        args += [str(tmp_path / f"{n}.ers"), str(tmp_path / f"{n}.bin")]
-    done = subprocess.run(["java", "-cp", bouncycastle[0], "ErsCheck", *args], capture_output=True, text=True,
-                          timeout=120, check=True)
-    return done.stdout.splitlines()
-
-
 @pytest.fixture
 def client(reference_tsa: ReferenceTsa) -> TimestampClient:
     return TimestampClient([TsaEndpoint(reference_tsa.url, (reference_tsa.ca,))], timeout=10, retries=0)
@@ -132,7 +73,7 @@ def _assert_ours(records: list[EvidenceRecord], documents: list[bytes], trust: T
 
 
 def test_asn1_records_validate_with_ours_and_bouncycastle_through_both_renewals(
-        client: TimestampClient, trust: Trust, bouncycastle: tuple[str, Path], tmp_path: Path) -> None:
+        client: TimestampClient, trust: Trust, bouncycastle: BouncyCastle) -> None:
     records = _initial(client, DOCUMENTS)
     other = _initial(client, OTHER_TREE)
     stages = {"initial": records}
@@ -147,7 +88,7 @@ def test_asn1_records_validate_with_ours_and_bouncycastle_through_both_renewals(
         _assert_ours(made, DOCUMENTS, trust, ers.encode)
         assert ers.decode(ers.encode(made[0])) == made[0], stage
         cases = [(ers.encode(r), d) for r, d in zip(made, DOCUMENTS)] + [(ers.encode(made[2]), DOCUMENTS[2] + b"!")]
-        verdicts = _bc_verdicts(bouncycastle, tmp_path, cases)
+        verdicts = bouncycastle.verdicts(cases)
         assert verdicts[:-1] == ["VALID"] * len(DOCUMENTS), (stage, verdicts)
         assert verdicts[-1].startswith("INVALID"), (stage, verdicts)  # BouncyCastle is able to say no
     assert [len(c) for c in stages["hash-tree renewal"][0].chains] == [2, 1]

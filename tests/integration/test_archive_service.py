@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from sqlalchemy import func, select
 
 from server.archive import ers, xmlers
@@ -27,6 +28,7 @@ from server.signing.order import Document, Format, SignOrder
 from server.signing.service import SigningService
 from server.validation.model import Indication
 from server.validation.service import VerificationService
+from tests.fixtures.bouncycastle import BouncyCastle, bouncycastle  # noqa: F401 (the fixture)
 from tests.fixtures.pki import OnlinePki
 
 pytestmark = pytest.mark.integration
@@ -228,6 +230,16 @@ def test_the_bulk_path_archives_many_hashes_in_one_transaction(archive: Archive)
     assert raised.value.code is Code.BAD_REQUEST
 
 
+def _assert_official_xmlers(xml: bytes) -> None:
+    """``xml`` is valid by both editions of the official RFC 6283 schema (../shared/standards)."""
+    standards = Path(__file__).resolve().parents[3] / "shared" / "standards"
+    if not standards.is_dir():
+        pytest.skip(f"the official schemas are not at {standards}")
+    for name in ("rfc6283_xmlers.xsd", "xml-ers-rfc6283.xsd"):
+        schema = etree.XMLSchema(etree.parse(str(standards / name)))
+        assert schema.validate(etree.fromstring(xml)), (name, schema.error_log.last_error)
+
+
 def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_records(archive: Archive) -> None:
     erp, s = archive.users["erp"], archive.service
     documents = [f"document {i}".encode() * (i + 1) for i in range(5)]
@@ -265,10 +277,86 @@ def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_record
     assert s.renew(timestamps=True, force=True)["timestamps"] == 3  # the old sha256 tree (hash-only leaf) + 2 new
     (record,) = s.evidence(erp, infos[2].aoid)
     assert [len(c) for c in ers.decode(record).chains] == [2, 2] and s.verify(record, data=documents[2]).passed
-    with pytest.raises(SiegelError) as raised:
-        s.evidence(erp, infos[2].aoid, "xml")  # the hash-tree renewal hashed the DER sequence: no XMLERS
-    assert raised.value.code is Code.NOT_SUPPORTED
+    (xml,) = s.evidence(erp, infos[2].aoid, "xml")  # the renewal group holds the XMLERS hashes as well
+    _assert_official_xmlers(xml)
+    decoded_xml = xmlers.decode(xml)
+    assert [len(c) for c in decoded_xml.chains] == [2, 2] and decoded_xml.digest_algorithms == ("sha256", "sha384")
+    report = s.verify(xml, data=documents[2])
+    sequence = [step for step in report.steps if step.check == "sequence"]
+    assert report.passed and any("ArchiveTimeStampSequence" in step.message for step in sequence), report.to_json()
+    assert not s.verify(xml, data=documents[3]).passed
+    assert s.verify(ers.encode(ers.decode(record)), data=documents[2]).passed
     stats = s.stats()
     assert stats["objects"] == 6 and stats["pending"] == 0 and stats["nextTimestampRenewal"]
     actions = [a for a, _ in _actions(archive.pki)]
     assert actions.count("archive.renew-timestamp") == 5 and actions.count("archive.renew-hashtree") == 2
+
+
+def test_a_deleted_object_is_deleted_only_for_who_may_see_it(archive: Archive) -> None:
+    u, s = archive.users, archive.service
+    gone = s.submit(u["greta"], [ArchiveItem("gone.txt", "text/plain", b"greta's old document")])
+    live = s.submit(u["greta"], [ArchiveItem("live.txt", "text/plain", b"greta's current document")])
+    s.delete(u["ada"], gone.aoid, "retention period over")
+    for call in (s.info, s.retrieve, s.evidence):
+        refusals = []
+        for aoid in (gone.aoid, live.aoid):  # another's object, deleted or not: the same refusal
+            with pytest.raises(SiegelError) as raised:
+                call(u["otto"], aoid)
+            refusals.append((raised.value.code, raised.value.message.replace(aoid, "AOID")))
+        assert refusals[0] == refusals[1] and refusals[0][0] is Code.FORBIDDEN and "deleted" not in refusals[0][1]
+        for who in ("greta", "audrey"):  # the owner and who reads every object learn it was deleted
+            with pytest.raises(SiegelError) as raised:
+                call(u[who], gone.aoid)
+            assert raised.value.code is Code.NOT_FOUND and "deleted" in raised.value.message
+
+
+def test_stats_are_archive_wide_for_the_admin_and_per_account_for_the_others(archive: Archive) -> None:
+    u, s = archive.users, archive.service
+    s.submit(u["greta"], [ArchiveItem("g1.txt", "text/plain", b"g1"), ArchiveItem("g2.txt", "text/plain", b"g2")])
+    s.trees.collect()
+    s.submit(u["greta"], [ArchiveItem("g3.txt", "text/plain", b"g3")])
+    s.submit(u["otto"], [ArchiveItem("o.txt", "text/plain", b"o")])
+    gone = s.submit(u["otto"], [ArchiveItem("o2.txt", "text/plain", b"o2")])
+    s.delete(u["ada"], gone.aoid, "withdrawn")
+    greta = s.stats(u["greta"])
+    assert (greta["scope"], greta["objects"], greta["items"], greta["pending"]) == ("account", 2, 3, 1)
+    assert greta["oldestPending"] and "trees" not in greta and "accounts" not in greta
+    otto = s.stats(u["otto"])
+    assert (otto["objects"], otto["items"], otto["pending"]) == (1, 2, 2)  # a deleted object's hashes get a tree
+    assert s.stats(u["erp"])["objects"] == 0
+    for who in ("ada", "audrey"):
+        whole = s.stats(u[who])
+        assert (whole["scope"], whole["objects"], whole["items"], whole["pending"]) == ("archive", 3, 5, 3)
+        assert whole["trees"] == 2 and whole["accounts"] == {"greta": {"objects": 2, "items": 3, "pending": 1},
+                                                             "otto": {"objects": 1, "items": 2, "pending": 2}}
+    assert s.stats() == s.stats(u["ada"])  # the operator (CLI, admin portal)
+
+
+def test_bouncycastle_validates_the_archives_records_through_both_renewals(archive: Archive,
+                                                                           bouncycastle: BouncyCastle) -> None:
+    """The records as the archive makes them (renewal timestamps over the ERS/XMLERS pair, renewal leaves over
+    the group) are RFC 4998 to an independent implementation; a changed document is refused by it."""
+    erp, s = archive.users["erp"], archive.service
+    documents = [f"Vertrag {i}: Laufzeit 30 Jahre\n".encode() * (i + 3) for i in range(3)]
+    infos = [s.submit(erp, [ArchiveItem(f"v{i}.txt", "text/plain", d)]) for i, d in enumerate(documents)]
+    s.trees.collect()
+    stages = {}
+
+    def stage(name: str, shape: list[int]) -> None:
+        records = [s.evidence(erp, info.aoid)[0] for info in infos]
+        assert [len(c) for c in ers.decode(records[0]).chains] == shape, name
+        stages[name] = records
+
+    stage("initial", [1])
+    s.renew(timestamps=True, force=True)
+    stage("timestamp renewal", [2])
+    s.renew(timestamps=False, hashtree="sha512")
+    stage("hash-tree renewal", [2, 1])
+    s.renew(timestamps=True, force=True)
+    stage("timestamp renewal after the hash-tree renewal", [2, 2])
+    for name, records in stages.items():
+        cases = [*zip(records, documents), (records[1], documents[1] + b"\n"), (records[0], documents[2])]
+        verdicts = bouncycastle.verdicts(cases)
+        assert verdicts[:3] == ["VALID"] * 3, (name, verdicts)
+        assert all(v.startswith("INVALID") for v in verdicts[3:]), (name, verdicts)
+        assert all(s.verify(r, data=d).passed for r, d in zip(records, documents)), name
