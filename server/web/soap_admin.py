@@ -1,6 +1,10 @@
 """The project's own SOAP 1.1 admin service at ``/soap/admin`` (namespace :data:`ADMIN_NS`): signature
 workflows for ERP and DMS systems — ``StartWorkflow``, ``GetWorkflowStatus``, ``CancelWorkflow``,
-``DownloadDocument``.
+``DownloadDocument`` — and their templates — ``ListTemplates``, ``GetTemplate``, ``CreateTemplate``,
+``UpdateTemplate`` (a new version), ``RetireTemplate`` — through the same service as REST
+(``server.workflows.templates``). A template's definition is modelled element by element; it becomes the JSON form
+of REST (:func:`_definition_json`) and is checked by the same ``parse_definition``, so an invalid one is the same
+message, as a fault.
 
 Unlike ``/dss`` and ``/archive/s4`` (contract-first, our own WSDL files), this contract is code-first: spyne
 models the operations and generates the WSDL (document/literal wrapped, the schema inline), which ``GET
@@ -23,7 +27,8 @@ from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs
 
 from lxml import etree
-from spyne import Application, Array, Boolean, ByteArray, ComplexModel, Fault, Integer, ServiceBase, Unicode, rpc
+from spyne import (Application, Array, Boolean, ByteArray, ComplexModel, Double, Fault, Integer, ServiceBase,
+                   Unicode, rpc)
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 from twisted.web.resource import IResource
@@ -101,6 +106,164 @@ class WorkflowDocument(ComplexModel):
     Content = ByteArray
 
 
+class TemplateAssignee(ComplexModel):
+    """Exactly one of User, Group (with Mode any or every) or External (an address or a {{variable}})."""
+
+    __namespace__ = ADMIN_NS
+    User = Unicode
+    Group = Unicode
+    Mode = Unicode
+    External = Unicode
+    ExternalName = Unicode
+
+
+class SignatureBox(ComplexModel):
+    """A signature's position on its page, in PDF points."""
+
+    __namespace__ = ADMIN_NS
+    X = Double
+    Y = Double
+    Width = Double
+    Height = Double
+
+
+class TemplateSignature(ComplexModel):
+    __namespace__ = ADMIN_NS
+    Format = Unicode
+    Level = Unicode
+    Field = Unicode
+    Page = Integer
+    Box = SignatureBox
+    Appearance = Unicode
+    KeySource = Unicode
+    RemoteService = Unicode
+
+
+class TemplateStep(ComplexModel):
+    __namespace__ = ADMIN_NS
+    Name = Unicode
+    Assignee = TemplateAssignee
+    Action = Unicode
+    Auth = Unicode
+    Signature = TemplateSignature
+    DeadlineHours = Integer
+    RemindAfterHours = Array(Double, member_name="Hours", type_name="HoursList")
+    FourEyesWith = Unicode
+
+
+class TemplateStarters(ComplexModel):
+    __namespace__ = ADMIN_NS
+    Roles = Array(Unicode, member_name="Role", type_name="RoleList")
+    Users = Array(Unicode, member_name="User", type_name="UserList")
+    Groups = Array(Unicode, member_name="Group", type_name="GroupList")
+
+
+class TemplateDelivery(ComplexModel):
+    """Exactly one of Folder, Callback, Email, EmailLink or Archive (true)."""
+
+    __namespace__ = ADMIN_NS
+    Folder = Unicode
+    Callback = Unicode
+    Email = Unicode
+    EmailLink = Unicode
+    Archive = Boolean
+
+
+class TemplateDefinition(ComplexModel):
+    __namespace__ = ADMIN_NS
+    __type_name__ = "Definition"  # JAXB names Template/Definition's factory TemplateDefinition: no global one too
+    Description = Unicode
+    Starters = TemplateStarters
+    Steps = Array(TemplateStep)
+    Delivery = Array(TemplateDelivery)
+
+
+class Template(ComplexModel):
+    __namespace__ = ADMIN_NS
+    Id = Integer
+    Name = Unicode
+    Version = Integer
+    CurrentVersion = Integer
+    Retired = Boolean
+    Definition = TemplateDefinition
+
+
+class TemplateSummary(ComplexModel):
+    __namespace__ = ADMIN_NS
+    Id = Integer
+    Name = Unicode
+    Version = Integer
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The values a client gave (an element left out is None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _definition_json(d: TemplateDefinition | None) -> dict[str, Any] | None:
+    """The REST (JSON) form of a SOAP definition, for ``parse_definition`` to check."""
+    if d is None:
+        return None
+
+    def signature(s: TemplateSignature | None) -> dict[str, Any] | None:
+        if s is None:
+            return None
+        box = None if s.Box is None else [s.Box.X, s.Box.Y, s.Box.Width, s.Box.Height]
+        return _given(format=s.Format, level=s.Level, field=s.Field, page=s.Page, box=box, appearance=s.Appearance,
+                      keySource=s.KeySource, remoteService=s.RemoteService)
+
+    def step(t: TemplateStep) -> dict[str, Any]:
+        a = t.Assignee
+        assignee = None if a is None else _given(user=a.User, group=a.Group, mode=a.Mode, external=a.External,
+                                                   name=a.ExternalName)
+        return _given(name=t.Name, assignee=assignee, action=t.Action, auth=t.Auth, signature=signature(t.Signature),
+                      deadlineHours=t.DeadlineHours, remindAfterHours=t.RemindAfterHours, fourEyesWith=t.FourEyesWith)
+
+    starters = None if d.Starters is None else _given(roles=d.Starters.Roles, users=d.Starters.Users,
+                                                       groups=d.Starters.Groups)
+    delivery = None if d.Delivery is None else [
+        _given(folder=x.Folder, callback=x.Callback, email=x.Email, emailLink=x.EmailLink, archive=x.Archive)
+        for x in d.Delivery]
+    return _given(description=d.Description, starters=starters, delivery=delivery,
+                  steps=None if d.Steps is None else [step(t) for t in d.Steps])
+
+
+def _definition_soap(d: dict[str, Any]) -> TemplateDefinition:
+    """The SOAP form of a stored definition (``Definition.to_json``)."""
+
+    def signature(s: dict[str, Any] | None) -> TemplateSignature | None:
+        if s is None:
+            return None
+        box = s.get("box")
+        return TemplateSignature(Format=s["format"], Level=s["level"], Field=s.get("field"), Page=s.get("page"),
+                                 Box=None if box is None else SignatureBox(X=box[0], Y=box[1], Width=box[2],
+                                                                           Height=box[3]),
+                                 Appearance=s.get("appearance"), KeySource=s["keySource"],
+                                 RemoteService=s.get("remoteService"))
+
+    def step(t: dict[str, Any]) -> TemplateStep:
+        a = t["assignee"]
+        return TemplateStep(Name=t["name"], Action=t["action"], Auth=t["auth"], Signature=signature(t.get("signature")),
+                            Assignee=TemplateAssignee(User=a.get("user"), Group=a.get("group"), Mode=a.get("mode"),
+                                                      External=a.get("external"), ExternalName=a.get("name")),
+                            DeadlineHours=t.get("deadlineHours"), RemindAfterHours=t.get("remindAfterHours"),
+                            FourEyesWith=t.get("fourEyesWith"))
+
+    starters = d["starters"]
+    return TemplateDefinition(
+        Description=d["description"], Steps=[step(t) for t in d["steps"]],
+        Starters=TemplateStarters(Roles=starters["roles"], Users=starters["users"], Groups=starters["groups"]),
+        Delivery=[TemplateDelivery(Folder=x.get("folder"), Callback=x.get("callback"), Email=x.get("email"),
+                                   EmailLink=x.get("emailLink"), Archive=x.get("archive")) for x in d["delivery"]])
+
+
+def _template(described: dict[str, Any]) -> Template:
+    """The SOAP form of ``TemplateRepository.describe``."""
+    return Template(Id=described["id"], Name=described["name"], Version=described["version"],
+                    CurrentVersion=described["currentVersion"], Retired=described["retired"],
+                    Definition=_definition_soap(described["definition"]))
+
+
 def _status(status: dict[str, Any]) -> WorkflowStatus:
     """The SOAP form of WorkflowService's status."""
     return WorkflowStatus(
@@ -133,7 +296,44 @@ def _call(ctx: Any, work: Callable[[WorkflowService, Principal], _T]) -> _T:
 
 
 class WorkflowAdmin(ServiceBase):
-    """Signature workflows: start, follow, cancel, fetch the document."""
+    """Signature workflows: start, follow, cancel, fetch the document; their templates."""
+
+    @rpc(_returns=Array(TemplateSummary), _out_variable_name="Templates")
+    def ListTemplates(ctx: Any) -> list[TemplateSummary]:  # noqa: N802
+        """The templates that are not retired, by name, each with its current version."""
+        return [TemplateSummary(Id=t["id"], Name=t["name"], Version=t["version"])
+                for t in _call(ctx, lambda service, principal: service.templates.list())]
+
+    @rpc(Integer(min_occurs=1, nillable=False), Integer, _returns=Template,
+         _in_variable_names={"template": "TemplateId", "version": "Version"}, _out_variable_name="Template")
+    def GetTemplate(ctx: Any, template: int, version: int | None) -> Template:  # noqa: N802
+        """One version of a template (its current one without Version)."""
+        return _template(_call(ctx, lambda service, principal: service.templates.describe(template, version)))
+
+    @rpc(Unicode(min_occurs=1, nillable=False), TemplateDefinition.customize(min_occurs=1, nillable=False),
+         _returns=Template, _in_variable_names={"name": "Name", "definition": "Definition"},
+         _out_variable_name="Template")
+    def CreateTemplate(ctx: Any, name: str, definition: TemplateDefinition) -> Template:  # noqa: N802
+        return _template(_call(ctx, lambda service, principal: service.templates.create(
+            principal, name, _definition_json(definition))))
+
+    @rpc(Integer(min_occurs=1, nillable=False), TemplateDefinition.customize(min_occurs=1, nillable=False),
+         _returns=Template, _in_variable_names={"template": "TemplateId", "definition": "Definition"},
+         _out_variable_name="Template")
+    def UpdateTemplate(ctx: Any, template: int, definition: TemplateDefinition) -> Template:  # noqa: N802
+        """A new version of the template; workflows already running keep theirs."""
+        return _template(_call(ctx, lambda service, principal: service.templates.update(
+            principal, template, _definition_json(definition))))
+
+    @rpc(Integer(min_occurs=1, nillable=False), _returns=Template, _in_variable_names={"template": "TemplateId"},
+         _out_variable_name="Template")
+    def RetireTemplate(ctx: Any, template: int) -> Template:  # noqa: N802
+        """The template starts no new workflows (running ones go on); it leaves the list."""
+        def work(service: WorkflowService, principal: Principal) -> dict[str, Any]:
+            service.templates.retire(principal, template)
+            return service.templates.describe(template)
+
+        return _template(_call(ctx, work))
 
     @rpc(Unicode(min_occurs=1, nillable=False), ByteArray(min_occurs=1, nillable=False), Unicode,
          Array(Variable), _returns=WorkflowStatus,

@@ -1,8 +1,9 @@
 """The SOAP admin service ``/soap/admin`` of a whole ``siegel serve``, called by zeep as a client generated from
 the WSDL spyne produces: StartWorkflow, GetWorkflowStatus, CancelWorkflow and DownloadDocument of a finished
-workflow; the route table's permission per operation, ownership, and every error as a SOAP fault with the DSS
-Result in its detail. Delivery of the finished document by a mail with its link (a real SMTP server) and into the
-archive, whose object id the status names."""
+workflow; template management (list, get, create, update as a new version, retire) with REST's validation; the
+route table's permission per operation, ownership, and every error as a SOAP fault with the DSS Result in its
+detail; a Java client that wsimport generates from the live WSDL. Delivery of the finished document by a mail
+with its link (a real SMTP server) and into the archive, whose object id the status names."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from typing import Iterator
 
 import hashlib
 import re
+import shutil
 import time
 
 import pytest
 import requests
 import zeep
+import zeep.helpers
 from lxml import etree
 from zeep.exceptions import Fault
 from zeep.transports import Transport
 
+from tests.e2e.test_dss_soap import run
 from tests.e2e.test_workflows import PASSWORD, act, api, smtp, template  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
@@ -29,6 +33,8 @@ pytestmark = pytest.mark.e2e
 DSS = "urn:oasis:names:tc:dss:1.0:core:schema"
 MINOR = "urn:oasis:names:tc:dss:1.0:resultminor:"
 BOX = {"level": "B-B", "page": 1, "box": [50, 50, 200, 60]}
+JAVA_CLIENT = Path(__file__).parent / "java" / "WorkflowAdminClient.java"
+JAXWS_RUNTIME = "/usr/share/java/jaxws-rt.jar"  # Debian jaxws
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +68,8 @@ def test_the_wsdl_is_spynes_with_this_servers_address(server: SiegelInstance) ->
     wsdl = etree.fromstring(r.content)
     assert wsdl.xpath("//*[local-name()='address']/@location") == [server.url + "/soap/admin"]
     operations = set(wsdl.xpath("//*[local-name()='portType']/*[local-name()='operation']/@name"))
-    assert operations == {"StartWorkflow", "GetWorkflowStatus", "CancelWorkflow", "DownloadDocument"}
+    assert operations == {"StartWorkflow", "GetWorkflowStatus", "CancelWorkflow", "DownloadDocument",
+                          "ListTemplates", "GetTemplate", "CreateTemplate", "UpdateTemplate", "RetireTemplate"}
     assert requests.get(server.url + "/soap/admin", timeout=30).status_code == 404
 
 
@@ -193,3 +200,145 @@ def test_delivery_by_mail_with_the_link_and_into_the_archive(server: SiegelInsta
     refused = api(server, "POST", "", "chef", json={"template": "Archivvertrag", "document": "JVBERi0=",
                                                     "variables": {"buchhaltung": "fibu@example.com"}})
     assert refused.status_code == 403 and "archive" in refused.json()["detail"], refused.text
+
+
+SOAP_CONTRACT = {
+    "Description": "Kaufvertrag",
+    "Starters": {"Roles": {"Role": ["integration"]}},
+    "Steps": {"TemplateStep": [
+        {"Name": "Freigabe", "Assignee": {"Group": "einkauf", "Mode": "any"}, "Action": "approve",
+         "DeadlineHours": 48, "RemindAfterHours": {"Hours": [24]}},
+        {"Name": "Unterschrift", "Assignee": {"User": "anna"}, "Action": "sign", "Auth": "password",
+         "FourEyesWith": "Freigabe",
+         "Signature": {"Level": "B-B", "Page": 1, "Box": {"X": 50, "Y": 50, "Width": 200, "Height": 60}}},
+        {"Name": "Kopie", "Assignee": {"External": "{{kunde}}", "ExternalName": "Kunde"}, "Action": "copy"}]},
+    "Delivery": {"TemplateDelivery": [{"Folder": "kauf"}, {"Archive": True}]}}
+"""A definition in its SOAP form; the same as REST's JSON below."""
+
+REST_CONTRACT = {
+    "description": "Kaufvertrag",
+    "starters": {"roles": ["integration"], "users": [], "groups": []},
+    "steps": [
+        {"name": "Freigabe", "assignee": {"group": "einkauf", "mode": "any"}, "action": "approve", "auth": "password",
+         "deadlineHours": 48, "remindAfterHours": [24.0]},
+        {"name": "Unterschrift", "assignee": {"user": "anna"}, "action": "sign", "auth": "password",
+         "fourEyesWith": "Freigabe", "signature": {"format": "pades", "level": "B-B", "keySource": "internal",
+                                                  "page": 1, "box": [50.0, 50.0, 200.0, 60.0]}},
+        {"name": "Kopie", "assignee": {"external": "{{kunde}}", "name": "Kunde"}, "action": "copy", "auth": "link"}],
+    "delivery": [{"folder": "kauf"}, {"archive": True}]}
+
+
+def test_templates_are_managed_over_soap_as_over_rest(server: SiegelInstance) -> None:
+    chef = client(server, ("chef", PASSWORD))
+    created = chef.service.CreateTemplate(Name="SOAP-Kauf", Definition=SOAP_CONTRACT)
+    assert (created.Name, created.Version, created.CurrentVersion, created.Retired) == ("SOAP-Kauf", 1, 1, False)
+    tid = created.Id
+    rest = api(server, "GET", f"/templates/{tid}", "chef").json()
+    assert rest["definition"] == REST_CONTRACT  # the SOAP form became the JSON one, element by element
+    got = chef.service.GetTemplate(TemplateId=tid)
+    assert zeep.helpers.serialize_object(got.Definition, dict) == zeep.helpers.serialize_object(
+        created.Definition, dict)
+    step = got.Definition.Steps.TemplateStep[1]
+    assert (step.Signature.Box.Width, step.Signature.KeySource, step.FourEyesWith) == (200.0, "internal", "Freigabe")
+    assert got.Definition.Steps.TemplateStep[0].RemindAfterHours.Hours == [24.0]
+    assert got.Definition.Delivery.TemplateDelivery[1].Archive is True
+    assert got.Definition.Starters.Roles.Role == ["integration"]
+    listed = chef.service.ListTemplates()  # zeep unwraps the array of the response's one element
+    assert [(t.Id, t.Version) for t in listed if t.Name == "SOAP-Kauf"] == [(tid, 1)]
+    assert {t.Name for t in listed} == {t["name"] for t in api(server, "GET", "/templates",
+                                                                                "chef").json()["templates"]}
+
+    # an update is a new version; a running workflow keeps the version it started with
+    erp = client(server, server.auth)
+    one_step = {**SOAP_CONTRACT, "Steps": {"TemplateStep": [
+        {**SOAP_CONTRACT["Steps"]["TemplateStep"][1], "FourEyesWith": None}]}}  # anna's alone
+    updated = chef.service.UpdateTemplate(TemplateId=tid, Definition=one_step)
+    assert (updated.Version, updated.CurrentVersion) == (2, 2) and len(updated.Definition.Steps.TemplateStep) == 1
+    assert chef.service.GetTemplate(TemplateId=tid, Version=1).Definition.Steps.TemplateStep[0].Name == "Freigabe"
+    wid = erp.service.StartWorkflow(Template=str(tid), Document=make_pdf()).Id
+    assert chef.service.UpdateTemplate(TemplateId=tid, Definition=SOAP_CONTRACT).Version == 3
+    assert erp.service.GetWorkflowStatus(WorkflowId=wid).TemplateVersion == 2
+
+    # the same validation as REST, as a fault with the same message
+    bad = {"Steps": {"TemplateStep": [{"Name": "a", "Assignee": {"User": "anna", "External": "x@example.org"},
+                                       "Action": "sign", "Signature": {"Level": "B-Z", "Page": 1},
+                                       "FourEyesWith": "nirgends"}]},
+           "Delivery": {"TemplateDelivery": [{"Archive": False}]}}
+    with pytest.raises(Fault) as invalid:
+        chef.service.CreateTemplate(Name="SOAP-Falsch", Definition=bad)
+    refused = api(server, "POST", "/templates", "chef", json={"name": "SOAP-Falsch", "definition": {
+        "steps": [{"name": "a", "assignee": {"user": "anna", "external": "x@example.org"}, "action": "sign",
+                   "signature": {"level": "B-Z", "page": 1}, "fourEyesWith": "nirgends"}],
+        "delivery": [{"archive": False}]}})
+    assert refused.status_code == 400 and invalid.value.message == refused.json()["detail"], invalid.value.message
+    for problem in ("steps[1].assignee: name exactly one", "steps[1].signature.level: 'B-Z'",
+                    "a position needs both page", "steps[1].fourEyesWith", "delivery[1].archive: expected true"):
+        assert problem in invalid.value.message
+    assert invalid.value.code.endswith("Client") and invalid.value.detail.findtext(
+        f"{{{DSS}}}Result/{{{DSS}}}ResultMajor") == "urn:oasis:names:tc:dss:1.0:resultmajor:RequesterError"
+    with pytest.raises(Fault) as no_steps:
+        chef.service.UpdateTemplate(TemplateId=tid, Definition={"Description": "leer"})
+    assert "steps: expected a list of 1 to 50 steps" in no_steps.value.message
+    with pytest.raises(Fault) as twice:
+        chef.service.CreateTemplate(Name="SOAP-Kauf", Definition=SOAP_CONTRACT)
+    assert "named 'SOAP-Kauf' exists already" in twice.value.message
+    with pytest.raises(Fault) as missing:
+        chef.service.GetTemplate(TemplateId=999999)
+    assert "no workflow template 999999" in missing.value.message
+    assert chef.service.GetTemplate(TemplateId=tid).CurrentVersion == 3  # nothing of the refusals stayed
+
+    # the route table: an auditor reads templates but may not change them
+    revisor = client(server, ("revisor", PASSWORD))
+    assert revisor.service.GetTemplate(TemplateId=tid).Name == "SOAP-Kauf"
+    for refused_call in (lambda: revisor.service.CreateTemplate(Name="SOAP-Revisor", Definition=SOAP_CONTRACT),
+                         lambda: revisor.service.RetireTemplate(TemplateId=tid)):
+        with pytest.raises(Fault) as forbidden:
+            refused_call()
+        assert result_minor(forbidden.value) == MINOR + "AuthenticationError", forbidden.value.message
+
+    retired = chef.service.RetireTemplate(TemplateId=tid)
+    assert retired.Retired is True and retired.CurrentVersion == 3
+    assert tid not in [t.Id for t in chef.service.ListTemplates() or []]  # zeep: None for an empty list
+    with pytest.raises(Fault) as gone:
+        erp.service.StartWorkflow(Template="SOAP-Kauf", Document=make_pdf())
+    assert "retired" in gone.value.message, gone.value.message
+    with pytest.raises(Fault) as frozen:
+        chef.service.UpdateTemplate(TemplateId=tid, Definition=one_step)
+    assert "is retired" in frozen.value.message
+
+
+def test_a_java_client_generated_by_wsimport_manages_templates_and_starts_a_workflow(
+        server: SiegelInstance, tmp_path: Path) -> None:
+    """wsimport (JAX-WS) generates the client from the live WSDL; javac compiles it with
+    ``tests/e2e/java/WorkflowAdminClient.java``, which creates a template, lists, starts and follows a workflow
+    as the template manager."""
+    if not (shutil.which("wsimport") and shutil.which("javac") and shutil.which("java")):
+        pytest.skip("wsimport/javac/java are not installed (Debian packages jaxws and default-jdk-headless; "
+                    "see APT_TEST in the Makefile)")
+    src, classes = tmp_path / "src", tmp_path / "classes"
+    src.mkdir()
+    classes.mkdir()
+    run(["wsimport", "-quiet", "-keep", "-Xnocompile", "-s", str(src), "-d", str(classes),
+         server.url + "/soap/admin?wsdl"], tmp_path)
+    shutil.copy(JAVA_CLIENT, src)
+    run(["javac", "-nowarn", "-cp", JAXWS_RUNTIME, "-d", str(classes), *sorted(map(str, src.rglob("*.java")))],
+        tmp_path)
+    (tmp_path / "java.pdf").write_bytes(make_pdf())
+    output = run(["java", "-cp", f"{classes}:{JAXWS_RUNTIME}", "WorkflowAdminClient", server.url + "/soap/admin?wsdl",
+                  "chef", PASSWORD, "Java-Vertrag", str(tmp_path / "java.pdf"), "anna"], tmp_path)
+    lines = [line.split("=", 1) for line in output.splitlines() if "=" in line]
+    tid = api(server, "GET", "/templates", "erp").json()["templates"]
+    (mine,) = [t for t in tid if t["name"] == "Java-Vertrag"]
+    assert lines[0] == ["Created", f"{mine['id']}:Java-Vertrag:1"], output
+    assert ["Listed", f"{mine['id']}:Java-Vertrag:1"] in lines
+    assert {value for key, value in lines if key == "Listed"} == {f"{t['id']}:{t['name']}:{t['version']}" for t in tid}
+    (workflow,) = [value for key, value in lines if key == "Workflow"]
+    wid, state, name, starter = workflow.split(":")
+    assert (state, name, starter) == ("running", "Java-Vertrag", "chef"), output
+    assert [value for key, value in lines if key == "Step"] == ["Unterschrift:active:anna"]
+    definition = api(server, "GET", f"/templates/{mine['id']}", "erp").json()["definition"]
+    assert definition["steps"][0]["signature"] == {"format": "pades", "level": "B-B", "keySource": "internal",
+                                                   "page": 1, "box": [50.0, 50.0, 200.0, 60.0]}
+    assert api(server, "GET", f"/{wid}", "chef").json()["template"]["name"] == "Java-Vertrag"
+    (fault,) = [value for key, value in lines if key == "Fault"]
+    assert fault.startswith("the workflow template is not valid: steps: expected a list of 1 to 50 steps"), output
