@@ -484,6 +484,8 @@ class WorkflowAssignment(Base):
     verification: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: indication of the new signature
     flag: Mapped[str | None] = mapped_column(String(500), nullable=True)  # why a pending one needs attention
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # a remote qualified signature the signer started (remote_operations.id) that waits for its OTP
+    remote_operation: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class WorkflowLink(Base):
