@@ -108,6 +108,8 @@ class Services:
             from adapters.directory.ldap import LoginBinder
 
             self.users.directory = LoginBinder(self.settings)  # directory accounts log in by binding
+        # password-reset and one-time-code mails in the brand of the request (made when the first one is sent)
+        self.users.mail_brands = lambda client, host: self.branded_mail.for_request(client, host)
 
     @functools.cached_property
     def directory(self) -> DirectorySync | None:
@@ -182,7 +184,7 @@ class Services:
 
     @functools.cached_property
     def branded_mail(self) -> BrandedMail:
-        """Workflow mails in their brand's templates (config/templates/mail, branding.templates/mail)."""
+        """Mails to people in their brand's templates (config/templates/mail, branding.templates/mail)."""
         from server.branding.mail import BrandedMail
         from server.branding.templates import environment
 
@@ -303,7 +305,8 @@ def build_root(services: Services) -> resource.Resource:
     checks = {"database": lambda: (db.check(services.engine), {})[1], "hsm": services.hsm.check}
     root.putChild(b"health", Health(checks))
     root.putChild(b"metrics", Metrics())
-    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification)))
+    root.putChild(b"dss", _protect(services, build_dss_resource(s, services.signing, services.verification,
+                                                                     services.brands)))
     from server.web.s4 import build_s4_resource
 
     archive = resource.Resource()
@@ -318,7 +321,7 @@ def build_root(services: Services) -> resource.Resource:
 
     services.users.twofactor = services.twofactor  # type: ignore[attr-defined]  # the guard asks it (web.auth)
     v1 = ApiV1(services.signing, services.verification, s.server.public_base_url,
-               lambda: services.remote_signing, services.remote_overview)
+               lambda: services.remote_signing, services.remote_overview, brands=services.brands)
     v1.putChild(b"2fa", TwoFactorRoot(services.twofactor))
     from server.web.workflows import WorkflowsRoot
 

@@ -437,10 +437,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = services.verification.verify(read(args.file), name=args.file.name, detached=detached,
                                               detached_digests=digests,
                                               at=parse_validation_time(args.at, "--at") if args.at else None)
-    if args.report:
-        partial = args.report.with_name(args.report.name + ".partial")
-        partial.write_bytes(to_etsi_xml(report))
-        partial.replace(args.report)
+        written: dict[Path, bytes] = {args.report: to_etsi_xml(report)} if args.report else {}
+        if args.report_pdf:
+            from server.branding.report import report_pdf
+
+            brand = services.brands.get(args.brand) if args.brand else services.brands.default()
+            written[args.report_pdf] = report_pdf(services.brands, brand, to_json(report))
+    for path, content in written.items():
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(content)
+        partial.replace(path)  # a report appears whole or not at all
     if args.json:
         print(json.dumps(to_json(report), indent=2))
     else:
@@ -762,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--document-name", default="document", help="the detached data's name for --digest")
     p.add_argument("--at", metavar="TIME", help="verify at this ISO 8601 time instead of now")
     p.add_argument("--report", type=Path, metavar="XML", help="also write the ETSI TS 119 102-2 report here")
+    p.add_argument("--report-pdf", type=Path, metavar="PDF", help="also write the readable report as PDF here")
+    p.add_argument("--brand", help="the brand of the report PDF (default: the default brand)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     key = sub.add_parser("key", help="who may sign with which key").add_subparsers(dest="sub", required=True,

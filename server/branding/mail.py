@@ -1,6 +1,7 @@
 """Branded e-mail: a message's text (as the workflows write it) in the brand's templates ``mail/message.txt``
 (the plain-text part) and ``mail/message.html`` (the HTML part, the logo attached inline as ``cid:``), sent
-from the brand's sender name and address."""
+from the brand's sender name and address: the workflow mails in the workflow's brand (:meth:`BrandedMail.compose`),
+password-reset and one-time-code mails in the brand of the request (:meth:`BrandedMail.for_request`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from jinja2 import Environment
 from markupsafe import Markup, escape
 
 from server.branding.service import BrandInfo, BrandService
+from server.identity.mail import MailBrand
 
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 LOGO_CID = "brand-logo"
@@ -43,6 +45,13 @@ class BrandedMail:
     def compose(self, workflow_id: int | None, to: str, subject: str, body: str, message_id: str) -> EmailMessage:
         brand = self._brands.for_workflow(workflow_id) if workflow_id is not None else self._brands.default()
         return self.message(brand, to, subject, body, message_id)
+
+    def for_request(self, client: str | None, host: str | None) -> MailBrand:
+        """The brand of a mail to an account holder (password reset, one-time code): of the API client the
+        request authenticated with, else of the host it came to, else the default."""
+        brand = self._brands.for_request(client, host)
+        return MailBrand(brand.company_name, brand.public_base_url,
+                         lambda to, subject, text: self.message(brand, to, subject, text))
 
     def message(self, brand: BrandInfo, to: str, subject: str, body: str, message_id: str | None = None) -> EmailMessage:
         logo = self._brands.logo_png(brand)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from server.branding.logo import CheckedLogo, LogoLimits, check_logo
 from server.config import BrandingSettings
 from server.db.models import ApiClient, Brand, Workflow, WorkflowTemplate
 from server.errors import Code, SiegelError
+from server.signing.order import Format, SignOrder, StampBrand
 
 BUILT_IN = "default"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -153,6 +154,32 @@ class BrandService:
                     if wanted in ((url.netloc or "").lower(), (url.hostname or "").lower()):
                         return self._info(row)
         return self.default()
+
+    def for_client(self, client_key: str | None) -> BrandInfo | None:
+        """The brand assigned to the API client ``client_key`` (None: no client, or one without a brand)."""
+        if client_key is None:
+            return None
+        with self._sessions() as session:
+            brand_id = session.execute(select(ApiClient.brand_id).where(ApiClient.client_key == client_key)
+                                       ).scalar_one_or_none()
+        return self.by_id(brand_id) if brand_id is not None else None
+
+    def for_request(self, client_key: str | None, host: str | None) -> BrandInfo:
+        """The brand of what a request gets (a report, a mail): its API client's, else its host's, else the
+        default."""
+        return self.for_client(client_key) or self.for_host(host)
+
+    def stamp(self, brand: BrandInfo) -> StampBrand:
+        """The brand's look on the default visible signature stamp."""
+        return StampBrand(self.logo_png(brand), brand.primary_color, brand.public_base_url)
+
+    def client_stamp(self, order: SignOrder, client_key: str | None) -> SignOrder:
+        """``order`` with the default stamp of its API client's brand, when it is a PAdES order that names no
+        appearance or brand of its own and the client has a brand; else ``order`` as it is."""
+        if order.format is not Format.PADES or order.pdf.appearance is not None or order.pdf.brand is not None:
+            return order
+        brand = self.for_client(client_key)
+        return order if brand is None else replace(order, pdf=replace(order.pdf, brand=self.stamp(brand)))
 
     def for_workflow(self, workflow_id: int) -> BrandInfo:
         with self._sessions() as session:

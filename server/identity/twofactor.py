@@ -351,9 +351,10 @@ class TwoFactorService:
             self._audit.append_in(session, actor, "2fa.set_phone", name, removed=phone is None)
 
     def send_code(self, principal: Principal, channel: str, *, purpose: str = LOGIN,
-                  binding: bytes | None = None) -> SentCode:
+                  binding: bytes | None = None, host: str | None = None) -> SentCode:
         """Send a 6-digit code to the account's e-mail address or SMS number, valid for
-        ``code_minutes`` for ``purpose`` (and ``binding``); older open codes of that purpose die."""
+        ``code_minutes`` for ``purpose`` (and ``binding``); older open codes of that purpose die. The mail is
+        in the brand of the principal's API client, else of ``host`` (the request's)."""
         if channel not in CHANNELS:
             raise SiegelError(Code.BAD_REQUEST, f"channel {channel!r}: expected email or sms")
         if not _PURPOSE.match(purpose):
@@ -394,10 +395,11 @@ class TwoFactorService:
         minutes = self.policy.code_minutes
         if channel == "email":
             assert self.mailer is not None
-            self.mailer.send(to, f"Siegel: your code {code}",
-                             f"Hello {user.display_name or user.name},\n\nyour Siegel one-time code is\n\n    {code}\n\n"
-                             f"It is valid for {minutes} minutes and works once. If you did not ask for it, "
-                             "someone knows your password: change it and tell your administrator.\n")
+            brand = self._users.mail_brand(principal.client, host)
+            brand.send(self.mailer, to, f"{brand.company}: your code {code}",
+                       f"Hello {user.display_name or user.name},\n\nyour {brand.company} one-time code is\n\n"
+                       f"    {code}\n\nIt is valid for {minutes} minutes and works once. If you did not ask for it, "
+                       "someone knows your password: change it and tell your administrator.\n")
         else:
             assert self.sms is not None
             self.sms.send(to, f"Siegel code: {code} (valid {minutes} min, once)")

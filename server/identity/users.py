@@ -44,7 +44,7 @@ from sqlalchemy.orm import sessionmaker
 from server.audit import AuditLog
 from server.db.models import ApiClient, LoginFailure, PasswordReset, User
 from server.errors import Code, SiegelError
-from server.identity.mail import MailSender
+from server.identity.mail import MailBrand, MailBrands, MailSender
 
 log = logging.getLogger("siegel.identity")
 
@@ -158,6 +158,7 @@ class UserService:
         self.public_base_url = public_base_url.rstrip("/")
         self.clock = clock
         self.directory = directory  # set by the wiring when directory users log in by binding
+        self.mail_brands: MailBrands | None = None  # set by the wiring: the brand of mails to account holders
         # Unknown names are checked against this hash too, so timing does not reveal which names exist.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -386,10 +387,17 @@ class UserService:
 
     # --- password reset -------------------------------------------------------------------------
 
-    def start_reset(self, name_or_email: str) -> int:
-        """E-mail a single-use reset link to the enabled local account(s) named so or with this address.
-        Says nothing about whether one exists (callers answer the same either way); returns the number of
-        mails sent, for tests and logs only."""
+    def mail_brand(self, client: str | None, host: str | None) -> MailBrand:
+        """The brand of a mail to an account holder for a request of API client ``client`` to ``host``
+        (without brands wired: Siegel, links under public_base_url, plain text)."""
+        if self.mail_brands is None:
+            return MailBrand("Siegel", self.public_base_url)
+        return self.mail_brands(client, host)
+
+    def start_reset(self, name_or_email: str, host: str | None = None) -> int:
+        """E-mail a single-use reset link to the enabled local account(s) named so or with this address, in
+        the brand of the host the request came to. Says nothing about whether one exists (callers answer the
+        same either way); returns the number of mails sent, for tests and logs only."""
         needle = name_or_email.strip()
         if not needle or len(needle) > 320:
             return 0
@@ -410,16 +418,17 @@ class UserService:
                 session.add(PasswordReset(token_hash=_token_hash(token), user_id=user.id, created_at=now,
                                           expires_at=now + timedelta(minutes=self.policy.reset_minutes)))
                 self._audit.append_in(session, "anonymous", "user.reset_requested", user.name)
-            link = f"{self.public_base_url}{RESET_PATH}?token={token}"
             if self.mailer is None:
                 log.error("password reset for %s requested, but no mail sender is configured", user.name)
                 continue
-            self.mailer.send(user.email, "Siegel: reset your password",
-                             f"Hello {user.display_name or user.name},\n\n"
-                             f"someone asked to reset the password of the Siegel account {user.name}.\n"
-                             f"To choose a new password, open this link within {self.policy.reset_minutes} "
-                             f"minutes:\n\n{link}\n\nThe link works once. If you did not ask for this, "
-                             "ignore this message; your password stays as it is.\n")
+            brand = self.mail_brand(None, host)
+            link = f"{brand.base_url}{RESET_PATH}?token={token}"
+            brand.send(self.mailer, user.email, f"{brand.company}: reset your password",
+                       f"Hello {user.display_name or user.name},\n\n"
+                       f"someone asked to reset the password of the {brand.company} account {user.name}.\n"
+                       f"To choose a new password, open this link within {self.policy.reset_minutes} "
+                       f"minutes:\n\n{link}\n\nThe link works once. If you did not ask for this, "
+                       "ignore this message; your password stays as it is.\n")
             sent += 1
         return sent
 

@@ -537,7 +537,8 @@ class PasswordResetRequest(resource.Resource):
             who = body.get("user", body.get("email", body.get("name")))
             if not isinstance(who, str) or not who.strip():
                 raise SiegelError(Code.BAD_REQUEST, "user: the account name or e-mail address")
-            threads.deferToThread(self._users.start_reset, who).addErrback(
+            host = (request.getHeader(b"host") or b"").decode("latin-1")  # the reset mail is in its brand
+            threads.deferToThread(self._users.start_reset, who, host).addErrback(
                 lambda f: log.error("password reset mail failed: %s", f.getErrorMessage()))
             return json_response(request, 202, {"status": "accepted", "detail": "if the account exists and has a "
                                                 "password here, a reset link is on its way by e-mail"})

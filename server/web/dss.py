@@ -26,6 +26,7 @@ from twisted.internet import threads
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from server.branding.service import BrandService
 from server.config import Settings
 from server.identity.users import Principal
 from server.signing.service import SigningService
@@ -66,8 +67,9 @@ class DssEndpoint:
     """
 
     def __init__(self, settings: Settings, schema_doc: etree._Element, signing: SigningService,
-                 verification: VerificationService) -> None:
+                 verification: VerificationService, brands: BrandService | None = None) -> None:
         self._signing = signing
+        self._brands = brands  # None: a PDF's default stamp carries no API client's brand
         self._verification = verification
         self._default_level = settings.signing.default_level
         self._max_depth = settings.server.max_xml_depth
@@ -111,6 +113,8 @@ class DssEndpoint:
     def _sign(self, request: etree._Element, principal: Principal) -> etree._Element:
         try:
             order = parse_sign_request(request, self._default_level, self._max_depth)
+            if self._brands is not None:
+                order = self._brands.client_stamp(order, principal.client)
             signed = self._signing.sign(principal.user_id, principal.name, order)
         except SiegelError as exc:
             return sign_response(request, SIEGEL_PROFILE, [], exc)
@@ -242,9 +246,11 @@ class SoapResource(Resource):
         return NOT_DONE_YET
 
 
-def build_dss_resource(settings: Settings, signing: SigningService, verification: VerificationService) -> IResource:
-    """The ``/dss`` resource; the schemas are loaded and compiled here, once."""
+def build_dss_resource(settings: Settings, signing: SigningService, verification: VerificationService,
+                       brands: BrandService) -> IResource:
+    """The ``/dss`` resource (a PDF's default stamp in the brand of the calling API client); the schemas are
+    loaded and compiled here, once."""
     contract = Contract.load()
     schema_doc = parse_trusted_file(SCHEMA_DIR / ROOT_SCHEMA)
     etree.XMLSchema(schema_doc)  # a broken schema stops the start, not the first request
-    return SoapResource(settings, contract, DssEndpoint(settings, schema_doc, signing, verification))
+    return SoapResource(settings, contract, DssEndpoint(settings, schema_doc, signing, verification, brands))

@@ -14,6 +14,8 @@ from twisted.internet import threads
 from twisted.web import resource
 
 from server import __version__
+from server.branding.report import report_pdf
+from server.branding.service import BrandService
 from server.errors import Code, SiegelError
 from server.signing.levels import Level, Packaging
 from server.signing.keysource import DigestAlgorithm
@@ -85,22 +87,29 @@ def _answer_signed(request: Any, signed: list[Signed]) -> bytes:
     return _signed(request, signed[0].data, signed[0].mime_type.encode())
 
 
-def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder) -> Any:
-    """``order`` signed off the reactor."""
+def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder,
+                      brands: BrandService | None = None) -> Any:
+    """``order`` signed off the reactor; with ``brands``, a PDF's default stamp in the API client's brand."""
     principal = request.principal
-    return threads.deferToThread(signing.sign, principal.user_id, principal.name, order).addCallback(
-        lambda signed: _answer_signed(request, signed))
+
+    def sign() -> list[Signed]:
+        branded = brands.client_stamp(order, principal.client) if brands is not None else order
+        return signing.sign(principal.user_id, principal.name, branded)
+
+    return threads.deferToThread(sign).addCallback(lambda signed: _answer_signed(request, signed))
 
 
 class Sign(_SigningEndpoint):
     """``POST /api/v1/sign?format=cades|xades|asic&level=B-T&packaging=detached|enveloping|enveloped``: the
     body signed with the caller's key (``key``: a key label granted to it); a detached CAdES or XAdES is made
-    from the body's digest, computed while it streams in. ``/prepare`` and ``/complete`` for outside keys."""
+    from the body's digest, computed while it streams in; a PDF's default stamp is in the brand of the calling
+    API client (if it has one). ``/prepare`` and ``/complete`` for outside keys."""
 
     isLeaf = False
 
-    def __init__(self, signing: SigningService, remote: Remote | None = None) -> None:
+    def __init__(self, signing: SigningService, brands: BrandService, remote: Remote | None = None) -> None:
         super().__init__(signing)
+        self._brands = brands
         self._remote = remote
         self.putChild(b"prepare", SignPrepare(signing))
         self.putChild(b"complete", SignComplete(signing))
@@ -143,7 +152,7 @@ class Sign(_SigningEndpoint):
                 raise SiegelError(Code.NOT_SUPPORTED, "remote signing is not configured")
             return start_remote(request, self._remote, order, account, _query(request, "credential", ""),
                                 _answer_signed)
-        return _signed_in_thread(request, self._signing, order)
+        return _signed_in_thread(request, self._signing, order, self._brands)
 
 
 def _number(request: Any, name: str) -> float | None:
@@ -331,14 +340,17 @@ def _parts(request: Any) -> tuple[bytes, str, dict[str, bytes]]:
 
 class Verify(resource.Resource):
     """``POST /api/v1/verify``: the signed document (or a multipart ``signature`` + ``document`` pair; or the
-    detached data's ``digest`` + ``digestAlgorithm`` as query) → the report as JSON, or the ETSI TS 119 102-2
-    XML report with ``Accept: application/xml``; ``at`` (ISO time) verifies at another time."""
+    detached data's ``digest`` + ``digestAlgorithm`` as query) → the report as JSON, the ETSI TS 119 102-2
+    XML report with ``Accept: application/xml``, or the readable report PDF with ``Accept: application/pdf`` (in
+    the brand of the calling API client, else of the request's host); ``at`` (ISO time) verifies at another
+    time."""
 
     isLeaf = True
 
-    def __init__(self, verification: VerificationService) -> None:
+    def __init__(self, verification: VerificationService, brands: BrandService) -> None:
         super().__init__()
         self._verification = verification
+        self._brands = brands
 
     def render_POST(self, request: Any) -> int:
         return render_deferred(request, lambda: self._start(request))
@@ -352,13 +364,20 @@ class Verify(resource.Resource):
             digests[_query(request, "documentName", "document")] = (algorithm.value, digest)
         at = _query(request, "at", "")
         moment = parse_validation_time(at, "at") if at else None
-        xml = b"application/xml" in (request.getHeader(b"accept") or b"")
+        accept = request.getHeader(b"accept") or b""
+        answer = next((kind for kind in (b"application/pdf", b"application/xml") if kind in accept), None)
         password = request.getHeader(b"x-pdf-password")
-        return threads.deferToThread(self._verification.verify, data, name=name, detached=detached,
-                                     detached_digests=digests, at=moment,
-                                     password=password.decode("utf-8", "replace") if password else None).addCallback(
-            lambda report: _signed(request, to_etsi_xml(report), b"application/xml") if xml
-            else json_response(request, 200, to_json(report)))
+        client_key, host = request.principal.client, (request.getHeader(b"host") or b"").decode("latin-1")
+
+        def verify() -> bytes | dict[str, Any]:
+            report = self._verification.verify(data, name=name, detached=detached, detached_digests=digests, at=moment,
+                                               password=password.decode("utf-8", "replace") if password else None)
+            if answer == b"application/pdf":
+                return report_pdf(self._brands, self._brands.for_request(client_key, host), to_json(report))
+            return to_etsi_xml(report) if answer == b"application/xml" else to_json(report)
+
+        return threads.deferToThread(verify).addCallback(
+            lambda out: json_response(request, 200, out) if isinstance(out, dict) else _signed(request, out, answer))
 
 
 class OpenApi(resource.Resource):
@@ -376,13 +395,13 @@ class OpenApi(resource.Resource):
 
 class ApiV1(resource.Resource):
     def __init__(self, signing: SigningService, verification: VerificationService, public_base_url: str,
-                 remote: Remote | None = None, remote_overview: Callable[[], list[dict[str, Any]]] | None = None
-                 ) -> None:
+                 remote: Remote | None = None, remote_overview: Callable[[], list[dict[str, Any]]] | None = None,
+                 *, brands: BrandService) -> None:
         super().__init__()
-        self.putChild(b"verify", Verify(verification))
+        self.putChild(b"verify", Verify(verification, brands))
         self.putChild(b"whoami", WhoAmI())
         self.putChild(b"openapi.json", OpenApi(public_base_url))
-        self.putChild(b"sign", Sign(signing, remote))
+        self.putChild(b"sign", Sign(signing, brands, remote))
         if remote_overview is not None:
             remote_signing = resource.Resource()
             remote_signing.putChild(b"accounts", RemoteAccounts(remote_overview))

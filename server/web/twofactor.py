@@ -117,7 +117,9 @@ class SendCode(_Leaf):
             channel = _body(request).get("channel", "email")
             if channel not in ("email", "sms"):
                 raise SiegelError(Code.BAD_REQUEST, "channel: email or sms")
-            return threads.deferToThread(self._tf.send_code, request.principal, channel, purpose=LOGIN).addCallback(
+            host = (request.getHeader(b"host") or b"").decode("latin-1")  # the mail is in its brand
+            return threads.deferToThread(self._tf.send_code, request.principal, channel, purpose=LOGIN,
+                                         host=host).addCallback(
                 lambda sent: json_response(request, 202, {"channel": sent.channel, "to": sent.destination,
                                                           "expires": sent.expires_at.isoformat()}))
 

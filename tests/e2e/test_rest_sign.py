@@ -252,9 +252,9 @@ def test_the_openapi_document_describes_every_route(siegel_server: SiegelInstanc
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/openapi+json"
     doc = r.json()
     assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": siegel_server.url + "/api/v1"}]
-    tree = ApiV1(None, None, siegel_server.url)  # type: ignore[arg-type]
+    tree = ApiV1(None, None, siegel_server.url, brands=None)  # type: ignore[arg-type]
     routes = {"/" + name.decode() for name in tree.children}
-    routes |= {"/sign/" + name.decode() for name in Sign(None).children}  # type: ignore[arg-type]
+    routes |= {"/sign/" + name.decode() for name in Sign(None, None).children}  # type: ignore[arg-type]
     assert routes <= set(doc["paths"]), routes - set(doc["paths"])
     for path, operations in doc["paths"].items():  # every described operation answers (not 404)
         for method in operations:

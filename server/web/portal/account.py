@@ -59,7 +59,7 @@ def second_factor(app: PortalApp, ctx: Ctx) -> Response:
 
 
 def second_factor_send(app: PortalApp, ctx: Ctx) -> Response:
-    sent = app.twofactor.send_code(ctx.principal, "email")
+    sent = app.twofactor.send_code(ctx.principal, "email", host=ctx.host)
     return second_factor_form(app, ctx, ctx.t("twofactor.sent", to=sent.destination))
 
 
@@ -77,7 +77,7 @@ def security(app: PortalApp, ctx: Ctx, message: str | None = None, status: int =
 
 
 def security_send(app: PortalApp, ctx: Ctx) -> Response:
-    sent = app.twofactor.send_code(ctx.principal, "email")
+    sent = app.twofactor.send_code(ctx.principal, "email", host=ctx.host)
     return security(app, ctx, ctx.t("twofactor.sent", to=sent.destination))
 
 
@@ -125,7 +125,7 @@ def forgot(app: PortalApp, ctx: Ctx) -> Response:
     """Always the same answer: it does not tell whether the account exists."""
     who = ctx.form.get("user").strip()
     if who:
-        app.users.start_reset(who)
+        app.users.start_reset(who, ctx.host)
     return forgot_form(app, ctx, ctx.t("forgot.sent"))
 
 

@@ -1,4 +1,4 @@
-"""The home page, Verify (a readable report from VerificationService) and Sign my own document
+"""The home page, Verify (a readable report from VerificationService, also as a branded PDF) and Sign my own document
 (SigningService with the account's own key; for a PDF the page and box the signer placed on pdf.js's
 rendering; the signed file and its report kept for the signer to download)."""
 
@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from server.branding.report import report_pdf
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, require
 from server.signing.levels import Level, Packaging
@@ -41,9 +42,14 @@ def verify_form(app: PortalApp, ctx: Ctx) -> Response:
 
 
 def verify(app: PortalApp, ctx: Ctx) -> Response:
+    """The report on the page, and its PDF in the page's brand kept for download (``/portal/verify/report/…``)."""
     upload = _upload(ctx)
     report = to_json(app.verification.verify(upload.content, name=upload.filename))
-    return ctx.render("verify.html", report=report)
+    stem = upload.filename.rsplit(".", 1)[0] if "." in upload.filename else upload.filename
+    pdf = report_pdf(app.brands, ctx.brand, report)
+    ident = app.sessions.keep_result(ctx.principal.user_id, f"{stem or 'document'}-report.pdf", "application/pdf", pdf,
+                                     report)
+    return ctx.render("verify.html", report=report, report_pdf=f"/portal/verify/report/{ident}")
 
 
 def sign_form(app: PortalApp, ctx: Ctx) -> Response:

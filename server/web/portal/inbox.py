@@ -42,7 +42,7 @@ def step_view(app: PortalApp, ctx: Ctx, message: str | None = None, status: int 
 def send_code(app: PortalApp, ctx: Ctx) -> Response:
     """An e-mailed code for a step that needs a second factor."""
     _due(app, ctx)
-    sent = app.twofactor.send_code(ctx.principal, "email")
+    sent = app.twofactor.send_code(ctx.principal, "email", host=ctx.host)
     return step_view(app, ctx, ctx.t("twofactor.sent", to=sent.destination))
 
 

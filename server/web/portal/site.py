@@ -83,6 +83,7 @@ class Ctx:
     cookies: list[tuple[bytes, bytes, dict[str, Any]]] = field(default_factory=list)
     env: Environment | None = None
     brand: Any = None  # server.branding.service.BrandInfo: the request host's, the external page the workflow's
+    host: str = ""  # the request's Host header: mails sent for the request are in its brand
 
     def t(self, key: str, **values: object) -> str:
         return i18n.translator(self.lang)(key, **values)
@@ -153,6 +154,7 @@ def _table() -> dict[str, dict[str, Route]]:
         "/sign/result/{id}": {"GET": Route(documents.result, Action.DOCUMENT_READ)},
         "/sign/result/{id}/document": {"GET": Route(documents.result_document, Action.DOCUMENT_READ)},
         "/sign/result/{id}/report": {"GET": Route(documents.result_report, Action.DOCUMENT_READ)},
+        "/verify/report/{id}": {"GET": Route(documents.result_document, Action.VERIFY)},  # the report PDF kept
         "/admin": {"GET": Route(admin.dashboard, Action.SYSTEM_STATUS)},
         "/admin/users": {"GET": Route(admin.users, Action.USER_ADMIN), "POST": Route(admin.user_add, Action.USER_ADMIN)},
         "/admin/users/disable": {"POST": Route(admin.user_disable, Action.USER_ADMIN)},
@@ -284,7 +286,7 @@ class Pages(resource.Resource):
 
         def run() -> tuple[Response, list[tuple[bytes, bytes, dict[str, Any]]]]:
             ctx = Ctx(method, path, args, Form(), address, secure, lang, None, anonymous_csrf, params,
-                      wants_json="application/json" in accept, env=self._env)
+                      wants_json="application/json" in accept, env=self._env, host=host)
             try:
                 ctx.brand = self._app.brands.for_host(host)
                 ctx.session = self._app.sessions.find(token)
