@@ -294,6 +294,14 @@ def sign_cades(key: SigningKey, *, content: bytes | None = None, content_digest:
     assert data_digest is not None
     prepared = prepare_cades(key.chain, data_digest, digest, properties)
     value = key.source.sign_digest(key.label, prepared.to_be_signed, digest, prepared.scheme)
+    return finish_cades(prepared, value, level=level, packaging=packaging, content=content, timestamps=timestamps,
+                        trust_roots=trust_roots)
+
+
+def finish_cades(prepared: Prepared, value: bytes, *, level: Level, packaging: Packaging, content: bytes | None,
+                 timestamps: TimestampClient | None, trust_roots: Sequence[bytes]) -> bytes:
+    """Step 3 at any level and packaging: ``content`` inside an enveloping signature; a detached B-LTA is
+    assembled B-T and extended with ``content`` (which its archive timestamp covers)."""
     if level is Level.B_LTA and packaging is Packaging.DETACHED:
         signed = assemble_cades(prepared, value, level=Level.B_T, timestamps=timestamps)
         return extend_cades(signed, level, timestamps=timestamps, trust_roots=trust_roots, content=content)

@@ -54,15 +54,19 @@ class Signed:
     signature_type: str  # the DSS SignatureType URI of the format
 
 
+def cms_mime(packaging: Packaging) -> str:
+    """The media type of a CMS signature: detached (.p7s) or enveloping the content (.p7m)."""
+    return "application/pkcs7-signature" if packaging is Packaging.DETACHED else \
+        "application/pkcs7-mime; smime-type=signed-data"
+
+
 def sign_document(key: SigningKey, order: SignOrder, document: Document, timestamps: TimestampClient | None,
                   trust_roots: Sequence[bytes], appearances: Callable[[], Appearances]) -> Signed:
     if order.format is Format.CADES:
         data = sign_cades(key, content=document.content, content_digest=document.digest, digest=_digest(order, document),
                           level=order.level, packaging=order.packaging, timestamps=timestamps,
                           trust_roots=trust_roots, properties=order.properties)
-        mime = "application/pkcs7-signature" if order.packaging is Packaging.DETACHED else \
-            "application/pkcs7-mime; smime-type=signed-data"
-        return Signed(document.name, data, False, mime, CMS_URI)
+        return Signed(document.name, data, False, cms_mime(order.packaging), CMS_URI)
     if order.format is Format.XADES:
         data = sign_xades(key, level=order.level, packaging=order.packaging, document=document.content,
                           document_digest=document.digest, digest=_digest(order, document),

@@ -5,7 +5,8 @@ chain and keeps what assembling needs as a JSON-able state (the engines' ``to_st
 PDF or XML and the ASiC-E documents travel in it too); :func:`complete_order` reads it back, checks
 the value against the signer's certificate and assembles. Formats and what they sign:
 
-- CAdES: detached, over the document or its digest (B-B, B-T, B-LT: B-LTA needs the document).
+- CAdES: detached (the document or its digest) or enveloping (the document), B-B to B-LTA (a B-LTA covers the
+  document: its archive timestamp is made when assembling, so the document travels in the state).
 - XAdES: detached (the document or its digest), enveloping or enveloped (the document).
 - PAdES: the PDF, with the order's placement and appearance (an ISO 32004 MAC-protected PDF only in one step).
 - ASiC-E: one XAdES or CAdES signature over all documents of the order.
@@ -24,13 +25,10 @@ from adapters.timestamp.client import TimestampClient
 from server.errors import Code, SiegelError
 from server.signing import asic, cades, pades, xades
 from server.signing.engines import (ASIC_MIME, ASIC_URI, CMS_URI, PADES_URI, XMLDSIG_URI, Appearances, Signed,
-                                    pades_options)
+                                    cms_mime, pades_options)
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
 from server.signing.levels import Level, Packaging
 from server.signing.order import Format, SignOrder
-
-DETACHED_CMS_MIME = "application/pkcs7-signature"
-
 
 @dataclass(frozen=True)
 class PreparedOrder:
@@ -64,13 +62,17 @@ def prepare_order(chain: tuple[bytes, ...], order: SignOrder, appearances: Calla
     """Step 1 of ``order`` for the signer's ``chain``; SiegelError for what two-step signing does not offer."""
     if order.format is Format.CADES:
         document = _single(order)
-        if order.packaging is not Packaging.DETACHED or order.level is Level.B_LTA:
-            raise SiegelError(Code.NOT_SUPPORTED, "two-step CAdES is detached, B-B to B-LT (B-LTA needs the "
-                                                  "document, which stays with the caller)")
+        if document.content is None and order.level is Level.B_LTA:
+            raise SiegelError(Code.NOT_SUPPORTED, "CAdES B-LTA over a digest alone is not offered: the archive "
+                                                  "timestamp covers the signed content itself; send the document")
         algorithm, content_digest = document.digested(order.digest)
         prepared = cades.prepare_cades(chain, content_digest, algorithm, order.properties)
-        return PreparedOrder(prepared.to_be_signed, algorithm, prepared.scheme,
-                             {"format": "cades", "cades": prepared.to_state(), "name": document.name})
+        cades_state = {"format": "cades", "cades": prepared.to_state(), "name": document.name,
+                       "packaging": order.packaging.value}
+        if order.packaging is Packaging.ENVELOPING or order.level is Level.B_LTA:
+            assert document.content is not None  # SignOrder refuses enveloping a digest
+            cades_state["content"] = _b64(document.content)
+        return PreparedOrder(prepared.to_be_signed, algorithm, prepared.scheme, cades_state)
     if order.format is Format.XADES:
         document = _single(order)
         algorithm = order.digest if document.content is not None else document.digest_algorithm
@@ -121,9 +123,15 @@ def complete_order(state: dict[str, Any], value: bytes, level: Level, *, timesta
     name = str(state.get("name", "document"))
     if fmt == "cades":
         prepared = cades.Prepared.from_state(state["cades"])
+        try:
+            packaging = Packaging(state.get("packaging", Packaging.DETACHED.value))
+        except ValueError:
+            raise SiegelError(Code.BAD_REQUEST, "the prepared CAdES state names no known packaging") from None
+        content = _unb64(state, "content") if "content" in state else None
         cades.check_signature_value(prepared, value)
-        return Signed(name, cades.assemble_cades(prepared, value, level=level, timestamps=timestamps,
-                                                 trust_roots=trust_roots), False, DETACHED_CMS_MIME, CMS_URI)
+        data = cades.finish_cades(prepared, value, level=level, packaging=packaging, content=content,
+                                  timestamps=timestamps, trust_roots=trust_roots)
+        return Signed(name, data, False, cms_mime(packaging), CMS_URI)
     if fmt == "xades":
         prepared_xades = xades.PreparedXades.from_state(state["xades"])
         xades.check_xades_value(prepared_xades, value)

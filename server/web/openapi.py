@@ -291,9 +291,9 @@ PATHS: dict[str, dict[str, Any]] = {
                        "w, h, appearance, invisible, certify, lock; X-Pdf-Password).",
         "requestBody": _json_body({
             "format": {"type": "string", "enum": ["cades", "xades", "pades", "asic"], "default": "cades"},
-            "level": {**_LEVEL, "description": "CAdES: B-B to B-LT; XAdES: B-LTA needs the document"},
+            "level": {**_LEVEL, "description": "CAdES and XAdES: B-LTA needs the document"},
             "packaging": {"type": "string", "enum": ["detached", "enveloping", "enveloped"], "default": "detached",
-                          "description": "XAdES (PAdES is enveloped, CAdES and ASiC-E detached)"},
+                          "description": "XAdES; CAdES detached or enveloping (PAdES is enveloped, ASiC-E detached)"},
             "container": {"type": "string", "enum": ["xades", "cades"], "default": "xades",
                           "description": "the signature inside an ASiC-E"},
             "document": {"type": "string", "contentEncoding": "base64", "description": "the document"},
