@@ -142,15 +142,19 @@ class Services:
 
     @functools.cached_property
     def remote_signing(self) -> RemoteSigning:
-        """The remote CSC signing accounts (remote_signing.accounts_file) and the waiting operations (database)."""
+        """The remote CSC signing accounts (remote_signing.accounts_file) and the waiting operations (database,
+        their states sealed with a key derived from the installation key twofactor.key_file)."""
         from adapters.remote_signing.accounts import load_accounts
         from adapters.remote_signing.client import CscClient
-        from adapters.remote_signing.operations import RemoteSigning
+        from adapters.remote_signing.operations import RemoteSigning, lease_seconds
+        from server.identity.twofactor import load_or_create_key
 
         r = self.settings.remote_signing
         clients = {name: CscClient(account, r.timeout_seconds, r.retries)
                    for name, account in load_accounts(self.settings).items()}
-        return RemoteSigning(clients, self.signing, self.engine, self.audit, r.operation_minutes, r.max_operations)
+        return RemoteSigning(clients, self.signing, self.engine, self.audit, r.operation_minutes, r.max_operations,
+                             load_or_create_key(self.settings.path(self.settings.twofactor.key_file)),
+                             lease_seconds(r.timeout_seconds, r.retries))
 
     @functools.cached_property
     def workflows(self) -> WorkflowService:

@@ -4,12 +4,18 @@ Phase 1 (:meth:`RemoteSigning.start`): every signature of the order is prepared 
 format engine (:meth:`server.signing.service.SigningService.prepare_unstored`, for the credential's
 certificate chain), so the operation knows every digest before one is authorised. When the credential
 wants an OTP the service sends it now (``credentials/sendOTP``); the prepared states, the digests, the
-account, credential, level and expiry are stored in ``remote_operations`` (never the PIN or OTP) and the
-caller gets the operation id.
+account, credential, level and expiry are stored in ``remote_operations`` (never the PIN or OTP; the states,
+which hold the documents, sealed with AES-256-GCM under a key derived from the installation key
+``twofactor.key_file``, the operation id as associated data) and the caller gets the operation id.
 
 Phase 2 (:meth:`RemoteSigning.authorize`, on any worker, also after a restart): a conditional UPDATE moves
 the operation from ``awaiting-otp`` to ``signing`` (so of concurrent authorisations one signs, the others
-are refused) while it has not expired; with the user's PIN and OTP one ``credentials/authorize`` binds a
+are refused) while it has not expired, with the worker's claim (``taker``) and a lease (``lease_until``),
+renewed before each remote call and the assembly. A ``signing`` operation whose lease ran out (its worker
+died) is taken over by the next authorisation or cancelled like a waiting one; a worker that finds its claim
+gone stops before the next step, and only the claim's holder hands out documents and writes the audit
+entries (the row's DELETE is conditional on the claim), so an operation is signed once at most. With the
+user's PIN and OTP one ``credentials/authorize`` binds a
 SAD to exactly these digests (SCAL2), one ``signatures/signHash`` signs them all; every value is verified
 with the credential's certificate and every document assembled before any is handed out, and the row goes
 in the transaction of the ``sign.<format>`` audit entries, so either every document is signed or none is.
@@ -20,6 +26,9 @@ request, phase 2 follows at once without a row.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -28,9 +37,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from sqlalchemy import Engine, delete, func, insert, select, update
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
 
 from adapters.remote_signing.client import CredentialInfo, CscClient, RemoteServiceError
 from server import metrics
@@ -46,6 +56,32 @@ from server.signing.two_step import PreparedOrder
 
 AWAITING_OTP = "awaiting-otp"
 SIGNING = "signing"
+
+
+def lease_seconds(timeout_seconds: float, retries: int) -> float:
+    """How long a signing worker's claim lasts without renewal: the longest step (a remote call with its
+    retries, or the assembly's TSA and OCSP calls) twice, at least a minute."""
+    return max(60.0, 2 * timeout_seconds * (retries + 1))
+
+
+class StateSeal:
+    """AES-256-GCM for the prepared states of waiting operations (they hold the documents), keyed from the
+    installation key (``twofactor.key_file``), bound to the operation id."""
+
+    def __init__(self, installation_key: bytes) -> None:
+        self._aead = AESGCM(hashlib.sha256(b"siegel remote operation\0" + installation_key).digest())
+
+    def seal(self, operation: str, text: str) -> str:
+        nonce = secrets.token_bytes(12)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, text.encode("utf-8"), operation.encode())).decode()
+
+    def open(self, operation: str, sealed: str) -> str:
+        try:
+            blob = base64.b64decode(sealed, validate=True)
+            return self._aead.decrypt(blob[:12], blob[12:], operation.encode()).decode("utf-8")
+        except (ValueError, binascii.Error, InvalidTag):
+            raise SiegelError(Code.CONFLICT, f"remote signing operation {operation} cannot be read with this "
+                                             "installation key (twofactor.key_file): the operation ends") from None
 
 
 class TwoStepSigning(Protocol):
@@ -120,8 +156,8 @@ class Prepared:
                            "signAlgo": self.sign_algo, "certificate": self.certificate.hex()})
 
     @classmethod
-    def from_row(cls, row: Any) -> Prepared:
-        data = json.loads(row.states)
+    def from_row(cls, row: Any, seal: StateSeal) -> Prepared:
+        data = json.loads(seal.open(row.id, row.states))
         return cls(row.account, row.credential_id, Level(row.level), DigestAlgorithm(row.hash_algorithm),
                    SignatureScheme(row.scheme), data["signAlgo"], bytes.fromhex(data["certificate"]),
                    tuple(bytes.fromhex(h) for h in json.loads(row.hashes)), tuple(data["states"]),
@@ -132,7 +168,7 @@ class RemoteSigning:
     """The remote accounts and the operations waiting (in ``remote_operations``) for a PIN and OTP."""
 
     def __init__(self, clients: dict[str, CscClient], signing: TwoStepSigning, engine: Engine, audit: AuditLog,
-                 minutes: float, max_operations: int,
+                 minutes: float, max_operations: int, installation_key: bytes, lease: float,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clients = clients
         self._signing = signing
@@ -140,6 +176,8 @@ class RemoteSigning:
         self._audit = audit
         self._minutes = minutes
         self._max = max_operations
+        self._seal = StateSeal(installation_key)
+        self._lease = timedelta(seconds=lease)  # lease_seconds()
         self._clock = clock
 
     @property
@@ -183,7 +221,8 @@ class RemoteSigning:
             conn.execute(insert(RemoteOperation).values(
                 id=operation, user_id=user_id, account=account, credential_id=credential_id, status=AWAITING_OTP,
                 level=prepared.level.value, hash_algorithm=prepared.algorithm.value, scheme=prepared.scheme.value,
-                hashes=json.dumps([h.hex() for h in prepared.hashes]), states=prepared.state_json(),
+                hashes=json.dumps([h.hex() for h in prepared.hashes]),
+                states=self._seal.seal(operation, prepared.state_json()),
                 otp_sent=otp_sent, created_at=now, expires_at=expires))
         return Pending(operation, account, credential_id, expires, len(orders), otp_sent)
 
@@ -218,32 +257,39 @@ class RemoteSigning:
 
     def authorize(self, user_id: int, operation_id: str, pin: str | None, otp: str | None) -> list[Signed]:
         """Phase 2: take the operation (once), authorise its digests, sign them, check every value, assemble."""
-        row = self._take(user_id, operation_id)
-        prepared = Prepared.from_row(row)
-        client = self._clients.get(prepared.account)
+        row, claim = self._take(user_id, operation_id)
         try:
+            prepared = Prepared.from_row(row, self._seal)
+            client = self._clients.get(prepared.account)
             if client is None:
                 raise SiegelError(Code.CONFLICT, f"remote signing account {prepared.account!r} is no longer "
                                                  "configured: the operation ends")
-            signed = self._sign(client, prepared, pin, otp, None, operation_id)
+            signed = self._sign(client, prepared, pin, otp, None, claim)
+        except _ClaimLost:
+            raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} was taken over by another "
+                              "authorisation after this one's lease ran out, or ended: nothing was signed here") \
+                from None
         except RemoteServiceError as exc:
             if exc.code is Code.BAD_REQUEST:  # wrong PIN or OTP: the user may try again
-                self._release(operation_id)
+                self._release(claim)
             else:
-                self._end(operation_id)
+                self._end(claim)
             raise
         except BaseException:
-            self._end(operation_id)
+            self._end(claim)
             raise
         return signed
 
     def _sign(self, client: CscClient, prepared: Prepared, pin: str | None, otp: str | None,
-              password: str | None, operation_id: str | None = None) -> list[Signed]:
+              password: str | None, claim: _Claim | None = None) -> list[Signed]:
         """One SAD and one signHash for all digests; every value verified, every document assembled, then
-        the audit entries (and the operation's row going) in one transaction."""
+        the audit entries (and the operation's row going) in one transaction. With a ``claim`` (an
+        operation's row) the lease is renewed before each step and the row goes only while the claim holds."""
         hashes = list(prepared.hashes)
         sad = client.authorize(prepared.credential, hashes, prepared.algorithm, pin, otp)
+        self._renew(claim)
         values = client.sign_hash(prepared.credential, sad, hashes, prepared.algorithm, prepared.sign_algo)
+        self._renew(claim)
         public = x509.load_der_x509_certificate(prepared.certificate).public_key()
         checked = []
         for number, (digest, value) in enumerate(zip(hashes, values, strict=True), 1):
@@ -256,60 +302,104 @@ class RemoteSigning:
         signed = [self._signing.complete_unstored(state, value, prepared.level, password)
                   for state, value in zip(prepared.states, checked, strict=True)]
         with self._engine.begin() as conn:
-            if operation_id is not None and conn.execute(delete(RemoteOperation).where(
-                    RemoteOperation.id == operation_id, RemoteOperation.status == SIGNING)).rowcount != 1:
-                raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} ended meanwhile")
+            if claim is not None and conn.execute(delete(RemoteOperation).where(*claim.holds())).rowcount != 1:
+                raise _ClaimLost()
             self._audit.append_many_in(conn, list(prepared.audit))
         for state in prepared.states:
             metrics.SIGNATURES.labels(format=state["format"]).inc()
         return signed
 
     def cancel(self, user_id: int, operation_id: str) -> None:
-        """The waiting operation ends; nothing is signed."""
+        """The waiting operation (or one whose signing worker's lease ran out) ends; nothing is signed."""
         with self._engine.begin() as conn:
             gone = conn.execute(delete(RemoteOperation).where(
                 RemoteOperation.id == operation_id, RemoteOperation.user_id == user_id,
-                RemoteOperation.status == AWAITING_OTP)).rowcount
+                self._takeable(self._clock()))).rowcount
         if gone != 1:
             self._refusal(user_id, operation_id)
 
     # --- the row's state ----------------------------------------------------------------------------
 
-    def _take(self, user_id: int, operation_id: str) -> Any:
-        """The caller's waiting, unexpired operation, now ``signing`` (a conditional UPDATE: one taker)."""
+    @staticmethod
+    def _takeable(now: datetime) -> ColumnElement[bool]:
+        """Waiting for the PIN and OTP, or ``signing`` by a worker whose lease ran out (it died)."""
+        return or_(RemoteOperation.status == AWAITING_OTP,
+                   and_(RemoteOperation.status == SIGNING, RemoteOperation.lease_until <= now))
+
+    def _take(self, user_id: int, operation_id: str) -> tuple[Any, _Claim]:
+        """The caller's unexpired operation, now ``signing`` under this worker's new claim (a conditional
+        UPDATE: one taker), and the claim."""
+        now = self._clock()
+        claim = _Claim(operation_id, secrets.token_urlsafe(16))
         with self._engine.begin() as conn:
             taken = conn.execute(update(RemoteOperation).where(
-                RemoteOperation.id == operation_id, RemoteOperation.user_id == user_id,
-                RemoteOperation.status == AWAITING_OTP, RemoteOperation.expires_at > self._clock())
-                .values(status=SIGNING)).rowcount
+                RemoteOperation.id == operation_id, RemoteOperation.user_id == user_id, self._takeable(now),
+                RemoteOperation.expires_at > now)
+                .values(status=SIGNING, taker=claim.taker, lease_until=now + self._lease)).rowcount
             row = conn.execute(select(RemoteOperation).where(RemoteOperation.id == operation_id)).first() \
                 if taken == 1 else None
         if row is None:
             self._refusal(user_id, operation_id)
-        return row
+        return row, claim
+
+    def _renew(self, claim: _Claim | None) -> None:
+        """The heartbeat before each step: the lease extended while the claim holds, else :class:`_ClaimLost`."""
+        if claim is None:
+            return
+        with self._engine.begin() as conn:
+            if conn.execute(update(RemoteOperation).where(*claim.holds())
+                            .values(lease_until=self._clock() + self._lease)).rowcount != 1:
+                raise _ClaimLost()
 
     def _refusal(self, user_id: int, operation_id: str) -> None:
         """Why the operation cannot be taken: unknown (404), expired (409, and it goes) or being signed (409)."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(RemoteOperation.user_id, RemoteOperation.status, RemoteOperation.expires_at)
-                               .where(RemoteOperation.id == operation_id)).first()
+            row = conn.execute(select(RemoteOperation.user_id, RemoteOperation.status, RemoteOperation.expires_at,
+                                      RemoteOperation.lease_until).where(RemoteOperation.id == operation_id)).first()
         if row is None or row.user_id != user_id:
             raise SiegelError(Code.NOT_FOUND, "no remote signing operation with this id for this account "
                                               "(finished, cancelled or expired)")
         expires = utc(row.expires_at)
         assert expires is not None
         if expires <= self._clock():
-            self._end(operation_id)
+            self._drop(operation_id)
             raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} expired at "
                                              f"{expires.isoformat(timespec='seconds')} without PIN and OTP")
+        lease = utc(row.lease_until)
+        until = f" (its lease runs until {lease.isoformat(timespec='seconds')}; should that worker have died, " \
+                "authorise again after that)" if lease is not None else ""
         raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} is {row.status}: another "
-                                         "authorisation of it is under way")
+                                         f"authorisation of it is under way{until}")
 
-    def _release(self, operation_id: str) -> None:
+    def _release(self, claim: _Claim) -> None:
+        """Back to ``awaiting-otp`` (a wrong PIN or OTP), while the claim holds."""
         with self._engine.begin() as conn:
-            conn.execute(update(RemoteOperation).where(RemoteOperation.id == operation_id,
-                                                       RemoteOperation.status == SIGNING).values(status=AWAITING_OTP))
+            conn.execute(update(RemoteOperation).where(*claim.holds())
+                         .values(status=AWAITING_OTP, taker=None, lease_until=None))
 
-    def _end(self, operation_id: str) -> None:
+    def _end(self, claim: _Claim) -> None:
+        """The claimed operation ends (a failure while it held)."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(RemoteOperation).where(*claim.holds()))
+
+    def _drop(self, operation_id: str) -> None:
+        """An expired operation ends, whatever its state."""
         with self._engine.begin() as conn:
             conn.execute(delete(RemoteOperation).where(RemoteOperation.id == operation_id))
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A worker's hold on an operation it signs: the ``taker`` it wrote into the row."""
+
+    operation: str
+    taker: str
+
+    def holds(self) -> tuple[ColumnElement[bool], ...]:
+        """The row is still ``signing`` under this claim."""
+        return (RemoteOperation.id == self.operation, RemoteOperation.status == SIGNING,
+                RemoteOperation.taker == self.taker)
+
+
+class _ClaimLost(Exception):
+    """Another worker took the operation over (this worker's lease ran out), or it ended meanwhile."""

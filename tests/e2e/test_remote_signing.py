@@ -76,11 +76,14 @@ def _overview(a: SiegelInstance) -> dict[str, Any]:
 def _otp(smtp: SmtpServer, before: int) -> str:
     mail = smtp.wait_for(before + 1)[-1]
     assert "ada@example.com" in mail.message["To"]
-    return re.search(r"\b(\d{6})\b", mail.message.get_body(("plain",)).get_content()).group(1)  # type: ignore[union-attr]
+    (text,) = [part.get_content() for part in mail.message.walk() if part.get_content_type() == "text/plain"]
+    return re.search(r"\b(\d{6})\b", text).group(1)  # type: ignore[union-attr]
 
 
 def _remote_sign(a: SiegelInstance, smtp: SmtpServer, credential: str, query: str, body: bytes,
-                 content_type: str) -> bytes:
+                 content_type: str, *, wrong_otp_first: bool = True) -> bytes:
+    """The signed result of ``body`` with ``credential`` at B: started at A, authorised with the OTP B mailed
+    (after a wrong one, when ``wrong_otp_first``), once only."""
     before = len(smtp.messages)
     started = requests.post(f"{a.url}/api/v1/sign?{query}&remote=b&credential={credential}", data=body,
                             headers={"Content-Type": content_type}, auth=a.auth, timeout=120)
@@ -88,11 +91,12 @@ def _remote_sign(a: SiegelInstance, smtp: SmtpServer, credential: str, query: st
     pending = started.json()
     assert pending["state"] == "awaiting-otp" and pending["otpSent"] is True and pending["signatures"] == 1
     otp = _otp(smtp, before)
-    wrong = "000000" if otp != "000000" else "111111"
-    refused = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
-                            json={"operation": pending["operation"], "pin": ADA[1], "otp": wrong})
-    assert refused.status_code == 400, refused.text  # the service's error and description, and A's operation waits
-    assert "credentials/authorize: invalid_request: The OTP is invalid (HTTP 400)" in refused.json()["detail"]
+    if wrong_otp_first:
+        wrong = "000000" if otp != "000000" else "111111"
+        refused = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
+                                json={"operation": pending["operation"], "pin": ADA[1], "otp": wrong})
+        assert refused.status_code == 400, refused.text  # the service's error and description; the operation waits
+        assert "credentials/authorize: invalid_request: The OTP is invalid (HTTP 400)" in refused.json()["detail"]
     done = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
                          json={"operation": pending["operation"], "pin": ADA[1], "otp": otp})
     assert done.status_code == 200, done.text
@@ -102,11 +106,13 @@ def _remote_sign(a: SiegelInstance, smtp: SmtpServer, credential: str, query: st
     return done.content
 
 
-def _verified(a: SiegelInstance, data: bytes) -> dict[str, Any]:
+def _verified(a: SiegelInstance, data: bytes, signatures: int = 1) -> dict[str, Any]:
+    """A's report on the first of the ``signatures`` in ``data`` (a PAdES B-LTA's document timestamp is one)."""
     r = requests.post(f"{a.url}/api/v1/verify", data=data, auth=a.auth, timeout=120)
     assert r.status_code == 200, r.text
-    (signature,) = r.json()["signatures"]
-    return signature  # type: ignore[no-any-return]
+    found = r.json()["signatures"]
+    assert len(found) == signatures, found
+    return found[0]  # type: ignore[no-any-return]
 
 
 def test_a_signs_pdf_and_xml_with_a_key_of_b_and_b_never_sees_the_documents(
@@ -287,3 +293,67 @@ def test_the_client_authorises_by_oauth2_client_credentials_and_by_a_code_with_p
     code = re.search(r"code=([^&]+)", again.headers["Location"]).group(1)  # type: ignore[union-attr]
     with pytest.raises(RemoteServiceError, match="invalid_grant: PKCE"):
         user.exchange_code(code, verifier, REDIRECT)
+
+
+def _openssl_verify(tmp_path: Path, signature: bytes, content: bytes | None, b: SiegelInstance) -> bytes:
+    """``openssl cms -verify`` against B's root (the detached ``content`` given with ``-content``): the content."""
+    issuing = x509.load_der_x509_certificate(requests.get(f"{b.url}/ca/ISSUING.crt", timeout=10).content)
+    (tmp_path / "b-issuing.pem").write_bytes(issuing.public_bytes(Encoding.PEM))
+    (tmp_path / "signature.p7").write_bytes(signature)
+    extra = []
+    if content is not None:
+        (tmp_path / "content.txt").write_bytes(content)
+        extra = ["-content", "content.txt"]
+    done = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "signature.p7",
+                           "-CAfile", "b-root.pem", "-certfile", "b-issuing.pem", "-purpose", "any", *extra,
+                           "-out", "out.txt"], cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0 and b"Verification successful" in done.stderr, done.stderr
+    return (tmp_path / "out.txt").read_bytes()
+
+
+def test_remote_cades_enveloping_and_b_lta_and_every_format_at_b_lta(
+        pair: tuple[SiegelInstance, SiegelInstance], smtp_server: SmtpServer, tmp_path: Path) -> None:
+    """What A's own keys sign, A signs with ada's key at B too: CAdES enveloping at B-T and B-LTA (the archive
+    timestamp covers the document, which waits, sealed, in A's operation), detached at B-LT, XAdES, PAdES and
+    ASiC-E (both signature formats) at B-LTA; openssl and A's verifier accept them. What A's own keys refuse
+    (a detached B-LTA of a streamed body) is refused with the same named error."""
+    a, b = pair
+    cid = _overview(a)["credentials"][0]["id"]
+    text = f"Vertrag {MARKER}\n".encode() * 20
+
+    def sign(query: str, body: bytes, content_type: str = "text/plain") -> bytes:
+        return _remote_sign(a, smtp_server, cid, query, body, content_type, wrong_otp_first=False)
+
+    enveloping_bt = sign("format=cades&level=B-T&packaging=enveloping", text)
+    assert _openssl_verify(tmp_path, enveloping_bt, None, b) == text
+    enveloping = sign("format=cades&level=B-LTA&packaging=enveloping", text)
+    assert _openssl_verify(tmp_path, enveloping, None, b) == text
+    sig = _verified(a, enveloping)
+    assert (sig["indication"], sig["level"], sig["format"]) == ("TOTAL-PASSED", "B-LTA", "CAdES"), sig
+
+    detached = sign("format=cades&level=B-LT&packaging=detached", text)
+    assert text not in detached
+    _openssl_verify(tmp_path, detached, text, b)
+    r = requests.post(f"{a.url}/api/v1/verify", auth=a.auth, timeout=120,
+                      files={"signature": ("contract.p7s", detached), "document": ("document", text)})
+    assert r.status_code == 200, r.text
+    (sig,) = r.json()["signatures"]
+    assert (sig["indication"], sig["level"], sig["format"]) == ("TOTAL-PASSED", "B-LT", "CAdES"), sig
+    # POST /sign hashes a detached body as it streams in: a detached B-LTA (whose archive timestamp covers the
+    # document) is refused by name, with A's own key as with the remote one
+    refusals = [requests.post(f"{a.url}/api/v1/sign?format=cades&level=B-LTA&packaging=detached{remote}", data=text,
+                              headers={"Content-Type": "text/plain"}, auth=a.auth, timeout=60)
+                for remote in ("", f"&remote=b&credential={cid}")]
+    assert [r.status_code for r in refusals] == [501, 501], [r.text for r in refusals]
+    assert refusals[0].json()["detail"].startswith("CAdES B-LTA over a digest alone is not offered")
+    assert refusals[1].json()["detail"].startswith("CAdES B-LTA over a digest alone is not offered")
+
+    for query, body, content_type, fmt, signatures in (
+            ("format=xades&level=B-LTA&packaging=enveloped", XML, "application/xml", "XAdES", 1),
+            ("format=pades&level=B-LTA", make_pdf(text=MARKER), "application/pdf", "PAdES", 2)):
+        sig = _verified(a, sign(query, body, content_type), signatures)
+        assert (sig["indication"], sig["level"], sig["format"]) == ("TOTAL-PASSED", "B-LTA", fmt), sig
+    for container in ("xades", "cades"):
+        asice = sign(f"format=asic&container={container}&level=B-LTA", text)
+        sig = _verified(a, asice)
+        assert (sig["indication"], sig["level"]) == ("TOTAL-PASSED", "B-LTA"), sig

@@ -13,15 +13,16 @@ import json
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
-from adapters.remote_signing.operations import RemoteSigning
+from adapters.remote_signing.operations import RemoteSigning, StateSeal
 from server.db.models import AuditEntry, RemoteOperation, User
 from server.errors import Code, SiegelError
 from server.signing.cades import SigningKey
@@ -33,17 +34,20 @@ from server.signing.order import Document, Format, SignOrder
 from tests.fixtures.pki import Pki, user_key
 
 PIN, OTP = "pin-1234", "424242"
+INSTALLATION_KEY = bytes(range(32))  # every worker of one installation reads the same twofactor.key_file
 
 
 class FakeCsc:
     """A CSC v2 service: ``faults`` maps a method to the statuses it answers first (e.g. [503]);
-    ``wrong_value`` makes signHash sign another hash than asked."""
+    ``wrong_value`` makes signHash sign another hash than asked; ``stalls`` are seconds the next signHash
+    calls wait before they answer."""
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
         self.calls: Counter[str] = Counter()
         self.faults: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.wrong_value = False
+        self.stalls: list[float] = []
         self.remaining = 0
         fake = self
 
@@ -91,6 +95,8 @@ class FakeCsc:
         if method == "credentials/authorizeCheck":
             return 200, {"remainingSignatures": self.remaining}
         if method == "signatures/signHash":
+            if self.stalls:
+                time.sleep(self.stalls.pop(0))
             hashes = [base64.b64decode(h) for h in body["hashes"]]
             if self.wrong_value:
                 hashes = [hashlib.sha256(h).digest() for h in hashes]
@@ -121,8 +127,10 @@ def remote_for(pki: Pki, fake: FakeCsc) -> Callable[..., tuple[RemoteSigning, in
     signing = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
                              SigningKeys(pki.engine, pki.audit, pki.ca), lambda: ())
 
-    def make(client: CscClient | None = None, minutes: float = 1) -> tuple[RemoteSigning, int]:
-        return RemoteSigning({"fake": client or _client(fake)}, signing, pki.engine, pki.audit, minutes, 5), anna
+    def make(client: CscClient | None = None, minutes: float = 1, key: bytes = INSTALLATION_KEY,
+             lease: float = 60.0) -> tuple[RemoteSigning, int]:
+        return RemoteSigning({"fake": client or _client(fake)}, signing, pki.engine, pki.audit, minutes, 5, key,
+                             lease), anna
 
     return make
 
@@ -274,3 +282,113 @@ def test_a_cancelled_operation_is_gone(fake: FakeCsc, remote_for: Any, pki: Pki)
     with pytest.raises(SiegelError) as late:
         remote.authorize(anna, pending.operation, PIN, OTP)
     assert late.value.code is Code.NOT_FOUND and fake.calls["credentials/authorize"] == 0
+
+
+def _signed_audit(pki: Pki) -> int:
+    with pki.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "sign.cades")).scalar_one()
+
+
+def _as_if_a_worker_died(pki: Pki, operation: str, lease_until: datetime) -> None:
+    """The row as a worker leaves it that took the operation and died before it finished."""
+    with pki.engine.begin() as conn:
+        conn.execute(update(RemoteOperation).where(RemoteOperation.id == operation).values(
+            status="signing", taker="a-dead-worker", lease_until=lease_until))
+
+
+def test_a_dead_workers_operation_is_taken_over_once_its_lease_ran_out(fake: FakeCsc, remote_for: Any,
+                                                                        pki: Pki) -> None:
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    _as_if_a_worker_died(pki, pending.operation, datetime.now(UTC) + timedelta(minutes=1))
+    with pytest.raises(SiegelError) as busy:  # the lease still runs: it might be alive
+        remote.authorize(anna, pending.operation, PIN, OTP)
+    assert busy.value.code is Code.CONFLICT and "its lease runs until" in busy.value.message
+    with pytest.raises(SiegelError):
+        remote.cancel(anna, pending.operation)
+    assert fake.calls["credentials/authorize"] == 0 and _pending_rows(pki) == 1
+
+    _as_if_a_worker_died(pki, pending.operation, datetime.now(UTC) - timedelta(seconds=1))
+    other, _ = remote_for()
+    signed = other.authorize(anna, pending.operation, PIN, OTP)
+    assert [s.name for s in signed] == ["one.txt", "two.txt"] and fake.calls["signatures/signHash"] == 1
+    assert _pending_rows(pki) == 0 and _signed_audit(pki) == 2
+
+
+def test_a_stale_signing_operation_can_be_cancelled(fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    _as_if_a_worker_died(pki, pending.operation, datetime.now(UTC) - timedelta(seconds=1))
+    remote.cancel(anna, pending.operation)
+    assert _pending_rows(pki) == 0 and fake.calls["credentials/authorize"] == 0
+
+
+def test_a_worker_whose_lease_ran_out_hands_out_nothing_once_another_took_over(
+        fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    """The slow worker's signHash outlasts its lease; another authorisation takes the operation over and
+    signs; the slow one finds its claim gone and hands out nothing: one signed result, one audit entry per
+    document."""
+    slow, anna = remote_for(lease=1.0)
+    pending = slow.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    fake.stalls = [3.0]
+    outcome: list[object] = []
+
+    def first() -> None:
+        try:
+            outcome.append(slow.authorize(anna, pending.operation, PIN, OTP))
+        except SiegelError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    time.sleep(1.5)  # the slow worker waits in signHash, its lease has run out
+    taker, _ = remote_for()
+    signed = taker.authorize(anna, pending.operation, PIN, OTP)
+    worker.join(30)
+    (lost,) = outcome
+    assert isinstance(lost, SiegelError) and lost.code is Code.CONFLICT, lost
+    assert "taken over by another authorisation" in lost.message and "nothing was signed here" in lost.message
+    assert [s.name for s in signed] == ["one.txt", "two.txt"]
+    assert fake.calls["signatures/signHash"] == 2  # the service signed for both; one result was handed out
+    assert _pending_rows(pki) == 0 and _signed_audit(pki) == 2
+
+
+def test_the_waiting_documents_are_encrypted_in_the_database(fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    content = b"Geheimvertrag-remote-at-rest " * 40
+    order = SignOrder(Format.CADES, Level.B_B, Packaging.ENVELOPING, (Document("contract.txt", content=content),))
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", order, "fake", "cred-1")
+    assert not isinstance(pending, list)
+    with pki.engine.connect() as conn:
+        (row,) = conn.execute(select(RemoteOperation)).all()
+    inside = StateSeal(INSTALLATION_KEY).open(row.id, row.states)
+    assert base64.b64encode(content).decode() in inside  # the state does carry the document (enveloping)
+    for shown in (content, base64.b64encode(content), content.hex().encode(), b"Geheimvertrag"):
+        assert shown.decode() not in row.states
+    with pytest.raises(SiegelError) as moved:  # the state is bound to its operation id
+        StateSeal(INSTALLATION_KEY).open("another-operation", row.states)
+    assert moved.value.code is Code.CONFLICT
+
+    stranger, _ = remote_for(key=bytes(32))  # a worker with another installation key cannot read it
+    with pytest.raises(SiegelError) as unreadable:
+        stranger.authorize(anna, pending.operation, PIN, OTP)
+    assert unreadable.value.code is Code.CONFLICT and "installation key" in unreadable.value.message
+    assert fake.calls["credentials/authorize"] == 0 and _pending_rows(pki) == 0
+
+
+def test_cades_enveloping_and_b_lta_are_prepared_remotely_and_a_digest_b_lta_is_refused_by_name(
+        fake: FakeCsc, remote_for: Any) -> None:
+    remote, anna = remote_for()
+    content = b"enveloped content"
+    enveloping = SignOrder(Format.CADES, Level.B_B, Packaging.ENVELOPING, (Document("e.txt", content=content),))
+    (signed,) = remote.start(anna, "anna", enveloping, "fake", "cred-1", pin=PIN, otp=OTP)  # type: ignore[misc]
+    assert content in signed.data and signed.mime_type.startswith("application/pkcs7-mime")
+    digest_only = SignOrder(Format.CADES, Level.B_LTA, Packaging.DETACHED, (Document(
+        "d.txt", digest=hashlib.sha256(content).digest(), digest_algorithm=ORDER.digest),))
+    with pytest.raises(SiegelError) as refused:
+        remote.start(anna, "anna", digest_only, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert refused.value.code is Code.NOT_SUPPORTED and "B-LTA over a digest alone" in refused.value.message
