@@ -348,13 +348,15 @@ def build_root(services: Services) -> resource.Resource:
     from server.web.portal import PortalApp
     from server.audit.stats import daily_counts
     from server.web.portal.site import Portal
+    from server.workflows.overview import WorkflowOverview
 
     root.putChild(b"portal", Portal(PortalApp(services.users, services.twofactor, services.portal_sessions,
                                               services.signing, services.verification, services.ca, services.audit,
                                               lambda: services.directory, checks, lambda: services.workflows,
                                               services.brands, s.path(s.branding.templates),
                                               services.remote_overview, lambda: services.archive,
-                                              functools.partial(daily_counts, services.engine)),
+                                              functools.partial(daily_counts, services.engine),
+                                              WorkflowOverview(services.engine)),
                                     _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import time
 from datetime import UTC, datetime
 from typing import Any, Iterator
 
@@ -190,4 +191,66 @@ def test_remote_signing_accounts(portal: SiegelInstance, browser: Any, shots: Sh
     assert down.locator(".remote-error").inner_text().startswith("The service did not answer:")
     check_page(page, console_errors)
     shots.take(page, "remote-accounts")
+    page.context.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile, linearly interpolated (what the duration chart shows), worked out here again."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def test_dashboard_charts_the_durations_of_completed_workflows(portal: SiegelInstance, browser: Any, shots: Shots,
+                                                               console_errors: list[str]) -> None:
+    r = requests.post(portal.url + "/api/v1/workflows/templates", auth=ADMIN, timeout=30, json={
+        "name": "Dauer", "definition": {"starters": {"roles": ["integration"]}, "steps": [
+            {"name": "Freigabe", "assignee": {"user": SIGNER[0]}, "action": "approve"}]}})
+    assert r.status_code == 201, r.text
+    started = []
+    for _ in range(3):
+        r = requests.post(portal.url + "/api/v1/workflows", auth=portal.auth, timeout=60, json={
+            "template": "Dauer", "document": base64.b64encode(make_pdf()).decode(), "documentName": "antrag.pdf"})
+        assert r.status_code == 201, r.text
+        started.append(r.json()["id"])
+    running = requests.post(portal.url + "/api/v1/workflows", auth=portal.auth, timeout=60, json={
+        "template": "Dauer", "document": base64.b64encode(make_pdf()).decode(), "documentName": "offen.pdf"})
+    assert running.status_code == 201, running.text  # not completed: not in the chart
+    seconds = []
+    for n, workflow in enumerate(started):
+        time.sleep(1.5 * n)  # 0, 1.5, 3 s later: three different durations
+        r = requests.post(f"{portal.url}/api/v1/workflows/{workflow}/steps/1", auth=SIGNER, timeout=60,
+                          json={"action": "approve"})
+        assert r.status_code == 200, r.text
+        status = requests.get(f"{portal.url}/api/v1/workflows/{workflow}", auth=portal.auth, timeout=30).json()
+        assert status["state"] == "completed", status
+        seconds.append((datetime.fromisoformat(status["finished"]) - datetime.fromisoformat(status["created"]))
+                       .total_seconds())
+
+    page = new_page(browser, console_errors)
+    located: list[tuple[str, str]] = []  # (text, the URL it is about) of each console error
+    page.on("console", lambda m: located.append((m.text, m.location.get("url", ""))) if m.type == "error" else None)
+    login(page, portal.url, ADMIN)
+    page.get_by_role("link", name="Administration").first.click()
+    chart = page.locator("#durations-chart")
+    svg = chart.get_by_role("img")  # the legend's swatches are aria-hidden
+    assert svg.get_attribute("aria-labelledby") == "durations-chart-title"
+    title = svg.locator("title").first.text_content()  # the chart's accessible name
+    assert "median and 90th percentile of the time from start to completion" in title, title
+    bars = {(b.get_attribute("data-category"), b.get_attribute("data-series")): b
+            for b in chart.locator("rect.bar").all()}
+    median, p90 = bars[("Dauer (3)", "Median")], bars[("Dauer (3)", "90th percentile")]
+    assert float(median.get_attribute("data-value")) == pytest.approx(percentile(seconds, 50), abs=0.06), seconds
+    assert float(p90.get_attribute("data-value")) == pytest.approx(percentile(seconds, 90), abs=0.06), seconds
+    assert median.get_attribute("data-title").endswith(" s") and median.locator("title").text_content().startswith(
+        "Dauer (3) Median: ")
+    ratio = float(p90.get_attribute("height")) / float(median.get_attribute("height"))
+    assert ratio == pytest.approx(percentile(seconds, 90) / percentile(seconds, 50), rel=0.1)  # bars to scale
+    rows = chart.locator("tbody tr:has(th:text-is('Dauer (3)')) td").all_text_contents()
+    assert rows == [median.get_attribute("data-value"), p90.get_attribute("data-value")]
+    check_page(page, console_errors)
+    shots.take(page, "dashboard-durations")
+    assert not console_errors, located
     page.context.close()

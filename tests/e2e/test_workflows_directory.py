@@ -1,18 +1,21 @@
 """A directory account disabled in a real slapd: ``siegel ldap sync`` on a running server flags the pending
-workflow assignments of that account (once), the status shows the flag over REST and SOAP, the audit log has an
-entry for it and stays intact."""
+workflow assignments of that account (once), the status shows the flag over REST and SOAP and the admin portal's
+workflow pages in headless Chromium, the audit log has an entry for it and stays intact; enabled in the directory
+again, the next sync clears the flag."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from server.workflows.flags import DISABLED_FLAG
+from tests.e2e.test_portal import check_page, login
 from tests.e2e.test_workflows import PASSWORD, api, start, template
 from tests.e2e.test_workflows_soap import client
+from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.slapd import Org, SlapdServer, org_ldif
@@ -20,12 +23,19 @@ from tests.fixtures.smtp import running_smtp
 
 pytestmark = pytest.mark.e2e
 
+ADMIN = ("ada", "ada-admin-password")
+
 
 @pytest.fixture(scope="module")
 def org(slapd_server: SlapdServer) -> Org:
     ldif, made = org_ldif(f"w{uuid.uuid4().hex[:8]}", users=4, team_size=2, teams_per_department=2)
     slapd_server.add_ldif(ldif)
     return made
+
+
+def set_disabled(slapd: SlapdServer, org: Org, uid: str, disabled: bool) -> None:
+    slapd.modify_ldif(f"dn: {org.user_dn(uid)}\nchangetype: modify\nreplace: userAccountControl\n"
+                      f"userAccountControl: {514 if disabled else 512}\n")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +50,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, slapd_server: SlapdServer, 
             "SIEGEL_DIRECTORY_ENABLED": "true", "SIEGEL_DIRECTORY_SERVERS": slapd_server.url,
             "SIEGEL_DIRECTORY_START_TLS": "false", "SIEGEL_DIRECTORY_BIND_DN": slapd_server.bind_dn,
             "SIEGEL_DIRECTORY_BIND_PASSWORD_FILE": str(secret), "SIEGEL_DIRECTORY_USER_BASE": org.users_dn,
-            "SIEGEL_DIRECTORY_GROUP_BASE": org.groups_dn, "SIEGEL_DIRECTORY_ROLE_GROUPS": f"{name}-signers=signer"})
+            "SIEGEL_DIRECTORY_GROUP_BASE": org.groups_dn, "SIEGEL_DIRECTORY_ROLE_GROUPS": f"{name}-signers=signer",
+            "SIEGEL_TWOFACTOR_REQUIRED_ROLES": ""})  # the admin logs in to the portal with the password alone
+        inst.add_user(*ADMIN, "admin", signing_key=False)
         inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager",
                  "--password-stdin", stdin=PASSWORD + "\n")
         synced = inst.cli("ldap", "sync")
@@ -63,8 +75,7 @@ def test_a_disabled_directory_account_flags_its_pending_steps(server: SiegelInst
     untouched = start(server, template(server, "Andere", [
         {"name": "a", "assignee": {"user": other}, "action": "approve"}]), make_pdf())
 
-    slapd_server.modify_ldif(f"dn: {org.user_dn(leaving)}\nchangetype: modify\nreplace: userAccountControl\n"
-                             "userAccountControl: 514\n")
+    set_disabled(slapd_server, org, leaving, True)
     synced = server.cli("ldap", "sync")
     assert f"disable {leaving} (disabled in the directory)" in synced.stdout, synced.stdout
     assert "workflow steps flagged: 1" in synced.stdout, synced.stdout
@@ -85,3 +96,56 @@ def test_a_disabled_directory_account_flags_its_pending_steps(server: SiegelInst
     again = server.cli("ldap", "sync", "--full")
     assert "workflow steps flagged: 0" in again.stdout, again.stdout  # flagged once
     assert "intact" in server.cli("audit", "verify").stdout
+
+
+def flagged_rows(page: Any, url: str) -> dict[int, str | None]:
+    """The admin's workflow list filtered to flagged workflows: id → its number of flagged steps."""
+    page.goto(url + "/portal/admin/workflows")
+    page.get_by_label("Only workflows with flagged steps").check()
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
+    return {int(r.get_attribute("data-workflow")): r.get_attribute("data-flagged")
+            for r in page.locator("#workflows tr[data-workflow]").all()}
+
+
+def test_the_admin_portal_shows_the_flag_until_the_directory_enables_the_account_again(
+        server: SiegelInstance, slapd_server: SlapdServer, org: Org, browser: Any, shots: Shots,
+        console_errors: list[str]) -> None:
+    returning = org.users[3]
+    assert returning not in org.disabled
+    wid = start(server, template(server, "Rückkehr", [
+        {"name": "Unterschrift", "assignee": {"user": returning}, "action": "approve"}]), make_pdf())
+    page = new_page(browser, console_errors)
+    login(page, server.url, ADMIN)
+    page.get_by_role("link", name="Administration").first.click()
+    page.get_by_role("link", name="Workflows").click()
+    row = page.locator(f"#workflows tr[data-workflow='{wid}']")
+    assert row.get_attribute("data-flagged") is None and row.locator("td.flags").inner_text() == "0"
+    assert wid not in flagged_rows(page, server.url)
+
+    set_disabled(slapd_server, org, returning, True)
+    assert "workflow steps flagged: 1" in server.cli("ldap", "sync").stdout
+    flagged = flagged_rows(page, server.url)
+    assert flagged[wid] == "1" and all(flagged.values()), flagged
+    page.locator(f"#workflows tr[data-workflow='{wid}'] a").click()
+    step = page.locator("#workflow-steps tr[data-step='1']")
+    assert step.get_attribute("data-flagged") == "1"
+    note = step.locator(f"li[data-assignee='{returning}'] .flag")
+    assert note.get_attribute("data-flag") == DISABLED_FLAG
+    assert note.inner_text().startswith("The directory sync disabled this account"), note.inner_text()
+    check_page(page, console_errors)
+    shots.take(page, "workflow-flagged")
+
+    set_disabled(slapd_server, org, returning, False)
+    synced = server.cli("ldap", "sync").stdout
+    assert f"enable {returning} (enabled in the directory again)" in synced and \
+        "workflow step flags cleared: 1" in synced, synced
+    assert api(server, "GET", f"/{wid}", "erp").json()["steps"][0]["assignees"][0]["flag"] is None
+    page.reload()
+    assert step.get_attribute("data-flagged") is None and step.locator(".flag").count() == 0
+    assert wid not in flagged_rows(page, server.url)
+    events = api(server, "GET", f"/{wid}/history", "erp").json()["events"]
+    flags = [(e["action"], e["target"]) for e in events if e["action"] in ("workflow.flag", "workflow.unflag")]
+    assert flags == [("workflow.flag", f"workflow:{wid}/1"), ("workflow.unflag", f"workflow:{wid}/1")], events
+    assert not console_errors, console_errors
+    page.context.close()

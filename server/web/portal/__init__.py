@@ -2,7 +2,7 @@
 JavaScript modules, pdf.js (vendored by ``make portal-assets``), sessions with CSRF tokens and second
 factors. ``site.py`` holds the route table and the request handling, ``account.py`` login, second factors
 and password reset, ``documents.py`` verify and sign, ``inbox.py`` the workflow steps due, ``admin.py`` the
-admin dashboard."""
+admin dashboard, ``admin_workflows.py`` the admin's workflow list and detail."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from server.pki.ca import CertificateAuthorityService
 from server.signing.service import SigningService
 from server.validation.service import VerificationService
 from server.web.portal.sessions import PortalSessions
+from server.workflows.overview import WorkflowOverview
 from server.workflows.service import WorkflowService
 
 
@@ -42,3 +43,4 @@ class PortalApp:
     remote_overview: Callable[[], list[dict[str, Any]]]  # adapters.remote_signing.overview.accounts_overview
     archive: Callable[[], ArchiveService]
     audit_counts: Callable[[Sequence[str], str], dict[tuple[str, str], int]]  # server.audit.stats.daily_counts
+    workflow_overview: WorkflowOverview  # the workflow list and durations (read-only)

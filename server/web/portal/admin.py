@@ -1,4 +1,5 @@
-"""The admin dashboard: health, the archive's state, signatures per day by format (an SVG chart), accounts (directory-sourced ones marked, the last synchronisation and its
+"""The admin dashboard: health, the archive's state, signatures per day by format and workflow durations per
+template (SVG charts), accounts (directory-sourced ones marked, the last synchronisation and its
 errors, "sync now"), certificates (issue, revoke, expiring soon), the audit log with filters and its
 integrity check, the remote signing accounts. Each page's Action is in site.ROUTES; the services audit what changes."""
 
@@ -14,7 +15,7 @@ from server.identity.policy import Action
 from server.identity.users import Role
 from server.pki.ca import REASONS
 from server.signing.order import Format
-from server.web.portal.charts import last_days, stacked_bars
+from server.web.portal.charts import BarChart, grouped_bars, last_days, stacked_bars
 from server.web.portal.site import Ctx, Response
 from server.web.status import run_checks
 
@@ -51,13 +52,37 @@ def _archive_state(app: PortalApp) -> dict[str, Any]:
             "lastRenewal": _last(app, "archive.renew-")}
 
 
+DURATION_DAYS = 30
+DURATION_UNITS: tuple[tuple[int | None, int, str], ...] = (
+    (120, 1, "s"), (2 * 3600, 60, "min"), (48 * 3600, 3600, "h"), (None, 86400, "d"))
+"""(below how many seconds of the longest bar, seconds per unit, unit): the duration chart's unit."""
+
+
+def _durations(app: PortalApp, ctx: Ctx) -> tuple[BarChart, int]:
+    """The median and 90th percentile of the time from start to completion of the workflows completed in the
+    last DURATION_DAYS days, per template; and how many workflows that was."""
+    per = app.workflow_overview.durations(datetime.now(UTC) - timedelta(days=DURATION_DAYS))
+    peak = max((d.percentile(90) for d in per), default=0)
+    _, divisor, unit = next(u for u in DURATION_UNITS if u[0] is None or peak < u[0])
+    median, p90 = ctx.t("admin.chart.median"), ctx.t("admin.chart.p90")
+    categories = [f"{d.template} ({len(d.seconds)})" for d in per]
+    values: dict[tuple[str, str], float] = {}
+    for category, d in zip(categories, per):
+        values[(category, median)] = round(d.percentile(50) / divisor, 1)
+        values[(category, p90)] = round(d.percentile(90) / divisor, 1)
+    chart = grouped_bars(categories, [median, p90], values, ctx.t("admin.unit." + unit))
+    return chart, sum(len(d.seconds) for d in per)
+
+
 def dashboard(app: PortalApp, ctx: Ctx) -> Response:
     expiring = app.ca.list(timedelta(days=EXPIRING_DAYS), actor=ctx.principal.name) if ctx.may(Action.CA_ADMIN) else None
     days = last_days(datetime.now(UTC).date(), CHART_DAYS)
     signatures = stacked_bars(days, [a.removeprefix("sign.") for a in SIGN_ACTIONS], {
         (day, action.removeprefix("sign.")): n for (day, action), n in app.audit_counts(SIGN_ACTIONS, days[0]).items()})
+    durations, completed = _durations(app, ctx)
     return ctx.render("admin/dashboard.html", health=run_checks(app.health), directory=_directory_state(app),
-                      expiring=expiring, days=EXPIRING_DAYS, archive=_archive_state(app), signatures=signatures)
+                      expiring=expiring, days=EXPIRING_DAYS, archive=_archive_state(app), signatures=signatures,
+                      durations=durations, completed=completed, duration_days=DURATION_DAYS)
 
 
 def remote_accounts(app: PortalApp, ctx: Ctx) -> Response:

@@ -126,7 +126,7 @@ class Route:
 
 
 def _table() -> dict[str, dict[str, Route]]:
-    from server.web.portal import account, admin, documents, inbox, workflow_templates
+    from server.web.portal import account, admin, admin_workflows, documents, inbox, workflow_templates
     from server.web.portal import branding, external
 
     return {
@@ -177,6 +177,9 @@ def _table() -> dict[str, dict[str, Route]]:
         "/link": {"GET": Route(external.page, ANONYMOUS), "POST": Route(external.act, ANONYMOUS)},
         "/link/document": {"GET": Route(external.document, ANONYMOUS)},
         "/admin/remote": {"GET": Route(admin.remote_accounts, Action.REMOTE_ACCOUNTS)},
+        # every account's workflows: the roles that have SYSTEM_STATUS may read any workflow (policy.ANY_OWNER)
+        "/admin/workflows": {"GET": Route(admin_workflows.workflows, Action.SYSTEM_STATUS)},
+        "/admin/workflows/{id}": {"GET": Route(admin_workflows.workflow, Action.SYSTEM_STATUS)},  # the service checks
         "/admin/audit": {"GET": Route(admin.audit, Action.AUDIT_READ)},
         "/admin/audit/verify": {"GET": Route(admin.audit_verify, Action.AUDIT_VERIFY)},
     }
