@@ -176,7 +176,7 @@ class Services:
         return WorkflowService(self.engine, self.audit, w, TemplateRepository(self.engine, self.audit),
                                self.signing, self.verification, self.ca, documents, outbox, deliveries,
                                s.server.public_base_url, Level(s.signing.default_level), s.mail.sender,
-                               brands=self.brands)
+                               brands=self.brands, remote=lambda: self.remote_signing)
 
     @functools.cached_property
     def brands(self) -> BrandService:
@@ -259,7 +259,8 @@ def build_services(settings: Settings) -> Services:
     ca = CertificateAuthorityService(engine, audit, settings, hsm.get, hsm_private_key)
     grants = SigningKeys(engine, audit, ca)
     ocsp = OcspResponder(ca, hsm.get, hsm_private_key, settings.pki)
-    verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT), own_revocation(ca, ocsp))
+    own = own_revocation(ca, ocsp)
+    verification = VerificationService(settings, lambda: ca.ca_certificate_der(ROOT), own)
     return Services(settings=settings, engine=engine, audit=audit,
                     users=UserService(engine, audit, settings.auth.credential_cache_seconds,
                                       LoginPolicy.from_settings(settings.auth), mailer=build_mailer(settings),
@@ -269,7 +270,7 @@ def build_services(settings: Settings) -> Services:
                     ocsp=ocsp,
                     grants=grants, verification=verification,
                     signing=SigningService(settings, engine, ca, hsm.get, audit, grants,
-                                           lambda: verification.trust().roots))
+                                           lambda: verification.trust().roots, own))
 
 
 def scheduled_jobs(services: Services) -> list[JobSpec]:

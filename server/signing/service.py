@@ -31,6 +31,8 @@ from server.signing.order import Format, SignOrder
 from server.signing.two_step import PreparedOrder, complete_order, prepare_order
 from server.signing.keysource import KeySource
 from server.signing.levels import Level
+from server.signing.validation_data import own_revocation_in_use
+from server.validation.model import OwnRevocation
 
 
 AuditItem = tuple[str, str, str, dict[str, object]]
@@ -60,7 +62,9 @@ def check_chain(chain: tuple[bytes, ...]) -> None:
 class SigningService:
     def __init__(self, settings: Settings, engine: Engine, ca: CertificateAuthorityService,
                  keys: Callable[[], KeySource], audit: AuditLog, grants: SigningKeys,
-                 trust_roots: Callable[[], tuple[bytes, ...]]) -> None:
+                 trust_roots: Callable[[], tuple[bytes, ...]], own: OwnRevocation | None = None) -> None:
+        """``own``: the instance's own revocation services, which B-LT asks in-process about its CAs'
+        certificates (:func:`server.signing.validation_data.own_revocation_in_use`; None: fetched over HTTP)."""
         self._settings = settings
         self._ca = ca
         self._keys = keys
@@ -70,6 +74,7 @@ class SigningService:
         self._appearance_cache: Appearances | None = None
         self._key_cache: dict[tuple[int, str | None], tuple[float, SigningKey]] = {}
         self._trust_roots = trust_roots  # the verification trust anchors: B-LT proves the chain up to one
+        self._own = own
         self._lock = threading.Lock()
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -134,10 +139,11 @@ class SigningService:
     def complete_unstored(self, state: dict[str, Any], value: bytes, level: Level,
                           password: str | None = None) -> Signed:
         """Two-step step 3 on a state from :meth:`prepare_unstored`: the value checked, the result at ``level``."""
-        return complete_order(state, value, level,
-                              timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
-                              trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
-                              password=password)
+        with own_revocation_in_use(self._own):
+            return complete_order(state, value, level,
+                                  timestamps=self._timestamp_client() if level.at_least(Level.B_T) else None,
+                                  trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
+                                  password=password)
 
     def remove_expired(self) -> None:
         """The scheduled job "signing-states": prepared signatures nobody completed go."""
@@ -147,9 +153,10 @@ class SigningService:
     def extend(self, user_name: str, signature: bytes, level: Level,
                detached: Mapping[str, bytes]) -> tuple[bytes, str]:
         """An existing signature raised to ``level`` (DSS ReturnUpdatedSignature), and its SignatureType."""
-        extended = extend_signature(signature, level, timestamps=self._timestamp_client(),
-                                    trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
-                                    detached=detached)
+        with own_revocation_in_use(self._own):
+            extended = extend_signature(signature, level, timestamps=self._timestamp_client(),
+                                        trust_roots=self._trust_roots() if level.at_least(Level.B_LT) else (),
+                                        detached=detached)
         self._audit.append(user_name, "sign.extend", hashlib.sha256(signature).hexdigest(), level=level.value)
         return extended
 
@@ -200,11 +207,12 @@ class SigningService:
         label = key.label
         timestamps = self._timestamp_client() if order.level.at_least(Level.B_T) else None
         roots = self._trust_roots() if order.level.at_least(Level.B_LT) else ()
-        if order.format is Format.ASIC:
-            signed = [sign_asic_order(key, order, timestamps, roots)]
-        else:
-            signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
-                      for document in order.documents]
+        with own_revocation_in_use(self._own):
+            if order.format is Format.ASIC:
+                signed = [sign_asic_order(key, order, timestamps, roots)]
+            else:
+                signed = [sign_document(key, order, document, timestamps, roots, self._appearances)
+                          for document in order.documents]
         entries = self.audit_entries(user_name, order, label)
         # Group commit: concurrent requests share one transaction; answered only once it committed.
         self._audit_writer.submit(entries).result()
