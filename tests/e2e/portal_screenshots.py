@@ -1,14 +1,17 @@
 """The README's screenshots of the portal, taken in headless Chromium from a whole `siegel serve` set up with
 the e2e fixtures: the login page, a signer's inbox, a step's page with its signature field highlighted, the
-page to sign one's own PDF with the signature box dragged onto it, and the admin dashboard's chart.
+page to sign one's own PDF with the signature box dragged onto it, and the admin dashboard's charts (signatures
+per day, workflow durations).
 
 Regenerate the committed ones with ``.venv/bin/python -m tests.e2e.portal_screenshots`` (writes
 docs/screenshots/*.png); tests/e2e/test_portal_screenshots.py runs the same code into a temporary folder."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +26,7 @@ from tests.fixtures.server import SiegelInstance, make_instance
 ADMIN = ("ada", "ada-admin-password")
 SIGNER = ("sam", "sam-signer-password")
 VIEWPORT = (1280, 800)  # every screenshot is one viewport of this size (CSS pixels, scale 1)
-NAMES = ("login", "inbox", "step", "sign", "dashboard")  # the PNGs, in the order taken
+NAMES = ("login", "inbox", "step", "sign", "dashboard", "durations")  # the PNGs, in the order taken
 OUT = REPO / "docs" / "screenshots"
 
 
@@ -40,8 +43,9 @@ def running_portal(base: Path) -> Iterator[SiegelInstance]:
 
 
 def seed(inst: SiegelInstance) -> None:
-    """Two workflow steps waiting for the signer (one with a field, one with a box) and signatures of three
-    formats for the dashboard's chart."""
+    """Two workflow steps waiting for the signer (one with a field, one with a box), signatures of three
+    formats for the dashboard's chart, and approvals of two templates completed after a few seconds each for
+    the duration chart."""
     start_workflow(inst, "Rahmenvertrag", {
         "name": "Geschäftsführung", "assignee": {"user": SIGNER[0]}, "action": "sign",
         "signature": {"level": "B-B", "field": "Unterschrift"}},
@@ -55,6 +59,22 @@ def seed(inst: SiegelInstance) -> None:
         r = requests.post(f"{inst.url}/api/v1/sign?format={fmt}&level=B-B", data=body, auth=inst.auth,
                           headers={"Content-Type": ctype}, timeout=120)
         assert r.status_code == 200, r.text
+    api = inst.url + "/api/v1/workflows"
+    for name, delays in (("Urlaubsantrag", (0.5, 1.5, 2.0, 4.0)), ("Bestellfreigabe", (1.0, 2.5))):
+        r = requests.post(api + "/templates", auth=CHEF, timeout=30, json={"name": name, "definition": {
+            "starters": {"roles": ["integration"]}, "steps": [
+                {"name": "Freigabe", "assignee": {"user": SIGNER[0]}, "action": "approve"}]}})
+        assert r.status_code == 201, r.text
+        started = []
+        for _ in delays:
+            r = requests.post(api, auth=inst.auth, timeout=60, json={
+                "template": name, "document": base64.b64encode(make_pdf()).decode(), "documentName": "antrag.pdf"})
+            assert r.status_code == 201, r.text
+            started.append((time.monotonic(), r.json()["id"]))
+        for delay, (at, workflow) in zip(delays, started):
+            time.sleep(max(0.0, at + delay - time.monotonic()))
+            r = requests.post(f"{api}/{workflow}/steps/1", auth=SIGNER, timeout=60, json={"action": "approve"})
+            assert r.status_code == 200, r.text
 
 
 def shoot(page: Any, out: Path, name: str, errors: list[str]) -> Path:
@@ -115,6 +135,8 @@ def take_screenshots(browser: Any, inst: SiegelInstance, out: Path) -> list[Path
     page.get_by_role("link", name="Administration").first.click()
     page.locator("#signatures-chart").scroll_into_view_if_needed()
     shots.append(shoot(page, out, "dashboard", errors))
+    centre(page, "#durations-chart")
+    shots.append(shoot(page, out, "durations", errors))
     page.context.close()
     return shots
 
