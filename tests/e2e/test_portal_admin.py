@@ -254,3 +254,10 @@ def test_dashboard_charts_the_durations_of_completed_workflows(portal: SiegelIns
     shots.take(page, "dashboard-durations")
     assert not console_errors, located
     page.context.close()
+
+    signer = new_page(browser, [])  # the workflow pages are the admin's: a signer is refused both
+    login(signer, portal.url, SIGNER)
+    for path in ("/portal/admin/workflows", f"/portal/admin/workflows/{started[0]}"):
+        response = signer.goto(portal.url + path)
+        assert response is not None and response.status == 403, (path, response and response.status)
+    signer.context.close()
