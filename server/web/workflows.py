@@ -4,7 +4,9 @@ The route table (server.web.auth.ROUTES) decides the Action of each path; the se
 (starter, assignee) and the workflow's rules. ``/workflows/link`` is public: the link token is the
 credential, and only for steps whose auth is ``link``. A step acted on with HTTP Basic counts as
 ``password``; with a valid second factor in the request (checked by the guard, or here from X-Siegel-OTP)
-as ``password+2fa``.
+as ``password+2fa``. A sign step with a remote qualified key takes ``"remote": {"credential", "pin"}`` to start
+its signature (200 when it is made at once, 202 with ``remoteSignature`` while it waits for the OTP the service
+sent) and ``"remote": {"pin", "otp"}`` to finish it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from server.identity.twofactor import TwoFactorService
 from server.web.auth import client_address
 from server.web.http import json_response, render_deferred
 from server.web.twofactor import _body as json_body, require_factor
-from server.workflows.service import Actor, WorkflowService
+from server.workflows.service import Actor, RemoteKey, WorkflowService
 from server.workflows.template import Auth
 
 
@@ -38,6 +40,23 @@ def _number(text: bytes, what: str) -> int:
     if value < 1:
         raise SiegelError(Code.BAD_REQUEST, f"{what} {value}: expected a number from 1")
     return value
+
+
+def _remote_key(body: dict[str, Any]) -> RemoteKey | None:
+    """The ``remote`` member of a step action: the signer's credential, PIN and OTP for a remote qualified key."""
+    raw = body.get("remote")
+    if raw is None:
+        return None
+    if not (isinstance(raw, dict) and not set(raw) - {"credential", "pin", "otp"}
+            and all(isinstance(v, str) for v in raw.values())):
+        raise SiegelError(Code.BAD_REQUEST, 'remote: expected {"credential": ..., "pin": ...} to start a remote '
+                                            'signature, {"pin": ..., "otp": ...} to finish the waiting one')
+    return RemoteKey(raw.get("credential"), raw.get("pin"), raw.get("otp"))
+
+
+def _acted(request: Any, status: dict[str, Any]) -> bytes:
+    """200 with the workflow's status; 202 while the step's remote signature waits for its OTP."""
+    return json_response(request, 202 if "remoteSignature" in status else 200, status)
 
 
 def _pdf(request: Any, name: str, content: bytes) -> bytes:
@@ -116,9 +135,9 @@ class WorkflowsRoot(resource.Resource):
     def _link_act(self, request: Any) -> bytes:
         body = json_body(request)
         token = body.get("token")
-        return json_response(request, 200, self._service.act_by_link(
+        return _acted(request, self._service.act_by_link(
             token if isinstance(token, str) else "", str(body.get("action", "")), body.get("reason"),
-            client_address(request, self._trusted)))
+            client_address(request, self._trusted), _remote_key(body)))
 
 
 class _Workflow(resource.Resource):
@@ -158,9 +177,9 @@ class _Workflow(resource.Resource):
 
     def _act(self, request: Any, step: bytes) -> bytes:
         body = json_body(request)
-        return json_response(request, 200, self._root._service.act(
+        return _acted(request, self._root._service.act(
             self._root.actor(request), self._workflow_id(), _number(step, "step"), str(body.get("action", "")),
-            body.get("reason")))
+            body.get("reason"), _remote_key(body)))
 
 
 class _Templates(resource.Resource):

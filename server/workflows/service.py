@@ -14,6 +14,11 @@ enforces there.
 - Each signature is verified right after it is made (VerificationService); a signature that does not verify
   is not kept. Its result, the signer's authentication level and address go into the audit entry, written in
   the transaction that records the step (``append_in``), with the mails the change causes (the outbox).
+- A step whose key source is ``remote`` signs with a credential of the step's remote (CSC) signing account
+  through ``RemoteSigning`` (``adapters.remote_signing.operations``): the signer gives the credential and PIN
+  (:class:`RemoteKey`); a credential that needs an OTP leaves the step pending with the operation kept on the
+  assignment (``remote_operation``, 202 on REST) until the signer gives PIN and OTP, which finishes exactly that
+  operation. Both phases run under the step's claim.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,6 +54,9 @@ from server.workflows.history import SYSTEM_ACCOUNT, audit_target, history, sign
 from server.workflows.outbox import MailOutbox
 from server.workflows.template import AUTH_RANK, Auth, Definition, KeySourceKind, Step, StepAction, resolve
 from server.workflows.templates import TemplateRepository
+
+if TYPE_CHECKING:
+    from adapters.remote_signing.operations import RemoteSigning
 
 log = logging.getLogger("siegel.workflows")
 LINK_PATH = "/api/v1/workflows/link"
@@ -76,6 +84,16 @@ class Actor:
         return self.principal.name if self.principal is not None else "link"
 
 
+@dataclass(frozen=True)
+class RemoteKey:
+    """What the signer of a step with a remote qualified key gives: ``credential`` (of the step's remote account)
+    and ``pin`` start the signature; ``pin`` and ``otp`` (the code the service sent) finish a waiting one."""
+
+    credential: str | None = None
+    pin: str | None = None
+    otp: str | None = None
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -85,7 +103,8 @@ class WorkflowService:
                  signing: SigningService, verification: VerificationService, ca: CertificateAuthorityService,
                  documents: WorkflowDocuments, outbox: MailOutbox, deliveries: DeliveryQueue, public_base_url: str,
                  record_level: Level = Level.B_T, system_email: str = "siegel@localhost",
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), brands: BrandService | None = None) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), brands: BrandService | None = None,
+                 remote: Callable[[], RemoteSigning] | None = None) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._audit = audit
@@ -102,6 +121,7 @@ class WorkflowService:
         self._system_email = system_email  # the address of the account that signs it
         self._clock = clock
         self._brands = brands  # None: links under public_base_url, "Siegel" in subjects, the plain stamp
+        self._remote = remote  # None: steps with a remote key source cannot start (NOT_SUPPORTED)
 
     def _look(self, workflow: Workflow) -> tuple[str, str]:
         """The base URL of the workflow's links and the company name its mails speak for."""
@@ -130,9 +150,7 @@ class WorkflowService:
             raise SiegelError(Code.BAD_REQUEST, f"variables: the template does not use {', '.join(sorted(unknown))}")
         for step in definition.steps:
             if step.signature is not None and step.signature.key_source is KeySourceKind.REMOTE:
-                raise SiegelError(Code.NOT_SUPPORTED, f"step {step.name!r}: signing with the remote qualified "
-                                                      f"service {step.signature.remote_service!r} is not connected "
-                                                      "to workflows in this installation")
+                self._check_remote(step.name, step.signature.remote_service)
         now = self._clock()
         with self._sessions.begin() as session:
             self._check_starter(session, principal, definition, template)
@@ -163,6 +181,14 @@ class WorkflowService:
             self._activate_from(session, workflow, definition, steps, 0, principal.name, now)
             workflow_id = workflow.id
         return self.status_of(workflow_id)
+
+    def _check_remote(self, step: str, account: str | None) -> None:
+        if self._remote is None:
+            raise SiegelError(Code.NOT_SUPPORTED, f"step {step!r}: signing with the remote qualified service "
+                                                  f"{account!r} is not connected to workflows in this installation")
+        if account not in self._remote().clients:
+            raise SiegelError(Code.BAD_REQUEST, f"step {step!r}: no remote signing account {account!r} (see "
+                                                "remote_signing.accounts_file)")
 
     def _brand_at_start(self, session: Session, template_id: int, principal: Principal) -> int | None:
         """The starting API client's brand, else the template's, else the default brand then (None: built in)."""
@@ -282,20 +308,23 @@ class WorkflowService:
 
     # --- acting on a step --------------------------------------------------------------------------
 
-    def act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None = None) -> dict[str, Any]:
-        """Sign, approve or reject step ``position`` of a workflow as an authenticated account."""
+    def act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None = None,
+            remote: RemoteKey | None = None) -> dict[str, Any]:
+        """Sign, approve or reject step ``position`` of a workflow as an authenticated account: the workflow's
+        status, with ``remoteSignature`` while a remote signature waits for its OTP."""
         if actor.principal is None:
             raise SiegelError(Code.UNAUTHENTICATED, "acting on a step needs an account or a link")
-        return self._act(actor, workflow_id, position, action, reason)
+        return self._act(actor, workflow_id, position, action, reason, remote)
 
-    def act_by_link(self, token: str, action: str, reason: str | None, address: str | None) -> dict[str, Any]:
+    def act_by_link(self, token: str, action: str, reason: str | None, address: str | None,
+                    remote: RemoteKey | None = None) -> dict[str, Any]:
         """Sign, approve or reject the one step and recipient a link token names (once, before it expires)."""
         assignment = self._link_assignment(token)
         with self._sessions() as session:
             step = session.get(WorkflowStep, assignment.step_id)
             assert step is not None
         return self._act(Actor(Auth.LINK, address, link_hash=token_hash(token)), step.workflow_id, step.position,
-                         action, reason)
+                         action, reason, remote)
 
     def _link_assignment(self, token: str) -> WorkflowAssignment:
         refused = SiegelError(Code.FORBIDDEN, "the workflow link is invalid, used or expired")
@@ -316,7 +345,8 @@ class WorkflowService:
         assert actor.principal is not None
         return [a for a in assignments if a.user_id == actor.principal.user_id]
 
-    def _act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None) -> dict[str, Any]:
+    def _act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None,
+             remote: RemoteKey | None) -> dict[str, Any]:
         now = self._clock()
         with self._sessions() as session:
             workflow = session.get(Workflow, workflow_id)
@@ -360,13 +390,24 @@ class WorkflowService:
                                                   f"({spec.four_eyes_with!r}) may not act on step {position} too")
         claimed = self._claim(step, now)
         try:
+            signed = None
+            if action == "sign":
+                made = self._sign(workflow, spec, assignment, remote)
+                if isinstance(made, dict):  # a remote signature waits for its OTP: the step stays as it is
+                    self._release(step.id, claimed)
+                    return {**self.status_of(workflow.id), "remoteSignature": made}
+                signed = made
             return self._perform(actor, workflow, steps, step, claimed, assignment, definition, spec, action,
-                                 reason.strip() if reason else None, now)
+                                 reason.strip() if reason else None, now, signed)
         except BaseException:
-            with self._engine.begin() as conn:  # free the claim; a finished step moved on and does not match
-                conn.execute(update(WorkflowStep).where(WorkflowStep.id == step.id, WorkflowStep.version == claimed)
-                             .values(claimed_until=None, version=claimed + 1))
+            self._release(step.id, claimed)
             raise
+
+    def _release(self, step_id: int, claimed: int) -> None:
+        """Free the claim; a finished step moved on and does not match."""
+        with self._engine.begin() as conn:
+            conn.execute(update(WorkflowStep).where(WorkflowStep.id == step_id, WorkflowStep.version == claimed)
+                         .values(claimed_until=None, version=claimed + 1))
 
     @staticmethod
     def _identity(assignment: WorkflowAssignment) -> str:
@@ -434,8 +475,10 @@ class WorkflowService:
             self._ca.issue_user(name, "workflow")
         return user_id, name
 
-    def _sign(self, workflow: Workflow, spec: Step, assignment: WorkflowAssignment) -> tuple[bytes, dict[str, Any]]:
-        """The document with the step's signature, and the verification of that new signature."""
+    def _sign(self, workflow: Workflow, spec: Step, assignment: WorkflowAssignment,
+              remote: RemoteKey | None) -> tuple[bytes, dict[str, Any]] | dict[str, Any]:
+        """The document with the step's signature and the verification of that new signature; for a remote
+        signature that waits for its OTP, what the signer needs to know of it."""
         settings = spec.signature
         assert settings is not None
         content = self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
@@ -444,7 +487,16 @@ class WorkflowService:
                           (Document(workflow.document_name, content=content, mime_type="application/pdf"),),
                           pdf=PdfOptions(field=settings.field, page=settings.page, box=settings.box,
                                          appearance=settings.appearance, brand=self._stamp_brand(workflow)))
-        signed = self._signing.sign(user_id, user_name, order)[0].data
+        if settings.key_source is KeySourceKind.INTERNAL:
+            signed = self._signing.sign(user_id, user_name, order)[0].data
+        else:
+            made = self._remote_sign(spec, assignment, user_id, user_name, order, remote)
+            if isinstance(made, dict):
+                return made
+            signed = made
+            if not signed.startswith(content):  # an incremental update of this revision, nothing else
+                raise SiegelError(Code.INTERNAL, f"the remote signature of step {spec.name!r} is not on the "
+                                                 "workflow's current document; it is not kept")
         report = self._verification.verify(signed, name=workflow.document_name)
         result = {"passed": report.passed, "signatures": [
             {"id": r.id, "signer": r.signer_name, "indication": r.indication.value,
@@ -456,21 +508,57 @@ class WorkflowService:
                                              f"not verify ({failed.indication.value}); the new signature is not kept")
         return signed, result
 
+    def _remote_sign(self, spec: Step, assignment: WorkflowAssignment, user_id: int, user_name: str,
+                     order: SignOrder, key: RemoteKey | None) -> bytes | dict[str, Any]:
+        """The step's signature by its remote account: a credential starts an operation (replacing one that
+        waits), PIN and OTP finish the waiting one; the signed document, or the waiting operation."""
+        from adapters.remote_signing.operations import Pending
+
+        settings = spec.signature
+        assert settings is not None and settings.remote_service is not None
+        self._check_remote(spec.name, settings.remote_service)
+        assert self._remote is not None
+        remote = self._remote()
+        if key is not None and key.credential:
+            if assignment.remote_operation is not None:
+                self._forget_remote(assignment, remote, user_id)
+            result = remote.start(user_id, user_name, order, settings.remote_service, key.credential, key.pin,
+                                  key.otp)
+            if isinstance(result, Pending):
+                with self._engine.begin() as conn:
+                    conn.execute(update(WorkflowAssignment).where(WorkflowAssignment.id == assignment.id)
+                                 .values(remote_operation=result.operation))
+                return {"state": "awaiting-otp", "account": result.account, "credential": result.credential,
+                        "otpSent": result.otp_sent, "expires": result.expires.isoformat(timespec="seconds")}
+            return result[0].data
+        if key is None or not key.pin or assignment.remote_operation is None:
+            waiting = "the waiting one with pin and otp" if assignment.remote_operation else "none is waiting"
+            raise SiegelError(Code.BAD_REQUEST, f"step {spec.name!r} signs with a credential of the remote qualified "
+                                                f"service {settings.remote_service!r}: give credential and pin to "
+                                                f"start a signature, then finish {waiting}")
+        return remote.authorize(user_id, assignment.remote_operation, key.pin, key.otp)[0].data
+
+    def _forget_remote(self, assignment: WorkflowAssignment, remote: RemoteSigning, user_id: int) -> None:
+        """A new start replaces the assignment's waiting operation: that one is cancelled (if it still waits)."""
+        try:
+            remote.cancel(user_id, assignment.remote_operation or "")
+        except SiegelError as exc:  # expired or ended already
+            log.info("remote operation of assignment %d not cancelled: %s", assignment.id, exc.message)
+
     def _stamp_brand(self, workflow: Workflow) -> StampBrand | None:
         if self._brands is None:
             return None
-        brand = self._brands.by_id(workflow.brand_id)
-        return StampBrand(self._brands.logo_png(brand), brand.primary_color, brand.public_base_url)
+        return self._brands.stamp(self._brands.by_id(workflow.brand_id))
 
     def _perform(self, actor: Actor, workflow: Workflow, steps: list[WorkflowStep], step: WorkflowStep, claimed: int,
                  assignment: WorkflowAssignment, definition: Definition, spec: Step, action: str,
-                 reason: str | None, now: datetime) -> dict[str, Any]:
-        signed: bytes | None = None
+                 reason: str | None, now: datetime, signed: tuple[bytes, dict[str, Any]] | None) -> dict[str, Any]:
+        """Record the action (with the signed document and its verification for a signature) and move on."""
         verification: dict[str, Any] | None = None
         revision, sha256 = workflow.revision, workflow.document_sha256
-        if action == "sign":
-            signed, verification = self._sign(workflow, spec, assignment)
-            revision, sha256 = workflow.revision + 1, self._documents.write(workflow.id, workflow.revision + 1, signed)
+        if signed is not None:
+            document, verification = signed
+            revision, sha256 = workflow.revision + 1, self._documents.write(workflow.id, workflow.revision + 1, document)
         conflict = SiegelError(Code.CONFLICT, f"step {step.position} of workflow {workflow.id} changed meanwhile "
                                               "(cancelled, expired or done): nothing was recorded")
         with self._sessions.begin() as session:
@@ -493,6 +581,7 @@ class WorkflowService:
             mine.state = "rejected" if action == "reject" else "done"
             mine.action, mine.acted_at, mine.auth_level, mine.address = action, now, actor.auth.value, actor.address
             mine.verification = json.dumps(verification) if verification is not None else None
+            mine.remote_operation = None
             who = actor.principal.name if actor.principal is not None else assignment.email
             self._audit.append_in(session, who, f"workflow.{action}", audit_target(workflow.id, step.position),
                                   step=spec.name, auth=actor.auth.value, address=actor.address, email=assignment.email,

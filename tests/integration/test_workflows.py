@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.delivery.callback import post_signed, verify_signature
 from adapters.mail import SmtpMailSender
-from server.db.models import ArchiveObject, AuditEntry, Group, GroupMember, OutboundMail, WorkflowLink
-from server.errors import SiegelError
+from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
+from adapters.remote_signing.operations import RemoteSigning
+from server.db.models import (ArchiveObject, AuditEntry, Group, GroupMember, OutboundMail, RemoteOperation,
+                              WorkflowAssignment, WorkflowLink)
+from server.errors import Code, SiegelError
 from server.identity.users import Principal, UserService
 from server.archive.jobs import ArchiveTrees, stamp_in_process
 from server.archive.service import ArchiveItem, ArchiveObjectInfo, ArchiveService
@@ -32,11 +35,12 @@ from server.workflows.delivery import DeliveryQueue
 from server.workflows.leased import LEASE
 from server.workflows.documents import WorkflowDocuments
 from server.workflows.outbox import MailOutbox
-from server.workflows.service import Actor, WorkflowService, token_hash
+from server.workflows.service import Actor, RemoteKey, WorkflowService, token_hash
 from server.workflows.template import Auth
 from server.workflows.templates import TemplateRepository
 from tests.fixtures.pdf import EmptyField, make_pdf
-from tests.fixtures.pki import OnlinePki, Pki
+from tests.fixtures.pki import OnlinePki, Pki, user_key
+from tests.integration.test_remote_signing_client import INSTALLATION_KEY, OTP, PIN, FakeCsc
 from tests.fixtures.http_sink import HttpSink, http_sink  # noqa: F401 (a fixture)
 from tests.fixtures.smtp import SmtpServer
 
@@ -60,6 +64,8 @@ class World:
         verification = VerificationService(pki.settings, lambda: pki.ca.ca_certificate_der(ROOT))
         signing = SigningService(pki.settings, pki.engine, pki.ca, lambda: pki.hsm, pki.audit,
                                  SigningKeys(pki.engine, pki.audit, pki.ca), lambda: verification.trust().roots)
+        self.signing, self.verification = signing, verification
+        self.remote: RemoteSigning | None = None  # a test with remote qualified steps sets it
         self.smtp = smtp
         self.mailer = SmtpMailSender(smtp.host, smtp.port, "siegel@example.com", False, 5)
         self.outbox = MailOutbox(pki.engine, self.mailer, "siegel@example.com", 60, clock=self.clock)
@@ -72,8 +78,12 @@ class World:
                                         clock=self.clock)
         self.wf = WorkflowService(pki.engine, pki.audit, pki.settings.workflows, self.templates, signing,
                                   verification, pki.ca, documents, self.outbox, self.deliveries,
-                                  "http://siegel.test", clock=self.clock)
+                                  "http://siegel.test", clock=self.clock, remote=self._remote)
         self.admin = self.users.add("chef", "chef@example.com", "template_manager", PASSWORD)
+
+    def _remote(self) -> RemoteSigning:
+        assert self.remote is not None, "this test signs with no remote qualified key"
+        return self.remote
 
     @staticmethod
     def _no_archive() -> Any:
@@ -434,3 +444,60 @@ def test_an_archive_delivery_that_died_after_the_archive_committed_makes_no_seco
                             ).scalars().all() == submitted
     (version,) = archive.info(erp, submitted[0]).versions
     assert version.metadata["workflow"] == str(wid)
+
+
+def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(world: World) -> None:
+    """The step's remote account is a CSC service (the fake of test_remote_signing_client, signing with quinn's HSM
+    key of the test PKI); quinn starts with credential and PIN, the service sends an OTP, quinn finishes."""
+    fake = FakeCsc(user_key(world.pki, "quinn"))
+    try:
+        world.remote = RemoteSigning({"qtsp": CscClient(RemoteAccount("qtsp", fake.url, "basic", "acme", "secret"),
+                                                        timeout=5.0, retries=0)},
+                                     world.signing, world.pki.engine, world.pki.audit, 5, 5, INSTALLATION_KEY, 60.0)
+        quinn = world.users.find("quinn")
+        anna = world.person("anna")
+        qualified = {**SIGN, "page": 1, "box": [50, 50, 200, 60], "keySource": "remote", "remoteService": "qtsp"}
+        elsewhere = _contract(world, [{"name": "q", "assignee": {"user": "quinn"}, "action": "sign",
+                                       "signature": {**qualified, "remoteService": "anderswo"}}])
+        with pytest.raises(SiegelError) as unknown:
+            world.wf.start(world.admin, elsewhere, make_pdf(), "q.pdf", {})
+        assert unknown.value.code is Code.BAD_REQUEST and "no remote signing account 'anderswo'" in unknown.value.message
+        template = _contract(world, [
+            {"name": "qualifiziert", "assignee": {"user": "quinn"}, "action": "sign", "signature": qualified},
+            {"name": "intern", "assignee": {"user": "anna"}, "action": "sign",
+             "signature": {**SIGN, "page": 1, "box": [300, 50, 200, 60]}}])
+        wid = world.wf.start(world.admin, template, make_pdf(), "q.pdf", {})["id"]
+        for key, words in ((None, "give credential and pin"), (RemoteKey(pin=PIN, otp=OTP), "none is waiting")):
+            with pytest.raises(SiegelError) as missing:
+                world.wf.act(as_user(quinn), wid, 1, "sign", remote=key)
+            assert missing.value.code is Code.BAD_REQUEST and words in missing.value.message
+
+        first = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey("cred-1", PIN))
+        assert first["remoteSignature"]["state"] == "awaiting-otp" and first["remoteSignature"]["otpSent"]
+        waiting = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey("cred-1", PIN))  # replaces it
+        assert fake.calls["credentials/sendOTP"] == 2 and waiting["steps"][0]["state"] == "active"
+        with world.pki.engine.connect() as conn:
+            (operation,) = conn.execute(select(RemoteOperation.id)).scalars().all()  # the first was cancelled
+            assert conn.execute(select(WorkflowAssignment.remote_operation).where(
+                WorkflowAssignment.user_id == quinn.user_id)).scalar_one() == operation
+        assert waiting["revision"] == 0 and fake.calls["signatures/signHash"] == 0
+        with pytest.raises(SiegelError) as not_hers:
+            world.wf.act(as_user(anna), wid, 1, "sign", remote=RemoteKey(pin=PIN, otp=OTP))
+        assert not_hers.value.code is Code.FORBIDDEN
+        with pytest.raises(RemoteServiceError):  # a wrong PIN: the operation keeps waiting
+            world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey(pin="falsch", otp=OTP))
+
+        done = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey(pin=PIN, otp=OTP))
+        assert "remoteSignature" not in done and done["revision"] == 1
+        assert [s["state"] for s in done["steps"]] == ["done", "active"] and fake.calls["signatures/signHash"] == 1
+        world.wf.act(as_user(anna), wid, 2, "sign")
+        report = world.verification.verify(world.wf.document(anna, wid)[1], name="q.pdf")
+        assert report.passed and ["CN=quinn" in r.signer_name for r in report.signatures] == [True, False]
+        (signed,) = [e for e in world.audit("workflow.sign") if e["step"] == "qualifiziert"]
+        assert signed["actor"] == "quinn" and signed["verification"]["passed"]
+        with world.pki.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(RemoteOperation)).scalar_one() == 0
+            assert conn.execute(select(WorkflowAssignment.remote_operation).where(
+                WorkflowAssignment.user_id == quinn.user_id)).scalar_one() is None
+    finally:
+        fake.server.shutdown()
