@@ -118,8 +118,18 @@ _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
                    "attempt is at it; a password+2fa step needs X-Siegel-OTP",
         "parameters": [_ID, {"name": "step", "in": "path", "required": True, "schema": {"type": "integer"}}, _OTP],
         "requestBody": _json_body({"action": {"type": "string", "enum": ["sign", "approve", "reject"]},
-                                   "reason": {"type": "string", "description": "needed to reject"}}, ["action"]),
-        "responses": {"200": _STATUS, **_errors(400, 401, 403, 404, 409)}}},
+                                   "reason": {"type": "string", "description": "needed to reject"},
+                                   "remote": {"type": "object", "additionalProperties": False, "properties": {
+                                       "credential": {"type": "string"}, "pin": {"type": "string"},
+                                       "otp": {"type": "string"}},
+                                       "description": "a step signed with a remote qualified key: credential and "
+                                                      "pin start the signature, pin and otp (the code the service "
+                                                      "sent) finish the waiting one"}}, ["action"]),
+        "responses": {"200": _STATUS,
+                      "202": {"description": "the workflow's status with remoteSignature (state awaiting-otp, "
+                                             "account, credential, otpSent, expires): the step's remote signature "
+                                             "waits for the OTP", "content": _JSON_OBJECT},
+                      **_errors(400, 401, 403, 404, 409)}}},
 }
 
 _AOID = {"name": "aoid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}
