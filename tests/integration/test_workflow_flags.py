@@ -1,11 +1,13 @@
 """The directory sync's workflow flags against a real slapd (on SQLite and PostgreSQL): an account disabled in
 the directory gets its pending assignments flagged, enabled again it gets them cleared, each with an audit entry;
-an assignment that is no longer pending keeps its flag, and another account's flag is left alone."""
+an assignment that is no longer pending keeps its flag, and another account's flag is left alone. The admin
+portal's list and duration chart (server.workflows.overview) count the flagged steps per workflow and the time
+to completion on both databases."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 from server.db.models import Workflow, WorkflowAssignment, WorkflowStep, WorkflowTemplate
 from server.identity.directory import DirectorySync
 from server.workflows.flags import DISABLED_FLAG, clear_enabled_in, flag_disabled_in
+from server.workflows.overview import WorkflowOverview
 from tests.fixtures.pki import Pki
 from tests.fixtures.slapd import Org, SlapdServer, org_ldif
 from tests.integration.test_directory import ROLES, Readers, directory_settings, users_by_name
@@ -53,6 +56,18 @@ def _workflow(engine: Engine, starter: int, assignees: list[tuple[int, str]]) ->
         return [r.id for r in rows]
 
 
+def _workflow_of(engine: Engine, assignment: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(WorkflowStep.workflow_id).join(
+            WorkflowAssignment, WorkflowAssignment.step_id == WorkflowStep.id).where(
+            WorkflowAssignment.id == assignment)).scalar_one()
+
+
+def _flagged(engine: Engine) -> dict[int, int]:
+    """The admin list's workflows with flagged steps: id → how many."""
+    return {w.id: w.flagged for w in WorkflowOverview(engine).workflows(flagged_only=True)}
+
+
 def _flags(engine: Engine, ids: list[int]) -> list[tuple[str | None, bool]]:
     with engine.connect() as conn:
         found = {r.id: (r.flag, r.flagged_at is not None) for r in conn.execute(
@@ -75,6 +90,7 @@ def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdSe
     off = sync.run()
     assert (off.disabled, off.workflow_steps, off.workflow_steps_cleared) == (2, 2, 0), off.lines()
     assert _flags(pki.engine, [pending, done, others]) == [(DISABLED_FLAG, True), (None, False), (DISABLED_FLAG, True)]
+    assert _flagged(pki.engine) == {_workflow_of(pki.engine, pending): 1, _workflow_of(pki.engine, others): 1}
     with pki.engine.begin() as conn:  # acted on since: the flag stays as history
         conn.execute(WorkflowAssignment.__table__.update().where(WorkflowAssignment.__table__.c.id == pending)
                      .values(state="cancelled"))
@@ -89,12 +105,19 @@ def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdSe
     assert "workflow step flags cleared: 1" in back.lines()
     assert not users_by_name(pki.engine)[leaving].disabled
     assert _flags(pki.engine, [again, pending, others]) == [(None, False), (DISABLED_FLAG, True), (DISABLED_FLAG, True)]
-    with pki.engine.connect() as conn:
-        workflow_of = conn.execute(select(WorkflowStep.workflow_id).join(
-            WorkflowAssignment, WorkflowAssignment.step_id == WorkflowStep.id).where(
-            WorkflowAssignment.id == again)).scalar_one()
+    workflow_of = _workflow_of(pki.engine, again)
+    assert _flagged(pki.engine) == {_workflow_of(pki.engine, others): 1}  # pending's is cancelled now
+    assert {w.id for w in WorkflowOverview(pki.engine).workflows(state="running")} >= {workflow_of}
     entries = pki.audit.search(action="workflow.unflag")
     assert [(e.actor, e.target) for e in entries] == [("ldap-sync", f"workflow:{workflow_of}/1")], entries
     assert len(pki.audit.search(action="workflow.flag")) == 2
     assert sync.run().workflow_steps_cleared == 0  # cleared once
     assert pki.audit.verify()[1] is None
+
+    workflows = Workflow.__table__  # completed 90 s after its start: the duration chart's numbers
+    with pki.engine.begin() as conn:
+        created = conn.execute(select(workflows.c.created_at).where(workflows.c.id == workflow_of)).scalar_one()
+        conn.execute(workflows.update().where(workflows.c.id == workflow_of)
+                     .values(state="completed", finished_at=created + timedelta(seconds=90)))
+    (durations,) = WorkflowOverview(pki.engine).durations(datetime.now(UTC) - timedelta(days=1))
+    assert durations.seconds == [90.0] and durations.percentile(90) == 90.0
