@@ -335,17 +335,18 @@ def test_stats_are_archive_wide_for_the_admin_and_per_account_for_the_others(arc
 def test_bouncycastle_validates_the_archives_records_through_both_renewals(archive: Archive,
                                                                            bouncycastle: BouncyCastle) -> None:
     """The records as the archive makes them (renewal timestamps over the ERS/XMLERS pair, renewal leaves over
-    the group) are RFC 4998 to an independent implementation; a changed document is refused by it."""
+    the group) are RFC 4998 to an independent implementation, a changed document refused by it; their XMLERS form
+    of each stage verifies here and is valid by the official schemas."""
     erp, s = archive.users["erp"], archive.service
     documents = [f"Vertrag {i}: Laufzeit 30 Jahre\n".encode() * (i + 3) for i in range(3)]
     infos = [s.submit(erp, [ArchiveItem(f"v{i}.txt", "text/plain", d)]) for i, d in enumerate(documents)]
     s.trees.collect()
-    stages = {}
+    stages: dict[str, tuple[list[bytes], list[bytes]]] = {}
 
     def stage(name: str, shape: list[int]) -> None:
         records = [s.evidence(erp, info.aoid)[0] for info in infos]
         assert [len(c) for c in ers.decode(records[0]).chains] == shape, name
-        stages[name] = records
+        stages[name] = records, [s.evidence(erp, info.aoid, "xml")[0] for info in infos]
 
     stage("initial", [1])
     s.renew(timestamps=True, force=True)
@@ -354,9 +355,14 @@ def test_bouncycastle_validates_the_archives_records_through_both_renewals(archi
     stage("hash-tree renewal", [2, 1])
     s.renew(timestamps=True, force=True)
     stage("timestamp renewal after the hash-tree renewal", [2, 2])
-    for name, records in stages.items():
+    s.renew(timestamps=False, hashtree="sha384")
+    stage("second hash-tree renewal", [2, 2, 1])
+    for name, (records, xml) in stages.items():
         cases = [*zip(records, documents), (records[1], documents[1] + b"\n"), (records[0], documents[2])]
         verdicts = bouncycastle.verdicts(cases)
         assert verdicts[:3] == ["VALID"] * 3, (name, verdicts)
         assert all(v.startswith("INVALID") for v in verdicts[3:]), (name, verdicts)
         assert all(s.verify(r, data=d).passed for r, d in zip(records, documents)), name
+        assert all(s.verify(r, data=d).passed for r, d in zip(xml, documents)), name
+        assert not s.verify(xml[1], data=documents[1] + b"\n").passed, name
+        _assert_official_xmlers(xml[0])
