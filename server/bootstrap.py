@@ -65,5 +65,8 @@ def _init_pki(settings: Settings) -> list[str]:
 
 
 def ensure_ready(settings: Settings) -> None:
-    """What ``serve`` needs before it listens: the same as init, quiet."""
-    init(settings)
+    """What ``serve`` needs before it listens: the same as init, quiet, in a child process (what only setting
+    up needs, such as Alembic and the service graph, then stays out of the server's processes)."""
+    from server.serve import in_child
+
+    in_child(init, settings)

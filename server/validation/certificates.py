@@ -43,7 +43,6 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (DisallowedAlgorithmError, ExpiredError, InsufficientRevinfoError,
                                           NotYetValidError, PathBuildingError, PathValidationError,
                                           RevokedError, ValidationError)
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from pyhanko_certvalidator.path import ValidationPath
 
 from server.validation.model import Indication, SubIndication, Trust
@@ -166,7 +165,11 @@ async def _check(inputs: _Inputs, fetching: bool, at: datetime, poe: datetime | 
 
 
 def _context(inputs: _Inputs, moment: datetime, fetching: bool, *, retroactive: bool) -> ValidationContext:
-    backend = RequestsFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS) if fetching else None
+    backend = None
+    if fetching:
+        from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend  # requests: ~4 MB
+
+        backend = RequestsFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS)
     return ValidationContext(trust_roots=list(inputs.roots), other_certs=list(inputs.pool), moment=moment,
                              allow_fetching=fetching, revocation_mode="hard-fail",
                              ocsps=list(inputs.own_ocsps + inputs.ocsps),  # the own current answers first
