@@ -33,11 +33,6 @@ def org(slapd_server: SlapdServer) -> Org:
     return made
 
 
-def set_disabled(slapd: SlapdServer, org: Org, uid: str, disabled: bool) -> None:
-    slapd.modify_ldif(f"dn: {org.user_dn(uid)}\nchangetype: modify\nreplace: userAccountControl\n"
-                      f"userAccountControl: {514 if disabled else 512}\n")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, slapd_server: SlapdServer, org: Org) -> Iterator[SiegelInstance]:
     base = tmp_path_factory.mktemp("workflows-directory")
@@ -75,7 +70,7 @@ def test_a_disabled_directory_account_flags_its_pending_steps(server: SiegelInst
     untouched = start(server, template(server, "Andere", [
         {"name": "a", "assignee": {"user": other}, "action": "approve"}]), make_pdf())
 
-    set_disabled(slapd_server, org, leaving, True)
+    slapd_server.set_disabled(org, leaving, True)
     synced = server.cli("ldap", "sync")
     assert f"disable {leaving} (disabled in the directory)" in synced.stdout, synced.stdout
     assert "workflow steps flagged: 1" in synced.stdout, synced.stdout
@@ -123,7 +118,7 @@ def test_the_admin_portal_shows_the_flag_until_the_directory_enables_the_account
     assert row.get_attribute("data-flagged") is None and row.locator("td.flags").inner_text() == "0"
     assert wid not in flagged_rows(page, server.url)
 
-    set_disabled(slapd_server, org, returning, True)
+    slapd_server.set_disabled(org, returning, True)
     assert "workflow steps flagged: 1" in server.cli("ldap", "sync").stdout
     flagged = flagged_rows(page, server.url)
     assert flagged[wid] == "1" and all(flagged.values()), flagged
@@ -136,7 +131,7 @@ def test_the_admin_portal_shows_the_flag_until_the_directory_enables_the_account
     check_page(page, console_errors)
     shots.take(page, "workflow-flagged")
 
-    set_disabled(slapd_server, org, returning, False)
+    slapd_server.set_disabled(org, returning, False)
     synced = server.cli("ldap", "sync").stdout
     assert f"enable {returning} (enabled in the directory again)" in synced and \
         "workflow step flags cleared: 1" in synced, synced

@@ -29,11 +29,6 @@ def org(slapd_server: SlapdServer) -> Org:
     return made
 
 
-def _disable(slapd: SlapdServer, org: Org, uid: str, disabled: bool) -> None:
-    slapd.modify_ldif(f"dn: {org.user_dn(uid)}\nchangetype: modify\nreplace: userAccountControl\n"
-                      f"userAccountControl: {514 if disabled else 512}\n")
-
-
 def _workflow(engine: Engine, starter: int, assignees: list[tuple[int, str]]) -> list[int]:
     """A running one-step workflow with an assignment (user id, state) each; their ids."""
     now = datetime.now(UTC)
@@ -85,8 +80,8 @@ def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdSe
     pending, done = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending"), (ids[leaving].id, "done")])
     (others,) = _workflow(pki.engine, ids[starter].id, [(ids[other].id, "pending")])
 
-    _disable(slapd_server, org, leaving, True)
-    _disable(slapd_server, org, other, True)
+    slapd_server.set_disabled(org, leaving, True)
+    slapd_server.set_disabled(org, other, True)
     off = sync.run()
     assert (off.disabled, off.workflow_steps, off.workflow_steps_cleared) == (2, 2, 0), off.lines()
     assert _flags(pki.engine, [pending, done, others]) == [(DISABLED_FLAG, True), (None, False), (DISABLED_FLAG, True)]
@@ -99,7 +94,7 @@ def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdSe
         conn.execute(WorkflowAssignment.__table__.update().where(WorkflowAssignment.__table__.c.id == again)
                      .values(flag=DISABLED_FLAG, flagged_at=datetime.now(UTC)))
 
-    _disable(slapd_server, org, leaving, False)
+    slapd_server.set_disabled(org, leaving, False)
     back = sync.run()
     assert (back.enabled, back.workflow_steps, back.workflow_steps_cleared) == (1, 0, 1), back.lines()
     assert "workflow step flags cleared: 1" in back.lines()
