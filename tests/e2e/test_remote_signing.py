@@ -7,10 +7,12 @@ log hold neither the documents nor a marker string written inside them."""
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,9 +20,10 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import MetaData, Table, create_engine, inspect, select
+from sqlalchemy import MetaData, Table, create_engine, inspect, select, update
 
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError, pkce_pair
+from server.db.models import RemoteOperation
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
@@ -261,6 +264,37 @@ def test_an_operation_outlives_a_restart_and_two_workers_authorising_at_once_sig
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 1
     assert _count(a, "SELECT count(*) FROM remote_operations") == 0  # signed: the operation and document are gone
     assert _count(b, "SELECT count(*) FROM audit_log WHERE action IN ('csc.authorize', 'csc.sign')") == 2
+
+
+def test_a_dead_workers_operation_is_authorised_again_after_its_lease_and_its_document_is_sealed_meanwhile(
+        pair: tuple[SiegelInstance, SiegelInstance], smtp_server: SmtpServer) -> None:
+    """A's waiting operation holds the XML only encrypted; a worker that took it and died (its row as such a
+    worker leaves it, written into A's database) blocks it with a 409 naming the lease's end while the lease
+    runs, and once it ran out the next authorisation signs it."""
+    a, _ = pair
+    _, operation, otp = _waiting_xml(a, smtp_server)
+    engine = create_engine(f"sqlite:///{a.data_dir / 'siegel.db'}")
+    try:
+        with engine.connect() as conn:
+            (states,) = conn.execute(select(RemoteOperation.states).where(RemoteOperation.id == operation)).one()
+        assert MARKER not in states and base64.b64encode(XML).decode() not in states and "xades" not in states
+
+        def as_if_a_worker_died(lease_until: datetime) -> None:
+            with engine.begin() as conn:
+                conn.execute(update(RemoteOperation).where(RemoteOperation.id == operation).values(
+                    status="signing", taker="a-dead-worker", lease_until=lease_until))
+
+        body = {"operation": operation, "pin": ADA[1], "otp": otp}
+        as_if_a_worker_died(datetime.now(UTC) + timedelta(minutes=5))
+        busy = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=60, json=body)
+        assert busy.status_code == 409 and "its lease runs until" in busy.json()["detail"], busy.text
+        as_if_a_worker_died(datetime.now(UTC) - timedelta(seconds=1))
+        done = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120, json=body)
+        assert done.status_code == 200, done.text
+        assert MARKER.encode() in done.content and _verified(a, done.content)["indication"] == "TOTAL-PASSED"
+    finally:
+        engine.dispose()
+    assert _count(a, "SELECT count(*) FROM remote_operations") == 0
 
 
 def test_the_client_authorises_by_oauth2_client_credentials_and_by_a_code_with_pkce(
