@@ -379,6 +379,10 @@ class WorkflowService:
         if action not in allowed_actions:
             raise SiegelError(Code.BAD_REQUEST, f"action {action!r}: step {position} is a {spec.action.value} step "
                                                 f"(expected {' or '.join(allowed_actions)})")
+        if remote is not None and not (action == "sign" and spec.signature is not None
+                                       and spec.signature.key_source is KeySourceKind.REMOTE):
+            raise SiegelError(Code.BAD_REQUEST, f"remote: step {position} of workflow {workflow_id} does not sign "
+                                                "with a remote qualified key")
         if action == "reject" and not (isinstance(reason, str) and reason.strip()):
             raise SiegelError(Code.BAD_REQUEST, "reason: a rejection needs a reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):

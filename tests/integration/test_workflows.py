@@ -490,6 +490,9 @@ def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(
         done = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey(pin=PIN, otp=OTP))
         assert "remoteSignature" not in done and done["revision"] == 1
         assert [s["state"] for s in done["steps"]] == ["done", "active"] and fake.calls["signatures/signHash"] == 1
+        with pytest.raises(SiegelError) as internal:
+            world.wf.act(as_user(anna), wid, 2, "sign", remote=RemoteKey("cred-1", PIN))
+        assert internal.value.code is Code.BAD_REQUEST and "does not sign with a remote" in internal.value.message
         world.wf.act(as_user(anna), wid, 2, "sign")
         report = world.verification.verify(world.wf.document(anna, wid)[1], name="q.pdf")
         assert report.passed and ["CN=quinn" in r.signer_name for r in report.signatures] == [True, False]
