@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_
 
 from server.archive import hashtree, xmlers
 from server.archive.hashtree import HashTree
+from server.archive.rows import fetch_rows
 from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
@@ -159,8 +160,8 @@ class ArchiveTrees:
     def _collect_one(self, algorithm: str) -> bool:
         tree_col, digest_col = ITEMS.c[f"tree_{algorithm}"], ITEMS.c[f"digest_{algorithm}"]
         with self._engine.connect() as conn:
-            rows = conn.execute(select(ITEMS.c.id, digest_col).where(tree_col.is_(None), digest_col.isnot(None))
-                                .order_by(ITEMS.c.id).limit(self._max_leaves)).all()
+            rows = fetch_rows(conn, select(ITEMS.c.id, digest_col).where(tree_col.is_(None), digest_col.isnot(None))
+                              .order_by(ITEMS.c.id).limit(self._max_leaves))
         if not rows:
             return False
         ids = array("q", (r[0] for r in rows))

@@ -1,10 +1,11 @@
-"""Many rows into one table at driver speed, inside the caller's transaction.
+"""Many rows into one table, or out of a query, at driver speed, inside the caller's transaction.
 
 SQLAlchemy's executemany builds and processes a parameter dict per row; for the archive's bulk path (a million
 objects, three rows each) that costs more than the database. Here the rows are tuples handed to the driver as
 they are: PostgreSQL (psycopg 3) gets them through ``COPY … FROM STDIN``, any other database through the DBAPI
 cursor's ``executemany``. Values must already be what the driver takes: :func:`driver_value` converts a
-constant once (SQLite stores a ``DateTime`` as text, say).
+constant once (SQLite stores a ``DateTime`` as text, say). :func:`fetch_rows` reads a query's rows as the driver
+gives them, without SQLAlchemy's row objects (half the time of ``.all()`` for the collection's million rows).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Select, Table
 
 
 def driver_value(conn: Connection, table: Table, column: str, value: Any) -> Any:
@@ -39,5 +40,20 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: It
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             marks = ", ".join(mark for _ in columns)
             cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
+
+
+def fetch_rows(conn: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` as driver values: only for columns the driver gives as wanted (integers, bytes)."""
+    compiled = statement.compile(dialect=conn.dialect)
+    params = compiled.params
+    args: Any = [params[name] for name in compiled.positiontup or ()] if compiled.positional else params
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
     finally:
         cursor.close()
