@@ -150,7 +150,9 @@ class _OwnFirstCrls(CRLFetcher):
         if key not in self._by_cert:
             if self._current is None:
                 self._current = tuple(crl.CertificateList.load(der) for der in self._own.crls())
-            issued = [c for c in self._current if isinstance(cert, asn1_x509.Certificate) and c.issuer == cert.issuer]
+            # by issuer name and key: another Siegel's CA of the same name (a remote signing service's) is not ours
+            issued = [c for c in self._current if isinstance(cert, asn1_x509.Certificate) and c.issuer == cert.issuer
+                      and c.authority_key_identifier == cert.authority_key_identifier]
             if not issued:
                 return await self._remote.fetch(cert, use_deltas=use_deltas)
             self._by_cert[key] = issued
