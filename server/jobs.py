@@ -4,8 +4,8 @@ A node claims a due job with one conditional UPDATE (due, and no live lease); on
 UPDATE changed the row runs it. The lease is short (``3 × heartbeat``) and kept alive by a heartbeat
 while the job runs, for at most the job's ``lease``: a node that died mid-run frees its jobs within
 three heartbeats, a hung run after its ``lease``. A starting node (the first ``run_due``) releases at
-once the leases of this host's processes that are gone (owner ``host:pid``, the pid no longer alive),
-so a restarted node runs its jobs again without waiting for them.
+once the leases of this host's processes that are gone (owner ``host:pid``, the pid no longer alive)
+and those under its own name, so a restarted node runs its jobs again without waiting for them.
 """
 
 from __future__ import annotations
@@ -78,19 +78,20 @@ class Scheduler:
         except IntegrityError:
             pass  # another node created it at the same moment
 
-    def release_dead(self) -> list[str]:
-        """Free the leases held by the processes of this node's host (``host:`` of its owner name) that are no
-        longer alive; the jobs freed."""
-        freed: list[str] = []
+    def _release_dead(self) -> None:
+        """Before this node's first claim: free the leases held under its own name (a predecessor's, as when a
+        container restarts with the same pid) and by the processes of its host (``host:`` of its name) that are no
+        longer alive."""
         if not self._host:
-            return freed
+            return
+        freed = []
         prefix = f"{self._host}:"
         with self._sessions.begin() as session:
             held = session.execute(select(Job.name, Job.lease_owner).where(
-                Job.lease_owner.startswith(prefix, autoescape=True), Job.lease_owner != self.owner)).all()
+                Job.lease_owner.startswith(prefix, autoescape=True))).all()
             for name, owner in held:
                 pid = owner[len(prefix):]
-                if not pid.isdigit() or _alive(int(pid)):
+                if owner != self.owner and (not pid.isdigit() or _alive(int(pid))):
                     continue
                 session.execute(update(Job).where(Job.name == name, Job.lease_owner == owner)
                                 .values(lease_owner=None, lease_until=None))
@@ -98,7 +99,6 @@ class Scheduler:
         if freed:
             log.warning("released the job leases of a dead process on this host",
                         extra={"fields": {"jobs": freed}})
-        return freed
 
     def _claim(self, spec: JobSpec, now: datetime) -> bool:
         with self._sessions.begin() as session:
@@ -137,7 +137,7 @@ class Scheduler:
     def run_due(self) -> list[str]:
         """Run every registered job that is due and not leased elsewhere; return the names run."""
         if not self._started:
-            self.release_dead()
+            self._release_dead()
             self._started = True
         ran = []
         for spec in self._jobs.values():

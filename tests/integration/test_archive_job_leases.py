@@ -1,7 +1,7 @@
 """A dead node's job leases (the archive's jobs hold theirs for up to two hours) are free soon, not after the
 job's lease: a real process running ``archive-renew`` is killed with SIGKILL mid-run; while it lived its
 heartbeat kept the job from every other node, after its death another node takes the job over within three
-heartbeats, and a node restarting on the same host frees it at once."""
+heartbeats, and a node restarting on the same host (or under the same name) frees it at once."""
 
 from __future__ import annotations
 
@@ -115,6 +115,17 @@ def test_a_live_process_on_the_host_keeps_its_lease(engine: Engine) -> None:
     assert alive._claim(alive._jobs["archive-renew"], datetime.now(timezone.utc))
     starting = Scheduler(engine)
     starting.register(_spec([], "starting"))
-    assert starting.release_dead() == [] and starting.run_due() == []
+    assert starting.run_due() == []
     assert _lease(engine)[0] == alive.owner
+
+
+def test_a_node_restarting_under_the_same_name_frees_its_leases_at_once(engine: Engine) -> None:
+    """A container restarted with the same hostname and pid: the lease name is the new node's own."""
+    runs: list[str] = []
+    before = Scheduler(engine, "siegel-0:1", heartbeat=timedelta(seconds=60))
+    before.register(_spec(runs, "before"))
+    assert before._claim(before._jobs["archive-renew"], datetime.now(timezone.utc))  # then it died
+    after = Scheduler(engine, "siegel-0:1", heartbeat=timedelta(seconds=60))
+    after.register(_spec(runs, "after"))
+    assert after.run_due() == ["archive-renew"] and runs == ["after"]
 
