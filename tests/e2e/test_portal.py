@@ -117,6 +117,17 @@ def session_cookie(page: Any) -> dict[str, Any]:
     return cookie  # type: ignore[no-any-return]
 
 
+def drop_file(page: Any, path: Path, mime: str) -> None:
+    """Drop ``path`` on the page's drop zone as a browser's drag and drop does: a DataTransfer holding the file."""
+    page.locator(".drop").evaluate("""(zone, [name, mime, b64]) => {
+        const data = new DataTransfer();
+        data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: mime }));
+        for (const type of ["dragover", "drop"]) {
+          zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+        }
+    }""", [path.name, mime, base64.b64encode(path.read_bytes()).decode()])
+
+
 def signed_rest(inst: SiegelInstance, pdf: bytes) -> bytes:
     r = requests.post(inst.url + "/api/v1/sign?format=pades&level=B-B", data=pdf, auth=inst.auth,
                       headers={"Content-Type": "application/pdf"}, timeout=120)
@@ -221,7 +232,8 @@ def test_sign_own_pdf_by_dragging_the_box_onto_a_page(portal: SiegelInstance, ns
     page = new_page(browser, console_errors)
     login(page, portal.url, SIGNER)
     page.get_by_role("link", name="Sign a document").first.click()
-    page.get_by_label("File").set_input_files(str(original))
+    drop_file(page, original, "application/pdf")  # dragged onto the page from the file manager
+    assert page.get_by_label("File").evaluate("input => input.files[0].name") == "vertrag.pdf"
     page.wait_for_selector("#pages[data-rendered='2']", timeout=30000)  # both pages drawn by pdf.js
 
     # Drag the box from its tray onto page 2: its upper left corner 100 px right of and 150 px below the page's.
@@ -290,6 +302,7 @@ def test_admin_creates_a_user_issues_a_certificate_and_reads_the_audit_log(
     login_with_mailed_code(page, portal.url, ROOT, mail)
     page.get_by_role("link", name="Administration").first.click()
     assert page.locator("#health-status").inner_text() == "available"
+    assert page.locator("#exp-title").inner_text() == "Expiring within 30 days"  # the certificates soon due
     check_page(page, console_errors)
     shots.take(page, "dashboard")
 
@@ -318,12 +331,23 @@ def test_admin_creates_a_user_issues_a_certificate_and_reads_the_audit_log(
     assert re.match(r"Certificate [0-9a-f]+ issued for nina\.", page.get_by_role("status").inner_text())
     assert "CN=nina" in page.locator("#certificates").inner_text()
     shots.take(page, "certificates")
+    serial = page.get_by_role("status").inner_text().split()[1]
+    row = page.locator("#certificates tr", has=page.locator(f"code:text-is('{serial}')"))
+    row.get_by_label("Reason").select_option("keyCompromise")
+    row.get_by_role("button", name="Revoke").click()
+    assert page.get_by_role("status").inner_text() == f"Certificate {serial} revoked."
+    assert "revoked (keyCompromise)" in page.locator("#certificates tr", has=page.locator(
+        f"code:text-is('{serial}')")).inner_text()
 
     # The new account logs in and signs nothing yet; then the admin disables it and it cannot log in.
     other = new_page(browser, console_errors)
     login(other, portal.url, ("nina", "nina-new-password"))
     assert other.url == portal.url + "/portal/" and "nina (signer)" in other.locator(".who").inner_text()
     page.get_by_role("link", name="Users").click()
+    page.get_by_label("Role of nina").select_option("auditor")
+    page.locator("tr[data-user='nina']").get_by_role("button", name="Set role").click()
+    assert page.get_by_role("status").inner_text() == "nina now has the role auditor."
+    assert page.locator("tr[data-user='nina'] td").nth(1).inner_text() == "auditor"  # e-mail, role, ...
     page.get_by_role("button", name="Disable nina").click()
     assert page.get_by_role("status").inner_text() == "User nina disabled."
     assert other.goto(portal.url + "/portal/sign").url.startswith(portal.url + "/portal/login")  # session ended
@@ -462,4 +486,45 @@ def test_password_reset_from_the_mailed_link(portal: SiegelInstance, mail: SmtpS
     page.get_by_label("New password again").fill("eve-third-password!")
     page.get_by_role("button", name="Set the password").click()
     assert "invalid, used or expired" in page.get_by_role("status").inner_text()
+    page.context.close()
+
+
+def test_start_a_workflow_by_dropping_a_pdf(portal: SiegelInstance, browser: Any, shots: Shots,
+                                            console_errors: list[str], tmp_path: Path) -> None:
+    api = portal.url + "/api/v1/workflows"
+    for name, starters in (("Einkauf", ["signer"]), ("Nur ERP", ["integration"])):
+        r = requests.post(api + "/templates", auth=CHEF, timeout=30, json={"name": name, "definition": {
+            "starters": {"roles": starters}, "steps": [
+                {"name": "Prüfung", "assignee": {"user": CHEF[0]}, "action": "approve"},
+                {"name": "Kopie", "assignee": {"external": "{{partner}}"}, "action": "copy"}]}})
+        assert r.status_code == 201, r.text
+    order = tmp_path / "bestellung.pdf"
+    order.write_bytes(make_pdf())
+    page = new_page(browser, console_errors)
+    login(page, portal.url, SIGNER)
+    page.get_by_role("link", name="Start a workflow").first.click()
+    for template, variables, refused in (
+            ("Einkauf", "partner", "partner: expected name = value"),  # not name = value: nothing starts
+            ("Nur ERP", "partner = lieferant@example.org", "sam may not start the workflow template 'Nur ERP'")):
+        drop_file(page, order, "application/pdf")
+        page.get_by_label("Template", exact=True).select_option(label=template)
+        page.get_by_label("Values for the template").fill(variables)
+        page.get_by_role("button", name="Start", exact=True).click()
+        assert page.get_by_role("status").inner_text() == refused
+    assert requests.get(api + "/inbox", auth=CHEF, timeout=30).json()["steps"] == []
+    drop_file(page, order, "application/pdf")
+    page.get_by_label("Template", exact=True).select_option(label="Einkauf")
+    page.get_by_label("Values for the template").fill("partner = lieferant@example.org")
+    check_page(page, console_errors)
+    shots.take(page, "start-workflow")
+    page.get_by_role("button", name="Start", exact=True).click()
+    started = re.fullmatch(r"Workflow (\d+) \(Einkauf\) started\.", page.get_by_role("status").inner_text())
+    assert started, page.get_by_role("status").inner_text()
+    workflow = int(started.group(1))
+    (due,) = requests.get(api + "/inbox", auth=CHEF, timeout=30).json()["steps"]
+    assert (due["workflow"], due["step"], due["sender"]) == (workflow, 1, SIGNER[0])
+    status = requests.get(f"{api}/{workflow}", auth=CHEF, timeout=30).json()
+    assert status["documentName"] == "bestellung.pdf" and status["startedBy"] == SIGNER[0], status
+    assert status["steps"][1]["assignees"][0]["email"] == "lieferant@example.org", status
+    assert requests.get(f"{api}/{workflow}/document", auth=CHEF, timeout=30).content == order.read_bytes()
     page.context.close()

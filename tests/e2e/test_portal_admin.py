@@ -168,8 +168,11 @@ def test_dashboard_charts_signatures_and_shows_the_archive(portal: SiegelInstanc
     pades, xades = heights[f"{today} pades: {after['pades']}"], heights[f"{today} xades: {after['xades']}"]
     assert abs(pades / xades - after["pades"] / after["xades"]) < 0.05, (pades, xades)  # bars to scale
     state = {k: page.locator(f"#archive-state dd[data-key='{k}']").inner_text() for k in
-             ("objects", "items", "pending", "lastCollection", "lastRenewal")}
+             ("objects", "items", "trees", "pending", "lastCollection", "lastRenewal", "nextTimestampRenewal",
+              "nextHashTreeRenewal")}
     assert state["objects"] == "1" and state["items"] == "1" and state["pending"] == "0", state
+    assert state["trees"] == "1 (1 current)", state
+    assert state["nextTimestampRenewal"][:4].isdigit() and state["nextHashTreeRenewal"][:4].isdigit(), state
     assert state["lastCollection"].startswith(today) and state["lastRenewal"].startswith(today), state
     check_page(page, console_errors)
     shots.take(page, "dashboard")

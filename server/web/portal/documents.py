@@ -1,6 +1,7 @@
-"""The home page, Verify (a readable report from VerificationService, also as a branded PDF) and Sign my own document
+"""The home page, Verify (a readable report from VerificationService, also as a branded PDF), Sign my own document
 (SigningService with the account's own key; for a PDF the page and box the signer placed on pdf.js's
-rendering; the signed file and its report kept for the signer to download)."""
+rendering; the signed file and its report kept for the signer to download) and Start a workflow (an uploaded
+PDF on a template, WorkflowService.start: the service decides who may start which template)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,32 @@ def result_report(app: PortalApp, ctx: Ctx) -> Response:
     kept = _own_result(app, ctx)
     return Response(200, json.dumps(kept.report, indent=2).encode(), "application/json",
                     _attachment(kept.name.rsplit(".", 1)[0] + "-report.json"))
+
+
+def start_form(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:
+    return ctx.render("start.html", status=status, message=message, templates=app.workflows().templates.list())
+
+
+def _variables(ctx: Ctx) -> dict[str, str]:
+    """The form's ``name = value`` lines (one a line; blank lines ignored)."""
+    variables = {}
+    for line in ctx.form.get("variables").splitlines():
+        if line.strip():
+            name, equals, value = line.partition("=")
+            if not equals or not name.strip():
+                raise SiegelError(Code.BAD_REQUEST, ctx.t("start.variables_bad", line=line.strip()))
+            variables[name.strip()] = value.strip()
+    return variables
+
+
+def start(app: PortalApp, ctx: Ctx) -> Response:
+    template = ctx.form.get("template")
+    try:
+        upload = _upload(ctx)
+        started = app.workflows().start(ctx.principal, int(template) if template.isdigit() else template,
+                                        upload.content, upload.filename, _variables(ctx))
+    except SiegelError as exc:
+        if exc.code not in (Code.BAD_REQUEST, Code.NOT_FOUND, Code.CONFLICT, Code.FORBIDDEN):
+            raise
+        return start_form(app, ctx, exc.message, exc.kind.http_status)
+    return start_form(app, ctx, ctx.t("start.done", id=started["id"], template=started["template"]["name"]))

@@ -150,6 +150,8 @@ def _table() -> dict[str, dict[str, Route]]:
         "/inbox/{workflow}/{step}/code": {"POST": Route(inbox.send_code, Action.STEP_ACT)},
         "/verify": {"GET": Route(documents.verify_form, Action.VERIFY), "POST": Route(documents.verify, Action.VERIFY)},
         "/sign": {"GET": Route(documents.sign_form, Action.SIGN), "POST": Route(documents.sign, Action.SIGN)},
+        "/start": {"GET": Route(documents.start_form, Action.WORKFLOW_START),
+                   "POST": Route(documents.start, Action.WORKFLOW_START)},
         # owned: the handlers check the result's owner (policy.require with owner_id)
         "/sign/result/{id}": {"GET": Route(documents.result, Action.DOCUMENT_READ)},
         "/sign/result/{id}/document": {"GET": Route(documents.result_document, Action.DOCUMENT_READ)},
