@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.audit import AuditLog
 from server.branding.service import BrandService
 from server.config import WorkflowSettings
-from server.db.models import (Group, GroupMember, User, Workflow, WorkflowAssignment, WorkflowLink, WorkflowStep,
-                              WorkflowTemplate)
+from server.db.models import (Group, GroupMember, RemoteOperation, User, Workflow, WorkflowAssignment, WorkflowLink,
+                              WorkflowStep, WorkflowTemplate)
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed
 from server.identity.users import Principal, Role
@@ -524,8 +524,8 @@ class WorkflowService:
         assert self._remote is not None
         remote = self._remote()
         if key is not None and key.credential:
-            if assignment.remote_operation is not None:
-                self._forget_remote(assignment, remote, user_id)
+            if assignment.remote_operation is not None:  # a new start replaces the waiting one
+                self._cancel_remote([(user_id, assignment.remote_operation)])
             result = remote.start(user_id, user_name, order, settings.remote_service, key.credential, key.pin,
                                   key.otp)
             if isinstance(result, Pending):
@@ -541,13 +541,6 @@ class WorkflowService:
                                                 f"service {settings.remote_service!r}: give credential and pin to "
                                                 f"start a signature, then finish {waiting}")
         return remote.authorize(user_id, assignment.remote_operation, key.pin, key.otp)[0].data
-
-    def _forget_remote(self, assignment: WorkflowAssignment, remote: RemoteSigning, user_id: int) -> None:
-        """A new start replaces the assignment's waiting operation: that one is cancelled (if it still waits)."""
-        try:
-            remote.cancel(user_id, assignment.remote_operation or "")
-        except SiegelError as exc:  # expired or ended already
-            log.info("remote operation of assignment %d not cancelled: %s", assignment.id, exc.message)
 
     def _stamp_brand(self, workflow: Workflow) -> StampBrand | None:
         if self._brands is None:
@@ -565,6 +558,7 @@ class WorkflowService:
             revision, sha256 = workflow.revision + 1, self._documents.write(workflow.id, workflow.revision + 1, document)
         conflict = SiegelError(Code.CONFLICT, f"step {step.position} of workflow {workflow.id} changed meanwhile "
                                               "(cancelled, expired or done): nothing was recorded")
+        waiting: list[tuple[int, str]] = []
         with self._sessions.begin() as session:
             if session.execute(update(WorkflowStep).where(WorkflowStep.id == step.id, WorkflowStep.version == claimed)
                                .values(claimed_until=None, version=claimed + 1)).rowcount != 1:
@@ -585,7 +579,8 @@ class WorkflowService:
             mine.state = "rejected" if action == "reject" else "done"
             mine.action, mine.acted_at, mine.auth_level, mine.address = action, now, actor.auth.value, actor.address
             mine.verification = json.dumps(verification) if verification is not None else None
-            mine.remote_operation = None
+            if action == "sign":  # spent; one waiting when its signer rejects ends with the workflow (_end)
+                mine.remote_operation = None
             who = actor.principal.name if actor.principal is not None else assignment.email
             self._audit.append_in(session, who, f"workflow.{action}", audit_target(workflow.id, step.position),
                                   step=spec.name, auth=actor.auth.value, address=actor.address, email=assignment.email,
@@ -593,7 +588,7 @@ class WorkflowService:
                                   verification=verification)
             if action == "reject":
                 current.state, current.finished_at, current.version = "rejected", now, current.version + 1
-                self._end(session, wf, "rejected", reason, who, now)
+                waiting = self._end(session, wf, "rejected", reason, who, now)
             else:
                 others = [a for a in self._assignments(session, step.id) if a.id != mine.id and a.state == "pending"]
                 if others and not spec.assignee.every:
@@ -604,12 +599,23 @@ class WorkflowService:
                     current.state, current.finished_at, current.version = "done", now, current.version + 1
                     all_steps = self._steps(session, workflow.id)
                     self._activate_from(session, wf, definition, all_steps, step.position, who, now)
+        self._cancel_remote(waiting)
         return self.status_of(workflow.id)
 
     def _end(self, session: Session, workflow: Workflow, state: str, reason: str | None, actor: str,
-             now: datetime) -> None:
-        """Workflow rejected, cancelled or expired: open steps and assignments cancelled, everyone told."""
+             now: datetime) -> list[tuple[int, str]]:
+        """Workflow rejected, cancelled or expired: open steps and assignments cancelled, everyone told; the
+        remote signatures that waited for an OTP are taken off the assignments and returned as (user id,
+        operation) for the caller to cancel once this transaction is committed (:meth:`_cancel_remote`)."""
         workflow.state, workflow.reason, workflow.finished_at = state, reason, now
+        held = session.execute(select(WorkflowAssignment).join(WorkflowStep, WorkflowStep.id == WorkflowAssignment.step_id)
+                               .where(WorkflowStep.workflow_id == workflow.id,
+                                      WorkflowAssignment.remote_operation.is_not(None))).scalars().all()
+        operations = [a.remote_operation for a in held if a.remote_operation is not None]
+        for assignment in held:
+            assignment.remote_operation = None
+        waiting = [(user_id, operation) for operation, user_id in session.execute(
+            select(RemoteOperation.id, RemoteOperation.user_id).where(RemoteOperation.id.in_(operations))).all()]
         for step in self._steps(session, workflow.id):
             if step.state in ("waiting", "active"):
                 step.state, step.version, step.claimed_until = "cancelled", step.version + 1, None
@@ -621,6 +627,17 @@ class WorkflowService:
                                   audit_target(workflow.id), reason=reason)
         self._notify_all(session, workflow, state, f"the workflow {workflow.id} for {workflow.document_name} was "
                                                    f"{state} by {actor}" + (f": {reason}" if reason else "."))
+        return waiting
+
+    def _cancel_remote(self, waiting: list[tuple[int, str]]) -> None:
+        """Each (user id, operation) of a remote signature that waits for its OTP is cancelled (RemoteSigning.cancel);
+        one that expired, ended or is being authorised at this moment is left to that."""
+        for user_id, operation in waiting:
+            assert self._remote is not None  # an operation exists only where remote signing is connected
+            try:
+                self._remote().cancel(user_id, operation)
+            except SiegelError as exc:
+                log.info("remote operation %s not cancelled: %s", operation, exc.message)
 
     # --- cancel, status, document, inbox -------------------------------------------------------------
 
@@ -634,7 +651,9 @@ class WorkflowService:
             if session.execute(update(Workflow).where(Workflow.id == workflow_id, Workflow.state == "running")
                                .values(finished_at=now)).rowcount != 1:
                 raise SiegelError(Code.CONFLICT, f"workflow {workflow_id} is {workflow.state}")
-            self._end(session, workflow, "cancelled", (reason or "").strip()[:MAX_REASON] or None, principal.name, now)
+            waiting = self._end(session, workflow, "cancelled", (reason or "").strip()[:MAX_REASON] or None,
+                                principal.name, now)
+        self._cancel_remote(waiting)
         return self.status_of(workflow_id)
 
     def _readable(self, session: Session, principal: Principal, workflow_id: int) -> Workflow:
@@ -768,6 +787,7 @@ class WorkflowService:
                 WorkflowStep.state == "active", or_(and_(WorkflowStep.deadline.is_not(None), WorkflowStep.deadline <= now),
                                                     and_(WorkflowStep.next_reminder.is_not(None),
                                                          WorkflowStep.next_reminder <= now)))).scalars().all()
+        ended: list[tuple[int, str]] = []  # remote operations of expired workflows, cancelled after their commit
         for step_id in due:
             with self._sessions.begin() as session:
                 step = session.get(WorkflowStep, step_id)
@@ -779,7 +799,8 @@ class WorkflowService:
                 if step.deadline is not None and _utc(step.deadline) <= now:  # type: ignore[operator]
                     if (_utc(step.claimed_until) or now) > now:  # type: ignore[operator]
                         continue  # being signed at this moment: that attempt decides
-                    self._end(session, workflow, "expired", f"step {step.position} passed its deadline", "system", now)
+                    ended.extend(self._end(session, workflow, "expired", f"step {step.position} passed its deadline",
+                                           "system", now))
                     continue
                 spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
                 for assignment in self._assignments(session, step.id):
@@ -789,3 +810,4 @@ class WorkflowService:
                 later = spec.remind_after_hours[step.reminders_sent:]
                 activated = _utc(step.activated_at) or now
                 step.next_reminder = activated + timedelta(hours=later[0]) if later else None
+        self._cancel_remote(ended)

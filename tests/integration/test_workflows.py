@@ -21,7 +21,7 @@ from adapters.mail import SmtpMailSender
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
 from adapters.remote_signing.operations import RemoteSigning
 from server.db.models import (ArchiveObject, AuditEntry, Group, GroupMember, OutboundMail, RemoteOperation,
-                              WorkflowAssignment, WorkflowLink)
+                              WorkflowAssignment, WorkflowLink, WorkflowStep)
 from server.errors import Code, SiegelError
 from server.identity.users import Principal, UserService
 from server.archive.jobs import ArchiveTrees, stamp_in_process
@@ -502,5 +502,55 @@ def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(
             assert conn.execute(select(func.count()).select_from(RemoteOperation)).scalar_one() == 0
             assert conn.execute(select(WorkflowAssignment.remote_operation).where(
                 WorkflowAssignment.user_id == quinn.user_id)).scalar_one() is None
+    finally:
+        fake.server.shutdown()
+
+
+def test_a_cancelled_expired_or_rejected_workflow_cancels_its_waiting_remote_signature(world: World) -> None:
+    """Each way a workflow ends while its step's remote signature waits for the OTP cancels that operation at
+    the service's side of Siegel (RemoteSigning.cancel): nothing is left to authorise, nothing was signed."""
+    fake = FakeCsc(user_key(world.pki, "quinn"))
+    try:
+        world.remote = RemoteSigning({"qtsp": CscClient(RemoteAccount("qtsp", fake.url, "basic", "acme", "secret"),
+                                                        timeout=5.0, retries=0)},
+                                     world.signing, world.pki.engine, world.pki.audit, 5, 5, INSTALLATION_KEY, 60.0)
+        quinn = world.users.find("quinn")
+        template = _contract(world, [{"name": "qualifiziert", "assignee": {"user": "quinn"}, "action": "sign",
+                                      "deadlineHours": 24, "signature": {
+                                          **SIGN, "page": 1, "box": [50, 50, 200, 60], "keySource": "remote",
+                                          "remoteService": "qtsp"}}])
+
+        def waiting() -> tuple[int, str]:
+            wid = world.wf.start(world.admin, template, make_pdf(), "q.pdf", {})["id"]
+            started = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey("cred-1", PIN))
+            assert started["remoteSignature"]["state"] == "awaiting-otp"
+            with world.pki.engine.connect() as conn:
+                (operation,) = conn.execute(select(RemoteOperation.id)).scalars().all()
+            return wid, operation
+
+        def ended(wid: int, operation: str, state: str) -> None:
+            assert world.wf.status(world.admin, wid)["state"] == state
+            with world.pki.engine.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(RemoteOperation)).scalar_one() == 0
+                assert conn.execute(select(WorkflowAssignment.remote_operation).join(
+                    WorkflowStep, WorkflowStep.id == WorkflowAssignment.step_id).where(
+                    WorkflowStep.workflow_id == wid)).scalar_one() is None
+            with pytest.raises(SiegelError) as gone:  # the OTP would come too late
+                world.remote.authorize(quinn.user_id, operation, PIN, OTP)  # type: ignore[union-attr]
+            assert gone.value.code is Code.NOT_FOUND
+
+        wid, operation = waiting()
+        world.wf.cancel(world.admin, wid, "falsches Dokument")
+        ended(wid, operation, "cancelled")
+
+        wid, operation = waiting()
+        world.clock.now += timedelta(hours=25)
+        world.wf.run_deadlines()
+        ended(wid, operation, "expired")
+
+        wid, operation = waiting()
+        world.wf.act(as_user(quinn), wid, 1, "reject", "nicht mein Vertrag")
+        ended(wid, operation, "rejected")
+        assert fake.calls["credentials/sendOTP"] == 3 and fake.calls["signatures/signHash"] == 0
     finally:
         fake.server.shutdown()
