@@ -27,7 +27,7 @@ import requests
 from PIL import Image
 
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdfa import make_pdfa, pdfa_properties
+from tests.fixtures.pdfa import make_pdfa, pdfa_2b_text, pdfa_properties
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.e2e.test_workflows import PASSWORD, smtp  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
@@ -220,6 +220,7 @@ def test_a_workflow_of_each_brand_mails_and_signs_in_that_brand(server: SiegelIn
     assert any(_near(p, ACME["primary"], 60) for p in border), border  # the border in ACME's colour
     completion = api(server, "GET", f"/{acme_id}/certificate", server.auth)
     assert completion.status_code == 200, completion.text
+    assert "ACME Bau GmbH" in pdfa_2b_text(completion.content, tmp_path)
     page_one = render(completion.content, tmp_path)
     corner = [page_one.getpixel((px, 842 - 810)) for px in range(445, 545, 5)]
     assert sum(_near(p, ACME["logo"], 30) for p in corner) >= len(corner) * 0.8, corner

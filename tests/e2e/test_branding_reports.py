@@ -4,8 +4,8 @@ test_branding (ACME under http://127.0.0.1:PORT, Globex under http://localhost:P
 - a PDF signed over REST or SOAP DSS by an API client of brand Globex carries Globex's default stamp (its logo
   drawn in the box, pdfimages lists it, pdfsig trusts the signature); signed with a password, no brand's logo;
 - the validation report as PDF (REST ``Accept: application/pdf``, ``siegel verify --report-pdf``, the portal's
-  download link) passes ``qpdf --check``, its text (pdftotext) gives the verdict and the signer, it shows the
-  brand's logo and colour (rendered by pdftoppm), and the brand is the API client's, else the host's;
+  download link) is PDF/A-2b and passes ``qpdf --check``, its text (pdftotext) gives the verdict and the signer,
+  it shows the brand's logo and colour (rendered by pdftoppm), and the brand is the API client's, else the host's;
 - password-reset and one-time-code mails come in the brand of the host the request came to: its sender, logo
   inline, company name and links under its base URL.
 """
@@ -31,6 +31,7 @@ from tests.e2e.test_dss_soap import SOAP_HEADERS, envelope
 from tests.e2e.test_workflows import PASSWORD, smtp  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import make_pdf, nss_trusting
+from tests.fixtures.pdfa import pdfa_2b_text
 from tests.fixtures.server import SiegelInstance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
 
@@ -92,17 +93,10 @@ def stamp_shows(pdf: bytes, where: Path, look: dict[str, tuple[int, int, int]]) 
     return sum(_near(p, look["logo"], 30) for p in row) >= len(row) * 0.8
 
 
-def pdf_text(pdf: bytes, where: Path) -> str:
-    (where / "report.pdf").write_bytes(pdf)
-    check = subprocess.run(["qpdf", "--check", "report.pdf"], cwd=where, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
-    return subprocess.run(["pdftotext", "report.pdf", "-"], cwd=where, capture_output=True, text=True,
-                          timeout=60, check=True).stdout
-
-
 def check_report(pdf: bytes, where: Path, company: str, look: dict[str, tuple[int, int, int]]) -> str:
-    """The report PDF is sound and in the brand: its company name, logo (top right) and colour (top band)."""
-    text = pdf_text(pdf, where)
+    """The report PDF is PDF/A-2b, sound and in the brand: its company name, logo (top right) and colour (top
+    band)."""
+    text = pdfa_2b_text(pdf, where)
     assert company in text, text
     assert LOGO_SIZE in images(pdf, where)
     page = render(pdf, where)
@@ -167,7 +161,7 @@ def test_api_clients_brand_stamps_and_reports_are_branded(server: SiegelInstance
     assert unknown.returncode != 0 and "no brand 'nobody'" in unknown.stderr
     assert not (tmp_path / "no.pdf").exists()
     server.cli("verify", str(tmp_path / "in.pdf"), "--report-pdf", str(tmp_path / "default.pdf"))
-    assert "every signature is valid" in pdf_text((tmp_path / "default.pdf").read_bytes(), tmp_path)
+    assert "every signature is valid" in pdfa_2b_text((tmp_path / "default.pdf").read_bytes(), tmp_path)
 
     # Portal: the report on the page and its PDF for download, in the brand of the page's host.
     page = new_page(browser, console_errors)
