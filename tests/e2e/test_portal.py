@@ -128,6 +128,20 @@ def drop_file(page: Any, path: Path, mime: str) -> None:
     }""", [path.name, mime, base64.b64encode(path.read_bytes()).decode()])
 
 
+def drawn_over(pdf: bytes) -> bytes:
+    """``pdf`` with a blue box drawn on page 1 in an incremental update: a change after signing."""
+    from io import BytesIO
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    writer.add_stream_to_page(0, writer.add_object(generic.StreamObject(stream_data=b"0 0 1 rg 100 500 200 50 re f")))
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def signed_rest(inst: SiegelInstance, pdf: bytes) -> bytes:
     r = requests.post(inst.url + "/api/v1/sign?format=pades&level=B-B", data=pdf, auth=inst.auth,
                       headers={"Content-Type": "application/pdf"}, timeout=120)
@@ -374,13 +388,22 @@ def test_verify_page_reports_a_tampered_pdf_as_failed(portal: SiegelInstance, br
     assert signed.count(text) == 1  # the page's text, inside the signed byte range
     (tmp_path / "good.pdf").write_bytes(signed)
     (tmp_path / "tampered.pdf").write_bytes(signed.replace(text, text.replace(b"Muster", b"Meyer ")))
+    (tmp_path / "drawn-over.pdf").write_bytes(drawn_over(signed))
     page = new_page(browser, console_errors)
     login(page, portal.url, OTHER)
     page.get_by_role("link", name="Verify").first.click()
     page.get_by_label("File").set_input_files(str(tmp_path / "good.pdf"))
     page.get_by_role("button", name="Verify").click()
     assert page.locator("#verdict").inner_text() == "All signatures are valid."
-    assert "the whole document" in page.locator(".signature").inner_text()
+    facts = page.locator(".signature").inner_text()  # who, when, level, what is covered, what changed since
+    assert re.search(rf"Who\n[^\n]*\b{portal.user}\b", facts) and "When (claimed)\n20" in facts, facts
+    assert "Format and level\nPAdES B-B" in facts and "the whole document" in facts, facts
+    assert "nothing was changed after signing" in facts, facts
+    page.get_by_label("File").set_input_files(str(tmp_path / "drawn-over.pdf"))
+    page.get_by_role("button", name="Verify").click()
+    assert page.locator("#verdict").inner_text() == "Not all signatures are valid."
+    facts = page.locator(".signature").inner_text()
+    assert "modified after signing: a later revision changes the document" in facts, facts
     page.get_by_label("File").set_input_files(str(tmp_path / "tampered.pdf"))
     page.get_by_role("button", name="Verify").click()
     assert page.locator("#verdict").inner_text() == "Not all signatures are valid."
