@@ -92,6 +92,7 @@ def test_admin_makes_a_four_eyes_template_that_then_runs(portal: SiegelInstance,
     assert [page.locator(f"#step-{n}-name").input_value() for n in (1, 2, 3)] == ["Prüfung", "Freigabe", ""]
     assert page.locator("#step-2-four_eyes").input_value() == "Prüfung"
     page.locator("#step-2-deadline").fill("48")
+    page.locator("#step-1-auth").select_option("link")  # sam may act by the mailed link alone (or log in)
     check_page(page, console_errors)
     shots.take(page, "template-editor")
     page.get_by_role("button", name="Save the template").click()
@@ -100,8 +101,10 @@ def test_admin_makes_a_four_eyes_template_that_then_runs(portal: SiegelInstance,
     (template,) = described["templates"]
     definition = requests.get(f"{portal.url}/api/v1/workflows/templates/{template['id']}", auth=portal.auth,
                               timeout=30).json()["definition"]
-    assert [(s["name"], s["assignee"], s.get("fourEyesWith"), s.get("deadlineHours")) for s in definition["steps"]] == [
-        ("Prüfung", {"user": "sam"}, None, None), ("Freigabe", {"user": "eve"}, "Prüfung", 48)]
+    assert [(s["name"], s["assignee"], s.get("fourEyesWith"), s.get("deadlineHours"), s.get("auth", "password"),
+             s["signature"].get("field")) for s in definition["steps"]] == [
+        ("Prüfung", {"user": "sam"}, None, None, "link", "Sig1"), ("Freigabe", {"user": "eve"}, "Prüfung", 48,
+                                                                  "password", "Sig2")]
     assert definition["starters"]["roles"] == ["integration"]
     page.context.close()
 
