@@ -1,8 +1,9 @@
 """Attacks on the portal's sessions against a whole `siegel serve`: CSRF (a POST without or with a wrong
 token changes nothing), session fixation (a token planted before the login never becomes a session),
 cross-user access (someone else's signed document, admin pages for a signer), idle and absolute expiry,
-the security headers, and an integration account kept out. Plain HTTP (requests) plays the attacker's
-browser; a Chromium page checks that a page on another origin cannot post into a logged-in session."""
+the security headers, Secure cookies under TLS, and an integration account kept out. Plain HTTP (requests)
+plays the attacker's browser; a Chromium page checks that a page on another origin cannot post into a logged-in
+session."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from server.db.models import PortalSession, User
 from server.web.portal.sessions import PortalSessions, token_hash
 from tests.fixtures.browser import new_page
 from tests.fixtures.pdf import make_pdf
+from tests.e2e.test_tls import _serve_tls
 from tests.fixtures.server import SiegelInstance, make_instance
 
 pytestmark = pytest.mark.e2e
@@ -80,6 +82,20 @@ def test_headers_and_cookies(portal: SiegelInstance) -> None:
     assert static.status_code == 200 and static.headers["Content-Type"].startswith("text/javascript")
     assert requests.get(portal.url + "/portal/static/", timeout=10).status_code == 404  # no directory listing
     assert requests.get(portal.url + "/portal/nothing-here", timeout=10).status_code == 404
+
+
+def test_cookies_are_secure_under_tls(siegel_instance: SiegelInstance) -> None:
+    siegel_instance.add_user(*SAM, "signer")
+    _serve_tls(siegel_instance)
+    url, s, trust = siegel_instance.url, requests.Session(), siegel_instance.verify
+    form = s.get(url + "/portal/login", verify=trust, timeout=10)
+    assert re.search(r"siegel_csrf=[^;]+; Path=/portal; Secure; HttpOnly; SameSite=strict", form.headers["Set-Cookie"])
+    login = s.post(url + "/portal/login", data={"csrf": _csrf(form.text), "name": SAM[0], "password": SAM[1]},
+                   allow_redirects=False, verify=trust, timeout=30)
+    assert login.status_code == 303, login.text
+    cookie = login.headers["Set-Cookie"]
+    assert re.search(r"siegel_session=[A-Za-z0-9_-]{43}; Path=/portal; Secure; HttpOnly; SameSite=strict", cookie), cookie
+    assert f"{SAM[0]} (signer)" in s.get(url + "/portal/", verify=trust, timeout=10).text
 
 
 def test_csrf_refused(portal: SiegelInstance, tmp_path: Path) -> None:
