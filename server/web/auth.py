@@ -37,7 +37,7 @@ from zope.interface import implementer
 from server.errors import Code, SiegelError
 from server.identity.policy import Action, allowed, require
 from server.identity.users import Principal, UserService
-from server.web.http import SOAP_PREFIXES, error_body, json_response, problem, render_deferred
+from server.web.http import SOAP_PREFIXES, error_body, error_status, json_response, problem, render_deferred
 from server.web.soap_prefix import SoapPrefix, scan_soap, soap_prefix
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ class _Refusal(resource.Resource):
             return problem(405, "Method not allowed", f"{request.method.decode('latin-1')} is not offered here; "
                                                       f"use {', '.join(self._allow)}", "method-not-allowed")
         ctype, body = error_body(request.path, self._error)
-        request.setResponseCode(self._status or self._error.kind.http_status)
+        request.setResponseCode(self._status or error_status(request.path, self._error))
         request.setHeader(b"content-type", ctype)
         return body
 

@@ -67,6 +67,14 @@ def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
     return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
 
 
+def error_status(path: bytes, error: SiegelError) -> int:
+    """The HTTP status for an error on ``path``: a SOAP fault goes with 500 (WS-I Basic Profile R1126, or JAX-WS
+    and .NET clients see a transport error instead of the fault), except 401, whose challenge HTTP
+    authentication needs; elsewhere the error kind's status."""
+    status = error.kind.http_status
+    return 500 if path.startswith(SOAP_PREFIXES) and status != 401 else status
+
+
 STREAMED_DIGESTS = {b"SHA-256": "sha256", b"SHA-384": "sha384", b"SHA-512": "sha512"}
 
 
@@ -361,7 +369,7 @@ def render_deferred(request: server.Request, work: Callable[[], defer.Deferred[b
         if not isinstance(failure.value, SiegelError):
             log.error("unhandled error", exc_info=(failure.type, failure.value, failure.getTracebackObject()))
         ctype, body = error_body(request.path, error)
-        request.setResponseCode(error.kind.http_status)
+        request.setResponseCode(error_status(request.path, error))
         request.setHeader(b"content-type", ctype)
         write(body)
 

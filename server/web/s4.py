@@ -12,7 +12,7 @@ What goes wrong is said the TR-ESOR way where the operation is known: the operat
 ``dss:Result`` of eCard ``…/resultmajor#error`` (``#warning``) and the TR-ESOR ResultMinor (``…/al/common#
 parameterError`` for a request the schema refuses, ``…/arl/unknownAOID``, …), HTTP 200. Where no operation can
 answer (not XML, hostile XML, not a SOAP 1.1 envelope, an unknown body element) it is a SOAP fault with the DSS
-Result in its detail, HTTP 500, as on ``/dss``; so are the guard's refusals (401, 403).
+Result in its detail, HTTP 500, as on ``/dss``; so are the guard's refusals (only its 401 challenge keeps 401).
 """
 
 from __future__ import annotations
