@@ -65,6 +65,11 @@ EXTERNAL_PREFIX = "external."  # account names of external signers (no password:
 MAX_REASON = 2000
 
 
+def external_account(email: str) -> str:
+    """The name of the account an external signer signs with."""
+    return EXTERNAL_PREFIX + email.lower()
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -458,7 +463,7 @@ class WorkflowService:
                 user = session.get(User, assignment.user_id)
                 assert user is not None
                 return user.id, user.name
-        return self._account(EXTERNAL_PREFIX + assignment.email.lower(), assignment.email, "external")
+        return self._account(external_account(assignment.email), assignment.email, "external")
 
     def _account(self, name: str, email: str, source: str) -> tuple[int, str]:
         """An account without password (it never logs in) that signs with its own certificate of the internal
@@ -740,13 +745,14 @@ class WorkflowService:
             assert step is not None
             workflow = session.get(Workflow, step.workflow_id)
             assert workflow is not None
-        spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
+            spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
+            remote = self._remote_state(session, spec, assignment)
         return workflow, {"workflow": workflow.id, "workflowState": workflow.state, "step": step.position,
                           "stepName": spec.name, "stepState": step.state, "action": spec.action.value,
                           "email": assignment.email, "documentName": workflow.document_name,
                           "deadline": step.deadline.isoformat() if step.deadline else None,
                           "document": f"{self._look(workflow)[0]}{LINK_PATH}/document?token={token}",
-                          "act": f"{self._look(workflow)[0]}{LINK_PATH}"}
+                          "act": f"{self._look(workflow)[0]}{LINK_PATH}", "remote": remote}
 
     def link_document(self, token: str) -> tuple[str, bytes]:
         workflow, _ = self.link_view(token)
@@ -757,24 +763,48 @@ class WorkflowService:
         signature is placed."""
         with self._sessions() as session:
             rows = session.execute(
-                select(Workflow, WorkflowStep, User.name)
+                select(Workflow, WorkflowStep, WorkflowAssignment, User.name)
                 .join(WorkflowStep, WorkflowStep.workflow_id == Workflow.id)
                 .join(WorkflowAssignment, WorkflowAssignment.step_id == WorkflowStep.id)
                 .join(User, User.id == Workflow.started_by)
                 .where(WorkflowAssignment.user_id == principal.user_id, WorkflowAssignment.state == "pending",
                        WorkflowStep.state == "active", Workflow.state == "running")
                 .order_by(WorkflowStep.deadline.is_(None), WorkflowStep.deadline, Workflow.id)).all()
-        out = []
-        for workflow, step, sender in rows:
-            spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
-            out.append({"workflow": workflow.id, "step": step.position, "stepName": spec.name,
-                        "action": spec.action.value, "auth": spec.auth.value, "sender": sender,
-                        "signature": spec.signature.to_json() if spec.signature else None,
-                        "documentName": workflow.document_name,
-                        "deadline": step.deadline.isoformat() if step.deadline else None,
-                        "since": step.activated_at.isoformat() if step.activated_at else None,
-                        "document": f"{self._base}/api/v1/workflows/{workflow.id}/document"})
+            out = []
+            for workflow, step, assignment, sender in rows:
+                spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
+                out.append({"workflow": workflow.id, "step": step.position, "stepName": spec.name,
+                            "action": spec.action.value, "auth": spec.auth.value, "sender": sender,
+                            "signature": spec.signature.to_json() if spec.signature else None,
+                            "documentName": workflow.document_name,
+                            "deadline": step.deadline.isoformat() if step.deadline else None,
+                            "since": step.activated_at.isoformat() if step.activated_at else None,
+                            "document": f"{self._base}/api/v1/workflows/{workflow.id}/document",
+                            "remote": self._remote_state(session, spec, assignment)})
         return out
+
+    def _remote_state(self, session: Session, spec: Step, assignment: WorkflowAssignment) -> dict[str, Any] | None:
+        """For a sign step with a remote qualified key: its remote ``account`` and the signature ``waiting`` for
+        its OTP (credential, expiry, whether the service sent the code), if one waits; else None."""
+        if spec.signature is None or spec.signature.key_source is not KeySourceKind.REMOTE:
+            return None
+        operation = session.get(RemoteOperation, assignment.remote_operation) if assignment.remote_operation else None
+        expires = _utc(operation.expires_at) if operation is not None else None
+        waiting = None if operation is None or expires is None or expires <= self._clock() else {
+            "credential": operation.credential_id, "otpSent": operation.otp_sent,
+            "expires": expires.isoformat(timespec="seconds")}
+        return {"account": spec.signature.remote_service, "waiting": waiting}
+
+    def remote_credentials(self, account: str, signer: str) -> list[str] | None:
+        """The credentials the remote signing ``account`` lists for the account ``signer`` to choose from; None
+        when it cannot tell (not connected, not this signer's, the service does not answer)."""
+        if self._remote is None:
+            return None
+        try:
+            return self._remote().client_for(signer, account).credentials()
+        except SiegelError as exc:
+            log.info("credentials of remote signing account %r not listed: %s", account, exc.message)
+            return None
 
     # --- the job: reminders and deadlines ------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 and signing, approving or rejecting one. A step's own page shows the document with pdf.js and the place its
 signature goes (the field, or the template's page and box) highlighted. A step that needs ``password+2fa``
 asks for a code in the same form (an e-mailed one on request) unless this session has given a second factor
-already."""
+already. A step that signs with a remote qualified key asks for the credential (a choice of those its remote
+account lists, else a text field) and PIN, which starts the signature; while it waits, the page asks for the
+one-time code the service sent and the PIN again, which finish it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from server.web.portal.site import Ctx, Response
 
 if TYPE_CHECKING:
     from server.web.portal import PortalApp
+    from server.workflows.service import RemoteKey
 
 
 def _number(text: str, what: str) -> int:
@@ -22,8 +25,50 @@ def _number(text: str, what: str) -> int:
     return int(text)
 
 
+def with_credentials(app: PortalApp, items: list[dict[str, Any]], signer: str) -> list[dict[str, Any]]:
+    """Each item (an inbox entry or a link's view) whose remote signature is still to start gets ``credentials``:
+    those its remote account lists for ``signer`` (each account asked once), or None (the page asks for a name)."""
+    listed: dict[str, list[str] | None] = {}
+    for item in items:
+        remote = item.get("remote")
+        if remote is not None and remote["waiting"] is None:
+            account = remote["account"]
+            if account not in listed:
+                listed[account] = app.workflows().remote_credentials(account, signer)
+            remote["credentials"] = listed[account]
+    return items
+
+
+def remote_key(ctx: Ctx) -> RemoteKey | None:
+    """The credential, PIN and one-time code of a remote signature from the form, if it has any."""
+    from server.workflows.service import RemoteKey
+
+    given = {name: ctx.form.get(name).strip() or None for name in ("credential", "pin", "otp")}
+    return RemoteKey(**given) if any(given.values()) else None
+
+
+def remote_refusal(ctx: Ctx, exc: SiegelError) -> str:
+    """Why a remote signature did not go through: a wrong PIN or code in the page's words (the signature still
+    waits for another try), anything else as the service said it."""
+    from adapters.remote_signing.client import RemoteServiceError
+
+    if isinstance(exc, RemoteServiceError) and exc.code is Code.BAD_REQUEST:
+        said = f"{exc.error} {exc.description}".lower()
+        if "pin" in said:
+            return ctx.t("remote.wrong_pin")
+        if "otp" in said:
+            return ctx.t("remote.wrong_otp")
+    return exc.message
+
+
+def remote_started(ctx: Ctx, waiting: dict[str, Any]) -> str:
+    """What the signer does next once a remote signature waits for its one-time code."""
+    return ctx.t("remote.otp_sent" if waiting["otpSent"] else "remote.otp_app", credential=waiting["credential"])
+
+
 def inbox(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:
-    return ctx.render("inbox.html", status=status, message=message, steps=app.workflows().inbox(ctx.principal))
+    steps = with_credentials(app, app.workflows().inbox(ctx.principal), ctx.principal.name)
+    return ctx.render("inbox.html", status=status, message=message, steps=steps)
 
 
 def _due(app: PortalApp, ctx: Ctx) -> dict[str, Any]:
@@ -36,7 +81,8 @@ def _due(app: PortalApp, ctx: Ctx) -> dict[str, Any]:
 
 
 def step_view(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:
-    return ctx.render("inbox_step.html", status=status, message=message, s=_due(app, ctx))
+    (due,) = with_credentials(app, [_due(app, ctx)], ctx.principal.name)
+    return ctx.render("inbox_step.html", status=status, message=message, s=due)
 
 
 def send_code(app: PortalApp, ctx: Ctx) -> Response:
@@ -65,11 +111,16 @@ def act(app: PortalApp, ctx: Ctx) -> Response:
         ctx.session = app.sessions.mark_second_factor(ctx.session)
     level = Auth.PASSWORD_2FA if ctx.session.second_factor else Auth.PASSWORD
     action = ctx.form.get("action")
+    remote = remote_key(ctx) if action == "sign" else None
     try:
-        app.workflows().act(Actor(level, ctx.address, principal=ctx.principal), workflow, step, action,
-                            ctx.form.get("reason").strip() or None)
+        result = app.workflows().act(Actor(level, ctx.address, principal=ctx.principal), workflow, step, action,
+                                     ctx.form.get("reason").strip() or None, remote)
     except SiegelError as exc:
+        if remote is not None and exc.code in (Code.BAD_REQUEST, Code.REMOTE_SIGNING_FAILED):
+            return step_view(app, ctx, remote_refusal(ctx, exc), exc.kind.http_status)  # the step is still due
         if exc.code not in (Code.CONFLICT, Code.BAD_REQUEST, Code.UNAUTHENTICATED):
             raise
         return inbox(app, ctx, exc.message, exc.kind.http_status)
+    if "remoteSignature" in result:
+        return step_view(app, ctx, remote_started(ctx, result["remoteSignature"]))
     return inbox(app, ctx, ctx.t("inbox.done", action=ctx.t("inbox.action." + action), workflow=workflow, step=step))
