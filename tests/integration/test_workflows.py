@@ -443,14 +443,21 @@ def test_an_archive_delivery_that_died_after_the_archive_committed_makes_no_seco
     assert version.metadata["workflow"] == str(wid)
 
 
+def remote_service(world: World) -> FakeCsc:
+    """The world's remote signing account "qtsp": the fake CSC service of test_remote_signing_client, signing with
+    quinn's HSM key of the test PKI (the caller shuts it down)."""
+    fake = FakeCsc(user_key(world.pki, "quinn"))
+    world.remote = RemoteSigning({"qtsp": CscClient(RemoteAccount("qtsp", fake.url, "basic", "acme", "secret"),
+                                                    timeout=5.0, retries=0)},
+                                 world.signing, world.pki.engine, world.pki.audit, 5, 5, INSTALLATION_KEY, 60.0)
+    return fake
+
+
 def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(world: World) -> None:
     """The step's remote account is a CSC service (the fake of test_remote_signing_client, signing with quinn's HSM
     key of the test PKI); quinn starts with credential and PIN, the service sends an OTP, quinn finishes."""
-    fake = FakeCsc(user_key(world.pki, "quinn"))
+    fake = remote_service(world)
     try:
-        world.remote = RemoteSigning({"qtsp": CscClient(RemoteAccount("qtsp", fake.url, "basic", "acme", "secret"),
-                                                        timeout=5.0, retries=0)},
-                                     world.signing, world.pki.engine, world.pki.audit, 5, 5, INSTALLATION_KEY, 60.0)
         quinn = world.users.find("quinn")
         anna = world.person("anna")
         qualified = {**SIGN, "page": 1, "box": [50, 50, 200, 60], "keySource": "remote", "remoteService": "qtsp"}
@@ -506,11 +513,8 @@ def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(
 def test_a_cancelled_expired_or_rejected_workflow_cancels_its_waiting_remote_signature(world: World) -> None:
     """Each way a workflow ends while its step's remote signature waits for the OTP cancels that operation at
     the service's side of Siegel (RemoteSigning.cancel): nothing is left to authorise, nothing was signed."""
-    fake = FakeCsc(user_key(world.pki, "quinn"))
+    fake = remote_service(world)
     try:
-        world.remote = RemoteSigning({"qtsp": CscClient(RemoteAccount("qtsp", fake.url, "basic", "acme", "secret"),
-                                                        timeout=5.0, retries=0)},
-                                     world.signing, world.pki.engine, world.pki.audit, 5, 5, INSTALLATION_KEY, 60.0)
         quinn = world.users.find("quinn")
         template = _contract(world, [{"name": "qualifiziert", "assignee": {"user": "quinn"}, "action": "sign",
                                       "deadlineHours": 24, "signature": {
