@@ -613,7 +613,8 @@ class WorkflowService:
         remote signatures that waited for an OTP are taken off the assignments and returned as (user id,
         operation) for the caller to cancel once this transaction is committed (:meth:`_cancel_remote`)."""
         workflow.state, workflow.reason, workflow.finished_at = state, reason, now
-        held = session.execute(select(WorkflowAssignment).join(WorkflowStep, WorkflowStep.id == WorkflowAssignment.step_id)
+        held = session.execute(select(WorkflowAssignment)
+                               .join(WorkflowStep, WorkflowStep.id == WorkflowAssignment.step_id)
                                .where(WorkflowStep.workflow_id == workflow.id,
                                       WorkflowAssignment.remote_operation.is_not(None))).scalars().all()
         operations = [a.remote_operation for a in held if a.remote_operation is not None]
@@ -772,7 +773,8 @@ class WorkflowService:
                 .order_by(WorkflowStep.deadline.is_(None), WorkflowStep.deadline, Workflow.id)).all()
             out = []
             for workflow, step, assignment, sender in rows:
-                spec = self.templates.definition(workflow.template_id, workflow.template_version).steps[step.position - 1]
+                definition = self.templates.definition(workflow.template_id, workflow.template_version)
+                spec = definition.steps[step.position - 1]
                 out.append({"workflow": workflow.id, "step": step.position, "stepName": spec.name,
                             "action": spec.action.value, "auth": spec.auth.value, "sender": sender,
                             "signature": spec.signature.to_json() if spec.signature else None,
