@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from sqlalchemy import select
 
 from server.db.models import AuditEntry, CscSad, CscToken
+from server.errors import Code, SiegelError
 from server.identity.twofactor import TwoFactorPolicy, TwoFactorService
 from server.identity.users import LoginPolicy, Principal, UserService
 from server.pki.tsa import TimestampAuthority
@@ -33,6 +34,8 @@ from server.remote.csc_service import (
 )
 from server.signing.keys import SigningKeys
 from server.signing.keysource import DigestAlgorithm
+from adapters.sms import HttpSmsGateway
+from tests.fixtures.http_sink import HttpSink, http_sink  # noqa: F401 (the fixture)
 from tests.fixtures.pki import Pki
 
 pytestmark = pytest.mark.integration
@@ -173,6 +176,26 @@ def test_totp_authorizes_too_and_the_code_is_bound_to_the_hashes_when_named(worl
     assert (err.value.status, err.value.error, err.value.description) == (400, "invalid_request", "The OTP is invalid")
     assert world.tf.verify_otp(p.user_id, world.mail.code(), purpose=PURPOSE,
                                binding=otp_binding(label, digests("bound"), DigestAlgorithm.SHA256))
+
+
+def test_send_otp_by_sms_through_the_gateway_authorizes(world: World, http_sink: HttpSink) -> None:  # noqa: F811
+    p, label = world.person("ada")
+    with pytest.raises(SiegelError) as missing:  # no gateway configured: /csc/v2 answers 501 not_implemented
+        world.csc.send_otp(p, label, "sms")
+    assert missing.value.code is Code.NOT_SUPPORTED and "no SMS gateway" in missing.value.message
+    world.tf.sms = HttpSmsGateway(http_sink.url, '{"to": "$to", "text": "$text"}', sender="SIEGEL")
+    with pytest.raises(CscError) as err:
+        world.csc.send_otp(p, label, "sms")
+    assert "no SMS number" in err.value.description
+    world.tf.set_phone("ada", "+4930123456")
+    world.csc.send_otp(p, label, "sms")
+    (got,) = http_sink.wait_for(1)
+    assert got.json()["to"] == "+4930123456"
+    code = re.search(r"\b(\d{6})\b", got.json()["text"]).group(1)  # type: ignore[union-attr]
+    hashes = digests("by sms")
+    sad = world.csc.authorize(p, label, 1, hashes, DigestAlgorithm.SHA256, PASSWORD, code, None).sad
+    assert len(world.csc.sign_hash(p, label, sad, hashes, SHA256, ECDSA_SHA256)) == 1
+    assert world.mail.sent == []  # the code went by SMS only
 
 
 def test_wrong_otp_gives_no_sad(world: World) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError
 from adapters.remote_signing.operations import RemoteSigning, StateSeal
+from adapters.remote_signing.overview import accounts_overview
 from server.db.models import AuditEntry, RemoteOperation, User
 from server.errors import Code, SiegelError
 from server.signing.cades import SigningKey
@@ -34,6 +35,7 @@ from server.signing.order import Document, Format, SignOrder
 from tests.fixtures.pki import Pki, user_key
 
 PIN, OTP = "pin-1234", "424242"
+QUOTA = {"quota": {"signatures": 1000, "used": 12}, "terms": "https://qtsp.example/terms"}  # non-standard info fields
 INSTALLATION_KEY = bytes(range(32))  # every worker of one installation reads the same twofactor.key_file
 
 
@@ -75,6 +77,9 @@ class FakeCsc:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answer(self, method: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if method == "info":
+            return 200, {"name": "Fake QTSP", "specs": "2.0.0.0", "region": "DE", "description": "a test service",
+                         **QUOTA}
         if method == "auth/login":
             return 200, {"access_token": "token-1", "expires_in": 3600}
         if method == "credentials/list":
@@ -195,6 +200,39 @@ def test_errors_name_the_service_its_error_and_error_description(fake: FakeCsc) 
         client.credentials()
     assert caught.value.code is Code.REMOTE_SIGNING_FAILED and fake.calls["credentials/list"] == 2
     assert "temporarily_unavailable: maintenance until 06:00 (HTTP 503)" in caught.value.message
+
+
+def test_a_service_that_does_not_answer_in_time_is_named_and_nothing_is_signed(fake: FakeCsc, remote_for: Any,
+                                                                              pki: Pki) -> None:
+    fake.stalls = [2.0, 2.0]  # signHash answers later than the client waits, also when retried
+    remote, anna = remote_for(CscClient(RemoteAccount("fake", fake.url, "basic", "acme", "secret"), timeout=0.5,
+                                        retries=1))
+    with pytest.raises(RemoteServiceError) as caught:
+        remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert caught.value.code is Code.REMOTE_SIGNING_FAILED and caught.value.status is None
+    assert caught.value.message == ("remote signing service 'fake', signatures/signHash: timeout: no answer within "
+                                    "0.5 s (no answer)")
+    assert fake.calls["signatures/signHash"] == 2 and fake.calls["credentials/authorizeCheck"] == 1
+    assert _signed_audit(pki) == 0 and _pending_rows(pki) == 0
+
+
+def test_the_admin_overview_shows_credentials_validity_signatures_made_and_the_services_quota(
+        fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    remote, anna = remote_for()
+    assert accounts_overview(remote.clients, pki.engine)[0]["credentials"][0]["signaturesBySiegel"] == 0
+    remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    (entry,) = accounts_overview(remote.clients, pki.engine)
+    assert entry["error"] is None and entry["service"]["name"] == "Fake QTSP", entry
+    assert {k: entry[k] for k in QUOTA} == QUOTA
+    (credential,) = entry["credentials"]
+    assert (credential["id"], credential["scal"], credential["authMode"], credential["otp"]) == \
+        ("cred-1", "2", "explicit", "online")
+    assert credential["validity"] == "valid" and credential["notAfter"] and credential["subject"]
+    assert credential["signaturesBySiegel"] == 2  # one per document signed through Siegel
+    down = (503, {"error": "temporarily_unavailable", "error_description": "maintenance"})
+    fake.faults = {"info": [down] * 3}
+    (entry,) = accounts_overview(remote.clients, pki.engine)
+    assert "'fake', info: temporarily_unavailable: maintenance (HTTP 503)" in entry["error"]
 
 
 def test_the_returned_values_verify_with_the_credentials_certificate(fake: FakeCsc) -> None:
