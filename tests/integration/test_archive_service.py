@@ -9,11 +9,12 @@ import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from server.archive import ers, xmlers
 from server.archive.jobs import ArchiveTrees, stamp_in_process
@@ -45,8 +46,10 @@ class Archive:
     signing: SigningService
 
 
-def _service(pki: OnlinePki, store: DocumentStore, policy: str = "refuse") -> ArchiveService:
-    settings = replace(pki.settings.archive, invalid_signatures=policy)
+def _service(pki: OnlinePki, store: DocumentStore, policy: str = "refuse", horizons: str | None = None
+             ) -> ArchiveService:
+    settings = replace(pki.settings.archive, invalid_signatures=policy,
+                       algorithm_horizons=pki.settings.archive.algorithm_horizons if horizons is None else horizons)
     root = lambda: pki.ca.ca_certificate_der("ROOT")  # noqa: E731
     trees = ArchiveTrees(pki.engine, pki.audit, store, functools.cache(lambda: stamp_in_process(pki.tsa.respond)),
                          ["sha256", "sha512"], settings.max_tree_leaves)
@@ -123,6 +126,11 @@ def test_evidence_seals_pending_items_and_collect_due_waits_for_its_thresholds(a
     assert s.verify(record, data=b"A").passed
     s.submit(erp, [ArchiveItem("b.txt", "text/plain", b"B")])
     assert s.trees.collect_due(3600, 1) == 2  # enough pending items: both algorithms' trees
+    s.submit(erp, [ArchiveItem("c.txt", "text/plain", b"C")])
+    assert s.trees.collect_due(3600, 10) == 0
+    with archive.pki.engine.begin() as conn:  # the one pending item has waited longer than the interval
+        conn.execute(update(ItemRow).values(created_at=datetime.now(timezone.utc) - timedelta(hours=2)))
+    assert s.trees.collect_due(3600, 10) == 2 and s.trees.pending()[0] == 0
 
 
 def test_signed_documents_are_verified_before_archiving_and_refused_or_reported_by_policy(archive: Archive) -> None:
@@ -290,6 +298,25 @@ def test_timestamp_renewal_is_per_tree_and_hashtree_renewal_continues_the_record
     assert stats["objects"] == 6 and stats["pending"] == 0 and stats["nextTimestampRenewal"]
     actions = [a for a, _ in _actions(archive.pki)]
     assert actions.count("archive.renew-timestamp") == 5 and actions.count("archive.renew-hashtree") == 2
+
+
+def test_a_hash_algorithm_near_its_horizon_moves_its_trees_to_the_one_trusted_longest(archive: Archive) -> None:
+    """archive.algorithm_horizons: without being asked for a hash-tree renewal, renew() renews the trees of an
+    algorithm whose horizon is within renew_timestamps_before_days into the algorithm trusted longest (5.3)."""
+    erp = archive.users["erp"]
+    soon = date.today() + timedelta(days=30)  # within the 180 days of renew_timestamps_before_days
+    s = _service(archive.pki, archive.store, horizons=f"sha256={soon},sha512=2045-12-31")
+    info = s.submit(erp, [ArchiveItem("d.txt", "text/plain", b"kept for thirty years")])
+    s.trees.collect()
+    assert s.stats()["nextHashTreeRenewal"] is not None
+    done = s.renew()
+    assert done["hashtree"] == {"algorithm": "sha512", "trees": 1, "renewed": 1, "notRenewable": 0}, done
+    assert done["timestamps"] == 0  # the TSA certificate is young
+    assert sorted(a for _, a in s.trees.current()) == ["sha512", "sha512"]
+    assert "hashtree" not in s.renew()  # nothing left in sha256
+    (record,) = s.evidence(erp, info.aoid)
+    assert ers.decode(record).digest_algorithms == ("sha256", "sha512")
+    assert s.verify(record, data=b"kept for thirty years").passed
 
 
 def test_a_deleted_object_is_deleted_only_for_who_may_see_it(archive: Archive) -> None:
