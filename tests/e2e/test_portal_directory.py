@@ -7,40 +7,25 @@ test-artifacts/<test>/."""
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any, Iterator
 
 import pytest
 
 from tests.e2e.test_portal import check_page, login
+from tests.e2e.test_workflows_directory import ADMIN, org  # noqa: F401 - org: a fresh organisation in slapd
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.fixtures.slapd import Org, SlapdServer, org_ldif
+from tests.fixtures.slapd import Org, SlapdServer
 
 pytestmark = pytest.mark.e2e
-
-ADMIN = ("ada", "ada-admin-password")
-
-
-@pytest.fixture(scope="module")
-def org(slapd_server: SlapdServer) -> Org:
-    ldif, made = org_ldif(f"p{uuid.uuid4().hex[:8]}", users=3, team_size=2, teams_per_department=2)
-    slapd_server.add_ldif(ldif)
-    return made
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory, slapd_server: SlapdServer, org: Org) -> Iterator[SiegelInstance]:
     base = tmp_path_factory.mktemp("portal-directory")
-    secret = base / "bind.password"
-    secret.write_text(slapd_server.password + "\n")
     name = org.dn.split(",")[0].split("=")[1]
-    inst = make_instance(base, {
-        "SIEGEL_DIRECTORY_ENABLED": "true", "SIEGEL_DIRECTORY_SERVERS": slapd_server.url,
-        "SIEGEL_DIRECTORY_START_TLS": "false", "SIEGEL_DIRECTORY_BIND_DN": slapd_server.bind_dn,
-        "SIEGEL_DIRECTORY_BIND_PASSWORD_FILE": str(secret), "SIEGEL_DIRECTORY_USER_BASE": org.users_dn,
-        "SIEGEL_DIRECTORY_GROUP_BASE": org.groups_dn,  # the second role group does not exist: an error each run
-        "SIEGEL_DIRECTORY_ROLE_GROUPS": f"{name}-signers=signer, {name}-nowhere=admin",
+    inst = make_instance(base, {  # the second role group does not exist: an error each run
+        **slapd_server.siegel_settings(org, base, f"{name}-signers=signer, {name}-nowhere=admin"),
         "SIEGEL_TWOFACTOR_REQUIRED_ROLES": ""})
     inst.add_user(*ADMIN, "admin", signing_key=False)
     yield from inst.serving()

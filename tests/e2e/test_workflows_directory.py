@@ -36,16 +36,11 @@ def org(slapd_server: SlapdServer) -> Org:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, slapd_server: SlapdServer, org: Org) -> Iterator[SiegelInstance]:
     base = tmp_path_factory.mktemp("workflows-directory")
-    secret = base / "bind.password"
-    secret.write_text(slapd_server.password + "\n")
     name = org.dn.split(",")[0].split("=")[1]
     with running_smtp() as smtp:
         inst = make_instance(base, {
             "SIEGEL_MAIL_HOST": smtp.host, "SIEGEL_MAIL_PORT": str(smtp.port),
-            "SIEGEL_DIRECTORY_ENABLED": "true", "SIEGEL_DIRECTORY_SERVERS": slapd_server.url,
-            "SIEGEL_DIRECTORY_START_TLS": "false", "SIEGEL_DIRECTORY_BIND_DN": slapd_server.bind_dn,
-            "SIEGEL_DIRECTORY_BIND_PASSWORD_FILE": str(secret), "SIEGEL_DIRECTORY_USER_BASE": org.users_dn,
-            "SIEGEL_DIRECTORY_GROUP_BASE": org.groups_dn, "SIEGEL_DIRECTORY_ROLE_GROUPS": f"{name}-signers=signer",
+            **slapd_server.siegel_settings(org, base, f"{name}-signers=signer"),
             "SIEGEL_TWOFACTOR_REQUIRED_ROLES": ""})  # the admin logs in to the portal with the password alone
         inst.add_user(*ADMIN, "admin", signing_key=False)
         inst.cli("user", "add", "chef", "--email", "chef@example.com", "--role", "template_manager",
