@@ -512,7 +512,9 @@ def test_a_step_signs_with_a_remote_qualified_key_once_the_signer_gives_the_otp(
 
 def test_a_cancelled_expired_or_rejected_workflow_cancels_its_waiting_remote_signature(world: World) -> None:
     """Each way a workflow ends while its step's remote signature waits for the OTP cancels that operation at
-    the service's side of Siegel (RemoteSigning.cancel): nothing is left to authorise, nothing was signed."""
+    the service's side of Siegel (RemoteSigning.cancel): nothing is left to authorise, nothing was signed. The
+    inbox names the step's remote account and the waiting signature; the credentials offered are the account's
+    list, none when the service does not answer."""
     fake = remote_service(world)
     try:
         quinn = world.users.find("quinn")
@@ -521,10 +523,18 @@ def test_a_cancelled_expired_or_rejected_workflow_cancels_its_waiting_remote_sig
                                           **SIGN, "page": 1, "box": [50, 50, 200, 60], "keySource": "remote",
                                           "remoteService": "qtsp"}}])
 
+        assert world.wf.remote_credentials("qtsp", "quinn") == ["cred-1"]  # the choice the portal offers
+        fake.faults = {"credentials/list": [(500, {"error": "server_error", "error_description": "down"})]}
+        assert world.wf.remote_credentials("qtsp", "quinn") is None  # the portal asks for the name instead
+        assert world.wf.remote_credentials("anderswo", "quinn") is None
+
         def waiting() -> tuple[int, str]:
             wid = world.wf.start(world.admin, template, make_pdf(), "q.pdf", {})["id"]
+            assert world.wf.inbox(quinn)[0]["remote"] == {"account": "qtsp", "waiting": None}
             started = world.wf.act(as_user(quinn), wid, 1, "sign", remote=RemoteKey("cred-1", PIN))
             assert started["remoteSignature"]["state"] == "awaiting-otp"
+            (item,) = world.wf.inbox(quinn)
+            assert item["remote"]["waiting"]["credential"] == "cred-1" and item["remote"]["waiting"]["otpSent"]
             with world.pki.engine.connect() as conn:
                 (operation,) = conn.execute(select(RemoteOperation.id)).scalars().all()
             return wid, operation
@@ -545,13 +555,13 @@ def test_a_cancelled_expired_or_rejected_workflow_cancels_its_waiting_remote_sig
         ended(wid, operation, "cancelled")
 
         wid, operation = waiting()
+        world.wf.act(as_user(quinn), wid, 1, "reject", "nicht mein Vertrag")
+        ended(wid, operation, "rejected")
+
+        wid, operation = waiting()
         world.clock.now += timedelta(hours=25)
         world.wf.run_deadlines()
         ended(wid, operation, "expired")
-
-        wid, operation = waiting()
-        world.wf.act(as_user(quinn), wid, 1, "reject", "nicht mein Vertrag")
-        ended(wid, operation, "rejected")
         assert fake.calls["credentials/sendOTP"] == 3 and fake.calls["signatures/signHash"] == 0
     finally:
         fake.server.shutdown()
