@@ -163,7 +163,8 @@ def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></
     (_options(None), _xml_document("evil", DTD_XML), REQUESTER, MINOR + "NotParseableXMLDocument", "document 'evil'"),
     (_options(), _document().replace("<dss:Document>", '<dss:Document RefURI="a.txt">') * 2, REQUESTER, None,
      "the same name"),
-], ids=["unknown-type", "unknown-level", "short-digest", "sha1", "which-document", "foreign-key", "dtd", "same-name"])
+], ids=["unknown-type", "unknown-level", "short-digest", "sha1", "which-document-hash", "foreign-key", "dtd",
+         "same-name"])
 def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInstance, official: Any, options: str,
                                                       documents: str, major: str, minor: str | None,
                                                       message: str) -> None:
@@ -179,14 +180,16 @@ def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInsta
 
 
 def _audit_entries(inst: SiegelInstance) -> int:
+    """Audit entries other than the scheduler's (its CRL renewals come when they are due, not from requests)."""
     with sqlite3.connect(inst.data_dir / "siegel.db") as db:
-        return int(db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+        return int(db.execute("SELECT COUNT(*) FROM audit_log WHERE actor != 'scheduler'").fetchone()[0])
 
 
 def test_base64_garbage_gets_a_specific_minor(siegel_server: SiegelInstance) -> None:
     """The request is not schema-valid, so it is sent unchecked; libxml2 lets such base64 through, Siegel not."""
     body = ('<dss:SignRequest><dss:InputDocuments><dss:Document><dss:Base64Data MimeType="text/plain">'
             "!!no base64!!</dss:Base64Data></dss:Document></dss:InputDocuments></dss:SignRequest>")
+    before = _audit_entries(siegel_server)
     r = requests.post(siegel_server.url + "/dss", data=envelope(body), headers=SOAP_HEADERS, auth=siegel_server.auth,
                       timeout=30)
     assert r.status_code == 200
@@ -194,6 +197,23 @@ def test_base64_garbage_gets_a_specific_minor(siegel_server: SiegelInstance) -> 
     assert result.findtext(f"{{{DSS_NS}}}ResultMajor") == REQUESTER
     assert result.findtext(f"{{{DSS_NS}}}ResultMinor") == SIEGEL_MINOR + "NotBase64"
     assert "Base64Data is not base64" in result.findtext(f"{{{DSS_NS}}}ResultMessage")
+    assert _audit_entries(siegel_server) == before  # nothing signed, nothing recorded
+
+
+def test_which_document_naming_no_input_document_gets_a_specific_minor(siegel_server: SiegelInstance) -> None:
+    """An IDREF to no ID makes the request schema-invalid, so it is sent unchecked; Siegel names the missing one."""
+    body = ("<dss:SignRequest><dss:OptionalInputs><dss:SignatureType>urn:ietf:rfc:3275</dss:SignatureType>"
+            '<dss:SignaturePlacement WhichDocument="nowhere" CreateEnvelopedSignature="true"><dss:XPathFirstChildOf>'
+            "/*</dss:XPathFirstChildOf></dss:SignaturePlacement></dss:OptionalInputs><dss:InputDocuments>"
+            f'{_xml_document("order")}</dss:InputDocuments></dss:SignRequest>')
+    before = _audit_entries(siegel_server)
+    r = requests.post(siegel_server.url + "/dss", data=envelope(body), headers=SOAP_HEADERS, auth=siegel_server.auth,
+                      timeout=30)
+    result = parse_xml(r.content, max_depth=16).find(f".//{{{DSS_NS}}}Result")
+    assert result.findtext(f"{{{DSS_NS}}}ResultMajor") == REQUESTER, r.text
+    assert result.findtext(f"{{{DSS_NS}}}ResultMinor") == MINOR + "ReferencedDocumentNotPresent", r.text
+    assert "'nowhere' names no input document" in result.findtext(f"{{{DSS_NS}}}ResultMessage")
+    assert _audit_entries(siegel_server) == before
 
 
 def test_several_documents_are_signed_one_by_one(siegel_server: SiegelInstance, official: Any,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,29 @@ def test_dss_raises_a_detached_xades_to_b_lta_with_its_document(
     files = {"signature": ("signature.xml", raised), "document": ("contract.txt", DOCUMENT)}
     (sig,) = requests.post(siegel_server.url + "/api/v1/verify", files=files, auth=verifier, timeout=60).json()["signatures"]
     assert (sig["indication"], sig["level"]) == ("TOTAL-PASSED", "B-LTA"), sig
+
+
+def _at(moment: str) -> str:
+    return (f"<dss:OptionalInputs><dss:UseVerificationTime><dss:SpecificTime>{moment}</dss:SpecificTime>"
+            '</dss:UseVerificationTime><vr:ReturnVerificationReport xmlns:vr="urn:oasis:names:tc:dss-x:1.0:'
+            'profiles:verificationreport:schema#"/></dss:OptionalInputs>')
+
+
+def test_dss_verifies_at_the_time_asked_for(siegel_server: SiegelInstance, verifier: tuple[str, str],
+                                            official: xmlschema.XMLSchema) -> None:
+    """UseVerificationTime/SpecificTime: in 2000 the signer's certificate was not yet issued, so the signature
+    cannot pass then; at a time after signing it passes; a time without a zone is refused."""
+    signature = _sign(siegel_server, verifier, "format=cades&level=B-B")
+    then = _dss_verify(siegel_server, official, _at("2000-01-01T00:00:00Z"), signature, _document(DOCUMENT))
+    assert _result(then) == (MAJOR + "InsufficientInformation",
+                             "urn:siegel:dss:1.0:resultminor:indeterminate:NOT_YET_VALID"), _result(then)
+    outputs = then.find(f"{{{DSS_NS}}}OptionalOutputs")
+    assert outputs.findtext(f".//{{{DSS_NS}}}VerificationTime").startswith("2000-01-01T00:00:00")
+    assert outputs.findtext(f".//{{{ETSI}}}MainIndication") == "urn:etsi:019102:mainindication:indeterminate"
+
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat(timespec="seconds")
+    later = _dss_verify(siegel_server, official, _at(soon), signature, _document(DOCUMENT))
+    assert _result(later) == (MAJOR + "Success", MINOR + "valid:signature:OnAllDocuments"), _result(later)
+
+    zoneless = _dss_verify(siegel_server, official, _at("2026-12-07T10:00:00"), signature, _document(DOCUMENT))
+    assert _result(zoneless)[0] == MAJOR + "RequesterError"
