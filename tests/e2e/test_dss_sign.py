@@ -118,6 +118,30 @@ def test_b_t_is_the_default_and_has_aliases(siegel_server: SiegelInstance, offic
     assert SIGNATURE_TIME_STAMP in _unsigned_types(signature)
 
 
+def test_add_timestamp_and_the_signers_claims_over_dss(siegel_server: SiegelInstance, official: Any,
+                                                       tmp_path: Path) -> None:
+    """AddTimestamp raises a B-B request to B-T; commitment type and production place become signed attributes;
+    the ResultMessage says its language."""
+    claims = ("<dss:Properties><dss:SignedProperties><dss:Property><dss:Identifier>http://uri.etsi.org/01903/v1.3.2#"
+              "CommitmentTypeIndication</dss:Identifier><dss:Value>http://uri.etsi.org/01903/v1.2.2#ProofOfApproval"
+              "</dss:Value></dss:Property><dss:Property><dss:Identifier>http://uri.etsi.org/01903/v1.3.2#"
+              "SignatureProductionPlace</dss:Identifier><dss:Value>München; 80331; DE</dss:Value></dss:Property>"
+              "</dss:SignedProperties></dss:Properties><dss:AddTimestamp/>")
+    options = _options(form=LEVEL_URI.format("B-B")).replace("</dss:OptionalInputs>", claims + "</dss:OptionalInputs>")
+    response = _sign(siegel_server, official, options, _document())
+    message = response.find(f"{{{DSS_NS}}}Result/{{{DSS_NS}}}ResultMessage")
+    assert message.get("{http://www.w3.org/XML/1998/namespace}lang") == "en"
+    signature = _signature(response)
+    _openssl_verifies(siegel_server, tmp_path, signature)
+    assert SIGNATURE_TIME_STAMP in _unsigned_types(signature)
+    signed = {a["type"].dotted: a["values"] for a in cms.ContentInfo.load(signature)["content"]["signer_infos"][0]
+              ["signed_attrs"]}
+    commitment = signed["1.2.840.113549.1.9.16.2.16"][0]  # commitment-type-indication
+    assert commitment["commitment_type_id"].dotted == "1.2.840.113549.1.9.16.6.5"  # proof of approval
+    location = signed["1.2.840.113549.1.9.16.2.17"][0].native  # signer-location
+    assert location["country_name"] == "DE" and location["locality_name"] == "München", location
+
+
 @pytest.mark.parametrize(("uri", "algorithm"), [("http://www.w3.org/2001/04/xmlenc#sha256", "sha256"),
                                                 ("http://www.w3.org/2001/04/xmldsig-more#sha384", "sha384"),
                                                 ("http://www.w3.org/2001/04/xmlenc#sha512", "sha512")])
