@@ -482,6 +482,8 @@ def test_password_reset_from_the_mailed_link(portal: SiegelInstance, mail: SmtpS
     page = new_page(browser, console_errors)
     page.goto(portal.url + "/portal/login")
     page.get_by_role("link", name="Forgot your password?").click()
+    check_page(page, console_errors)
+    shots.take(page, "forgot")
     before = len(mail.messages)
     page.get_by_label("User name or e-mail address").fill("eve@example.com")
     page.get_by_role("button", name="Send a reset link").click()
