@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
+import io
 import sqlite3
 import subprocess
+import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -262,3 +265,29 @@ def test_the_openapi_document_describes_every_route(siegel_server: SiegelInstanc
                                       json={}, timeout=30)
             assert answer.status_code != 404 or "signing certificate" in answer.text or "prepared" in answer.text, \
                 (method, path, answer.status_code, answer.text)
+
+
+@pytest.mark.parametrize(("container", "signature_files", "verified_format"),
+                         [("xades", ["META-INF/*signatures*.xml"], "ASiC-E/XAdES"),
+                          ("cades", ["META-INF/ASiCManifest*.xml", "META-INF/*signature*.p7s"], "ASiC-E/CAdES")])
+def test_an_asic_e_container_with_the_callers_key(siegel_server: SiegelInstance, signer: tuple[str, str],
+                                                  container: str, signature_files: list[str],
+                                                  verified_format: str) -> None:
+    """``format=asic``: the body in an ASiC-E container, ``mimetype`` first and stored, the signature files named
+    as EN 319 162-1 says."""
+
+    r = requests.post(f"{siegel_server.url}/api/v1/sign?format=asic&container={container}&level=B-T&name=liste.txt",
+                      data=DOCUMENT, headers={"content-type": "text/plain"}, auth=signer, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/vnd.etsi.asic-e+zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        first = archive.infolist()[0]
+        assert (first.filename, first.compress_type) == ("mimetype", zipfile.ZIP_STORED)
+        assert archive.read("mimetype") == b"application/vnd.etsi.asic-e+zip"
+        assert archive.read("liste.txt") == DOCUMENT
+        names = archive.namelist()
+        assert all(fnmatch.filter(names, pattern) for pattern in signature_files), names
+    (sig,) = requests.post(f"{siegel_server.url}/api/v1/verify", data=r.content, auth=signer,
+                           timeout=60).json()["signatures"]
+    assert (sig["indication"], sig["format"], sig["level"]) == ("TOTAL-PASSED", verified_format, "B-T"), sig
+    assert [s["name"] for s in sig["scopes"]] == ["liste.txt"], sig["scopes"]
