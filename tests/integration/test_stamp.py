@@ -293,3 +293,27 @@ def test_a_default_template_that_does_not_exist_is_a_configuration_error(setting
     with pytest.raises(ConfigError) as caught:
         load_templates(_settings_with(settings, default="amt"))
     assert "appearance.default" in caught.value.message and "compact, standard" in caught.value.message
+
+
+def test_a_brands_default_stamp_links_its_qr_code_under_the_brands_base_url(
+        pki: Pki, templates: dict[str, AppearanceTemplate]) -> None:
+    """The QR code of a branded default stamp points to the brand's verification page; unbranded, to the
+    instance's."""
+    from server.signing.engines import VERIFY_PATH, Appearances, pades_options
+    from server.signing.levels import Level, Packaging
+    from server.signing.order import Document, Format, PdfOptions, SignOrder, StampBrand
+
+    known = Appearances({**templates, "standard": dataclasses.replace(templates["standard"], qr=True)}, "standard",
+                        VERIFY_URL)
+    pdf = make_pdfa(2)
+    brand = StampBrand(None, "#b71c1c", "https://sign.acme.example")
+    chain = user_key(pki).chain
+
+    def qr_url(options: PdfOptions) -> str | None:
+        order = SignOrder(Format.PADES, Level.B_B, Packaging.ENVELOPED, (Document("a.pdf", pdf),), pdf=options)
+        stamp = pades_options(chain, order, pdf, lambda: known).stamp
+        assert stamp is not None
+        return stamp.qr_url
+
+    assert qr_url(PdfOptions(brand=brand)) == "https://sign.acme.example" + VERIFY_PATH
+    assert qr_url(PdfOptions()) == VERIFY_URL
