@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -275,3 +276,30 @@ def test_a_malicious_svg_logo_is_neutralised(server: SiegelInstance, browser: An
 
     refused = server.cli("brand", "logo", "evil", str(Path(__file__)), check=False)  # not an image
     assert refused.returncode != 0 and "not a PNG or SVG" in refused.stderr
+
+
+def test_the_admin_page_creates_and_changes_a_brand(server: SiegelInstance, browser: Any, shots: Shots,
+                                                    console_errors: list[str]) -> None:
+    """The dashboard's brand form: a new brand with its fields, a wrong colour refused naming the field."""
+    page = new_page(browser, console_errors)
+    page.goto(f"http://127.0.0.1:{server.port}/portal/login")
+    page.fill("#name", "chef")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"http://127.0.0.1:{server.port}/portal/admin/brands")
+    values = {"company_name": "Initech AG", "primary_color": "#123456", "public_base_url": "https://sign.initech.example",
+              "mail_from_address": "sign@initech.example", "imprint_url": "https://initech.example/impressum"}
+    page.fill("#brand-name", "initech")
+    for field, value in values.items():
+        page.fill(f"#brand-{field}", value)
+    page.click("#brand-form button[type=submit]")
+    assert "initech" in page.locator("[role=status]").inner_text()
+    assert "Initech AG" in page.locator("tr[data-brand=initech]").inner_text()
+    shown = json.loads(server.cli("brand", "show", "initech").stdout)
+    assert {field: shown[field] for field in values} == values
+
+    page.fill("#brand-name", "initech")
+    page.fill("#brand-primary_color", "blue")
+    page.click("#brand-form button[type=submit]")
+    assert "primary_color" in page.locator("[role=status], [role=alert]").first.inner_text()
+    assert json.loads(server.cli("brand", "show", "initech").stdout)["primary_color"] == "#123456"  # unchanged
