@@ -84,7 +84,8 @@ def _level(options: etree._Element | None, default_level: str) -> Level:
     if level is None:
         raise SiegelError(Code.BAD_REQUEST, f"SignatureForm {_text(form)!r}: expected an ETSI baseline level URI "
                                             "(http://uri.etsi.org/ades/191x2/level/baseline/B-T#, ...) or an "
-                                            "OASIS AdES form (BES, ES-T, ES-X-L, ES-A)")
+                                            "OASIS AdES form (BES, ES-T, ES-X-L, ES-A)",
+                          SIEGEL_MINOR + "UnknownSignatureForm")
     chosen = Level(level)
     if options is not None and options.find("dss:AddTimestamp", _NS) is not None and not chosen.at_least(Level.B_T):
         chosen = Level.B_T  # AddTimestamp: a signature timestamp at least

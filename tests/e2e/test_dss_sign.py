@@ -172,7 +172,8 @@ def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></
 
 @pytest.mark.parametrize(("options", "documents", "major", "minor", "message"), [
     (_options("urn:example:unknown"), _document(), REQUESTER, SIEGEL_MINOR + "UnknownSignatureType", "is unknown"),
-    (_options(form="urn:example:level"), _document(), REQUESTER, None, "expected an ETSI baseline level URI"),
+    (_options(form="urn:example:level"), _document(), REQUESTER, SIEGEL_MINOR + "UnknownSignatureForm",
+     "expected an ETSI baseline level URI"),
     (_options(), _digest(bytes(20)), REQUESTER, SIEGEL_MINOR + "InvalidDigestValue", "has 32 bytes, this one 20"),
     (_options(), _digest(bytes(32), "http://www.w3.org/2000/09/xmldsig#sha1"), REQUESTER,
      SIEGEL_MINOR + "UnsupportedDigestMethod", "DigestMethod"),
