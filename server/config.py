@@ -253,6 +253,11 @@ class BrandingSettings:
     max_logo_height: int
 
 
+SIGNATURE_HORIZON_NAMES = r"rsa-[1-9][0-9]*|ecdsa-p(256|384|521)|ed25519|ed448|sha1|sha224|sha256|sha384|sha512"
+"""The names archive.signature_horizons knows: a timestamp signature's key (rsa-BITS: RSA keys of BITS bits or more,
+up to the next size listed) or the digest it signs with."""
+
+
 @dataclass(frozen=True)
 class ArchiveSettings:
     hash_algorithms: str  # comma-separated: one hash tree per algorithm and collection (the first is the primary)
@@ -262,6 +267,7 @@ class ArchiveSettings:
     invalid_signatures: str  # refuse | archive-with-report
     renew_timestamps_before_days: int  # renew a tree's timestamp this long before its TSA certificate expires
     algorithm_horizons: str  # comma-separated ALG=YYYY-MM-DD: until when a hash algorithm is trusted
+    signature_horizons: str  # comma-separated SIG=YYYY-MM-DD: until when a timestamp signature's key or digest is trusted
     renew_check_hours: float  # how often the renewal job looks for trees due
     store_grace_seconds: float  # a put protects its file from removal this long (its row commits within it)
 
@@ -557,3 +563,13 @@ def _validate_archive(a: ArchiveSettings) -> None:
         except ValueError:
             ok = False
         need(ok, "algorithm_horizons", "comma-separated ALG=YYYY-MM-DD, e.g. sha256=2035-12-31,sha512=2045-12-31")
+    for entry in (e.strip() for e in a.signature_horizons.split(",") if e.strip()):
+        name, _, day = entry.partition("=")
+        try:
+            date.fromisoformat(day.strip())
+            ok = re.fullmatch(SIGNATURE_HORIZON_NAMES, name.strip()) is not None
+        except ValueError:
+            ok = False
+        need(ok, "signature_horizons", "comma-separated SIG=YYYY-MM-DD where SIG is rsa-BITS, ecdsa-p256, ecdsa-p384, "
+             "ecdsa-p521, ed25519, ed448 or a digest sha1, sha224, sha256, sha384, sha512, e.g. "
+             "rsa-3000=2030-12-31,ecdsa-p256=2030-12-31")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
+from asn1crypto import cms, keys, x509
 from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_, select, update
 
 from server.archive import hashtree, xmlers
@@ -69,6 +70,62 @@ def parse_horizons(text: str) -> dict[str, datetime]:
         name, _, day = entry.partition("=")
         horizons[name.strip()] = datetime.combine(date.fromisoformat(day.strip()), time.max, timezone.utc)
     return horizons
+
+
+@dataclass(frozen=True)
+class SignatureHorizons:
+    """``archive.signature_horizons``: until when a timestamp token's signature is trusted, by the signer's key
+    (``rsa-BITS`` covers RSA keys of BITS bits up to the next size listed, smaller ones take the earliest RSA
+    date; ``ecdsa-p256`` … and ``ed25519``, ``ed448`` exactly) and by the digest it signs (``sha1`` …)."""
+    rsa: tuple[tuple[int, datetime], ...]  # ascending bits
+    named: Mapping[str, datetime]
+
+    @classmethod
+    def parse(cls, text: str) -> SignatureHorizons:
+        horizons = parse_horizons(text)
+        rsa = sorted((int(name[4:]), day) for name, day in horizons.items() if name.startswith("rsa-"))
+        return cls(tuple(rsa), {name: day for name, day in horizons.items() if not name.startswith("rsa-")})
+
+    def of(self, token: bytes) -> datetime | None:
+        """The earliest horizon of the token's signature key and digest; None if neither is listed."""
+        key, digest = token_signature(token)
+        found = [self.named[n] for n in (key, digest) if n in self.named]
+        if key.startswith("rsa-") and self.rsa:
+            bits = int(key[4:])
+            found.append(([day for size, day in self.rsa if size <= bits] or [self.rsa[0][1]])[-1])
+        return min(found, default=None)
+
+
+def token_signature(token: bytes) -> tuple[str, str]:
+    """What signed a timestamp token: its signer's key (``rsa-3072``, ``ecdsa-p256``, ``ed25519``, …; ``unknown``
+    when the token lacks the signer's certificate or the key is of another kind) and the digest signed (``sha256``)."""
+    signed_data = cms.ContentInfo.load(token)["content"]
+    signer_info = signed_data["signer_infos"][0]
+    sid = signer_info["sid"]
+    for choice in signed_data["certificates"] or ():
+        cert = choice.chosen
+        if isinstance(cert, x509.Certificate) and (
+                (sid.name == "issuer_and_serial_number" and cert.issuer == sid.chosen["issuer"]
+                 and cert.serial_number == sid.chosen["serial_number"].native)
+                or (sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native)):
+            key = _key_name(cert["tbs_certificate"]["subject_public_key_info"].dump())
+            break
+    else:
+        key = "unknown"
+    return key, signer_info["digest_algorithm"]["algorithm"].native
+
+
+@functools.lru_cache(maxsize=64)
+def _key_name(public_key_info: bytes) -> str:
+    """``rsa-BITS``, ``ecdsa-CURVE`` (p256, p384, p521), ``ed25519``, ``ed448`` or ``unknown``; cached: few TSA keys."""
+    info = keys.PublicKeyInfo.load(public_key_info)
+    kind = info.algorithm
+    if kind == "rsa":
+        return f"rsa-{info.bit_size}"
+    if kind == "ec":
+        curve = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}.get(info.curve[1])
+        return f"ecdsa-{curve}" if curve else "unknown"
+    return kind if kind in ("ed25519", "ed448") else "unknown"
 
 
 def _ids(blob: bytes) -> array:
@@ -253,30 +310,53 @@ class ArchiveTrees:
                                 .where(TREES.c.superseded.is_(False)).order_by(TREES.c.id)).all()
         return [(r[0], r[1], r[2], r[3], _aware(r[4]), r[5]) for r in rows]
 
+    def _last_tokens(self) -> dict[int, bytes]:
+        """The last timestamp token of every current tree (the one a timestamp renewal covers)."""
+        last = select(STAMPS.c.tree_id, func.max(STAMPS.c.position).label("position")).group_by(
+            STAMPS.c.tree_id).subquery()
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(STAMPS.c.tree_id, STAMPS.c.token)
+                                .join(last, and_(last.c.tree_id == STAMPS.c.tree_id,
+                                                 last.c.position == STAMPS.c.position))
+                                .join(TREES, TREES.c.id == STAMPS.c.tree_id)
+                                .where(TREES.c.superseded.is_(False))).all()
+        return {r[0]: r[1] for r in rows}
+
+    def _stamp_ends(self, signatures: SignatureHorizons) -> list[tuple[tuple[int, str, int, str, datetime, int],
+                                                                       datetime, bytes]]:
+        """Every current tree with when its last timestamp loses strength (its TSA certificate's notAfter or its
+        signature's horizon, whichever is first) and that token."""
+        last = self._last_tokens()
+        ends = []
+        for tree in self._current_trees():
+            horizon = signatures.of(last[tree[0]])
+            ends.append((tree, tree[4] if horizon is None else min(tree[4], horizon), last[tree[0]]))
+        return ends
+
     def current(self) -> list[tuple[int, str]]:
         """The current trees (not superseded by a hash-tree renewal): id and algorithm."""
         return [(t[0], t[1]) for t in self._current_trees()]
 
-    def next_renewals(self, before: timedelta, horizons: Mapping[str, datetime]) -> tuple[datetime | None,
-                                                                                          datetime | None]:
+    def next_renewals(self, before: timedelta, horizons: Mapping[str, datetime], signatures: SignatureHorizons
+                      ) -> tuple[datetime | None, datetime | None]:
         """When the next timestamp renewal and the next hash-tree renewal fall due (None: no tree)."""
-        trees = self._current_trees()
-        if not trees:
+        ends = self._stamp_ends(signatures)
+        if not ends:
             return None, None
         far = datetime.max.replace(tzinfo=timezone.utc)
-        stamp_due = min(t[4] for t in trees) - before
-        tree_due = min(horizons.get(t[1], far) for t in trees)
+        stamp_due = min(end for _, end, _ in ends) - before
+        tree_due = min(horizons.get(tree[1], far) for tree, _, _ in ends)
         return stamp_due, (tree_due - before if tree_due != far else None)
 
-    def renew_timestamps(self, before: timedelta, force: bool = False) -> int:
-        """RFC 4998 5.2 for every current tree whose last timestamp's TSA certificate expires within ``before``
-        (every current tree with ``force``): one new timestamp per tree over the previous one; the count."""
+    def renew_timestamps(self, before: timedelta, signatures: SignatureHorizons, force: bool = False) -> int:
+        """RFC 4998 5.2 for every current tree whose last timestamp's TSA certificate expires, or whose signature
+        reaches its horizon, within ``before`` (every current tree with ``force``): one new timestamp per tree over
+        the previous one, from the current TSA; the count."""
         now = datetime.now(timezone.utc)
-        due = [t for t in self._current_trees() if force or t[4] - before <= now]
-        tokens = self._stamps([t[0] for t in due])
+        due = [(tree, token) for tree, end, token in self._stamp_ends(signatures) if force or end - before <= now]
         renewed = 0
-        for tree_id, algorithm, position, _lineage, _not_after, _chain in due:
-            pair = _renewal_pair(tokens[tree_id][position], algorithm)
+        for (tree_id, algorithm, position, _lineage, _not_after, _chain), previous in due:
+            pair = _renewal_pair(previous, algorithm)
             token, not_after = self._stamp()(hashtree.group_hash(algorithm, pair), algorithm)
             with self._engine.begin() as conn:
                 conn.execute(insert(STAMPS).values(tree_id=tree_id, position=position + 1, token=token,

@@ -26,7 +26,8 @@ from sqlalchemy import Engine, insert, select, update
 from server.archive import ers, evidence_verify, xmlers
 from server.archive import rows as rows_db
 from server.archive.evidence_verify import EvidenceReport
-from server.archive.jobs import ITEMS, ArchiveTrees, HashTreeRenewal, parse_horizons, pending_condition
+from server.archive.jobs import (ITEMS, ArchiveTrees, HashTreeRenewal, SignatureHorizons, parse_horizons,
+                                 pending_condition)
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
 from server.config import ArchiveSettings
@@ -150,6 +151,7 @@ class ArchiveService:
         self._settings = settings
         self.algorithms = trees.algorithms
         self.horizons = parse_horizons(settings.algorithm_horizons)
+        self.signature_horizons = SignatureHorizons.parse(settings.signature_horizons)
 
     # --- submission ------------------------------------------------------------------------------------
 
@@ -437,7 +439,8 @@ class ArchiveService:
 
     def renew(self, *, timestamps: bool = True, hashtree: str | None = None, force: bool = False
               ) -> dict[str, Any]:
-        """Renew now: timestamps due (all with ``force``), and a hash-tree renewal into ``hashtree`` of the current
+        """Renew now: timestamps due, by their TSA certificate's expiry or their signature's horizon (all with
+        ``force``), and a hash-tree renewal into ``hashtree`` of the current
         trees in another algorithm (all with ``force``); without ``hashtree`` the trees whose algorithm's horizon
         is near move to :meth:`renewal_algorithm`."""
         done: dict[str, Any] = {}
@@ -450,7 +453,7 @@ class ArchiveService:
             if due:
                 done["hashtree"] = self._hashtree(target, due)
         if timestamps:
-            done["timestamps"] = self.trees.renew_timestamps(self.renew_before, force)
+            done["timestamps"] = self.trees.renew_timestamps(self.renew_before, self.signature_horizons, force)
         return done
 
     def _hashtree(self, algorithm: str, tree_ids: list[int]) -> dict[str, Any]:
@@ -483,7 +486,7 @@ class ArchiveService:
                 objects = conn.execute(select(func.count()).select_from(OBJECTS).where(live)).scalar_one()
                 items = conn.execute(select(func.count()).select_from(ITEMS)).scalar_one()
                 accounts = self._per_account(conn, pending_items)
-        stamp_due, tree_due = self.trees.next_renewals(self.renew_before, self.horizons)
+        stamp_due, tree_due = self.trees.next_renewals(self.renew_before, self.horizons, self.signature_horizons)
         renewals = {"nextTimestampRenewal": _iso(stamp_due), "nextHashTreeRenewal": _iso(tree_due)}
         if own:
             return {"scope": "account", "objects": objects, "items": items, "pending": pending,

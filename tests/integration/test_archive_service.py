@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -17,11 +18,12 @@ from lxml import etree
 from sqlalchemy import func, select, update
 
 from server.archive import ers, xmlers
-from server.archive.jobs import ArchiveTrees, stamp_in_process
+from server.archive.jobs import ArchiveTrees, stamp_in_process, token_signature
 from server.archive.service import ArchiveItem, ArchiveService
 from server.archive.store import DocumentStore
 from server.db.models import ArchiveItem as ItemRow, ArchiveTimestampRow, ArchiveTree, AuditEntry
-from server.errors import Code, SiegelError
+from server.config import load
+from server.errors import Code, ConfigError, SiegelError
 from server.identity.users import Principal, UserService
 from server.signing.keys import SigningKeys
 from server.signing.levels import Level, Packaging
@@ -46,10 +48,13 @@ class Archive:
     signing: SigningService
 
 
-def _service(pki: OnlinePki, store: DocumentStore, policy: str = "refuse", horizons: str | None = None
-             ) -> ArchiveService:
-    settings = replace(pki.settings.archive, invalid_signatures=policy,
-                       algorithm_horizons=pki.settings.archive.algorithm_horizons if horizons is None else horizons)
+def _service(pki: OnlinePki, store: DocumentStore, policy: str = "refuse", horizons: str | None = None,
+             signature_horizons: str | None = None) -> ArchiveService:
+    defaults = pki.settings.archive
+    settings = replace(defaults, invalid_signatures=policy,
+                       algorithm_horizons=defaults.algorithm_horizons if horizons is None else horizons,
+                       signature_horizons=defaults.signature_horizons if signature_horizons is None
+                       else signature_horizons)
     root = lambda: pki.ca.ca_certificate_der("ROOT")  # noqa: E731
     trees = ArchiveTrees(pki.engine, pki.audit, store, functools.cache(lambda: stamp_in_process(pki.tsa.respond)),
                          ["sha256", "sha512"], settings.max_tree_leaves)
@@ -317,6 +322,39 @@ def test_a_hash_algorithm_near_its_horizon_moves_its_trees_to_the_one_trusted_lo
     (record,) = s.evidence(erp, info.aoid)
     assert ers.decode(record).digest_algorithms == ("sha256", "sha512")
     assert s.verify(record, data=b"kept for thirty years").passed
+
+
+def test_a_timestamp_signature_near_its_horizon_renews_its_trees_with_the_current_tsa(archive: Archive) -> None:
+    """archive.signature_horizons: without force, renew() renews the timestamps of the trees whose last token's
+    signature key (or digest) reaches its horizon within renew_timestamps_before_days; a far horizon does not."""
+    erp, s = archive.users["erp"], archive.service
+    info = s.submit(erp, [ArchiveItem("d.txt", "text/plain", b"signed by a key that weakens")])
+    s.trees.collect()
+    with archive.pki.engine.connect() as conn:
+        token = conn.execute(select(ArchiveTimestampRow.token)).scalars().first()
+    key, digest = token_signature(token)
+    assert re.fullmatch(r"rsa-\d+|ecdsa-p(256|384|521)", key) and digest in ("sha256", "sha384", "sha512"), key
+    named = key if key.startswith("ecdsa-") else f"rsa-{int(key[4:]) - 1}"  # an RSA class reaching up to this key
+    far = _service(archive.pki, archive.store, signature_horizons=f"{named}=2099-12-31")
+    assert far.renew() == {"timestamps": 0} and far.stats()["nextTimestampRenewal"] < "2099"
+    soon = date.today() + timedelta(days=30)  # within the 180 days of renew_timestamps_before_days
+    for horizons in (f"{named}={soon}", f"{digest}={soon},{named}=2099-12-31"):
+        near = _service(archive.pki, archive.store, signature_horizons=horizons)
+        assert near.stats()["nextTimestampRenewal"] < (soon - timedelta(days=179)).isoformat()
+        assert near.renew() == {"timestamps": 2}, horizons  # both trees (sha256, sha512): one request each
+    (record,) = s.evidence(erp, info.aoid)
+    assert [len(c) for c in ers.decode(record).chains] == [3]
+    assert s.verify(record, data=b"signed by a key that weakens").passed
+
+
+def test_a_bad_signature_horizon_is_refused_at_config_load(tmp_path: Path) -> None:
+    for bad in ("rsa=2030-12-31", "dsa-2048=2030-12-31", "ecdsa-p256=2030-13-01", "sha256"):
+        config = tmp_path / "siegel.toml"
+        config.write_text(f'[archive]\nsignature_horizons = "{bad}"\n')
+        with pytest.raises(ConfigError, match="archive.signature_horizons: expected comma-separated SIG=YYYY-MM-DD"):
+            load(config, tmp_path, {})
+    config.write_text('[archive]\nsignature_horizons = "rsa-3000=2031-12-31,ecdsa-p384=2031-12-31,sha1=2015-12-31"\n')
+    assert load(config, tmp_path, {}).archive.signature_horizons.startswith("rsa-3000")
 
 
 def test_a_deleted_object_is_deleted_only_for_who_may_see_it(archive: Archive) -> None:
