@@ -154,7 +154,8 @@ class Services:
                    for name, account in load_accounts(self.settings).items()}
         return RemoteSigning(clients, self.signing, self.engine, self.audit, r.operation_minutes, r.max_operations,
                              load_or_create_key(self.settings.path(self.settings.twofactor.key_file)),
-                             lease_seconds(r.timeout_seconds, r.retries))
+                             lease_seconds(r.timeout_seconds, r.retries),
+                             callback_url=self.settings.server.public_base_url.rstrip("/") + "/api/v1/sign/remote/callback")
 
     @functools.cached_property
     def workflows(self) -> WorkflowService:

@@ -22,6 +22,15 @@ in the transaction of the ``sign.<format>`` audit entries, so either every docum
 A wrong PIN or OTP puts the operation back to ``awaiting-otp`` (the user may try again); any other failure,
 a cancel or the expiry (``remote_signing.operation_minutes``) ends it. With PIN (and OTP) in the first
 request, phase 2 follows at once without a row.
+
+A credential whose ``authMode`` is ``oauth2code`` is authorised in the user's browser instead: phase 1 answers
+an authorization URL of the service (OAuth2 authorization code with PKCE S256, scope ``credential`` for the
+credential, ``numSignatures`` and exactly the prepared hashes); the PKCE verifier and the ``state`` nonce are
+kept in the sealed state. The service redirects the browser to ``callback_url`` with ``code`` and ``state``
+(``<operation id>.<nonce>``, so it binds the operation and, through the row, its user);
+:meth:`RemoteSigning.complete_code` takes the operation as :meth:`RemoteSigning.authorize` does, exchanges
+the code with the verifier and signs with the token of scope credential in place of a SAD: the same check
+of every value, the same claim, lease and one transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -42,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
 
-from adapters.remote_signing.client import CredentialInfo, CscClient, RemoteServiceError
+from adapters.remote_signing.client import CredentialInfo, CscClient, RemoteServiceError, pkce_pair
 from server import metrics
 from server.audit import AuditLog
 from server.db.models import RemoteOperation
@@ -55,6 +65,7 @@ from server.signing.order import Format, SignOrder
 from server.signing.two_step import PreparedOrder
 
 AWAITING_OTP = "awaiting-otp"
+OAUTH2CODE = "oauth2code"  # a credential's authMode: authorised in the user's browser at the service
 SIGNING = "signing"
 
 
@@ -134,6 +145,7 @@ class Pending:
     expires: datetime
     signatures: int
     otp_sent: bool  # the service sent a code (online OTP); else the user's app or token shows one
+    authorization_url: str | None = None  # oauth2code: where the user's browser authorises the hashes
 
 
 @dataclass(frozen=True)
@@ -150,10 +162,12 @@ class Prepared:
     hashes: tuple[bytes, ...]  # the digests to be signed, one per state
     states: tuple[dict[str, Any], ...]  # the prepared two-step states
     audit: tuple[tuple[str, str, str, dict[str, object]], ...]  # the sign.<format> entries, once signed
+    code_flow: dict[str, str] | None = None  # oauth2code: the PKCE verifier, the state nonce, the redirect_uri
 
     def state_json(self) -> str:
         return json.dumps({"states": list(self.states), "audit": [list(a) for a in self.audit],
-                           "signAlgo": self.sign_algo, "certificate": self.certificate.hex()})
+                           "signAlgo": self.sign_algo, "certificate": self.certificate.hex(),
+                           "codeFlow": self.code_flow})
 
     @classmethod
     def from_row(cls, row: Any, seal: StateSeal) -> Prepared:
@@ -161,7 +175,7 @@ class Prepared:
         return cls(row.account, row.credential_id, Level(row.level), DigestAlgorithm(row.hash_algorithm),
                    SignatureScheme(row.scheme), data["signAlgo"], bytes.fromhex(data["certificate"]),
                    tuple(bytes.fromhex(h) for h in json.loads(row.hashes)), tuple(data["states"]),
-                   tuple((a, b, c, d) for a, b, c, d in data["audit"]))
+                   tuple((a, b, c, d) for a, b, c, d in data["audit"]), data.get("codeFlow"))
 
 
 class RemoteSigning:
@@ -169,7 +183,7 @@ class RemoteSigning:
 
     def __init__(self, clients: dict[str, CscClient], signing: TwoStepSigning, engine: Engine, audit: AuditLog,
                  minutes: float, max_operations: int, installation_key: bytes, lease: float,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), callback_url: str = "") -> None:
         self._clients = clients
         self._signing = signing
         self._engine = engine
@@ -179,6 +193,7 @@ class RemoteSigning:
         self._seal = StateSeal(installation_key)
         self._lease = timedelta(seconds=lease)  # lease_seconds()
         self._clock = clock
+        self._callback_url = callback_url  # the redirect_uri of oauth2code operations (GET .../remote/callback)
 
     @property
     def clients(self) -> dict[str, CscClient]:
@@ -203,7 +218,8 @@ class RemoteSigning:
         if len(orders) > info.multisign:
             raise SiegelError(Code.BAD_REQUEST, f"credential {credential_id!r} signs at most {info.multisign} "
                                                 f"documents per authorisation; this order has {len(orders)}")
-        ready_now = bool(pin) and (bool(otp) or not info.needs_otp)
+        code_flow = info.auth_mode == OAUTH2CODE
+        ready_now = not code_flow and bool(pin) and (bool(otp) or not info.needs_otp)
         if order.pdf.password is not None and not ready_now:
             raise SiegelError(Code.NOT_SUPPORTED, "an encrypted PDF is signed remotely in one request (PIN and OTP "
                                                   "with it): its password is never stored while an operation waits")
@@ -211,10 +227,19 @@ class RemoteSigning:
         if ready_now:  # nothing to wait for: an error ends the operation, the caller has no id to retry with
             return self._sign(client, prepared, pin, otp, order.pdf.password)
         self._make_room()
-        otp_sent = info.needs_otp and info.otp_type != "offline"
+        operation = secrets.token_urlsafe(24)
+        url = None
+        if code_flow:
+            verifier, challenge = pkce_pair()
+            nonce = secrets.token_urlsafe(24)
+            prepared = replace(prepared, code_flow={"verifier": verifier, "nonce": nonce,
+                                                    "redirect": self._callback_url})
+            url = client.authorization_url(self._callback_url, f"{operation}.{nonce}", challenge,
+                                           scope="credential", credential_id=credential_id,
+                                           hashes=prepared.hashes, digest=prepared.algorithm)
+        otp_sent = not code_flow and info.needs_otp and info.otp_type != "offline"
         if otp_sent:
             client.send_otp(credential_id)
-        operation = secrets.token_urlsafe(24)
         now = self._clock()
         expires = now + timedelta(minutes=self._minutes)
         with self._engine.begin() as conn:
@@ -224,7 +249,7 @@ class RemoteSigning:
                 hashes=json.dumps([h.hex() for h in prepared.hashes]),
                 states=self._seal.seal(operation, prepared.state_json()),
                 otp_sent=otp_sent, created_at=now, expires_at=expires))
-        return Pending(operation, account, credential_id, expires, len(orders), otp_sent)
+        return Pending(operation, account, credential_id, expires, len(orders), otp_sent, url)
 
     def _prepare(self, user_name: str, orders: Sequence[SignOrder], account: str, info: CredentialInfo) -> Prepared:
         """Every order through its engine's two-step prepare for the credential's chain."""
@@ -257,6 +282,42 @@ class RemoteSigning:
 
     def authorize(self, user_id: int, operation_id: str, pin: str | None, otp: str | None) -> list[Signed]:
         """Phase 2: take the operation (once), authorise its digests, sign them, check every value, assemble."""
+        def sign(client: CscClient, prepared: Prepared, claim: _Claim) -> list[Signed]:
+            if prepared.code_flow is not None:
+                raise _KeepWaiting(SiegelError(Code.BAD_REQUEST, f"remote signing operation {operation_id} is "
+                                   "authorised in the browser at the service (its authorization URL), not with a "
+                                   "PIN and OTP"))
+            return self._sign(client, prepared, pin, otp, None, claim)
+
+        return self._phase2(user_id, operation_id, sign)
+
+    def complete_code(self, state: str, code: str) -> list[Signed]:
+        """Phase 2 of an oauth2code operation, from the service's redirect: ``state`` names the operation (and
+        through its row the user) and must carry its nonce; the code is exchanged with the PKCE verifier for a
+        token of scope credential that signs exactly the prepared hashes."""
+        operation_id, _, nonce = state.partition(".")
+        with self._engine.connect() as conn:
+            user_id = conn.execute(select(RemoteOperation.user_id)
+                                   .where(RemoteOperation.id == operation_id)).scalar_one_or_none()
+        if user_id is None or not nonce:
+            raise SiegelError(Code.NOT_FOUND, "no remote signing operation waits for this state "
+                                              "(finished, cancelled or expired)")
+
+        def sign(client: CscClient, prepared: Prepared, claim: _Claim) -> list[Signed]:
+            flow = prepared.code_flow
+            if flow is None or not hmac.compare_digest(flow["nonce"], nonce):
+                raise _KeepWaiting(SiegelError(Code.NOT_FOUND, "no remote signing operation waits for this "
+                                               "state (finished, cancelled or expired)"))
+            token = client.exchange_code(code, flow["verifier"], flow["redirect"], keep=False)
+            self._renew(claim)
+            return self._sign(client, prepared, None, None, None, claim, token)
+
+        return self._phase2(user_id, operation_id, sign)
+
+    def _phase2(self, user_id: int, operation_id: str,
+                sign: Callable[[CscClient, Prepared, _Claim], list[Signed]]) -> list[Signed]:
+        """Take the operation (once) and ``sign`` it under the claim; a wrong PIN, OTP or state lets it wait
+        again, any other failure ends it."""
         row, claim = self._take(user_id, operation_id)
         try:
             prepared = Prepared.from_row(row, self._seal)
@@ -264,7 +325,10 @@ class RemoteSigning:
             if client is None:
                 raise SiegelError(Code.CONFLICT, f"remote signing account {prepared.account!r} is no longer "
                                                  "configured: the operation ends")
-            signed = self._sign(client, prepared, pin, otp, None, claim)
+            signed = sign(client, prepared, claim)
+        except _KeepWaiting as refused:
+            self._release(claim)
+            raise refused.error from None
         except _ClaimLost:
             raise SiegelError(Code.CONFLICT, f"remote signing operation {operation_id} was taken over by another "
                               "authorisation after this one's lease ran out, or ended: nothing was signed here") \
@@ -281,14 +345,18 @@ class RemoteSigning:
         return signed
 
     def _sign(self, client: CscClient, prepared: Prepared, pin: str | None, otp: str | None,
-              password: str | None, claim: _Claim | None = None) -> list[Signed]:
-        """One SAD and one signHash for all digests; every value verified, every document assembled, then
-        the audit entries (and the operation's row going) in one transaction. With a ``claim`` (an
-        operation's row) the lease is renewed before each step and the row goes only while the claim holds."""
+              password: str | None, claim: _Claim | None = None, token: str | None = None) -> list[Signed]:
+        """One SAD (or the ``token`` of scope credential in its place) and one signHash for all digests;
+        every value verified, every document assembled, then the audit entries (and the operation's row
+        going) in one transaction. With a ``claim`` (an operation's row) the lease is renewed before each
+        step and the row goes only while the claim holds."""
         hashes = list(prepared.hashes)
-        sad = client.authorize(prepared.credential, hashes, prepared.algorithm, pin, otp)
-        self._renew(claim)
-        values = client.sign_hash(prepared.credential, sad, hashes, prepared.algorithm, prepared.sign_algo)
+        sad = None
+        if token is None:
+            sad = client.authorize(prepared.credential, hashes, prepared.algorithm, pin, otp)
+            self._renew(claim)
+        values = client.sign_hash(prepared.credential, sad, hashes, prepared.algorithm, prepared.sign_algo,
+                                  credential_token=token)
         self._renew(claim)
         public = x509.load_der_x509_certificate(prepared.certificate).public_key()
         checked = []
@@ -399,6 +467,15 @@ class _Claim:
         """The row is still ``signing`` under this claim."""
         return (RemoteOperation.id == self.operation, RemoteOperation.status == SIGNING,
                 RemoteOperation.taker == self.taker)
+
+
+class _KeepWaiting(Exception):
+    """A refusal that leaves the operation waiting (a callback's state without its nonce, a PIN for an
+    oauth2code operation): ``error`` is what the caller gets."""
+
+    def __init__(self, error: SiegelError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _ClaimLost(Exception):

@@ -60,6 +60,7 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/sign/complete": {"POST": Action.TWO_STEP},  # the state's owner only (SigningService)
     "/api/v1/sign/remote/authorize": {"POST": Action.REMOTE_SIGN},  # the operation's owner only (RemoteSigning)
     "/api/v1/sign/remote/cancel": {"POST": Action.REMOTE_SIGN},
+    "/api/v1/sign/remote/callback": {"GET": PUBLIC},  # the service's redirect; the state binds operation and user
     "/api/v1/remote-signing/accounts": {"GET": Action.REMOTE_ACCOUNTS},
     "/api/v1/verify": {"POST": Action.VERIFY},
     "/api/v1/password-reset": {"POST": PUBLIC},

@@ -124,7 +124,15 @@ _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
                                        "otp": {"type": "string"}},
                                        "description": "a step signed with a remote qualified key: credential and "
                                                       "pin start the signature, pin and otp (the code the service "
-                                                      "sent) finish the waiting one"}}, ["action"]),
+                                                      "sent) finish the waiting one"},
+                                   "placement": {"type": "object", "additionalProperties": False,
+                                                 "required": ["page", "x", "y", "w", "h"], "properties": {
+                                       "page": {"type": "integer", "minimum": 1},
+                                       **{n: {"type": "number"} for n in ("x", "y", "w", "h")}},
+                                       "description": "a sign step whose template fixes no field or box: where its "
+                                                      "signature goes (PDF points from the lower left; 400 when the "
+                                                      "template fixes one); without it, placed automatically"}},
+                                  ["action"]),
         "responses": {"200": _STATUS,
                       "202": {"description": "the workflow's status with remoteSignature (state awaiting-otp, "
                                              "account, credential, otpSent, expires): the step's remote signature "
@@ -342,6 +350,17 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Remote signing: end a waiting operation; nothing is signed",
         "requestBody": _json_body({"operation": {"type": "string"}}, ["operation"]),
         "responses": {"200": {"description": "operation, state: cancelled"}, **_errors(400, 401, 403, 404, 409)}}},
+    "/sign/remote/callback": {"get": {
+        "summary": "Remote signing, oauth2code credential: the service's redirect after the user authorised "
+                   "the hashes in the browser (authorizationUrl of the 202); the signed document",
+        "security": [],
+        "description": "Public: the state (operation id and its sealed nonce) binds the operation and its "
+                       "user; the code is exchanged with the PKCE verifier Siegel keeps.",
+        "parameters": [{"name": "code", "in": "query", "required": True, "schema": {"type": "string"}},
+                       {"name": "state", "in": "query", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the signed document",
+                              "content": {"application/octet-stream": _BINARY}},
+                      **_errors(400, 404, 409, 502)}}},
     "/remote-signing/accounts": {"get": {
         "summary": "The remote signing accounts (admin): service, credentials with certificate validity, "
                    "signatures made through Siegel, quota or terms the service reports",

@@ -3,7 +3,12 @@
 ``POST /api/v1/sign?...&remote=ACCOUNT&credential=ID`` starts the operation: with an OTP credential the
 service sends the code and the answer is 202 with the operation id; ``POST /api/v1/sign/remote/authorize``
 with ``{"operation", "pin", "otp"}`` then answers the signed document, ``POST /api/v1/sign/remote/cancel``
-ends it. A credential without OTP (or an offline OTP sent along in ``X-Siegel-Remote-OTP``) signs in the
+ends it. A credential whose authMode is ``oauth2code`` is authorised in the user's browser: the 202 carries
+``authorizationUrl`` (the service's page for exactly these hashes), and the service sends the browser back to
+``GET /api/v1/sign/remote/callback?code&state``, which answers the signed document. The callback is public:
+the browser comes from the service without Siegel's credentials, and the ``state`` (operation id and a
+nonce kept sealed with it, given only to the operation's owner) binds the operation and through it the user;
+the code is useless without the PKCE verifier that never leaves Siegel. A credential without OTP (or an offline OTP sent along in ``X-Siegel-Remote-OTP``) signs in the
 first request when ``X-Siegel-Remote-PIN`` is given. ``GET /api/v1/remote-signing/accounts``: the
 administrators' overview.
 """
@@ -39,7 +44,8 @@ def pending_body(request: Any, pending: Pending) -> bytes:
     return json_response(request, 202, {
         "operation": pending.operation, "state": "awaiting-otp", "account": pending.account,
         "credential": pending.credential, "signatures": pending.signatures, "otpSent": pending.otp_sent,
-        "expires": pending.expires.isoformat(timespec="seconds"), "authorize": "/api/v1/sign/remote/authorize"})
+        "expires": pending.expires.isoformat(timespec="seconds"), "authorize": "/api/v1/sign/remote/authorize",
+        **({"authorizationUrl": pending.authorization_url} if pending.authorization_url else {})})
 
 
 def start_remote(request: Any, remote: Remote, order: SignOrder, account: str, credential: str,
@@ -87,6 +93,32 @@ class RemoteAuthorize(resource.Resource):
                 raise SiegelError(Code.BAD_REQUEST, '"pin" (and "otp", the code the service sent) must be strings')
             return threads.deferToThread(self._remote().authorize, request.principal.user_id, body["operation"],
                                          pin, otp).addCallback(lambda signed: self._answer(request, signed))
+
+        return render_deferred(request, work)
+
+
+class RemoteCallback(resource.Resource):
+    """``GET /api/v1/sign/remote/callback?code&state`` (public, the service's redirect of an oauth2code
+    operation): the code exchanged, phase 2, the signed document; ``error`` from the service ends nothing."""
+
+    isLeaf = True
+
+    def __init__(self, remote: Remote, answer: Answer) -> None:
+        super().__init__()
+        self._remote = remote
+        self._answer = answer
+
+    def render_GET(self, request: Any) -> int:
+        def work() -> Any:
+            args = {k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace") for k, v in request.args.items()}
+            if "error" in args:
+                raise SiegelError(Code.BAD_REQUEST, f"the remote signing service did not authorise: {args['error']}: "
+                                                    f"{args.get('error_description', '')} (the operation still waits)")
+            code, state = args.get("code"), args.get("state")
+            if not code or not state:
+                raise SiegelError(Code.BAD_REQUEST, "the callback needs code and state (the service's redirect)")
+            return threads.deferToThread(self._remote().complete_code, state, code).addCallback(
+                lambda signed: self._answer(request, signed))
 
         return render_deferred(request, work)
 

@@ -26,7 +26,7 @@ from server.validation.report import to_etsi_xml, to_json
 from server.validation.service import VerificationService, parse_validation_time
 from server.web import openapi
 from server.web.http import DigestingBody, error_body, json_response, render_deferred
-from server.web.remote_signing import Remote, RemoteAccounts, RemoteAuthorize, RemoteCancel, start_remote
+from server.web.remote_signing import Remote, RemoteAccounts, RemoteAuthorize, RemoteCallback, RemoteCancel, start_remote
 
 FORMATS = ("cades", "xades", "asic", "pades")
 DIGESTS = {"SHA-256": DigestAlgorithm.SHA256, "SHA-384": DigestAlgorithm.SHA384, "SHA-512": DigestAlgorithm.SHA512}
@@ -117,6 +117,7 @@ class Sign(_SigningEndpoint):
             remote_root = resource.Resource()
             remote_root.putChild(b"authorize", RemoteAuthorize(remote, _answer_signed))
             remote_root.putChild(b"cancel", RemoteCancel(remote))
+            remote_root.putChild(b"callback", RemoteCallback(remote, _answer_signed))
             self.putChild(b"remote", remote_root)
 
     def getChild(self, path: bytes, request: Any) -> resource.IResource:

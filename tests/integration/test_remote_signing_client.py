@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import func, select, update
@@ -35,6 +36,7 @@ from server.signing.order import Document, Format, SignOrder
 from tests.fixtures.pki import Pki, user_key
 
 PIN, OTP = "pin-1234", "424242"
+CALLBACK = "https://siegel.example/api/v1/sign/remote/callback"
 QUOTA = {"quota": {"signatures": 1000, "used": 12}, "terms": "https://qtsp.example/terms"}  # non-standard info fields
 INSTALLATION_KEY = bytes(range(32))  # every worker of one installation reads the same twofactor.key_file
 
@@ -42,7 +44,9 @@ INSTALLATION_KEY = bytes(range(32))  # every worker of one installation reads th
 class FakeCsc:
     """A CSC v2 service: ``faults`` maps a method to the statuses it answers first (e.g. [503]);
     ``wrong_value`` makes signHash sign another hash than asked; ``stalls`` are seconds the next signHash
-    calls wait before they answer."""
+    calls wait before they answer; ``mode`` is the credential's authMode (oauth2code: :meth:`authorize_in_browser`
+    stands for the user at the service's page, oauth2/token checks the PKCE verifier, the token signs only its
+    hashes)."""
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
@@ -51,6 +55,10 @@ class FakeCsc:
         self.wrong_value = False
         self.stalls: list[float] = []
         self.remaining = 0
+        self.mode = "explicit"
+        self.codes: dict[str, tuple[str, list[str]]] = {}  # code: PKCE challenge, the authorised hashes
+        self.tokens: dict[str, list[str]] = {}  # scope credential token: the hashes it may still sign
+        self.bearer = ""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,8 +67,10 @@ class FakeCsc:
 
             def do_POST(self) -> None:  # noqa: N802
                 method = self.path.removeprefix("/csc/v2/")
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = dict(parse_qsl(raw.decode())) if method == "oauth2/token" else json.loads(raw or b"{}")
                 fake.calls[method] += 1
+                fake.bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if fake.faults.get(method):
                     status, answer = fake.faults[method].pop(0)
                 else:
@@ -87,7 +97,7 @@ class FakeCsc:
         if method == "credentials/info":
             return 200, {"key": {"status": "enabled", "algo": ["1.2.840.10045.4.3.2"], "len": 256},
                          "cert": {"status": "valid", "certificates": [base64.b64encode(c).decode() for c in self.key.chain]},
-                         "SCAL": "2", "multisign": 10, "auth": {"mode": "explicit", "objects": [
+                         "SCAL": "2", "multisign": 10, "auth": {"mode": self.mode, "objects": [
                              {"type": "Password", "id": "PIN"}, {"type": "Password", "id": "OTP"}]}}
         if method == "credentials/sendOTP":
             return 200, {}
@@ -99,6 +109,19 @@ class FakeCsc:
             return 200, {"SAD": "sad-1", "expiresIn": 300}
         if method == "credentials/authorizeCheck":
             return 200, {"remainingSignatures": self.remaining}
+        if method == "oauth2/token":
+            challenge, hashes = self.codes.pop(body.get("code", ""), ("", []))
+            verifier = body.get("code_verifier", "").encode()
+            if not hashes or base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode() != challenge:
+                return 400, {"error": "invalid_grant", "error_description": "Authorization code is invalid or expired"}
+            token = f"credential-token-{len(self.tokens)}"
+            self.tokens[token] = hashes
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300}
+        if method == "signatures/signHash" and self.bearer in self.tokens:
+            allowed = self.tokens.pop(self.bearer)
+            if "SAD" in body or sorted(base64.b64decode(h) for h in body["hashes"]) != sorted(
+                    base64.urlsafe_b64decode(h + "==") for h in allowed):
+                return 400, {"error": "invalid_request", "error_description": "Hash is not authorized by the SAD"}
         if method == "signatures/signHash":
             if self.stalls:
                 time.sleep(self.stalls.pop(0))
@@ -109,6 +132,13 @@ class FakeCsc:
             return 200, {"signatures": [base64.b64encode(self.key.source.sign_digest(
                 self.key.label, h, "sha256", SignatureScheme.ECDSA)).decode() for h in hashes]}
         return 404, {"error": "invalid_request", "error_description": f"no method {method}"}
+
+    def authorize_in_browser(self, url: str) -> dict[str, str]:
+        """The user authorises at the service's oauth2/authorize page: the query, and the code it redirects with."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        code = f"code-{len(self.codes)}-{len(self.tokens)}"
+        self.codes[code] = (query["code_challenge"], query["hashes"].split(","))
+        return {**query, "code": code}
 
 
 @pytest.fixture
@@ -135,7 +165,7 @@ def remote_for(pki: Pki, fake: FakeCsc) -> Callable[..., tuple[RemoteSigning, in
     def make(client: CscClient | None = None, minutes: float = 1, key: bytes = INSTALLATION_KEY,
              lease: float = 60.0) -> tuple[RemoteSigning, int]:
         return RemoteSigning({"fake": client or _client(fake)}, signing, pki.engine, pki.audit, minutes, 5, key,
-                             lease), anna
+                             lease, callback_url=CALLBACK), anna
 
     return make
 
@@ -430,3 +460,63 @@ def test_cades_enveloping_and_b_lta_are_prepared_remotely_and_a_digest_b_lta_is_
     with pytest.raises(SiegelError) as refused:
         remote.start(anna, "anna", digest_only, "fake", "cred-1", pin=PIN, otp=OTP)
     assert refused.value.code is Code.NOT_SUPPORTED and "B-LTA over a digest alone" in refused.value.message
+
+
+def test_an_oauth2code_credential_is_authorised_in_the_browser_for_exactly_its_hashes_and_signed_by_the_callback(
+        fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    """authMode oauth2code: start answers an authorization URL (scope credential, the credential, numSignatures,
+    the prepared hashes, PKCE S256, state = operation and nonce); neither credentials/authorize nor sendOTP is
+    called (a PIN given is not used); a wrong nonce or a PIN authorisation is refused and the operation waits;
+    the callback's code, exchanged with the sealed verifier, signs once; the state is spent."""
+    fake.mode = "oauth2code"
+    remote, anna = remote_for()
+    before = _signed_audit(pki)
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1", pin=PIN, otp=OTP)
+    assert not isinstance(pending, list) and pending.authorization_url and not pending.otp_sent
+    with pki.engine.connect() as conn:
+        (row,) = conn.execute(select(RemoteOperation)).all()
+    page = fake.authorize_in_browser(pending.authorization_url)
+    assert pending.authorization_url.startswith(fake.url + "/oauth2/authorize?")
+    assert (page["scope"], page["credentialID"], page["numSignatures"], page["code_challenge_method"],
+            page["redirect_uri"], page["response_type"]) == ("credential", "cred-1", "2", "S256", CALLBACK, "code")
+    assert [base64.urlsafe_b64decode(h + "==").hex() for h in page["hashes"].split(",")] == json.loads(row.hashes)
+    operation, _, nonce = page["state"].partition(".")
+    assert operation == pending.operation and nonce and nonce not in row.states and len(page["code_challenge"]) == 43
+    assert fake.calls["credentials/authorize"] == 0 and fake.calls["credentials/sendOTP"] == 0
+
+    with pytest.raises(SiegelError) as forged:
+        remote.complete_code(f"{operation}.not-the-nonce", page["code"])
+    assert forged.value.code is Code.NOT_FOUND
+    with pytest.raises(SiegelError) as by_pin:
+        remote.authorize(anna, operation, PIN, OTP)
+    assert by_pin.value.code is Code.BAD_REQUEST and "authorization URL" in by_pin.value.message
+    assert _pending_rows(pki) == 1 and fake.calls["oauth2/token"] == 0
+
+    signed = remote.complete_code(page["state"], page["code"])
+    assert [s.name for s in signed] == ["one.txt", "two.txt"] and all(s.data[:1] == b"\x30" for s in signed)
+    assert fake.calls["oauth2/token"] == 1 and fake.calls["signatures/signHash"] == 1 and not fake.tokens
+    assert _pending_rows(pki) == 0 and _signed_audit(pki) == before + 2
+    with pytest.raises(SiegelError) as again:
+        remote.complete_code(page["state"], page["code"])
+    assert again.value.code is Code.NOT_FOUND and fake.calls["signatures/signHash"] == 1
+
+
+def test_an_oauth2code_operation_whose_code_is_refused_ends_and_a_wrong_value_under_the_token_is_refused(
+        fake: FakeCsc, remote_for: Any, pki: Pki) -> None:
+    fake.mode = "oauth2code"
+    remote, anna = remote_for()
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list) and pending.authorization_url
+    state = fake.authorize_in_browser(pending.authorization_url)["state"]
+    with pytest.raises(RemoteServiceError, match="invalid_grant: Authorization code is invalid or expired"):
+        remote.complete_code(state, "a-code-the-service-never-issued")
+    assert _pending_rows(pki) == 0 and fake.calls["signatures/signHash"] == 0
+
+    fake.wrong_value = True
+    pending = remote.start(anna, "anna", ORDER, "fake", "cred-1")
+    assert not isinstance(pending, list) and pending.authorization_url
+    page = fake.authorize_in_browser(pending.authorization_url)
+    with pytest.raises(SiegelError) as caught:
+        remote.complete_code(page["state"], page["code"])
+    assert caught.value.code is Code.REMOTE_SIGNING_FAILED and "does not verify" in caught.value.message
+    assert _pending_rows(pki) == 0 and fake.calls["signatures/signHash"] == 1
