@@ -6,7 +6,8 @@ credential, and only for steps whose auth is ``link``. A step acted on with HTTP
 ``password``; with a valid second factor in the request (checked by the guard, or here from X-Siegel-OTP)
 as ``password+2fa``. A sign step with a remote qualified key takes ``"remote": {"credential", "pin"}`` to start
 its signature (200 when it is made at once, 202 with ``remoteSignature`` while it waits for the OTP the service
-sent) and ``"remote": {"pin", "otp"}`` to finish it.
+sent) and ``"remote": {"pin", "otp"}`` to finish it. A sign step whose template fixes no field or box takes
+``"placement": {"page", "x", "y", "w", "h"}`` (PDF points from the lower left) for where its signature goes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from server.identity.twofactor import TwoFactorService
 from server.web.auth import client_address
 from server.web.http import json_response, render_deferred
 from server.web.twofactor import _body as json_body, require_factor
-from server.workflows.service import Actor, RemoteKey, WorkflowService
+from server.workflows.service import Actor, Placement, RemoteKey, WorkflowService
 from server.workflows.template import Auth
 
 
@@ -52,6 +53,19 @@ def _remote_key(body: dict[str, Any]) -> RemoteKey | None:
         raise SiegelError(Code.BAD_REQUEST, 'remote: expected {"credential": ..., "pin": ...} to start a remote '
                                             'signature, {"pin": ..., "otp": ...} to finish the waiting one')
     return RemoteKey(raw.get("credential"), raw.get("pin"), raw.get("otp"))
+
+
+def _placement(body: dict[str, Any]) -> Placement | None:
+    """The ``placement`` member of a step action: page (1-based) and box x, y, w, h in PDF points."""
+    raw = body.get("placement")
+    if raw is None:
+        return None
+    if not (isinstance(raw, dict) and set(raw) == {"page", "x", "y", "w", "h"}
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw.values())
+            and isinstance(raw["page"], int) and raw["page"] >= 1 and raw["w"] > 0 and raw["h"] > 0):
+        raise SiegelError(Code.BAD_REQUEST, 'placement: expected {"page": 1.., "x", "y", "w" > 0, "h" > 0} in PDF '
+                                            "points from the lower left")
+    return Placement(raw["page"], (float(raw["x"]), float(raw["y"]), float(raw["w"]), float(raw["h"])))
 
 
 def _acted(request: Any, status: dict[str, Any]) -> bytes:
@@ -179,7 +193,7 @@ class _Workflow(resource.Resource):
         body = json_body(request)
         return _acted(request, self._root._service.act(
             self._root.actor(request), self._workflow_id(), _number(step, "step"), str(body.get("action", "")),
-            body.get("reason"), _remote_key(body)))
+            body.get("reason"), _remote_key(body), _placement(body)))
 
 
 class _Templates(resource.Resource):

@@ -99,6 +99,15 @@ class RemoteKey:
     otp: str | None = None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the signer put the signature of a step whose template fixes no field, page or box: ``page``
+    (1-based) and ``box`` (x, y, width, height in PDF points from the lower left)."""
+
+    page: int
+    box: tuple[float, float, float, float]
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -314,12 +323,13 @@ class WorkflowService:
     # --- acting on a step --------------------------------------------------------------------------
 
     def act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None = None,
-            remote: RemoteKey | None = None) -> dict[str, Any]:
+            remote: RemoteKey | None = None, placement: Placement | None = None) -> dict[str, Any]:
         """Sign, approve or reject step ``position`` of a workflow as an authenticated account: the workflow's
-        status, with ``remoteSignature`` while a remote signature waits for its OTP."""
+        status, with ``remoteSignature`` while a remote signature waits for its OTP. ``placement`` puts the
+        signature of a step whose template fixes no field or box (else it is placed automatically)."""
         if actor.principal is None:
             raise SiegelError(Code.UNAUTHENTICATED, "acting on a step needs an account or a link")
-        return self._act(actor, workflow_id, position, action, reason, remote)
+        return self._act(actor, workflow_id, position, action, reason, remote, placement)
 
     def act_by_link(self, token: str, action: str, reason: str | None, address: str | None,
                     remote: RemoteKey | None = None) -> dict[str, Any]:
@@ -329,7 +339,7 @@ class WorkflowService:
             step = session.get(WorkflowStep, assignment.step_id)
             assert step is not None
         return self._act(Actor(Auth.LINK, address, link_hash=token_hash(token)), step.workflow_id, step.position,
-                         action, reason, remote)
+                         action, reason, remote, None)
 
     def _link_assignment(self, token: str) -> WorkflowAssignment:
         refused = SiegelError(Code.FORBIDDEN, "the workflow link is invalid, used or expired")
@@ -351,7 +361,7 @@ class WorkflowService:
         return [a for a in assignments if a.user_id == actor.principal.user_id]
 
     def _act(self, actor: Actor, workflow_id: int, position: int, action: str, reason: str | None,
-             remote: RemoteKey | None) -> dict[str, Any]:
+             remote: RemoteKey | None, placement: Placement | None) -> dict[str, Any]:
         now = self._clock()
         with self._sessions() as session:
             workflow = session.get(Workflow, workflow_id)
@@ -388,6 +398,11 @@ class WorkflowService:
                                        and spec.signature.key_source is KeySourceKind.REMOTE):
             raise SiegelError(Code.BAD_REQUEST, f"remote: step {position} of workflow {workflow_id} does not sign "
                                                 "with a remote qualified key")
+        if placement is not None and not (action == "sign" and spec.signature is not None
+                                          and spec.signature.field is None and spec.signature.box is None):
+            raise SiegelError(Code.BAD_REQUEST, f"placement: step {position} of workflow {workflow_id} "
+                                                + ("places its signature as its template says" if action == "sign"
+                                                   else "makes no signature"))
         if action == "reject" and not (isinstance(reason, str) and reason.strip()):
             raise SiegelError(Code.BAD_REQUEST, "reason: a rejection needs a reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
@@ -401,7 +416,7 @@ class WorkflowService:
         try:
             signed = None
             if action == "sign":
-                made = self._sign(workflow, spec, assignment, remote)
+                made = self._sign(workflow, spec, assignment, remote, placement)
                 if isinstance(made, dict):  # a remote signature waits for its OTP: the step stays as it is
                     self._release(step.id, claimed)
                     return {**self.status_of(workflow.id), "remoteSignature": made}
@@ -485,16 +500,18 @@ class WorkflowService:
         return user_id, name
 
     def _sign(self, workflow: Workflow, spec: Step, assignment: WorkflowAssignment,
-              remote: RemoteKey | None) -> tuple[bytes, dict[str, Any]] | dict[str, Any]:
-        """The document with the step's signature and the verification of that new signature; for a remote
-        signature that waits for its OTP, what the signer needs to know of it."""
+              remote: RemoteKey | None, placement: Placement | None) -> tuple[bytes, dict[str, Any]] | dict[str, Any]:
+        """The document with the step's signature (where the template or else the signer put it) and the
+        verification of that new signature; for a remote signature that waits for its OTP, what the signer needs
+        to know of it."""
         settings = spec.signature
         assert settings is not None
+        page, box = (placement.page, placement.box) if placement is not None else (settings.page, settings.box)
         content = self._documents.read(workflow.id, workflow.revision, workflow.document_sha256)
         user_id, user_name = self._signer(assignment)
         order = SignOrder(Format.PADES, settings.level, Packaging.ENVELOPED,
                           (Document(workflow.document_name, content=content, mime_type="application/pdf"),),
-                          pdf=PdfOptions(field=settings.field, page=settings.page, box=settings.box,
+                          pdf=PdfOptions(field=settings.field, page=page, box=box,
                                          appearance=settings.appearance, brand=self._stamp_brand(workflow)))
         if settings.key_source is KeySourceKind.INTERNAL:
             signed = self._signing.sign(user_id, user_name, order)[0].data

@@ -6,6 +6,7 @@ server that goes down and comes back."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import threading
@@ -35,7 +36,7 @@ from server.workflows.delivery import DeliveryQueue
 from server.workflows.leased import LEASE
 from server.workflows.documents import WorkflowDocuments
 from server.workflows.outbox import MailOutbox
-from server.workflows.service import Actor, RemoteKey, WorkflowService, token_hash
+from server.workflows.service import Actor, Placement, RemoteKey, WorkflowService, token_hash
 from server.workflows.template import Auth
 from server.workflows.templates import TemplateRepository
 from tests.fixtures.pdf import EmptyField, make_pdf
@@ -252,6 +253,39 @@ def test_twenty_simultaneous_signatures_of_one_step_make_one(world: World) -> No
     assert len(world.audit("workflow.sign")) == 1 and len(world.audit("sign.pades")) == 1
     status = world.wf.status(anna, wid)
     assert status["revision"] == 1 and status["steps"][1]["state"] == "active"
+
+
+def test_a_placement_is_refused_where_the_template_fixes_the_place_and_kept_where_it_does_not(world: World) -> None:
+    """The template decides: a step with a box or a field refuses the signer's placement with 400 and stays due
+    (nothing signed); a step with neither puts its signature where the signer placed it."""
+    anna = world.person("anna")
+    template = _contract(world, [
+        {"name": "box", "assignee": {"user": "anna"}, "action": "sign",
+         "signature": {**SIGN, "page": 1, "box": [50, 50, 200, 60]}},
+        {"name": "field", "assignee": {"user": "anna"}, "action": "sign", "signature": {**SIGN, "field": "Sig"}},
+        {"name": "free", "assignee": {"user": "anna"}, "action": "sign", "signature": SIGN}])
+    pdf = make_pdf(pages=2, fields=[EmptyField("Sig", 0, (300, 700, 500, 760))])
+    wid = world.wf.start(world.admin, template, pdf, "x.pdf", {})["id"]
+    dropped = Placement(2, (120.0, 300.0, 180.0, 60.0))
+    for position in (1, 2):
+        with pytest.raises(SiegelError) as refused:
+            world.wf.act(as_user(anna), wid, position, "sign", placement=dropped)
+        assert refused.value.kind.http_status == 400 and "as its template says" in refused.value.message
+        status = world.wf.status(anna, wid)
+        assert status["steps"][position - 1]["state"] == "active" and status["revision"] == position - 1
+        assert len(world.audit("sign.pades")) == position - 1
+        world.wf.act(as_user(anna), wid, position, "sign")
+    status = world.wf.act(as_user(anna), wid, 3, "sign", placement=dropped)
+    assert status["state"] == "completed"
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    _, signed = world.wf.document(anna, wid)
+    reader = PdfFileReader(io.BytesIO(signed))
+    last = reader.embedded_signatures[-1]
+    assert [round(float(v)) for v in last.sig_field["/Rect"]] == [120, 300, 300, 360]
+    page_two = reader.root["/Pages"]["/Kids"][1]
+    assert any(a.get_object().get("/T") == last.field_name for a in page_two["/Annots"])
 
 
 def test_a_running_workflow_keeps_its_template_version_and_can_be_cancelled(world: World) -> None:
