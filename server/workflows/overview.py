@@ -52,8 +52,10 @@ class WorkflowOverview:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def workflows(self, state: str | None = None, flagged_only: bool = False, limit: int = 200) -> list[WorkflowRow]:
-        """The newest ``limit`` workflows, of ``state`` if given, only those with a flag if ``flagged_only``."""
+    def workflows(self, state: str | None = None, flagged_only: bool = False, limit: int = 200,
+                  started_by: int | None = None) -> list[WorkflowRow]:
+        """The newest ``limit`` workflows, of ``state`` if given, only those with a flag if ``flagged_only``,
+        only those the account ``started_by`` started if given."""
         w, a, s = Workflow.__table__, WorkflowAssignment.__table__, WorkflowStep.__table__
         flags = (select(s.c.workflow_id, func.count().label("n")).join(a, a.c.step_id == s.c.id)
                  .where(a.c.state == "pending", a.c.flag.is_not(None)).group_by(s.c.workflow_id).subquery())
@@ -66,6 +68,8 @@ class WorkflowOverview:
             query = query.where(w.c.state == state)
         if flagged_only:
             query = query.where(flags.c.n > 0)
+        if started_by is not None:
+            query = query.where(w.c.started_by == started_by)
         with self._engine.connect() as conn:
             return [WorkflowRow(r[0], r[1], r[2], r[3], r[4], _utc(r[5]), _utc(r[6]) if r[6] else None, r[7])
                     for r in conn.execute(query).all()]

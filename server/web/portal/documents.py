@@ -125,23 +125,27 @@ def result(app: PortalApp, ctx: Ctx) -> Response:
     return ctx.render("result.html", kept=kept, report=kept.report)
 
 
-def _attachment(name: str) -> dict[str, str]:
+def attachment(name: str) -> dict[str, str]:
+    """The header that makes the browser save the response as ``name``."""
     return {"content-disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
 
 
 def result_document(app: PortalApp, ctx: Ctx) -> Response:
     kept = _own_result(app, ctx)
-    return Response(200, kept.content, kept.mime_type, _attachment(kept.name))
+    return Response(200, kept.content, kept.mime_type, attachment(kept.name))
 
 
 def result_report(app: PortalApp, ctx: Ctx) -> Response:
     kept = _own_result(app, ctx)
     return Response(200, json.dumps(kept.report, indent=2).encode(), "application/json",
-                    _attachment(kept.name.rsplit(".", 1)[0] + "-report.json"))
+                    attachment(kept.name.rsplit(".", 1)[0] + "-report.json"))
 
 
-def start_form(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:
-    return ctx.render("start.html", status=status, message=message, templates=app.workflows().templates.list())
+def start_form(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200,
+               started: int | None = None) -> Response:
+    """The form; after a start, ``started`` is the new workflow's id (the page links to My workflows)."""
+    return ctx.render("start.html", status=status, message=message, started=started,
+                      templates=app.workflows().templates.list())
 
 
 def _variables(ctx: Ctx) -> dict[str, str]:
@@ -166,4 +170,5 @@ def start(app: PortalApp, ctx: Ctx) -> Response:
         if exc.code not in (Code.BAD_REQUEST, Code.NOT_FOUND, Code.CONFLICT, Code.FORBIDDEN):
             raise
         return start_form(app, ctx, exc.message, exc.kind.http_status)
-    return start_form(app, ctx, ctx.t("start.done", id=started["id"], template=started["template"]["name"]))
+    return start_form(app, ctx, ctx.t("start.done", id=started["id"], template=started["template"]["name"]),
+                      started=started["id"])

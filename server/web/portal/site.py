@@ -127,7 +127,7 @@ class Route:
 
 def _table() -> dict[str, dict[str, Route]]:
     from server.web.portal import account, admin, admin_workflows, documents, inbox, workflow_templates
-    from server.web.portal import branding, external
+    from server.web.portal import branding, external, workflows_mine
 
     return {
         "/": {"GET": Route(documents.home, Action.PORTAL_LOGIN)},
@@ -152,6 +152,10 @@ def _table() -> dict[str, dict[str, Route]]:
         "/sign": {"GET": Route(documents.sign_form, Action.SIGN), "POST": Route(documents.sign, Action.SIGN)},
         "/start": {"GET": Route(documents.start_form, Action.WORKFLOW_START),
                    "POST": Route(documents.start, Action.WORKFLOW_START)},
+        "/workflows": {"GET": Route(workflows_mine.workflows, Action.WORKFLOW_START)},  # the account's own only
+        # the service refuses another account's workflow (404)
+        "/workflows/{id}/document": {"GET": Route(workflows_mine.document, Action.WORKFLOW_READ)},
+        "/workflows/{id}/certificate": {"GET": Route(workflows_mine.certificate, Action.WORKFLOW_READ)},
         # owned: the handlers check the result's owner (policy.require with owner_id)
         "/sign/result/{id}": {"GET": Route(documents.result, Action.DOCUMENT_READ)},
         "/sign/result/{id}/document": {"GET": Route(documents.result_document, Action.DOCUMENT_READ)},
