@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from server.config import Settings
+from server.der import decode_all
 from server.errors import Code, SiegelError
 from server.pki.rfc3161 import TimeStampResp
 
@@ -253,8 +254,8 @@ def _parse_token(token_der: bytes) -> tuple[cms.SignedData, cms.SignerInfo, tsp.
         if len(signer_infos) != 1:
             raise ValueError(f"{len(signer_infos)} SignerInfos, expected exactly one")
         # Decode every field now, so that malformed DER is reported here and not by a later check.
-        signed_data.native
-        tst.native
+        decode_all(signed_data)
+        decode_all(tst)
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:  # asn1crypto's errors on garbage
         raise InvalidToken("structure", f"not a well-formed RFC 3161 token ({exc})") from None
     return signed_data, signer_infos[0], tst, econtent, _certificates(signed_data)

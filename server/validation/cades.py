@@ -39,6 +39,7 @@ from pyhanko.sign.general import check_ess_certid, match_issuer_serial
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import get_signing_cert_attr, validate_sig_integrity
 
+from server.der import decode_all
 from server.errors import SiegelError
 from server.signing.cades import ARCHIVE_TIME_STAMP_V3, ATS_HASH_INDEX_V3, ATSHashIndexV3, archive_imprint
 from server.signing.keysource import DigestAlgorithm
@@ -111,7 +112,7 @@ def _signed_data(signature: bytes) -> cms.SignedData:
     if info["content_type"].native != "signed_data":
         raise ValueError(f"content type {info['content_type'].native}, expected signed_data")
     signed_data = info["content"]
-    signed_data["signer_infos"].native  # decode now, so that malformed DER is a format failure here
+    decode_all(signed_data["signer_infos"])  # now, so that malformed DER is a format failure here
     return signed_data
 
 
