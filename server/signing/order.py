@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from server.errors import Code, SiegelError
+from server.errors import SIEGEL_MINOR, Code, SiegelError
 from server.signing.keysource import DigestAlgorithm
 from server.signing.levels import Level, Packaging, SignatureProperties
 
@@ -123,8 +123,10 @@ class SignOrder:
         if not self.documents:
             raise SiegelError(Code.BAD_REQUEST, "nothing to sign: no document and no document hash")
         names = [d.name for d in self.documents]
-        if len(set(names)) != len(names):
-            raise SiegelError(Code.BAD_REQUEST, "two documents have the same name; every document needs its own")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise SiegelError(Code.BAD_REQUEST, f"two documents have the same name {twice[0]!r}; every document "
+                                                "needs its own", SIEGEL_MINOR + "DuplicateDocumentName")
         if self.format is Format.PADES:
             for d in self.documents:
                 if d.content is None:

@@ -46,10 +46,14 @@ def route_of(path: bytes) -> str:
     return "/" + first if first in KNOWN_ROUTES else ("/" if not first else "other")
 
 
-def problem(status: int, title: str, detail: str, code: str) -> bytes:
-    """An RFC 9457 problem document."""
-    return json.dumps({"type": f"urn:siegel:problem:{code}", "title": title, "status": status,
-                       "detail": detail}).encode()
+def problem(status: int, title: str, detail: str, code: str, result_minor: str | None = None) -> bytes:
+    """An RFC 9457 problem document; with ``result_minor``, the extension member ``resultMinor`` (the DSS
+    ResultMinor the same error has over SOAP)."""
+    document: dict[str, object] = {"type": f"urn:siegel:problem:{code}", "title": title, "status": status,
+                                   "detail": detail}
+    if result_minor is not None:
+        document["resultMinor"] = result_minor
+    return json.dumps(document).encode()
 
 
 def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
@@ -64,7 +68,8 @@ def error_body(path: bytes, error: SiegelError) -> tuple[bytes, bytes]:
     if spoken is not None:
         return spoken
     kind = error.kind
-    return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value)
+    return b"application/problem+json", problem(kind.http_status, kind.title, error.message, error.code.value,
+                                                error.result_minor)
 
 
 def error_status(path: bytes, error: SiegelError) -> int:

@@ -417,6 +417,8 @@ def document(server_url: str) -> dict[str, Any]:
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
             "schemas": {"Problem": {"type": "object", "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}}}},
+                "detail": {"type": "string"},
+                "resultMinor": {"type": "string", "description": "the DSS ResultMinor of the same error over SOAP, "
+                                                                 "where it has one"}}}},
         },
     }

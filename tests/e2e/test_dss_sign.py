@@ -186,10 +186,14 @@ def _xml_document(ident: str, content: bytes = b"<order><item>Schrauben</item></
      "<ds:KeyName>ca-root</ds:KeyName></ds:KeyInfo></dss:KeySelector></dss:OptionalInputs>", _document(),
      REQUESTER, MINOR + "invalid:KeyLookupFailed", "no key 'ca-root' this account may sign with"),
     (_options(None), _xml_document("evil", DTD_XML), REQUESTER, MINOR + "NotParseableXMLDocument", "document 'evil'"),
-    (_options(), _document().replace("<dss:Document>", '<dss:Document RefURI="a.txt">') * 2, REQUESTER, None,
-     "the same name"),
+    (_options(), _document().replace("<dss:Document>", '<dss:Document RefURI="a.txt">') * 2, REQUESTER,
+     SIEGEL_MINOR + "DuplicateDocumentName", "the same name 'a.txt'"),
+    (_options("http://uri.etsi.org/19162/v1.1.1"),
+     _document().replace("<dss:Document>", '<dss:Document RefURI="annex/a.txt">') + _document(b"other")
+     + _document(b"third").replace("<dss:Document>", '<dss:Document RefURI="annex/a.txt">'), REQUESTER,
+     SIEGEL_MINOR + "DuplicateDocumentName", "the same name 'annex/a.txt'"),
 ], ids=["unknown-type", "unknown-level", "short-digest", "sha1", "which-document-hash", "foreign-key", "dtd",
-         "same-name"])
+         "same-name", "same-name-asic"])
 def test_what_cannot_be_signed_gets_a_specific_result(siegel_server: SiegelInstance, official: Any, options: str,
                                                       documents: str, major: str, minor: str | None,
                                                       message: str) -> None:

@@ -139,6 +139,29 @@ def test_asic_two_step_verifies(siegel_server: SiegelInstance, outside_key: Sign
     assert sorted(s["name"] for s in report["scopes"]) == ["annex/terms.txt", "invoice.xml"], report
 
 
+def test_an_asic_over_two_documents_of_one_name_is_refused_and_nothing_is_kept(siegel_server: SiegelInstance,
+                                                                             outside_key: Signer) -> None:
+    """The problem document carries the ResultMinor a DSS SignRequest gets for the same mistake."""
+    chain, _ = outside_key
+    documents = [{"name": "annex/terms.txt", "mimeType": "text/plain", "content": base64.b64encode(text).decode()}
+                 for text in (b"terms\n", b"other terms\n")]
+    before = _kept(siegel_server)
+    r = requests.post(siegel_server.url + "/api/v1/sign/prepare", auth=siegel_server.auth, timeout=30,
+                      json={"certificateChain": chain, "format": "asic", "documents": documents})
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/problem+json", r.text
+    problem = r.json()
+    assert problem["resultMinor"] == "urn:siegel:dss:1.0:resultminor:DuplicateDocumentName", problem
+    assert "the same name 'annex/terms.txt'" in problem["detail"], problem
+    assert _kept(siegel_server) == before
+
+
+def _kept(inst: SiegelInstance) -> tuple[int, int]:
+    """Prepared states and audit entries (the scheduler's CRL renewals, which come when due, not counted)."""
+    with sqlite3.connect(inst.data_dir / "siegel.db") as db:
+        return (db.execute("SELECT COUNT(*) FROM signing_states").fetchone()[0],
+                db.execute("SELECT COUNT(*) FROM audit_log WHERE actor != 'scheduler'").fetchone()[0])
+
+
 def test_an_expired_state_is_refused(siegel_server: SiegelInstance, outside_key: Signer) -> None:
     chain, sign = outside_key
     prepared = _prepare(siegel_server, chain, format="xades", packaging="enveloped", name="invoice.xml",
