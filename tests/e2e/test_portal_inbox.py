@@ -1,18 +1,22 @@
 """The portal's inbox in headless Chromium against a whole `siegel serve`: a due step's own page shows the
 document with pdf.js and the signature's place highlighted (the step's field, found among the page's widgets,
-or the template's page and box); a step that needs a second factor prompts for a code (a wrong one is refused
-and nothing is signed, an e-mailed one signs into the field). Screenshots go to test-artifacts/<test>/."""
+or the template's page and box, with no box to drag); where the template fixes neither, the signer drags the
+signature box onto a page and the signature lands there (pdfsig, and a page rendered by pdftoppm changed only
+inside the box); a step that needs a second factor prompts for a code (a wrong one is refused and nothing is
+signed, an e-mailed one signs into the field). Screenshots go to test-artifacts/<test>/."""
 
 from __future__ import annotations
 
 import base64
 import io
+import subprocess
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
 
-from tests.e2e.test_portal import check_page, login, mail, mailed_code  # noqa: F401 - mail: the SMTP fixture
+from tests.e2e.test_portal import check_page, ink, login, mail, mailed_code, nss, rendered  # noqa: F401 - fixtures
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
@@ -88,6 +92,7 @@ def test_step_page_highlights_the_field_and_asks_for_a_second_factor(
     assert page.locator("#pages").get_attribute("data-highlighted") == "2"  # the field is on page 2
     assert page.locator("#field-state").inner_text() == "Your signature goes into the field Sig2 on page 2 (highlighted)."
     assert page.locator("#field-highlight").count() == 1
+    assert page.locator("#sigbox, #placement").count() == 0  # the field is fixed: nothing to drag
     assert_shows(highlight_box(page, 2), second)
     check_page(page, console_errors)
     shots.take(page, "step-field-highlighted")
@@ -133,6 +138,7 @@ def test_step_page_highlights_the_templates_box_and_hides_other_peoples_steps(
     assert page.locator("#pages").get_attribute("data-highlighted") == "3"  # page -1: the last one
     assert page.locator("#field-state").inner_text() == "Your signature goes on page 3 at the highlighted place."
     assert_shows(highlight_box(page, 3), (box[0], box[1], box[0] + box[2], box[1] + box[3]))
+    assert page.locator("#sigbox, #placement").count() == 0  # the template's box: nothing to drag
     check_page(page, console_errors)
     shots.take(page, "step-box-highlighted")
     page.context.close()
@@ -142,3 +148,78 @@ def test_step_page_highlights_the_templates_box_and_hides_other_peoples_steps(
     assert other.goto(f"{portal.url}/portal/inbox/{workflow}/1").status == 404  # not waiting for eve
     assert "not waiting for you" in other.locator("main").inner_text()
     other.context.close()
+
+
+def test_step_without_a_field_is_signed_where_the_signer_drags_the_box(
+        portal: SiegelInstance, nss: Path, browser: Any, shots: Shots, console_errors: list[str],
+        tmp_path: Path) -> None:
+    original = tmp_path / "auftrag.pdf"
+    original.write_bytes(make_pdf(pages=3))
+    workflow = start_workflow(portal, "Freie Unterschrift", {
+        "name": "Auftraggeber", "assignee": {"user": SIGNER[0]}, "action": "sign", "signature": {"level": "B-B"}},
+        original.read_bytes(), "auftrag.pdf")
+
+    page = new_page(browser, console_errors)
+    page.set_viewport_size({"width": 1280, "height": 3200})  # all three pages in view while dragging
+    login(page, portal.url, SIGNER)
+    page.goto(f"{portal.url}/portal/inbox/{workflow}/1")
+    page.wait_for_selector("#pages[data-rendered='3']", state="attached", timeout=WAIT)
+    assert page.locator("#field-highlight").count() == 0  # nothing fixed, nothing highlighted
+
+    # A position that is no page is refused with the step page again; nothing is signed.
+    page.get_by_role("textbox", name="Page", exact=True).fill("0")
+    page.locator("#x").fill("100")
+    page.locator("#y").fill("100")
+    page.get_by_role("button", name="Sign", exact=True).click()
+    assert "whole page number" in page.get_by_role("status").first.inner_text()
+    status = requests.get(f"{portal.url}/api/v1/workflows/{workflow}", auth=portal.auth, timeout=30).json()
+    assert status["state"] == "running", status
+    page.wait_for_selector("#pages[data-rendered='3']", state="attached", timeout=WAIT)
+
+    # Drag the box from its tray onto page 2: its upper left corner 120 px right of and 200 px below the page's.
+    box = page.locator("#sigbox").bounding_box()
+    target = page.locator(".pdf-page[data-page='2'] canvas").bounding_box()
+    page.mouse.move(box["x"] + 10, box["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(target["x"] + 130, target["y"] + 210, steps=12)
+    page.mouse.up()
+    scale = target["height"] / A4_HEIGHT
+    assert page.get_by_role("textbox", name="Page", exact=True).input_value() == "2"
+    x, y = float(page.locator("#x").input_value()), float(page.locator("#y").input_value())
+    w, h = float(page.locator("#w").input_value()), float(page.locator("#h").input_value())
+    assert abs(x - 120 / scale) < 2 and abs(y - (A4_HEIGHT - 200 / scale - h)) < 2, (x, y, scale)
+    assert page.locator(".pdf-page[data-page='2'] #sigbox").count() == 1
+    assert page.locator("#placement-state").inner_text() == f"Signature box on page 2 at x {x:.0f}, y {y:.0f} (points)."
+    check_page(page, console_errors)
+    shots.take(page, "step-box-dragged")
+
+    page.get_by_role("button", name="Sign", exact=True).click()
+    assert page.get_by_role("status").first.inner_text() == f"Sign: step 1 of workflow {workflow} done."
+    status = requests.get(f"{portal.url}/api/v1/workflows/{workflow}", auth=portal.auth, timeout=30).json()
+    assert status["state"] == "completed", status
+    signed = tmp_path / "signed.pdf"
+    signed.write_bytes(requests.get(f"{portal.url}/api/v1/workflows/{workflow}/document", auth=portal.auth,
+                                    timeout=30).content)
+    assert signed.read_bytes().startswith(original.read_bytes())  # an incremental update
+    done = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(signed)], capture_output=True, text=True, timeout=60)
+    assert "Signature is Valid." in done.stdout and "Certificate is Trusted." in done.stdout, done.stdout
+
+    # The stamp is where the box was dropped: page 2 changed inside the box only, pages 1 and 3 not at all.
+    from PIL import ImageChops
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with signed.open("rb") as f:
+        (embedded,) = PdfFileReader(f).embedded_signatures
+        rect = [float(v) for v in embedded.sig_field["/Rect"]]
+    assert [round(v) for v in rect] == [round(x), round(y), round(x + w), round(y + h)], rect
+    pixels = (round(x), round(A4_HEIGHT - y - h), round(x + w), round(A4_HEIGHT - y))  # 72 dpi: a pixel a point
+    after, before = rendered(signed, 2, tmp_path / "after"), rendered(original, 2, tmp_path / "before")
+    assert ink(before, pixels) == 0.0
+    assert ink(after, pixels) > 0.02, ink(after, pixels)
+    changed = ImageChops.difference(after, before).getbbox()
+    assert changed is not None and changed[0] >= pixels[0] - 1 and changed[1] >= pixels[1] - 1 and (
+        changed[2] <= pixels[2] + 1 and changed[3] <= pixels[3] + 1), (changed, pixels)
+    for other in (1, 3):
+        assert rendered(signed, other, tmp_path / f"p{other}a").tobytes() == rendered(
+            original, other, tmp_path / f"p{other}b").tobytes()
+    page.context.close()

@@ -6,6 +6,7 @@ PDF on a template, WorkflowService.start: the service decides who may start whic
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -62,19 +63,33 @@ def _number(ctx: Ctx, name: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise SiegelError(Code.BAD_REQUEST, f"{name}={text!r}: expected a number") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise SiegelError(Code.BAD_REQUEST, f"{name}={text!r}: expected a number")
+    return value
+
+
+def form_placement(ctx: Ctx) -> tuple[int, tuple[float, float, float, float]] | None:
+    """The page (1-based) and box (x, y, width, height in PDF points from the lower left) the signer chose in
+    the fields page, x, y, w, h (placebox.js); None when they placed nothing."""
+    values = [_number(ctx, name) for name in ("page", "x", "y", "w", "h")]
+    if values[0] is None and values[1] is None and values[2] is None:
+        return None
+    numbers = [v for v in values if v is not None]
+    if len(numbers) < len(values):
+        raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.placement_incomplete"))
+    page, x, y, w, h = numbers
+    if page < 1 or not page.is_integer() or w <= 0 or h <= 0:
+        raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.placement_invalid"))
+    return int(page), (x, y, w, h)
 
 
 def _placement(ctx: Ctx) -> PdfOptions:
-    """The page (1-based) and box (x, y, width, height in PDF points from the lower left) the signer chose."""
-    page, box = _number(ctx, "page"), tuple(_number(ctx, n) for n in ("x", "y", "w", "h"))
-    if page is None and box[0] is None and box[1] is None:
-        return PdfOptions()  # not placed: the default position
-    if page is None or any(v is None for v in box):
-        raise SiegelError(Code.BAD_REQUEST, ctx.t("sign.placement_incomplete"))
-    return PdfOptions(page=int(page), box=box)  # type: ignore[arg-type]
+    """The signer's page and box; the default place when they placed nothing."""
+    placed = form_placement(ctx)
+    return PdfOptions() if placed is None else PdfOptions(page=placed[0], box=placed[1])
 
 
 def _order(ctx: Ctx, upload: Upload) -> SignOrder:

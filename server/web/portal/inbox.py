@@ -1,10 +1,12 @@
 """The signer's inbox (server.workflows.service.WorkflowService): steps due for the account, their document,
 and signing, approving or rejecting one. A step's own page shows the document with pdf.js and the place its
-signature goes (the field, or the template's page and box) highlighted. A step that needs ``password+2fa``
-asks for a code in the same form (an e-mailed one on request) unless this session has given a second factor
-already. A step that signs with a remote qualified key asks for the credential (a choice of those its remote
-account lists, else a text field) and PIN, which starts the signature; while it waits, the page asks for the
-one-time code the service sent and the PIN again, which finish it."""
+signature goes (the field, or the template's page and box) highlighted; where the template fixes neither, the
+signer drags the signature box onto a page (static/placebox.js) and its page and box go with the form (else
+the signature is placed automatically). A step that needs ``password+2fa`` asks for a code in the same form
+(an e-mailed one on request) unless this session has given a second factor already. A step that signs with a
+remote qualified key asks for the credential (a choice of those its remote account lists, else a text field)
+and PIN, which starts the signature; while it waits, the page asks for the one-time code the service sent and
+the PIN again, which finish it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from server.errors import Code, SiegelError
+from server.web.portal.documents import form_placement
 from server.web.portal.site import Ctx, Response
 
 if TYPE_CHECKING:
@@ -98,7 +101,7 @@ def document(app: PortalApp, ctx: Ctx) -> Response:
 
 
 def act(app: PortalApp, ctx: Ctx) -> Response:
-    from server.workflows.service import Actor
+    from server.workflows.service import Actor, Placement
     from server.workflows.template import Auth
 
     assert ctx.session is not None
@@ -113,8 +116,13 @@ def act(app: PortalApp, ctx: Ctx) -> Response:
     action = ctx.form.get("action")
     remote = remote_key(ctx) if action == "sign" else None
     try:
+        placed = form_placement(ctx) if action == "sign" else None
+    except SiegelError as exc:  # the fields as typed: the step page again, to correct them
+        return step_view(app, ctx, exc.message, exc.kind.http_status)
+    try:
         result = app.workflows().act(Actor(level, ctx.address, principal=ctx.principal), workflow, step, action,
-                                     ctx.form.get("reason").strip() or None, remote)
+                                     ctx.form.get("reason").strip() or None, remote,
+                                     None if placed is None else Placement(*placed))
     except SiegelError as exc:
         if remote is not None and exc.code in (Code.BAD_REQUEST, Code.REMOTE_SIGNING_FAILED):
             return step_view(app, ctx, remote_refusal(ctx, exc), exc.kind.http_status)  # the step is still due

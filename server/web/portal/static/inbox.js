@@ -1,10 +1,13 @@
 // A due workflow step: its document drawn with pdf.js and the place of the signature highlighted: the
 // signature field named by the step (its widget's rectangle, found in the page's annotations), or the
-// template's page and box.
+// template's page and box. Where the template fixes neither, the signer drags the signature box onto a page
+// (placebox.js); its page and box go with the step's form.
 import { message, open, renderPages } from "./pdfview.js";
+import { PlaceBox, placementFields } from "./placebox.js";
 
 const pagesEl = document.getElementById("pages");
 const state = document.getElementById("field-state");
+const placement = document.getElementById("placement");
 
 /** The page (1-based) and rectangle [x1, y1, x2, y2] in PDF points of the widget of field ``name``. */
 async function findField(views, name) {
@@ -36,8 +39,24 @@ function highlight(view, rect) {
   mark.scrollIntoView({ block: "center" });
 }
 
+/** The signer places the signature: the box in its tray above the pages, the position into the form. */
+async function showPlaceable(pdf) {
+  const status = document.getElementById("placement-state");
+  const box = new PlaceBox({
+    fields: placementFields(), label: placement.querySelector("legend").textContent, describedBy: "placement-help",
+    placed: ({ page, x, y }) => {
+      status.textContent = message(placement.dataset.msgPlaced, { page, x: x.toFixed(0), y: y.toFixed(0) });
+    },
+  });
+  box.attach(pagesEl);
+  box.views = await renderPages(pdf, pagesEl, pagesEl.dataset.msgPage);
+  pagesEl.dataset.highlighted = "none";
+}
+
 async function show() {
-  const views = await renderPages(await open({ url: pagesEl.dataset.document }), pagesEl, pagesEl.dataset.msgPage);
+  const pdf = await open({ url: pagesEl.dataset.document });
+  if (placement) return showPlaceable(pdf);
+  const views = await renderPages(pdf, pagesEl, pagesEl.dataset.msgPage);
   const field = pagesEl.dataset.field;
   const place = field ? await findField(views, field) : pagesEl.dataset.box ? fixedPlace(views) : null;
   if (place && views[place.page - 1]) {
