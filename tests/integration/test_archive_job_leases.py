@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
-from server.db.engine import make_engine, migrate
+from server.db.engine import make_engine
 from server.db.models import Job
 from server.jobs import JobSpec, Scheduler
 
@@ -38,14 +37,6 @@ scheduler.register(JobSpec("archive-renew", timedelta(hours=24),
                            lambda: (marker.write_text("running"), time.sleep(600)), lease=timedelta(hours=2)))
 scheduler.run_due()
 """
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def _node_dies_mid_run(database_url: str, tmp_path: Path, beat: float) -> subprocess.Popen[bytes]:

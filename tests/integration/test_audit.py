@@ -12,18 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from server.audit import AuditLog
-from server.db.engine import make_engine, migrate
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Engine:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def _fill(log: AuditLog, n: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -18,7 +18,6 @@ from sqlalchemy import Engine, select, text
 
 from adapters.mail import SmtpMailSender
 from server.audit import AuditLog
-from server.db.engine import make_engine, migrate
 from server.db.models import User
 from server.errors import Code, SiegelError
 from server.identity.apiclients import ApiClientService
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
 BASE_URL = "https://siegel.example.com"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 class Clock:

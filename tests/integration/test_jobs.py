@@ -8,19 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from server.db.engine import make_engine, migrate
 from server.db.models import Job
 from server.jobs import JobSpec, Scheduler
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine(database_url: str) -> Engine:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def test_due_job_runs_once_then_waits(engine: Engine) -> None:

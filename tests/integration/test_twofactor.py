@@ -11,7 +11,6 @@ second factors lock the account although the password is right.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -21,7 +20,6 @@ from sqlalchemy import Engine, select
 from adapters.mail import SmtpMailSender
 from adapters.sms import HttpSmsGateway
 from server.audit import AuditLog
-from server.db.engine import make_engine, migrate
 from server.db.models import OtpCode, RecoveryCode, TwoFactor, User
 from server.errors import Code, SiegelError
 from server.identity.twofactor import LOGIN, TwoFactorPolicy, TwoFactorService
@@ -50,14 +48,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 @pytest.fixture

@@ -6,19 +6,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from server.audit import AuditLog
-from server.db.engine import make_engine, migrate
 from server.errors import Code, SiegelError
 from server.identity.users import Role, UserService
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine(database_url: str) -> Engine:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def test_add_and_authenticate(engine: Engine) -> None:

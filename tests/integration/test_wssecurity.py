@@ -9,13 +9,11 @@ import secrets
 import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
 
 from server.audit import AuditLog
-from server.db.engine import make_engine, migrate
 from server.db.models import LoginFailure, WssDigestSecret
 from server.identity.apiclients import ApiClientService
 from server.identity.users import LoginPolicy, UserService
@@ -38,14 +36,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url)
-    migrate(e)
-    yield e
-    e.dispose()
 
 
 def _setup(engine: Engine, tmp_path: Path, clock: Clock) -> tuple[UserService, WsSecurity, str, str]:
