@@ -245,6 +245,12 @@ class DirectorySync:
         self._enrol = [g.strip().lower() for g in settings.enrol_groups.split(",") if g.strip()]
         self._relevant = list(dict.fromkeys([g for g, _ in self._role_groups] + self._enrol))
 
+    def purpose(self, group: str) -> tuple[str | None, bool]:
+        """The role the directory group ``group`` gives (directory.role_groups, the first that names it) and
+        whether it is an enrolment group (directory.enrol_groups)."""
+        name = group.lower()
+        return next((role for g, role in self._role_groups if g == name), None), name in self._enrol
+
     # --- state -------------------------------------------------------------------------------
 
     def state(self) -> SyncRow:

@@ -35,14 +35,14 @@ from typing import Any, Callable, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Engine, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
-from server.db.models import ApiClient, LoginFailure, PasswordReset, User
+from server.db.models import ApiClient, Group, GroupMember, LoginFailure, PasswordReset, User
 from server.errors import Code, SiegelError
 from server.identity.mail import MailBrand, MailBrands, MailSender
 
@@ -84,6 +84,18 @@ class UserInfo:
     disabled: bool
     locked_until: datetime | None
     last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A group as the admin's users page lists it: ``source`` local or directory (``external_id`` the directory
+    entry's GUID), and how many accounts are in it (``enabled`` of them not disabled)."""
+
+    name: str
+    source: str
+    external_id: str | None
+    members: int
+    enabled: int
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,17 @@ class UserService:
             users = session.execute(select(User).order_by(User.name)).scalars().all()
         return [UserInfo(u.id, u.name, u.email, u.role, u.source, u.disabled, utc(u.locked_until),
                          utc(u.last_login_at)) for u in users]
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group, local and directory-sourced (those the directory sync mirrors), by name."""
+        enabled = func.count(case((User.disabled.is_(False), User.id)))
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Group.name, Group.source, Group.external_id, func.count(User.id), enabled)
+                .outerjoin(GroupMember, GroupMember.group_id == Group.id)
+                .outerjoin(User, User.id == GroupMember.user_id)
+                .group_by(Group.id, Group.name, Group.source, Group.external_id).order_by(Group.name)).all()
+        return [GroupInfo(*row) for row in rows]
 
     def disable(self, name: str, actor: str = "cli", reason: str = "") -> bool:
         """Disable the account ``name`` (audited); its certificates, grants and API clients stay as they are,

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,14 @@ objectGUID:: {guid}
         adds = conn.execute(select(func.count()).where(AuditEntry.action == "user.add",
                                                        AuditEntry.actor == "ldap-sync")).scalar_one()
     assert groups == {f"{name}-admins": 3, f"{name}-signers": 12}
+    with pki.engine.begin() as conn:  # a local group nobody is in, beside the mirrored ones
+        conn.execute(Group.__table__.insert().values(name=f"{name}-local", source="local", created_at=datetime.now(UTC)))
+    listed = UserService(pki.engine, pki.audit, 0).groups()  # the admin's users page lists these
+    assert [(g.name, g.source, g.members, g.enabled) for g in listed] == [
+        (f"{name}-admins", "directory", 3, 3), (f"{name}-local", "local", 0, 0),
+        (f"{name}-signers", "directory", 12, 12)]
+    assert [g.external_id is not None for g in listed] == [True, False, True]
+    assert (sync.purpose(f"{name}-Signers"), sync.purpose(f"{name}-local")) == (("signer", False), (None, False))
     assert dns[org.users[4]] == org.user_dn(org.users[4])
     assert adds == 13
     state = sync.state()

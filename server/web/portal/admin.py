@@ -1,7 +1,8 @@
 """The admin dashboard: health, the archive's state, signatures per day by format and workflow durations per
-template (SVG charts), accounts (directory-sourced ones marked, the last synchronisation and its
-errors, "sync now"), certificates (issue, revoke, expiring soon), the audit log with filters and its
-integrity check, the remote signing accounts. Each page's Action is in site.ROUTES; the services audit what changes."""
+template (SVG charts), accounts and groups (directory-sourced ones marked, a group's members and what it
+gives; the last synchronisation and its errors, "sync now"), certificates (issue, revoke, expiring soon),
+the audit log with filters and its integrity check, the remote signing accounts. Each page's Action is in
+site.ROUTES; the services audit what changes."""
 
 from __future__ import annotations
 
@@ -89,9 +90,20 @@ def remote_accounts(app: PortalApp, ctx: Ctx) -> Response:
     return ctx.render("admin/remote.html", accounts=app.remote_overview())
 
 
+def _groups(app: PortalApp) -> list[dict[str, Any]]:
+    """Every group with its source and member counts; for a directory group the role it gives and whether
+    its members get a certificate (the directory settings say so)."""
+    sync = app.directory()
+    out = []
+    for group in app.users.groups():
+        role, enrols = sync.purpose(group.name) if sync is not None and group.source == "directory" else (None, False)
+        out.append({**asdict(group), "role": role, "enrols": enrols})
+    return out
+
+
 def users(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200) -> Response:
     return ctx.render("admin/users.html", status=status, message=message, users=app.users.list(), roles=ROLES,
-                      directory=_directory_state(app))
+                      directory=_directory_state(app), groups=_groups(app))
 
 
 def _act(app: PortalApp, ctx: Ctx, done: str, work: Any) -> Response:
