@@ -335,6 +335,10 @@ def build_root(services: Services) -> resource.Resource:
     from server.web.archive import ArchiveRoot
 
     v1.putChild(b"archive", ArchiveRoot(services.archive))
+    from server.identity.apiclients import ApiClientService
+    from server.web.apiclients import ApiClientsRoot
+
+    v1.putChild(b"api-clients", ApiClientsRoot(ApiClientService(services.users, services.audit), services.brands))
     api = resource.Resource()
     api.putChild(b"v1", _protect(services, v1, public={b"password-reset": PasswordResetRequest(services.users)}))
     root.putChild(b"api", api)

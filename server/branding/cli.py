@@ -83,8 +83,6 @@ def _logo(args: argparse.Namespace, services: Services) -> int:
 def _assign(args: argparse.Namespace, services: Services) -> int:
     kind, key = ("template", args.template) if args.template is not None else ("client", args.client)
     with services(args) as s:
-        name = None if args.name == BUILT_IN and all(b.id is None for b in s.brands.list() if b.name == BUILT_IN) \
-            else args.name
-        s.brands.assign(ACTOR, kind, key, name)
+        s.brands.assign(ACTOR, kind, key, args.name)
     print(f"{kind} {key}: brand {args.name}")
     return 0

@@ -268,17 +268,38 @@ class BrandService:
 
     def assign(self, actor: str, kind: str, key: str, name: str | None) -> None:
         """Give a workflow template (``kind`` template, by name) or an API client (``client``, by key) brand
-        ``name`` (None: the default brand)."""
+        ``name`` (None or ``default``: the default brand); nothing changes when either is unknown."""
         model, column = {"template": (WorkflowTemplate, WorkflowTemplate.name),
                          "client": (ApiClient, ApiClient.client_key)}[kind]
         with self._sessions.begin() as session:
-            brand_id = self._row(session, name).id if name is not None else None
+            brand_id = self.id_in(session, name)
             target = session.execute(select(model).where(column == key)).scalar_one_or_none()
             if target is None:
                 what = "workflow template" if kind == "template" else "API client"
                 raise SiegelError(Code.NOT_FOUND, f"there is no {what} {key!r}")
             target.brand_id = brand_id
             self._audit.append_in(session, actor, "brand.assign", f"{kind}:{key}", brand=name or BUILT_IN)
+
+    @staticmethod
+    def id_in(session: Session, name: Any) -> int | None:
+        """The id to store for brand ``name`` given by a request (None, or ``default`` while no brand has that
+        name: the default brand, stored as None); NOT_FOUND naming it when there is no such brand."""
+        if name is None:
+            return None
+        if not isinstance(name, str):
+            raise SiegelError(Code.BAD_REQUEST, "brand: expected a brand's name, or null for the default brand")
+        row = session.execute(select(Brand).where(Brand.name == name)).scalar_one_or_none()
+        if row is not None:
+            return row.id
+        if name == BUILT_IN:
+            return None
+        raise SiegelError(Code.NOT_FOUND, f"there is no brand {name!r} (create it with siegel brand set)")
+
+    @staticmethod
+    def name_in(session: Session, brand_id: int | None) -> str | None:
+        """The name of the brand ``brand_id`` (None: the default brand, or one deleted)."""
+        row = session.get(Brand, brand_id) if brand_id is not None else None
+        return row.name if row is not None else None
 
     @staticmethod
     def _row(session: Session, name: str | None) -> Brand:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
-from server.db.models import ApiClient, User
+from server.db.models import ApiClient, Brand, User
 from server.errors import Code, SiegelError
 from server.identity.users import API_KEY, Role, UserService, utc
 
@@ -31,6 +32,13 @@ class ClientInfo:
     user: str
     created_at: datetime
     revoked_at: datetime | None
+    brand: str | None  # the brand of its stamps, reports and workflows (None: the default; server.branding)
+
+    def public(self) -> dict[str, Any]:
+        """As ``/api/v1/api-clients`` answers it."""
+        return {"key": self.key, "name": self.name, "user": self.user, "brand": self.brand,
+                "createdAt": self.created_at.isoformat(),
+                "revokedAt": self.revoked_at.isoformat() if self.revoked_at else None}
 
 
 class ApiClientService:
@@ -73,9 +81,11 @@ class ApiClientService:
             self._audit.append_in(session, actor, "apiclient.revoke", key)
         self._users.forget_cached()
 
-    def list(self) -> list[ClientInfo]:
+    def list(self, key: str | None = None) -> list[ClientInfo]:
+        """Every API client (``key``: only that one), oldest first."""
+        query = (select(ApiClient, User.name, Brand.name).join(User, ApiClient.user_id == User.id)
+                 .outerjoin(Brand, ApiClient.brand_id == Brand.id).order_by(ApiClient.created_at, ApiClient.id))
         with self._sessions() as session:
-            rows = session.execute(select(ApiClient, User.name).join(User, ApiClient.user_id == User.id)
-                                   .order_by(ApiClient.created_at, ApiClient.id)).all()
-        return [ClientInfo(c.client_key, c.name, user, utc(c.created_at), utc(c.revoked_at))  # type: ignore[arg-type]
-                for c, user in rows]
+            rows = session.execute(query if key is None else query.where(ApiClient.client_key == key)).all()
+        return [ClientInfo(c.client_key, c.name, user, utc(c.created_at), utc(c.revoked_at),  # type: ignore[arg-type]
+                           brand) for c, user, brand in rows]

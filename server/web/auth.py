@@ -102,6 +102,9 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     "/api/v1/archive/verify": {"POST": Action.VERIFY},  # an object's evidence: ARCHIVE_READ on it as well
     "/api/v1/archive/stats": {"GET": Action.ARCHIVE_READ},
     "/api/v1/archive/renew": {"POST": Action.ARCHIVE_RENEW},
+    # API clients (server.web.apiclients): their list and brand; created and revoked with `siegel apiclient`
+    "/api/v1/api-clients": {"GET": Action.APICLIENT_ADMIN},
+    "/api/v1/api-clients/{key}": {"GET": Action.APICLIENT_ADMIN, "PUT": Action.APICLIENT_ADMIN},
 }
 """Every protected route's permission: path (without query, no trailing slash) → method → permission. A
 ``{name}`` segment stands for any one path segment (an id); a path listed literally goes first."""

@@ -42,6 +42,9 @@ _DEFINITION = {"type": "object", "description": "steps (ordered; each: name, ass
                                                 "| page + box, appearance, keySource internal|remote, remoteService}, "
                                                 "deadlineHours, remindAfterHours, fourEyesWith), starters {roles, "
                                                 "users, groups}, description"}
+_BRAND = {"type": ["string", "null"], "description": "a brand's name (siegel brand list); null or \"default\": the "
+                                                    "default brand. Its pages, mails and stamps take it "
+                                                    "(an API client's own brand goes first)"}
 _LINK_TOKEN = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
                "description": "the token of the invitation link"}
 _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
@@ -58,17 +61,20 @@ _WORKFLOW_PATHS: dict[str, dict[str, Any]] = {
         "get": {"summary": "The workflow templates in use", "responses": {
             "200": {"description": "templates: id, name, version", "content": _JSON_OBJECT}, **_errors(401, 403)}},
         "post": {"summary": "Create a workflow template (version 1); every problem of the definition is named",
-                 "requestBody": _json_body({"name": {"type": "string"}, "definition": _DEFINITION},
-                                           ["name", "definition"]),
+                 "requestBody": _json_body({"name": {"type": "string"}, "definition": _DEFINITION,
+                                            "brand": _BRAND}, ["name", "definition"]),
                  "responses": {"201": {"description": "the template", "content": _JSON_OBJECT},
-                               **_errors(400, 401, 403, 409)}}},
+                               **_errors(400, 401, 403, 404, 409)}}},
     "/workflows/templates/{id}": {
         "get": {"summary": "A template with its current (or ?version=) definition", "parameters": [
             _ID, {"name": "version", "in": "query", "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "the template", "content": _JSON_OBJECT},
                               **_errors(400, 401, 403, 404)}},
-        "put": {"summary": "A new version of the template; running workflows keep theirs", "parameters": [_ID],
-                "requestBody": _json_body({"definition": _DEFINITION}, ["definition"]),
+        "put": {"summary": "A new version of the template (running workflows keep theirs), its brand, or both",
+                "description": "Without definition no new version is made; an unknown brand (404, named) or a "
+                               "wrong definition (400) changes nothing.",
+                "parameters": [_ID],
+                "requestBody": _json_body({"definition": _DEFINITION, "brand": _BRAND}, []),
                 "responses": {"200": {"description": "the template", "content": _JSON_OBJECT},
                               **_errors(400, 401, 403, 404, 409)}},
         "delete": {"summary": "Retire the template: it starts no new workflows", "parameters": [_ID],
@@ -221,6 +227,8 @@ _ARCHIVE_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+_CLIENT_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "the client's key (ak_…)"}
 PATHS: dict[str, dict[str, Any]] = {
     "/whoami": {"get": {"summary": "The authenticated account", "responses": {
         "200": {"description": "id, name, role", "content": {"application/json": {"schema": {"type": "object"}}}},
@@ -230,7 +238,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "description": "A detached CAdES or XAdES is made from the body's digest, computed while the body "
                        "streams in (up to server.max_streamed_bytes); other packagings read the body whole "
                        "(up to server.max_request_bytes). The Content-Type is the document's MIME type. A PDF's "
-                       "default stamp (no appearance named) is in the brand of the calling API client, if it has one.",
+                       "default stamp (no appearance named) is in the brand of the calling API client, if it has one "
+                       "(with remote= too).",
         "parameters": [
             {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cades", "xades", "asic", "pades"],
                                                           "default": "cades"}},
@@ -306,7 +315,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/sign/prepare": {"post": {
         "summary": "Two-step signing, step 1: the digest a key outside Siegel signs (CAdES, XAdES, PAdES, ASiC-E)",
         "description": "The PDF options of a PAdES order are the query parameters of POST /sign (field, page, x, y, "
-                       "w, h, appearance, invisible, certify, lock; X-Pdf-Password).",
+                       "w, h, appearance, invisible, certify, lock; X-Pdf-Password); the default stamp is in "
+                       "the brand of the calling API client, if it has one, as for POST /sign.",
         "requestBody": _json_body({
             "format": {"type": "string", "enum": ["cades", "xades", "pades", "asic"], "default": "cades"},
             "level": {**_LEVEL, "description": "CAdES and XAdES: B-LTA needs the document"},
@@ -401,6 +411,18 @@ PATHS: dict[str, dict[str, Any]] = {
         "requestBody": _json_body({"channel": {"type": "string", "enum": ["email", "sms"], "default": "email"}}, []),
         "responses": {"202": {"description": "channel, to (masked), expires"}, **_errors(400, 401, 403, 409, 501)}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    "/api-clients": {"get": {
+        "summary": "The API clients (admin): key, name, account, brand, createdAt, revokedAt",
+        "responses": {"200": {"description": "clients", "content": _JSON_OBJECT}, **_errors(401, 403)}}},
+    "/api-clients/{key}": {
+        "get": {"summary": "One API client", "parameters": [_CLIENT_KEY],
+                "responses": {"200": {"description": "the client", "content": _JSON_OBJECT},
+                              **_errors(401, 403, 404)}},
+        "put": {"summary": "The API client's brand: its stamps, validation reports and the workflows it starts "
+                           "take it; an unknown brand or client is 404 naming it and changes nothing",
+                "parameters": [_CLIENT_KEY], "requestBody": _json_body({"brand": _BRAND}, ["brand"]),
+                "responses": {"200": {"description": "the client", "content": _JSON_OBJECT},
+                              **_errors(400, 401, 403, 404)}}},
     **_WORKFLOW_PATHS,
     **_ARCHIVE_PATHS,
 }

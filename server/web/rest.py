@@ -87,16 +87,18 @@ def _answer_signed(request: Any, signed: list[Signed]) -> bytes:
     return _signed(request, signed[0].data, signed[0].mime_type.encode())
 
 
-def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder,
-                      brands: BrandService | None = None) -> Any:
-    """``order`` signed off the reactor; with ``brands``, a PDF's default stamp in the API client's brand."""
+def _signed_in_thread(request: Any, signing: SigningService, order: SignOrder) -> Any:
+    """``order`` signed off the reactor."""
     principal = request.principal
+    return threads.deferToThread(signing.sign, principal.user_id, principal.name, order).addCallback(
+        lambda signed: _answer_signed(request, signed))
 
-    def sign() -> list[Signed]:
-        branded = brands.client_stamp(order, principal.client) if brands is not None else order
-        return signing.sign(principal.user_id, principal.name, branded)
 
-    return threads.deferToThread(sign).addCallback(lambda signed: _answer_signed(request, signed))
+def _client_branded(request: Any, brands: BrandService, order: SignOrder) -> Any:
+    """``order`` with a PDF's default stamp in the calling API client's brand (BrandService.client_stamp), looked
+    up off the reactor: every path that builds a stamp for a request (one step, prepare, remote) goes through
+    here before it is built."""
+    return threads.deferToThread(brands.client_stamp, order, request.principal.client)
 
 
 class Sign(_SigningEndpoint):
@@ -111,7 +113,7 @@ class Sign(_SigningEndpoint):
         super().__init__(signing)
         self._brands = brands
         self._remote = remote
-        self.putChild(b"prepare", SignPrepare(signing))
+        self.putChild(b"prepare", SignPrepare(signing, brands))
         self.putChild(b"complete", SignComplete(signing))
         if remote is not None:
             remote_root = resource.Resource()
@@ -148,12 +150,15 @@ class Sign(_SigningEndpoint):
                                                                          ("xades", "cades"))),
                           pdf=_pdf_options(request))
         account = _query(request, "remote", "")
-        if account:  # a credential of a remote CSC service (server.web.remote_signing)
-            if self._remote is None:
-                raise SiegelError(Code.NOT_SUPPORTED, "remote signing is not configured")
-            return start_remote(request, self._remote, order, account, _query(request, "credential", ""),
-                                _answer_signed)
-        return _signed_in_thread(request, self._signing, order, self._brands)
+        remote = self._remote
+        if not account:
+            return _client_branded(request, self._brands, order).addCallback(
+                lambda branded: _signed_in_thread(request, self._signing, branded))
+        if remote is None:  # a credential of a remote CSC service (server.web.remote_signing)
+            raise SiegelError(Code.NOT_SUPPORTED, "remote signing is not configured")
+        return _client_branded(request, self._brands, order).addCallback(
+            lambda branded: start_remote(request, remote, branded, account, _query(request, "credential", ""),
+                                         _answer_signed))
 
 
 def _number(request: Any, name: str) -> float | None:
@@ -261,7 +266,12 @@ def _two_step_order(request: Any, body: dict[str, Any]) -> SignOrder:
 
 class SignPrepare(_SigningEndpoint):
     """``POST /api/v1/sign/prepare`` with JSON ``certificateChain`` (base64 DER, the signer's first) and the
-    order (:func:`_two_step_order`): the digest to sign elsewhere, and the state to complete with."""
+    order (:func:`_two_step_order`): the digest to sign elsewhere, and the state to complete with; a PDF's default
+    stamp in the brand of the calling API client (the stamp is drawn now, /complete only signs it)."""
+
+    def __init__(self, signing: SigningService, brands: BrandService) -> None:
+        super().__init__(signing)
+        self._brands = brands
 
     def _start(self, request: Any) -> Any:
         body = _json_object(request)
@@ -272,8 +282,9 @@ class SignPrepare(_SigningEndpoint):
         certs = tuple(_b64(c, "certificateChain") for c in chain)
         principal = request.principal
         names = {algorithm: name for name, algorithm in DIGESTS.items()}
-        return threads.deferToThread(self._signing.prepare, principal.user_id, principal.name, order,
-                                     certs).addCallback(
+        return _client_branded(request, self._brands, order).addCallback(
+            lambda branded: threads.deferToThread(self._signing.prepare, principal.user_id, principal.name,
+                                                  branded, certs)).addCallback(
             lambda prepared: json_response(request, 200, {
                 "stateId": prepared[0], "digestAlgorithm": names[prepared[1].digest],
                 "digestToSign": base64.b64encode(prepared[1].to_be_signed).decode(),

@@ -27,6 +27,7 @@ from server.web.http import json_response, render_deferred
 from server.web.twofactor import _body as json_body, require_factor
 from server.workflows.service import Actor, Placement, RemoteKey, WorkflowService
 from server.workflows.template import Auth
+from server.workflows.templates import Keep
 
 
 def _query(request: Any, name: str) -> str:
@@ -197,8 +198,9 @@ class _Workflow(resource.Resource):
 
 
 class _Templates(resource.Resource):
-    """``/workflows/templates``: list (GET), create (POST ``{"name", "definition"}``); ``/{id}``: GET (``?version=``),
-    PUT ``{"definition"}`` (a new version), DELETE (retire)."""
+    """``/workflows/templates``: list (GET), create (POST ``{"name", "definition", "brand"}``); ``/{id}``: GET
+    (``?version=``), PUT ``{"definition", "brand"}`` (either or both: a new version, the template's brand; a brand
+    of null is the default brand), DELETE (retire)."""
 
     def __init__(self, service: WorkflowService) -> None:
         super().__init__()
@@ -211,7 +213,7 @@ class _Templates(resource.Resource):
 
     def _create(self, request: Any) -> bytes:
         body = json_body(request)
-        created = self._repo.create(request.principal, body.get("name"), body.get("definition"))
+        created = self._repo.create(request.principal, body.get("name"), body.get("definition"), body.get("brand"))
         request.setHeader(b"location", f"/api/v1/workflows/templates/{created['id']}".encode())
         return json_response(request, 201, created)
 
@@ -227,8 +229,12 @@ class _Templates(resource.Resource):
             self._repo.retire(r.principal, number())
             return json_response(r, 200, self._repo.describe(number()))
 
+        def update(r: Any) -> bytes:
+            body = json_body(r)
+            return json_response(r, 200, self._repo.update(r.principal, number(), body.get("definition"),
+                                                           body["brand"] if "brand" in body else Keep.BRAND))
+
         return _Endpoint({
             b"GET": lambda r: json_response(r, 200, self._repo.describe(number(), version(r))),
-            b"PUT": lambda r: json_response(r, 200, self._repo.update(r.principal, number(),
-                                                                      json_body(r).get("definition"))),
+            b"PUT": update,
             b"DELETE": retire})

@@ -1,11 +1,13 @@
 """Workflow templates and their versions: every change is a new immutable version, so a running workflow keeps
-the definition it started with; a retired template starts no new workflows."""
+the definition it started with; a retired template starts no new workflows. A template's brand (the look of its
+workflows' pages, mails and stamps, server.branding) belongs to the template, not to a version."""
 
 from __future__ import annotations
 
 import json
 import threading
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Callable
 
 from sqlalchemy import Engine, select
@@ -13,10 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.audit import AuditLog
+from server.branding.service import BUILT_IN, BrandService
 from server.db.models import WorkflowTemplate, WorkflowTemplateVersion
 from server.errors import Code, SiegelError
 from server.identity.users import Principal
 from server.workflows.template import Definition, parse_definition
+
+
+class Keep(Enum):
+    """An update's brand when the request names none: the template keeps its brand."""
+
+    BRAND = "keep"
 
 
 def _check_name(name: Any) -> str:
@@ -33,37 +42,49 @@ class TemplateRepository:
         self._parsed: dict[tuple[int, int], Definition] = {}  # versions never change: safe to keep
         self._lock = threading.Lock()
 
-    def create(self, principal: Principal, name: Any, definition: Any) -> dict[str, Any]:
+    def create(self, principal: Principal, name: Any, definition: Any, brand: Any = None) -> dict[str, Any]:
+        """Version 1 of a new template, of brand ``brand`` (a brand's name; None: the default brand)."""
         checked = parse_definition(definition)
         name = _check_name(name)
         now = self._clock()
         try:
             with self._sessions.begin() as session:
-                template = WorkflowTemplate(name=name, current_version=1, created_by=principal.user_id, created_at=now)
+                template = WorkflowTemplate(name=name, current_version=1, created_by=principal.user_id, created_at=now,
+                                            brand_id=BrandService.id_in(session, brand))
                 session.add(template)
                 session.flush()
                 session.add(WorkflowTemplateVersion(template_id=template.id, version=1,
                                                     definition=json.dumps(checked.to_json()),
                                                     created_by=principal.user_id, created_at=now))
                 self._audit.append_in(session, principal.name, "workflow.template.create", f"template:{template.id}",
-                                      name=name, version=1)
+                                      name=name, version=1, brand=BrandService.name_in(session, template.brand_id))
         except IntegrityError:
             raise SiegelError(Code.CONFLICT, f"a workflow template named {name!r} exists already") from None
         return self.describe(template.id)
 
-    def update(self, principal: Principal, template_id: int, definition: Any) -> dict[str, Any]:
-        """A new version; workflows already running keep theirs."""
-        checked = parse_definition(definition)
+    def update(self, principal: Principal, template_id: int, definition: Any,
+               brand: Any = Keep.BRAND) -> dict[str, Any]:
+        """A new version (``definition`` None: none); workflows already running keep theirs. ``brand``: the
+        template's brand from now on (a name; None: the default brand). One transaction: a wrong definition or an
+        unknown brand changes nothing."""
+        checked = parse_definition(definition) if definition is not None else None
+        if checked is None and brand is Keep.BRAND:
+            raise SiegelError(Code.BAD_REQUEST, "give the template's new definition, its brand, or both")
         with self._sessions.begin() as session:
             template = self._template(session, template_id, lock=True)
             if template.retired_at is not None:
                 raise SiegelError(Code.CONFLICT, f"workflow template {template_id} is retired")
-            template.current_version += 1
-            session.add(WorkflowTemplateVersion(template_id=template.id, version=template.current_version,
-                                                definition=json.dumps(checked.to_json()),
-                                                created_by=principal.user_id, created_at=self._clock()))
-            self._audit.append_in(session, principal.name, "workflow.template.update", f"template:{template.id}",
-                                  version=template.current_version)
+            if brand is not Keep.BRAND:
+                template.brand_id = BrandService.id_in(session, brand)
+                self._audit.append_in(session, principal.name, "brand.assign", f"template:{template.name}",
+                                      brand=BrandService.name_in(session, template.brand_id) or BUILT_IN)
+            if checked is not None:
+                template.current_version += 1
+                session.add(WorkflowTemplateVersion(template_id=template.id, version=template.current_version,
+                                                    definition=json.dumps(checked.to_json()),
+                                                    created_by=principal.user_id, created_at=self._clock()))
+                self._audit.append_in(session, principal.name, "workflow.template.update",
+                                      f"template:{template.id}", version=template.current_version)
         return self.describe(template_id)
 
     def retire(self, principal: Principal, template_id: int) -> None:
@@ -82,9 +103,10 @@ class TemplateRepository:
     def describe(self, template_id: int, version: int | None = None) -> dict[str, Any]:
         with self._sessions() as session:
             template = self._template(session, template_id)
+            brand = BrandService.name_in(session, template.brand_id)
         chosen = version or template.current_version
         return {"id": template.id, "name": template.name, "version": chosen, "currentVersion": template.current_version,
-                "retired": template.retired_at is not None,
+                "retired": template.retired_at is not None, "brand": brand,
                 "definition": self.definition(template_id, chosen).to_json()}
 
     def find(self, ref: Any) -> WorkflowTemplate:

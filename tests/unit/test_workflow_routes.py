@@ -24,6 +24,6 @@ def test_every_workflow_route_is_described() -> None:
     from server.web.auth import ROUTES
 
     for path, methods in ROUTES.items():
-        if path.startswith("/api/v1/workflows"):
+        if path.startswith(("/api/v1/workflows", "/api/v1/api-clients")):
             described = PATHS[path.removeprefix("/api/v1")]
             assert {m.lower() for m in methods} == set(described), path

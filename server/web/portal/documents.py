@@ -156,6 +156,14 @@ def result_report(app: PortalApp, ctx: Ctx) -> Response:
                     attachment(kept.name.rsplit(".", 1)[0] + "-report.json"))
 
 
+def result_report_pdf(app: PortalApp, ctx: Ctx) -> Response:
+    """The kept report as the readable PDF (the one REST answers to ``Accept: application/pdf``), in the page's
+    brand."""
+    kept = _own_result(app, ctx)
+    return Response(200, report_pdf(app.brands, ctx.brand, kept.report), "application/pdf",
+                    attachment(kept.name.rsplit(".", 1)[0] + "-report.pdf"))
+
+
 def start_form(app: PortalApp, ctx: Ctx, message: str | None = None, status: int = 200,
                started: int | None = None) -> Response:
     """The form; after a start, ``started`` is the new workflow's id (the page links to My workflows)."""

@@ -127,7 +127,7 @@ class Route:
 
 def _table() -> dict[str, dict[str, Route]]:
     from server.web.portal import account, admin, admin_workflows, documents, inbox, workflow_templates
-    from server.web.portal import branding, external, workflows_mine
+    from server.web.portal import admin_clients, branding, external, workflows_mine
 
     return {
         "/": {"GET": Route(documents.home, Action.PORTAL_LOGIN)},
@@ -160,6 +160,7 @@ def _table() -> dict[str, dict[str, Route]]:
         "/sign/result/{id}": {"GET": Route(documents.result, Action.DOCUMENT_READ)},
         "/sign/result/{id}/document": {"GET": Route(documents.result_document, Action.DOCUMENT_READ)},
         "/sign/result/{id}/report": {"GET": Route(documents.result_report, Action.DOCUMENT_READ)},
+        "/sign/result/{id}/report.pdf": {"GET": Route(documents.result_report_pdf, Action.DOCUMENT_READ)},
         "/verify/report/{id}": {"GET": Route(documents.result_document, Action.VERIFY)},  # the report PDF kept
         "/admin": {"GET": Route(admin.dashboard, Action.SYSTEM_STATUS)},
         "/admin/users": {"GET": Route(admin.users, Action.USER_ADMIN), "POST": Route(admin.user_add, Action.USER_ADMIN)},
@@ -177,6 +178,8 @@ def _table() -> dict[str, dict[str, Route]]:
         "/admin/brands": {"GET": Route(branding.brands, Action.BRAND_ADMIN),
                           "POST": Route(branding.brand_save, Action.BRAND_ADMIN)},
         "/admin/brands/logo": {"POST": Route(branding.brand_logo_upload, Action.BRAND_ADMIN)},
+        "/admin/clients": {"GET": Route(admin_clients.clients, Action.APICLIENT_ADMIN)},
+        "/admin/clients/brand": {"POST": Route(admin_clients.client_brand, Action.APICLIENT_ADMIN)},
         "/brand.css": {"GET": Route(branding.brand_css, ANONYMOUS)},
         "/brand/logo": {"GET": Route(branding.brand_logo, ANONYMOUS)},
         # the external signer's page: the link token is the credential (the workflow service checks it)

@@ -109,20 +109,25 @@ def templates(app: PortalApp, ctx: Ctx, message: str | None = None) -> Response:
     return ctx.render("admin/templates.html", message=message, templates=app.workflows().templates.list())
 
 
-def _editor(ctx: Ctx, template: dict[str, Any] | None, definition: dict[str, Any], rows: list[dict[str, Any]],
-            message: str | None = None, status: int = 200, name: str = "") -> Response:
+def _editor(app: PortalApp, ctx: Ctx, template: dict[str, Any] | None, definition: dict[str, Any],
+            rows: list[dict[str, Any]], message: str | None = None, status: int = 200, name: str = "",
+            brand: str | None = None) -> Response:
+    """The form; ``brand``: the brand selected (else the template's)."""
     rows = [{**row, "position": n} for n, row in enumerate(rows, 1)]
     rows += [_row(len(rows) + n) for n in range(1, BLANK_ROWS + 1)]
     starters = definition.get("starters", {})
     return ctx.render("admin/template_edit.html", status=status, message=message, tpl=template, rows=rows,
                       name=template["name"] if template else name,
+                      tpl_brand=brand if brand is not None else (template or {}).get("brand") or "",
+                      brand_choices=[b for b in app.brands.list() if b.id is not None],
+                      default_brand=app.brands.default(),
                       description=definition.get("description", ""),
                       starters={k: ", ".join(starters.get(k, [])) for k in ("roles", "users", "groups")},
                       delivery=json.dumps(definition.get("delivery", [])), **_EDITOR)
 
 
 def new_template(app: PortalApp, ctx: Ctx) -> Response:
-    return _editor(ctx, None, {}, [])
+    return _editor(app, ctx, None, {}, [])
 
 
 def _template_id(ctx: Ctx) -> int:
@@ -135,14 +140,16 @@ def _template_id(ctx: Ctx) -> int:
 def edit_template(app: PortalApp, ctx: Ctx) -> Response:
     template = app.workflows().templates.describe(_template_id(ctx))
     definition = template["definition"]
-    return _editor(ctx, template, definition, [_row(n, s) for n, s in enumerate(definition["steps"], 1)])
+    return _editor(app, ctx, template, definition, [_row(n, s) for n, s in enumerate(definition["steps"], 1)])
 
 
 def save_template(app: PortalApp, ctx: Ctx) -> Response:
-    """Create (no id in the path) or a new version; on a problem the form again with what was sent."""
+    """Create (no id in the path) or a new version, with the brand selected (empty: the default brand); on a
+    problem (an unknown brand too) the form again with what was sent, and nothing saved."""
     repository = app.workflows().templates
     template = repository.describe(_template_id(ctx)) if "id" in ctx.params else None
     f = ctx.form
+    brand = f.get("brand").strip()
     rows: list[dict[str, Any]] = []
     definition: dict[str, Any] = {"description": f.get("description").strip(),
                                   "starters": {k: _split(f.get(f"starters-{k}")) for k in ("roles", "users", "groups")}}
@@ -151,15 +158,17 @@ def save_template(app: PortalApp, ctx: Ctx) -> Response:
         delivery = json.loads(f.get("delivery") or "[]")
         definition.update(steps=[_step(row) for row in rows], delivery=delivery)
         if template is None:
-            saved = repository.create(ctx.principal, f.get("name"), definition)
+            saved = repository.create(ctx.principal, f.get("name"), definition, brand or None)
             done = ctx.t("admin.templates.created", name=saved["name"])
         else:
-            saved = repository.update(ctx.principal, template["id"], definition)
+            saved = repository.update(ctx.principal, template["id"], definition, brand or None)
             done = ctx.t("admin.templates.saved", name=saved["name"], version=saved["version"])
     except ValueError:
-        return _editor(ctx, template, definition, rows, ctx.t("admin.templates.bad_delivery"), 400, f.get("name"))
+        return _editor(app, ctx, template, definition, rows, ctx.t("admin.templates.bad_delivery"), 400,
+                       f.get("name"), brand)
     except SiegelError as exc:
-        if exc.code not in (Code.BAD_REQUEST, Code.CONFLICT):
+        if exc.code not in (Code.BAD_REQUEST, Code.CONFLICT, Code.NOT_FOUND):
             raise
-        return _editor(ctx, template, definition, rows, exc.message, exc.kind.http_status, f.get("name"))
+        return _editor(app, ctx, template, definition, rows, exc.message, exc.kind.http_status, f.get("name"),
+                       brand)
     return templates(app, ctx, done)
