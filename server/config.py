@@ -208,6 +208,7 @@ class CscSettings:
     sad_minutes: int  # lifetime of the SAD from credentials/authorize
     multisign: int  # the most signatures one authorisation may cover (numSignatures)
     oauth2_redirect_uris: str  # comma-separated redirect URIs OAuth2 clients may have codes sent to
+    auth_mode: str  # explicit (credentials/authorize with PIN and OTP) or oauth2code (oauth2/authorize in the browser)
 
 
 @dataclass(frozen=True)
@@ -508,6 +509,7 @@ def _validate(s: Settings) -> None:
     need(1 <= s.csc.token_minutes <= 1440, "csc.token_minutes", "minutes from 1 to 1440")
     need(1 <= s.csc.sad_minutes <= 60, "csc.sad_minutes", "minutes from 1 to 60")
     need(1 <= s.csc.multisign <= 1000, "csc.multisign", "a number of signatures from 1 to 1000")
+    need(s.csc.auth_mode in ("explicit", "oauth2code"), "csc.auth_mode", "explicit or oauth2code")
     need(1 <= s.workflows.link_hours <= 8760, "workflows.link_hours", "hours from 1 to 8760 (a year)")
     need(s.workflows.mail_interval_seconds > 0, "workflows.mail_interval_seconds", "seconds, more than 0")
     need(s.workflows.mail_retry_max_seconds >= 1, "workflows.mail_retry_max_seconds", "seconds, at least 1")

@@ -5,18 +5,21 @@ user-signing certificate of the caller, or of one granted to it (``siegel key gr
 :class:`server.signing.keys.SigningKeys`); every other ID is "invalid", so a caller learns nothing about
 keys it may not use.
 
-Authorisation is explicit (SCAL2): ``credentials/authorize`` needs the PIN, which is the account's
-password (checked by :meth:`UserService.authenticate`, counted towards the lockout; a locked account is
-refused before the password is looked at), and an OTP (a code sent by ``credentials/sendOTP`` by e-mail or
-SMS, bound to the credential, or to the hashes when the client names them there; or the account's TOTP),
-checked by :meth:`TwoFactorService.verify_otp` with the purpose ``csc``. The SAD it returns has 256 random
-bits and is stored as its SHA-256, with the account, the credential, the exact hashes (and their algorithm),
-numSignatures and its expiry (``csc.sad_minutes``). ``signatures/signHash`` signs only those hashes, at
-most numSignatures in all (a conditional UPDATE, so concurrent calls cannot overspend it), only for that
-account and credential, before the expiry. Access tokens (``auth/login``) are stored as SHA-256 too. An
+Authorisation is explicit (SCAL2) unless ``csc.auth_mode`` is ``oauth2code``: ``credentials/authorize`` needs
+the PIN, which is the account's password (checked by :meth:`UserService.authenticate`, counted towards the
+lockout; a locked account is refused before the password is looked at), and an OTP (a code sent by
+``credentials/sendOTP`` by e-mail or SMS, bound to the credential, or to the hashes when the client names them
+there; or the account's TOTP), checked by :meth:`TwoFactorService.verify_otp` with the purpose ``csc``. The SAD
+it returns has 256 random bits and is stored as its SHA-256, with the account, the credential, the exact hashes
+(and their algorithm), numSignatures and its expiry (``csc.sad_minutes``). ``signatures/signHash`` signs only
+those hashes, at most numSignatures in all (a conditional UPDATE, so concurrent calls cannot overspend it), only
+for that account and credential, before the expiry. Access tokens (``auth/login``) are stored as SHA-256 too. An
 OAuth2 authorization code of scope ``credential`` is bound the same way (PIN and OTP given at
-``oauth2/authorize``); the token it is exchanged for stands for the SAD (a ``csc_sads`` row under the
-token's SHA-256) and serves ``signatures/signHash`` only.
+``oauth2/authorize``); the token it is exchanged for stands for the SAD (a ``csc_sads`` row under the token's
+SHA-256) and serves ``signatures/signHash`` only. With ``csc.auth_mode = "oauth2code"`` that is the only way:
+credentials/info reports authMode ``oauth2code`` and ``credentials/authorize`` is refused (the CSC API leaves
+such credentials to the OAuth2 flow); the user logs in at ``oauth2/authorize`` in the browser (a form: password,
+and a code :meth:`CscService.oauth2_send_code` mails for exactly the hashes, or TOTP).
 
 Every authorisation, signature and refusal is an audit entry naming the hashes (never a document: only
 hashes reach this service). Errors are :class:`CscError` with the CSC API's ``error``,
@@ -52,6 +55,7 @@ from server.signing.keysource import DigestAlgorithm, SignatureScheme
 log = logging.getLogger("siegel.csc")
 
 PURPOSE = "csc"
+OAUTH2CODE = "oauth2code"
 """The purpose of one-time codes that authorise CSC credentials (server.identity.twofactor)."""
 
 HASH_OIDS: dict[str, DigestAlgorithm] = {
@@ -126,11 +130,12 @@ class CscPolicy:
     sad_minutes: int = 5
     multisign: int = 100
     redirect_uris: frozenset[str] = frozenset()
+    auth_mode: str = "explicit"  # or OAUTH2CODE: the credentials are authorised at oauth2/authorize only
 
     @classmethod
     def from_settings(cls, csc: Any) -> CscPolicy:
         return cls(csc.name, csc.region, csc.token_minutes, csc.sad_minutes, csc.multisign,
-                   frozenset(u.strip() for u in csc.oauth2_redirect_uris.split(",") if u.strip()))
+                   frozenset(u.strip() for u in csc.oauth2_redirect_uris.split(",") if u.strip()), csc.auth_mode)
 
 
 @dataclass(frozen=True)
@@ -271,15 +276,7 @@ class CscService:
         numSignatures times (SCAL2, as a SAD); the user gives the PIN (the password) and an OTP
         (``otp``) for them here."""
         query = query or {}
-        if not isinstance(client_id, str) or not self._client_exists(client_id):
-            raise invalid("Invalid parameter client_id")
-        if not isinstance(redirect_uri, str) or redirect_uri not in self.policy.redirect_uris:
-            raise invalid("Invalid parameter redirect_uri (not registered in csc.oauth2_redirect_uris)")
-        for_credential = scope == "credential" or (scope is None and "authorization_details" in query)
-        if scope not in (None, "service", "credential"):
-            raise CscError(400, "invalid_scope", "the scopes offered are service and credential")
-        if method != "S256" or not isinstance(challenge, str) or not 43 <= len(challenge) <= 128:
-            raise invalid("PKCE: code_challenge and code_challenge_method=S256 are required")
+        for_credential = self.oauth2_request(client_id, redirect_uri, scope, challenge, method, query)
         principal = self._users.authenticate(name, password, address)
         if principal is not None and not for_credential and self._twofactor.required(principal):
             outcome = self._twofactor.login(principal, name, password, otp, address)
@@ -311,6 +308,35 @@ class CscService:
                 **({"credential": binding["credential_id"], "hashes": json.loads(binding["hashes"]),
                     "numSignatures": binding["num_signatures"]} if binding else {})})])
         return code
+
+    def oauth2_request(self, client_id: Any, redirect_uri: Any, scope: Any, challenge: Any, method: Any,
+                       query: Mapping[str, str]) -> bool:
+        """The checks of an oauth2/authorize request before anyone logs in (the login page is shown only for
+        a valid one, and never redirects elsewhere than a registered URI); True for scope credential (its
+        parameters checked as well)."""
+        if not isinstance(client_id, str) or not self._client_exists(client_id):
+            raise invalid("Invalid parameter client_id")
+        if not isinstance(redirect_uri, str) or redirect_uri not in self.policy.redirect_uris:
+            raise invalid("Invalid parameter redirect_uri (not registered in csc.oauth2_redirect_uris)")
+        for_credential = scope == "credential" or (scope is None and "authorization_details" in query)
+        if scope not in (None, "service", "credential"):
+            raise CscError(400, "invalid_scope", "the scopes offered are service and credential")
+        if method != "S256" or not isinstance(challenge, str) or not 43 <= len(challenge) <= 128:
+            raise invalid("PKCE: code_challenge and code_challenge_method=S256 are required")
+        if for_credential:
+            credential_request(query)
+        return for_credential
+
+    def oauth2_send_code(self, name: str, password: str, address: str | None, query: Mapping[str, str]) -> Any:
+        """The login page's "send me a code": after the password (the PIN, counted towards the lockout), a code
+        by e-mail bound to the credential and exactly the hashes of the oauth2/authorize request ``query``."""
+        principal = self._users.authenticate(name, password, address)
+        if principal is None:
+            self._audit.append("anonymous", "csc.login_refused", name[:200],
+                               reason="oauth2/authorize: wrong credentials (code not sent)")
+            raise CscError(401, "access_denied", "the user did not authenticate")
+        credential_id, _, hashes, algorithm = credential_request(query)
+        return self.send_otp(principal, credential_id, "email", hashes, algorithm)
 
     def _client_exists(self, client_id: str) -> bool:
         with self._engine.connect() as conn:
@@ -431,7 +457,8 @@ class CscService:
 
     def credential_info(self, principal: Principal, credential_id: Any, certificates: Any = "single",
                         cert_info: bool = False, auth_info: bool = True) -> dict[str, Any]:
-        """credentials/info: key (algorithm OIDs, length, curve), certificate(s), SCAL 2, explicit PIN + OTP."""
+        """credentials/info: key (algorithm OIDs, length, curve), certificate(s), SCAL 2, explicit PIN + OTP
+        (or authMode oauth2code: csc.auth_mode)."""
         if certificates not in ("none", "single", "chain"):
             raise invalid("Invalid parameter certificates")
         cert = self._certificate(principal, credential_id)
@@ -454,14 +481,19 @@ class CscService:
                               "subjectDN": parsed.subject.rfc4514_string(),
                               "validFrom": parsed.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ"),
                               "validTo": parsed.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ")})
+        out: dict[str, Any] = {
+            "description": f"Signing key {cert.key_label} of {cert.subject}", "key": key_part, "cert": cert_part,
+            "SCAL": "2", "multisign": self.policy.multisign, "lang": "en-US"}
+        if self.policy.auth_mode == OAUTH2CODE:  # PIN and OTP are asked at oauth2/authorize, not by the client
+            out["authMode"] = OAUTH2CODE
+            if auth_info:
+                out["auth"] = {"mode": OAUTH2CODE}
+            return out
         pin = {"presence": "true", "format": "A", "label": "Password",
                "description": "The password of your Siegel account"}
         otp = {"presence": "true", "type": "online", "format": "N", "label": "One-time code",
                "description": "A code from credentials/sendOTP (e-mail or SMS) or your authenticator app (TOTP)"}
-        out: dict[str, Any] = {
-            "description": f"Signing key {cert.key_label} of {cert.subject}", "key": key_part, "cert": cert_part,
-            "SCAL": "2", "multisign": self.policy.multisign, "lang": "en-US",
-            "authMode": "explicit", "PIN": pin, "OTP": otp}  # the last three as CSC v1 names them
+        out.update({"authMode": "explicit", "PIN": pin, "OTP": otp})  # as CSC v1 names them
         if auth_info:
             out["auth"] = {"mode": "explicit", "expression": "PIN AND OTP", "objects": [
                 {"type": "Password", "id": "PIN", "format": "A", "label": pin["label"], "description": pin["description"]},
@@ -543,7 +575,15 @@ class CscService:
 
     def authorize(self, principal: Principal, credential_id: Any, num_signatures: Any, hashes: list[bytes] | None,
                   algorithm: DigestAlgorithm | None, pin: Any, otp: Any, address: str | None) -> Authorization:
-        """credentials/authorize (explicit, SCAL2): PIN = the account's password, OTP; a SAD for the hashes."""
+        """credentials/authorize (explicit, SCAL2): PIN = the account's password, OTP; a SAD for the hashes.
+        Refused for credentials of authMode oauth2code (before any PIN is looked at)."""
+        if self.policy.auth_mode == OAUTH2CODE:
+            label = self._certificate(principal, credential_id).key_label
+            number = num_signatures if isinstance(num_signatures, int) else 0
+            raise self._refused(principal, label, sorted({h.hex() for h in hashes or []}), number,
+                                invalid("Invalid authMode for credentials/authorize: the credential's authMode is "
+                                        "oauth2code (authorise at oauth2/authorize with scope credential)"),
+                                "explicit authorisation of an oauth2code credential")
         label, hex_hashes = self._bound(principal, credential_id, num_signatures, hashes, algorithm)
         assert hashes is not None
 

@@ -78,7 +78,7 @@ ROUTES: Mapping[str, Mapping[str, Permission]] = {
     **{f"/csc/{version}/{method}": {"POST": PUBLIC} for version in ("v1", "v2") for method in (
         "info", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/sendOTP",
         "credentials/authorize", "credentials/authorizeCheck", "signatures/signHash", "signatures/timestamp")},
-    "/csc/v2/oauth2/authorize": {"GET": PUBLIC},  # the user authenticates there itself (server.web.csc)
+    "/csc/v2/oauth2/authorize": {"GET": PUBLIC, "POST": PUBLIC},  # the user logs in there itself (its form)
     "/csc/v2/oauth2/token": {"POST": PUBLIC},
     # Signature workflows (server.web.workflows); ownership (starter, assignee) is the service's to decide.
     "/api/v1/workflows": {"POST": Action.WORKFLOW_START},

@@ -6,6 +6,11 @@ HTTP Basic guard of server.web.auth (its ROUTES list the paths as PUBLIC for tha
 checked here (Action.REMOTE_SIGN). The CSC v1.0.4 paths that pyHanko's CSCSigner uses are served under
 ``/csc/v1`` by the same methods (v1 parameter names ``hash``/``hashAlgo``, PIN/OTP top-level).
 
+``oauth2/authorize`` without HTTP Basic is the user's browser: a valid request gets a login page (name,
+password, one-time code; "send me a code" mails one bound to the credential and exactly the hashes of scope
+credential) that posts back to the same URL; a login that holds is a 303 to the registered redirect_uri
+with code and state, a wrong password or code the page again with the reason.
+
 Errors are CSC's: ``{"error": ..., "error_description": ...}`` with the status the specification gives.
 All work runs off the reactor thread.
 """
@@ -14,11 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twisted.internet import threads
 from twisted.web import resource, server
@@ -29,6 +36,7 @@ from server.remote.csc_service import (
     PURPOSE,
     CscError,
     CscService,
+    credential_request,
     decode_hashes,
     hash_algorithm,
     invalid,
@@ -67,6 +75,28 @@ def _ok(request: Any, body: Any, status: int = 200) -> bytes:
     return json.dumps(body).encode()
 
 
+@dataclass(frozen=True)
+class _Page:
+    """An HTML answer (the oauth2/authorize login page); ``form_target`` is the origin its form may lead to."""
+
+    status: int
+    body: str
+    form_target: str
+
+
+def _page_headers(request: Any, page: _Page) -> bytes:
+    request.setResponseCode(page.status)
+    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    # form-action covers the redirect after the post (to the registered redirect_uri's origin)
+    request.setHeader(b"content-security-policy", f"default-src 'none'; style-src 'self'; img-src 'self'; "
+                      f"form-action 'self' {page.form_target}; frame-ancestors 'none'; base-uri 'none'".encode())
+    request.setHeader(b"x-frame-options", b"DENY")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    return page.body.encode("utf-8")
+
+
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
     value = body.get(name, default)
     if not isinstance(value, bool):
@@ -98,17 +128,21 @@ class CscApi(resource.Resource):
         version, method = (parts[0], "/".join(parts[1:])) if parts else ("", "")
         if version not in ("v1", "v2") or method not in self._handlers:
             return _error(request, 404, "invalid_request", f"no CSC API method {'/'.join(parts)!r}")
-        verb = b"GET" if method == "oauth2/authorize" else b"POST"
-        if request.method != verb or (version == "v1" and method.startswith("oauth2/")):
-            request.setHeader(b"allow", verb)
-            return _error(request, 405, "invalid_request", f"{method} is called with {verb.decode()}")
+        verbs = (b"GET", b"POST") if method == "oauth2/authorize" else (b"POST",)  # POST: its login form
+        if request.method not in verbs or (version == "v1" and method.startswith("oauth2/")):
+            request.setHeader(b"allow", b", ".join(verbs))
+            return _error(request, 405, "invalid_request", f"{method} is called with {verbs[0].decode()}")
+
+        def form(source: bytes) -> dict[str, str]:
+            return {k: v[-1] for k, v in parse_qs(source.decode("utf-8", "replace"), keep_blank_values=False).items()}
 
         def work() -> Any:
             raw = request.content.read() if request.content is not None else b""
-            if method.startswith("oauth2/"):  # OAuth2: query (authorize) or form body (token), not JSON
-                source = request.uri.partition(b"?")[2] if method == "oauth2/authorize" else raw
-                pairs = parse_qs(source.decode("utf-8", "replace"), keep_blank_values=False)
-                return self._handlers[method](request, {k: v[-1] for k, v in pairs.items()}, version)
+            if method == "oauth2/authorize":  # the query; a POST is its login form
+                return self._oauth2_authorize(request, form(request.uri.partition(b"?")[2]), version,
+                                              form(raw) if request.method == b"POST" else None)
+            if method.startswith("oauth2/"):  # OAuth2 token: a form body, not JSON
+                return self._handlers[method](request, form(raw), version)
             try:
                 body = json.loads(raw) if raw.strip() else {}
             except (ValueError, UnicodeDecodeError, RecursionError):
@@ -118,9 +152,12 @@ class CscApi(resource.Resource):
             return self._handlers[method](request, body, version)
 
         def done(result: Any) -> None:
+            if isinstance(result, _Page):
+                self._write(request, _page_headers(request, result))
+                return
             status, payload = result if isinstance(result, tuple) else (200, result)
-            if status == 302:
-                request.setResponseCode(302)
+            if status in (302, 303):
+                request.setResponseCode(status)
                 request.setHeader(b"location", payload.encode("utf-8"))
                 request.setHeader(b"cache-control", b"no-store")
                 self._write(request, b"")
@@ -212,23 +249,98 @@ class CscApi(resource.Resource):
             return None
         return (name, password) if sep and name else None
 
-    def _oauth2_authorize(self, request: Any, query: dict[str, str], version: str) -> Any:
-        """GET oauth2/authorize (response_type=code, PKCE S256): the user authenticates with HTTP Basic here
-        (and X-Siegel-OTP when the role needs it, and always for scope credential: the OTP for the hashes);
-        302 to the registered redirect_uri with code and state."""
+    def _oauth2_authorize(self, request: Any, query: dict[str, str], version: str,
+                          posted: dict[str, str] | None = None) -> Any:
+        """oauth2/authorize (response_type=code, PKCE S256): the user authenticates with HTTP Basic (and
+        X-Siegel-OTP when the role needs it, and always for scope credential: the OTP for the hashes), 302 to
+        the registered redirect_uri with code and state; or, in a browser (no Basic), at the login page
+        (``posted``: its form), 303 there."""
         if query.get("response_type") != "code":
             raise CscError(400, "unsupported_response_type", "response_type must be code")
-        basic = self._basic(request)
-        if basic is None:
-            raise CscError(401, "access_denied", "the user did not authenticate (HTTP Basic)")
-        otp = request.getHeader(b"x-siegel-otp")
-        code = self._service.oauth2_code(basic[0], basic[1], client_address(request, self._trusted),
-                                         otp.decode("utf-8", "replace") if otp else None, query.get("client_id"),
-                                         query.get("redirect_uri"), query.get("scope"), query.get("code_challenge"),
-                                         query.get("code_challenge_method", "plain"), query)
+        request_args = (query.get("client_id"), query.get("redirect_uri"), query.get("scope"),
+                        query.get("code_challenge"), query.get("code_challenge_method", "plain"))
+        address = client_address(request, self._trusted)
+        basic = self._basic(request) if posted is None else None
+        if basic is not None:
+            otp = request.getHeader(b"x-siegel-otp")
+            code = self._service.oauth2_code(basic[0], basic[1], address,
+                                             otp.decode("utf-8", "replace") if otp else None, *request_args, query)
+            return 302, self._redirect(query, code)
+        for_credential = self._service.oauth2_request(*request_args, query)  # a bad request gets no login page
+        if posted is None:
+            return self._login_page(query, for_credential, 200)
+        name, password = posted.get("name", ""), posted.get("password", "")
+        try:
+            if posted.get("action") == "send":
+                if not for_credential:
+                    raise invalid("a code is sent for scope credential only (else: your authenticator app)")
+                self._service.oauth2_send_code(name, password, address, query)
+                return self._login_page(query, for_credential, 200, name, "A code was sent to your e-mail "
+                                        "address. Enter it with your password.")
+            code = self._service.oauth2_code(name, password, address, posted.get("otp") or None, *request_args,
+                                             query)
+        except CscError as exc:
+            return self._login_page(query, for_credential, 403 if exc.status == 403 else 400, name,
+                                    exc.description, error=True)
+        return 303, self._redirect(query, code)
+
+    @staticmethod
+    def _redirect(query: dict[str, str], code: str) -> str:
         answer = {"code": code, **({"state": query["state"]} if "state" in query else {})}
         uri = query["redirect_uri"]
-        return 302, uri + ("&" if "?" in uri else "?") + urlencode(answer)
+        return uri + ("&" if "?" in uri else "?") + urlencode(answer)
+
+    def _login_page(self, query: dict[str, str], for_credential: bool, status: int, name: str = "",
+                    message: str | None = None, *, error: bool = False) -> _Page:
+        """The login page of an oauth2/authorize request already checked: what is authorised (the credential,
+        numSignatures and each hash for scope credential), the form, and ``message``."""
+        e = html.escape
+        client = e(query.get("client_id", ""))
+        if for_credential:
+            credential, number, hashes, algorithm = credential_request(query)
+            title = f"Authorise {e(str(number))} signature{'s' if number != 1 else ''}"
+            listed = "".join(f"<li><code>{base64.b64encode(h).decode()}</code></li>" for h in hashes)
+            what = (f"<p>The application <code>{client}</code> asks to sign with your key <code>{e(str(credential))}"
+                    f"</code>: at most {e(str(number))} signature(s) over exactly these {algorithm.value} hashes "
+                    f"(base64), and nothing else:</p><ul class=\"hashes\">{listed}</ul>")
+        else:
+            title = "Sign in"
+            what = f"<p>The application <code>{client}</code> asks to use the signing service for you.</p>"
+        note = "" if message is None else \
+            f'<p class="{"error" if error else "message"}" role="{"alert" if error else "status"}">{e(message)}</p>'
+        send = ('<button type="submit" name="action" value="send" formnovalidate>Send me a code by e-mail</button>'
+                if for_credential else "")
+        action = e("/csc/v2/oauth2/authorize?" + urlencode(query))
+        target = urlsplit(query["redirect_uri"])
+        body = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · {e(self._service.policy.name)}</title>
+<link rel="stylesheet" href="/portal/static/portal.css">
+</head>
+<body>
+<main id="main">
+<h1>{title}</h1>
+{what}
+{note}
+<form method="post" action="{action}" class="card narrow">
+  <label for="name">Name</label>
+  <input id="name" name="name" value="{e(name)}" autocomplete="username" required{"" if name else " autofocus"}>
+  <label for="password">Password (your PIN)</label>
+  <input id="password" name="password" type="password" autocomplete="current-password"
+         required{" autofocus" if name else ""}>
+  <label for="otp">One-time code (from the e-mail, or your authenticator app)</label>
+  <input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code">
+  <button type="submit" name="action" value="authorize">Authorise</button>
+  {send}
+</form>
+</main>
+</body>
+</html>
+"""
+        return _Page(status, body, f"{target.scheme}://{target.netloc}")
 
     def _oauth2_token(self, request: Any, form: dict[str, str], version: str) -> Any:
         token, seconds = self._service.oauth2_token(form, self._basic(request), client_address(request, self._trusted))

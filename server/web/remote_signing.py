@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from twisted.internet import threads
 from twisted.web import resource
@@ -99,7 +100,8 @@ class RemoteAuthorize(resource.Resource):
 
 class RemoteCallback(resource.Resource):
     """``GET /api/v1/sign/remote/callback?code&state`` (public, the service's redirect of an oauth2code
-    operation): the code exchanged, phase 2, the signed document; ``error`` from the service ends nothing."""
+    operation): the code exchanged, phase 2, the signed document as a file (``attachment``: the browser saves
+    it rather than showing it in a viewer); ``error`` from the service ends nothing."""
 
     isLeaf = True
 
@@ -117,8 +119,12 @@ class RemoteCallback(resource.Resource):
             code, state = args.get("code"), args.get("state")
             if not code or not state:
                 raise SiegelError(Code.BAD_REQUEST, "the callback needs code and state (the service's redirect)")
-            return threads.deferToThread(self._remote().complete_code, state, code).addCallback(
-                lambda signed: self._answer(request, signed))
+            return threads.deferToThread(self._remote().complete_code, state, code).addCallback(answer)
+
+        def answer(signed: list[Signed]) -> bytes:
+            request.setHeader(b"content-disposition",
+                              f"attachment; filename*=UTF-8''{quote(signed[0].name)}".encode("ascii"))
+            return self._answer(request, signed)
 
         return render_deferred(request, work)
 

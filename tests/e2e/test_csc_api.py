@@ -266,7 +266,10 @@ def test_oauth2_authorization_code_with_pkce_and_client_credentials(csc: Csc) ->
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     query = {"response_type": "code", "client_id": key, "redirect_uri": "https://app.example/cb", "scope": "service",
              "code_challenge": challenge, "code_challenge_method": "S256", "state": "xyz"}
-    assert requests.get(f"{base}/oauth2/authorize", params=query, timeout=30, allow_redirects=False).status_code == 401
+    page = requests.get(f"{base}/oauth2/authorize", params=query, timeout=30, allow_redirects=False)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.text  # the browser's
+    assert 'name="password"' in page.text and "form-action 'self' https://app.example" in \
+        page.headers["content-security-policy"]  # login page, whose form may lead only here and to the redirect URI
     r = requests.get(f"{base}/oauth2/authorize", params=query, auth=ADA, timeout=30, allow_redirects=False)
     assert r.status_code == 302, r.text
     location = urlsplit(r.headers["Location"])
@@ -353,11 +356,11 @@ def test_every_csc_route_of_the_route_table_answers_with_csc_errors(csc: Csc) ->
 
     assert {p for p in ROUTES if p.startswith("/csc/")} == set(PATHS)
     for path in PATHS:
-        ((method, permission),) = ROUTES[path].items()
-        assert permission == PUBLIC
-        r = requests.request(method, csc.inst.url + path, json={}, timeout=30, allow_redirects=False)
-        assert r.status_code != 404, (path, r.status_code, r.text)
-        if r.status_code >= 400:
-            assert set(r.json()) == {"error", "error_description"}, (path, r.text)
+        for method, permission in ROUTES[path].items():  # oauth2/authorize: GET, and POST for its login form
+            assert permission == PUBLIC
+            r = requests.request(method, csc.inst.url + path, json={}, timeout=30, allow_redirects=False)
+            assert r.status_code != 404, (path, method, r.status_code, r.text)
+            if r.status_code >= 400:
+                assert set(r.json()) == {"error", "error_description"}, (path, method, r.text)
     assert requests.get(csc.inst.url + "/csc/v2/credentials/list", timeout=30).status_code == 405
     assert requests.post(csc.inst.url + "/csc/v2/nothing", json={}, timeout=30).status_code == 404

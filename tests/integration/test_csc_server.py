@@ -456,3 +456,62 @@ def test_roles_that_may_not_sign_get_no_token(world: World) -> None:
         world.csc.login("audrey", PASSWORD, None)
     assert (err.value.status, err.value.error) == (403, "access_denied")
     assert world.audit("csc.login_refused")[-1]["reason"] == "role may not sign"
+
+
+def test_csc_auth_mode_oauth2code_reports_it_refuses_credentials_authorize_and_authorises_at_oauth2_authorize(
+        world: World) -> None:
+    """csc.auth_mode = oauth2code: credentials/info says authMode oauth2code (no PIN/OTP objects);
+    credentials/authorize is refused with the right PIN (audited, no SAD, no PIN counted); the login page's
+    "send me a code" needs the password and mails a code bound to exactly the requested hashes, which
+    oauth2/authorize of scope credential takes for a code whose token signs those hashes and no other."""
+    import base64
+    import secrets
+
+    from server.identity.apiclients import ApiClientService
+
+    world.csc.policy = CscPolicy(sad_minutes=5, multisign=10, redirect_uris=frozenset({"https://app.example/cb"}),
+                                 auth_mode="oauth2code")
+    ada, label = world.person("ada")
+    world.users.add("erp", "erp@example.com", "integration", PASSWORD)
+    client = ApiClientService(world.users, world.pki.audit).create("erp")
+    info = world.csc.credential_info(ada, label)
+    assert (info["authMode"], info["auth"], info["SCAL"]) == ("oauth2code", {"mode": "oauth2code"}, "2")
+    assert "PIN" not in info and "OTP" not in info
+    hashes = digests("a", "b")
+    world.csc.send_otp(ada, label)
+    with pytest.raises(CscError) as err:
+        world.csc.authorize(ada, label, 2, hashes, DigestAlgorithm.SHA256, PASSWORD, world.mail.code(), None)
+    assert (err.value.status, err.value.error) == (400, "invalid_request") and "oauth2code" in err.value.description
+    (refusal,) = world.audit("csc.authorize_refused")
+    assert refusal["reason"] == "explicit authorisation of an oauth2code credential"
+    assert refusal["hashes"] == sorted(h.hex() for h in hashes)
+    with world.pki.engine.connect() as conn:
+        assert conn.execute(select(CscSad)).first() is None
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {"credentialID": label, "numSignatures": "2", "hashAlgorithmOID": SHA256,
+             "hashes": ",".join(base64.urlsafe_b64encode(h).rstrip(b"=").decode() for h in hashes)}
+    assert world.csc.oauth2_request(client.key, "https://app.example/cb", "credential", challenge, "S256", query)
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_request(client.key, "https://app.example/cb", "credential", challenge, "S256",
+                                 {**query, "hashes": "%%%"})
+    assert err.value.description == "Invalid Base64 hash string parameter"
+    sent = len(world.mail.sent)
+    with pytest.raises(CscError) as err:
+        world.csc.oauth2_send_code("ada", "wrong password!", None, query)
+    assert err.value.error == "access_denied" and len(world.mail.sent) == sent
+    world.csc.oauth2_send_code("ada", PASSWORD, None, query)
+    code = world.csc.oauth2_code("ada", PASSWORD, None, world.mail.code(), client.key, "https://app.example/cb",
+                                 "credential", challenge, "S256", query)
+    token, seconds = world.csc.oauth2_token({"grant_type": "authorization_code", "client_id": client.key,
+                                             "code": code, "redirect_uri": "https://app.example/cb",
+                                             "code_verifier": verifier}, None, None)
+    assert seconds == 300
+    with pytest.raises(CscError) as err:
+        world.csc.sign_hash(ada, label, token, digests("c"), SHA256, ECDSA_SHA256)
+    assert err.value.description == "Hash is not authorized by the SAD"
+    values = world.csc.sign_hash(ada, label, token, hashes, SHA256, ECDSA_SHA256)
+    cert = world.pki.hsm.certificate_chain(label)[0]
+    for digest, value in zip(hashes, values, strict=True):
+        check(cert, digest, value)
