@@ -24,6 +24,9 @@ from sqlalchemy import MetaData, Table, create_engine, inspect, select, update
 
 from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServiceError, pkce_pair
 from server.db.models import RemoteOperation
+from tests.e2e.test_branding import BOX, GLOBEX, _hex, _logo_png
+from tests.e2e.test_branding_assign import new_client, put_client
+from tests.e2e.test_branding_reports import LOGO_SIZE, images, stamp_shows
 from tests.fixtures.pdf import make_pdf
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
@@ -84,29 +87,52 @@ def _otp(smtp: SmtpServer, before: int) -> str:
 
 
 def _remote_sign(a: SiegelInstance, smtp: SmtpServer, credential: str, query: str, body: bytes,
-                 content_type: str, *, wrong_otp_first: bool = True) -> bytes:
-    """The signed result of ``body`` with ``credential`` at B: started at A, authorised with the OTP B mailed
-    (after a wrong one, when ``wrong_otp_first``), once only."""
+                 content_type: str, *, wrong_otp_first: bool = True, auth: tuple[str, str] | None = None) -> bytes:
+    """The signed result of ``body`` with ``credential`` at B: started at A (as ``auth``, else A's integration
+    account), authorised with the OTP B mailed (after a wrong one, when ``wrong_otp_first``), once only."""
+    auth = auth or a.auth
     before = len(smtp.messages)
     started = requests.post(f"{a.url}/api/v1/sign?{query}&remote=b&credential={credential}", data=body,
-                            headers={"Content-Type": content_type}, auth=a.auth, timeout=120)
+                            headers={"Content-Type": content_type}, auth=auth, timeout=120)
     assert started.status_code == 202, started.text
     pending = started.json()
     assert pending["state"] == "awaiting-otp" and pending["otpSent"] is True and pending["signatures"] == 1
     otp = _otp(smtp, before)
     if wrong_otp_first:
         wrong = "000000" if otp != "000000" else "111111"
-        refused = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
+        refused = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=auth, timeout=120,
                                 json={"operation": pending["operation"], "pin": ADA[1], "otp": wrong})
         assert refused.status_code == 400, refused.text  # the service's error and description; the operation waits
         assert "credentials/authorize: invalid_request: The OTP is invalid (HTTP 400)" in refused.json()["detail"]
-    done = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=120,
+    done = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=auth, timeout=120,
                          json={"operation": pending["operation"], "pin": ADA[1], "otp": otp})
     assert done.status_code == 200, done.text
-    again = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=a.auth, timeout=60,
+    again = requests.post(f"{a.url}/api/v1/sign/remote/authorize", auth=auth, timeout=60,
                           json={"operation": pending["operation"], "pin": ADA[1], "otp": otp})
     assert again.status_code == 404, again.text
     return done.content
+
+
+def test_the_api_clients_brand_is_on_the_stamp_of_a_remote_signature(
+        pair: tuple[SiegelInstance, SiegelInstance], smtp_server: SmtpServer, tmp_path: Path) -> None:
+    """The stamp is drawn when A prepares the operation (phase 1): an API client's brand (given over REST) is
+    on it; the same account with its password gets the plain stamp."""
+    a, _ = pair
+    (credential,) = _overview(a)["credentials"]
+    (tmp_path / "globex.png").write_bytes(_logo_png(GLOBEX["logo"]))
+    a.cli("brand", "set", "globex", "--company-name", "Globex AG", "--primary-color", _hex(GLOBEX["primary"]))
+    a.cli("brand", "logo", "globex", str(tmp_path / "globex.png"))
+    key, secret = new_client(a, "DMS Globex")
+    assert put_client(a, key, {"brand": "globex"}, auth=ADMIN).status_code == 200
+    x, y, w, h = BOX
+    query = f"format=pades&level=B-B&page=1&x={x}&y={y}&w={w}&h={h}"
+    pdf = make_pdf()
+    branded = _remote_sign(a, smtp_server, credential["id"], query, pdf, "application/pdf", wrong_otp_first=False,
+                           auth=(key, secret))
+    plain = _remote_sign(a, smtp_server, credential["id"], query, pdf, "application/pdf", wrong_otp_first=False)
+    assert stamp_shows(branded, tmp_path, GLOBEX) and LOGO_SIZE in images(branded, tmp_path)
+    assert not stamp_shows(plain, tmp_path, GLOBEX) and LOGO_SIZE not in images(plain, tmp_path)
+    assert _verified(a, branded)["indication"] == "TOTAL-PASSED"
 
 
 def _verified(a: SiegelInstance, data: bytes, signatures: int = 1) -> dict[str, Any]:
