@@ -110,6 +110,9 @@ class Services:
             self.users.directory = LoginBinder(self.settings)  # directory accounts log in by binding
         # password-reset and one-time-code mails in the brand of the request (made when the first one is sent)
         self.users.mail_brands = lambda client, host: self.branded_mail.for_request(client, host)
+        from server.workflows.flags import clear_enabled_in
+
+        self.users.on_enable = clear_enabled_in  # an administrator's enable clears workflow flags as the sync's
 
     @functools.cached_property
     def directory(self) -> DirectorySync | None:

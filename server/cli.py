@@ -146,6 +146,13 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    with _services(args) as services:
+        changed = services.users.enable(args.name, "cli")
+    print(f"user {args.name} enabled" if changed else f"user {args.name} was enabled already")
+    return 0
+
+
 def cmd_user_set_role(args: argparse.Namespace) -> int:
     with _services(args) as services:
         user = services.users.set_role(args.name, args.role, "cli")
@@ -685,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("disable", cmd_user_disable, "disable an account (audited; certificates and grants stay)", usr)
     p.add_argument("name")
     p.add_argument("--reason", default="", help="recorded in the audit entry")
+    p = command("enable", cmd_user_enable, "enable a disabled account again (audited; the flags of its pending "
+                "workflow steps are cleared, as when the directory sync enables it)", usr)
+    p.add_argument("name")
     p = command("set-role", cmd_user_set_role, "change an account's role", usr)
     p.add_argument("name")
     p.add_argument("role", choices=["admin", "auditor", "template_manager", "signer", "integration"])

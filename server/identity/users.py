@@ -42,8 +42,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from server.audit import AuditLog
-from server.db.models import ApiClient, Group, GroupMember, LoginFailure, PasswordReset, User
+from server.db.models import ApiClient, DirectoryAccount, Group, GroupMember, LoginFailure, PasswordReset, User
 from server.errors import Code, SiegelError
+from server.identity.directory import AccountHook
 from server.identity.mail import MailBrand, MailBrands, MailSender
 
 log = logging.getLogger("siegel.identity")
@@ -171,6 +172,9 @@ class UserService:
         self.clock = clock
         self.directory = directory  # set by the wiring when directory users log in by binding
         self.mail_brands: MailBrands | None = None  # set by the wiring: the brand of mails to account holders
+        # set by the wiring: the directory sync's on_enable hook (server.workflows.flags.clear_enabled_in), so that
+        # an administrator's enable clears the workflow flags of the account as the sync's does
+        self.on_enable: AccountHook | None = None
         # Unknown names are checked against this hash too, so timing does not reveal which names exist.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -255,6 +259,29 @@ class UserService:
             user.disabled = True
             details = {"reason": reason} if reason else {}
             self._audit.append_in(session, actor, "user.disable", name, **details)
+        self.forget_cached()
+        return True
+
+    def enable(self, name: str, actor: str = "cli") -> bool:
+        """Enable the disabled account ``name`` again (audited ``user.enable``); in the same transaction the
+        ``on_enable`` hook clears the flags of its pending workflow assignments, as the directory sync's enable
+        does (its entries audited under ``actor``). A directory account is no longer marked as disabled by the
+        sync, so a later disable by an administrator sticks. False when it was enabled already."""
+        with self._sessions.begin() as session:
+            user = session.execute(select(User).where(User.name == name).with_for_update()).scalar_one_or_none()
+            if user is None:
+                raise SiegelError(Code.NOT_FOUND, f"no user named {name!r}")
+            if not user.disabled:
+                return False
+            user.disabled = False
+            session.execute(update(DirectoryAccount).where(DirectoryAccount.user_id == user.id)
+                            .values(disabled_by_sync=False))
+            self._audit.append_in(session, actor, "user.enable", name)
+            if self.on_enable is not None:
+                session.flush()
+                entries = self.on_enable(session.connection(), {user.id}, self.clock())
+                self._audit.append_many_in(session, [(actor, action, target, details)
+                                                     for _, action, target, details in entries])
         self.forget_cached()
         return True
 

@@ -9,7 +9,10 @@ account could do.
 
 :func:`clear_enabled_in` is the ``on_enable`` hook: the run that enables such an account again (enabled in the
 directory again) clears the flag of its assignments that are still pending, with an audit entry
-``workflow.unflag`` each. A flag of an assignment that is no longer pending stays as history.
+``workflow.unflag`` each. An administrator's enable (:meth:`server.identity.users.UserService.enable`: CLI
+``siegel user enable``, the admin portal's users page) calls the same function as its ``on_enable`` hook, in its
+transaction, the entries under the administrator's name. A flag of an assignment that is no longer pending stays
+as history.
 """
 
 from __future__ import annotations

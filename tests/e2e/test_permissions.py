@@ -285,6 +285,9 @@ def test_lockout_api_clients_and_password_reset_over_http(siegel_instance: Siege
     listed = dict(line.split("\t", 1) for line in inst.cli("user", "list").stdout.splitlines())
     assert listed["nora"].startswith("auditor\tlocal\tdisabled\tnora@example.com\t")
     assert listed[inst.user].startswith("integration\tlocal\tenabled\t")
+    assert "nora enabled" in inst.cli("user", "enable", "nora").stdout
+    assert _whoami(inst, ("nora", "nora-second-password")).status_code == 200
+    assert "was enabled already" in inst.cli("user", "enable", "nora").stdout
     audit = inst.cli("audit", "verify").stdout
     assert "intact" in audit
     assert inst.stop() == 0

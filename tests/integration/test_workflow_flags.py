@@ -1,6 +1,7 @@
 """The directory sync's workflow flags against a real slapd (on SQLite and PostgreSQL): an account disabled in
 the directory gets its pending assignments flagged, enabled again it gets them cleared, each with an audit entry;
-an assignment that is no longer pending keeps its flag, and another account's flag is left alone. The admin
+an assignment that is no longer pending keeps its flag, and another account's flag is left alone; an
+administrator's enable clears them through the same hook (and an administrator's later disable sticks). The admin
 portal's list and duration chart (server.workflows.overview) count the flagged steps per workflow and the time
 to completion on both databases."""
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from server.db.models import Workflow, WorkflowAssignment, WorkflowStep, WorkflowTemplate
 from server.identity.directory import DirectorySync
+from server.identity.users import UserService
 from server.workflows.flags import DISABLED_FLAG, clear_enabled_in, flag_disabled_in
 from server.workflows.overview import WorkflowOverview
 from tests.fixtures.pki import Pki
@@ -68,6 +70,41 @@ def _flags(engine: Engine, ids: list[int]) -> list[tuple[str | None, bool]]:
         found = {r.id: (r.flag, r.flagged_at is not None) for r in conn.execute(
             select(WorkflowAssignment.__table__).where(WorkflowAssignment.__table__.c.id.in_(ids)))}
     return [found[i] for i in ids]
+
+
+def test_an_administrators_enable_clears_the_flags_as_the_syncs_does(pki: Pki, slapd_server: SlapdServer,
+                                                                     org: Org) -> None:
+    settings = directory_settings(pki.settings.directory, slapd_server, org)
+    sync = DirectorySync(pki.engine, pki.audit, settings, Readers(settings, slapd_server.password), None, ROLES,
+                         on_disable=flag_disabled_in, on_enable=clear_enabled_in)
+    assert sync.run(full=True).errors == []
+    leaving, other, starter = org.users
+    ids = users_by_name(pki.engine)
+    pending, done = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending"), (ids[leaving].id, "done")])
+    (others,) = _workflow(pki.engine, ids[starter].id, [(ids[other].id, "pending")])
+    slapd_server.set_disabled(org, leaving, True)
+    slapd_server.set_disabled(org, other, True)
+    assert sync.run().workflow_steps == 2
+    with pki.engine.begin() as conn:  # acted on while flagged: the flag stays as history
+        conn.execute(WorkflowAssignment.__table__.update().where(WorkflowAssignment.__table__.c.id == done)
+                     .values(flag=DISABLED_FLAG, flagged_at=datetime.now(UTC)))
+
+    users = UserService(pki.engine, pki.audit, 0)
+    users.on_enable = clear_enabled_in  # the wiring's (server.app)
+    assert users.enable(leaving, actor="root") is True
+    assert not users_by_name(pki.engine)[leaving].disabled
+    assert _flags(pki.engine, [pending, done, others]) == [(None, False), (DISABLED_FLAG, True), (DISABLED_FLAG, True)]
+    entries = pki.audit.search(action="workflow.unflag")
+    assert [(e.actor, e.target) for e in entries] == [("root", f"workflow:{_workflow_of(pki.engine, pending)}/1")]
+    assert [e.actor for e in pki.audit.search(action="user.enable")] == ["root"]
+    assert users.enable(leaving, actor="root") is False  # enabled already: nothing more
+    assert len(pki.audit.search(action="workflow.unflag")) == 1
+
+    slapd_server.set_disabled(org, leaving, False)  # the directory agrees now; the administrator disables it
+    assert users.disable(leaving, actor="root") is True
+    assert sync.run().enabled == 0  # an administrator's disable sticks: the sync no longer counts it as its own
+    assert users_by_name(pki.engine)[leaving].disabled
+    assert pki.audit.verify()[1] is None
 
 
 def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdServer, org: Org) -> None:
