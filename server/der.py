@@ -12,18 +12,25 @@ from asn1crypto import core
 
 
 def decode_all(value: core.Asn1Value) -> None:
-    """Parse every part of ``value``, raising asn1crypto's ValueError/TypeError on the first malformed one."""
+    """Parse every part of ``value``, raising asn1crypto's ValueError/TypeError on the first malformed one.
+
+    A copy is read: asn1crypto marks a Sequence changed when it fills in a DEFAULT field, and a changed value is
+    re-encoded by every later ``dump()``; ``value`` itself keeps its received encoding."""
+    _walk(value.copy())
+
+
+def _walk(value: core.Asn1Value) -> None:
     if isinstance(value, core.Choice):
-        decode_all(value.chosen)
+        _walk(value.chosen)
     elif isinstance(value, (core.Sequence, core.Set)):
         for index in range(len(value)):
-            decode_all(value[index])
+            _walk(value[index])
     elif isinstance(value, (core.SequenceOf, core.SetOf)):
         for child in value:
-            decode_all(child)
+            _walk(child)
     elif isinstance(value, core.Any):
-        decode_all(value.parsed)
+        _walk(value.parsed)
     elif isinstance(value, (core.ParsableOctetString, core.ParsableOctetBitString)) and value._parsed is not None:
-        decode_all(value._parsed[0])  # parsed by its parent's spec (an OID's type); otherwise plain bytes
+        _walk(value._parsed[0])  # parsed by its parent's spec (an OID's type); otherwise plain bytes
     else:
         value.native
