@@ -17,6 +17,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from time import monotonic
 
 from asn1crypto import cms, keys, x509
 from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_, select, update
@@ -37,6 +38,8 @@ Stamp = Callable[[bytes, str], tuple[bytes, datetime]]
 ITEMS, TREES, STAMPS, LEAVES = (ItemRow.__table__, ArchiveTree.__table__, ArchiveTimestampRow.__table__,
                                 ArchiveLeaf.__table__)
 _RACE_RETRIES = 5
+_RENEW_BATCH = 500
+_RENEW_COMMIT_SECONDS = 1.0
 
 
 def stamp_with_client(client: object) -> Stamp:
@@ -98,21 +101,35 @@ class SignatureHorizons:
 
 def token_signature(token: bytes) -> tuple[str, str]:
     """What signed a timestamp token: its signer's key (``rsa-3072``, ``ecdsa-p256``, ``ed25519``, …; ``unknown``
-    when the token lacks the signer's certificate or the key is of another kind) and the digest signed (``sha256``)."""
+    when the token lacks the signer's certificate or the key is of another kind) and the digest signed (``sha256``).
+    The key is remembered by the signer identifier and certificate bytes, which a TSA repeats in every token (a
+    renewal run looks at every current tree's last token)."""
     signed_data = cms.ContentInfo.load(token)["content"]
     signer_info = signed_data["signer_infos"][0]
-    sid = signer_info["sid"]
-    for choice in signed_data["certificates"] or ():
+    sid, certificates = signer_info["sid"], signed_data["certificates"]
+    seen = (sid.dump(), certificates.contents or b"")
+    key = _SIGNER_KEYS.get(seen)
+    if key is None:
+        key = _signer_key(sid, certificates)
+        if len(_SIGNER_KEYS) >= 64:
+            _SIGNER_KEYS.clear()
+        _SIGNER_KEYS[seen] = key
+    return key, signer_info["digest_algorithm"]["algorithm"].native
+
+
+_SIGNER_KEYS: dict[tuple[bytes, bytes], str] = {}
+
+
+def _signer_key(sid: cms.SignerIdentifier, certificates: cms.CertificateSet) -> str:
+    """:func:`_key_name` of the certificate ``sid`` names among ``certificates`` (``unknown`` if none is)."""
+    for choice in certificates or ():
         cert = choice.chosen
         if isinstance(cert, x509.Certificate) and (
                 (sid.name == "issuer_and_serial_number" and cert.issuer == sid.chosen["issuer"]
                  and cert.serial_number == sid.chosen["serial_number"].native)
                 or (sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native)):
-            key = _key_name(cert["tbs_certificate"]["subject_public_key_info"].dump())
-            break
-    else:
-        key = "unknown"
-    return key, signer_info["digest_algorithm"]["algorithm"].native
+            return _key_name(cert["tbs_certificate"]["subject_public_key_info"].dump())
+    return "unknown"
 
 
 @functools.lru_cache(maxsize=64)
@@ -351,20 +368,38 @@ class ArchiveTrees:
     def renew_timestamps(self, before: timedelta, signatures: SignatureHorizons, force: bool = False) -> int:
         """RFC 4998 5.2 for every current tree whose last timestamp's TSA certificate expires, or whose signature
         reaches its horizon, within ``before`` (every current tree with ``force``): one new timestamp per tree over
-        the previous one, from the current TSA; the count."""
+        the previous one, from the current TSA; the count. The new timestamps and their audit entries (one per
+        tree) commit in batches (:data:`_RENEW_BATCH` trees or :data:`_RENEW_COMMIT_SECONDS` of requests, whichever
+        comes first): a crash loses at most that batch's requests, and the next run renews those trees again."""
         now = datetime.now(timezone.utc)
         due = [(tree, token) for tree, end, token in self._stamp_ends(signatures) if force or end - before <= now]
-        renewed = 0
+        if not due:
+            return 0
+        stamp = self._stamp()
+        batch: list[tuple[int, int, str, bytes, datetime]] = []
+        renewed, since = 0, monotonic()
         for (tree_id, algorithm, position, _lineage, _not_after, _chain), previous in due:
-            pair = _renewal_pair(previous, algorithm)
-            token, not_after = self._stamp()(hashtree.group_hash(algorithm, pair), algorithm)
-            with self._engine.begin() as conn:
-                conn.execute(insert(STAMPS).values(tree_id=tree_id, position=position + 1, token=token,
-                                                   tsa_not_after=not_after, created_at=datetime.now(timezone.utc)))
-                self._audit.append_many_in(conn, [("archive", "archive.renew-timestamp", f"tree:{tree_id}", {
-                    "position": position + 1, "algorithm": algorithm, "tsa_not_after": not_after.isoformat()})])
-            renewed += 1
-        return renewed
+            token, not_after = stamp(hashtree.group_hash(algorithm, _renewal_pair(previous, algorithm)), algorithm)
+            batch.append((tree_id, position + 1, algorithm, token, not_after))
+            if len(batch) >= _RENEW_BATCH or monotonic() - since >= _RENEW_COMMIT_SECONDS:
+                renewed += self._add_renewals(batch)
+                batch, since = [], monotonic()
+        return renewed + self._add_renewals(batch)
+
+    def _add_renewals(self, batch: Sequence[tuple[int, int, str, bytes, datetime]]) -> int:
+        """One transaction for renewal timestamps (tree, position, algorithm, token, notAfter) and their audit
+        entries; the count."""
+        if not batch:
+            return 0
+        now = datetime.now(timezone.utc)
+        with self._engine.begin() as conn:
+            conn.execute(insert(STAMPS), [{"tree_id": tree_id, "position": position, "token": token,
+                                           "tsa_not_after": not_after, "created_at": now}
+                                          for tree_id, position, _algorithm, token, not_after in batch])
+            self._audit.append_many_in(conn, [("archive", "archive.renew-timestamp", f"tree:{tree_id}", {
+                "position": position, "algorithm": algorithm, "tsa_not_after": not_after.isoformat()})
+                for tree_id, position, algorithm, _token, not_after in batch])
+        return len(batch)
 
     def hashtree_due(self, before: timedelta, horizons: Mapping[str, datetime]) -> list[int]:
         """Current trees whose hash algorithm's horizon is within ``before``."""
