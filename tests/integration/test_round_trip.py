@@ -79,3 +79,21 @@ def test_every_level_round_trips_and_survives_the_signers_revocation(services: S
     for level in (Level.B_LT, Level.B_LTA):  # no OCSP or CRL fetched: what the signature carries suffices
         (report,) = services.offline.verify(signed[level]).signatures
         assert (report.indication, report.level) == (Indication.TOTAL_PASSED, level.value), (level, report.messages)
+
+
+def test_with_the_ocsp_responder_down_b_lt_embeds_the_crl_and_verification_uses_it(services: Services) -> None:
+    """The responder the AIA names drops every connection: signing takes the CRL of the distribution point, and
+    both verifications (fetching, and offline on the embedded data) say the CRL decided."""
+    services.pki.ocsp_down.set()
+    data = _sign(services, Format.CADES, Level.B_LT)
+    for verification, origin in ((services.verification, "embedded"), (services.offline, "embedded")):
+        (report,) = verification.verify(data).signatures
+        assert (report.indication, report.level) == (Indication.TOTAL_PASSED, Level.B_LT.value), report.messages
+        revocation = [m for m in report.messages if m.startswith("revocation: ")]
+        assert revocation and revocation[0].startswith("revocation: CRL of ") and origin in revocation[0], \
+            report.messages
+    assert "answered" not in services.pki.ocsp_asked
+    (b_b,) = services.verification.verify(_sign(services, Format.CADES, Level.B_B)).signatures
+    assert b_b.indication is Indication.TOTAL_PASSED, b_b.messages  # nothing embedded: the CRL is fetched
+    assert any(m.startswith("revocation: CRL of ") and "fetched" in m for m in b_b.messages), b_b.messages
+    assert "dropped" in services.pki.ocsp_asked and "answered" not in services.pki.ocsp_asked

@@ -47,3 +47,14 @@ def test_an_untrusted_chain_is_refused(pki_online: OnlinePki, reference_tsa: Ref
     other = reference_tsa.ca.public_bytes(Encoding.DER)
     with pytest.raises(SiegelError, match="trusted root"):
         collect_validation_data(chain, [other])
+
+
+def test_with_the_ocsp_responder_down_the_crl_proves_the_status(pki_online: OnlinePki) -> None:
+    """The responder named in the AIA drops every connection: the CRL of the distribution point is taken."""
+    chain, _ = _user_chain(pki_online, "dora")
+    pki_online.ocsp_down.set()
+    data = collect_validation_data(chain, [pki_online.ca.ca_certificate_der("ROOT")])
+    assert "dropped" in pki_online.ocsp_asked and "answered" not in pki_online.ocsp_asked  # OCSP was tried
+    assert not data.ocsps
+    issuer = x509.load_der_x509_certificate(chain[0]).issuer
+    assert issuer in [x509.load_der_x509_crl(c).issuer for c in data.crls], data.crls
