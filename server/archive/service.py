@@ -176,7 +176,11 @@ class ArchiveService:
         audit entry; the AOIDs in order. The rows go in at driver speed (:mod:`server.archive.rows`), and the
         AOIDs share a random prefix with an ascending suffix, so that their index grows at one place."""
         require(principal, Action.ARCHIVE_SUBMIT)
-        rows = [self._check_digests(d, f"entry {n}") for n, d in enumerate(digests)]
+        sizes = {a: _SIZES[a] for a in self.algorithms}
+        for n, entry in enumerate(digests):  # the usual entry, one hash of an archive algorithm, checked inline
+            if len(entry) != 1 or any(len(value) != sizes.get(a) for a, value in entry.items()):
+                self._check_digests(entry, f"entry {n}")
+        rows = list(digests)
         if not rows:
             raise SiegelError(Code.BAD_REQUEST, "nothing to archive: no hash values given")
         if len(rows) > _BULK_MAX:
