@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.branding.pdf import text_pdf
 from server.branding.service import BrandInfo, BrandService
 
 VERDICTS = {"TOTAL-PASSED": "valid", "TOTAL-FAILED": "INVALID", "INDETERMINATE": "not proven (indeterminate)"}
@@ -52,4 +51,6 @@ def report_lines(report: dict[str, Any], brand: BrandInfo) -> list[str]:
 
 def report_pdf(brands: BrandService, brand: BrandInfo, report: dict[str, Any]) -> bytes:
     """The report (JSON form) as a PDF in ``brand``'s look."""
+    from server.branding.pdf import text_pdf  # fonts, HarfBuzz, Pillow: ~16 MB, on first use
+
     return text_pdf(report_lines(report, brand), brands.logo_png(brand), brand.primary_color)

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine, or_, select
 
-from server.branding.pdf import text_pdf
 from server.db.models import AuditEntry
 from server.signing.levels import Level, Packaging
 from server.signing.order import Document, Format, PdfOptions, SignOrder
@@ -63,6 +62,8 @@ def _lines(record: dict[str, Any], company: str) -> list[str]:
 def certificate_pdf(record: dict[str, Any], company: str = "Siegel", logo_png: bytes | None = None) -> bytes:
     """The unsigned certificate of completion: the history as text lines (server.branding.pdf) under the
     company's name and (on the first page, top right) its logo."""
+    from server.branding.pdf import text_pdf  # fonts, HarfBuzz, Pillow: ~16 MB, on first use
+
     return text_pdf(_lines(record, company), logo_png)
 
 
