@@ -69,7 +69,7 @@ class Csc:
         before = len(self.smtp.messages)
         self.call("credentials/sendOTP", {"credentialID": self.credential})
         mail = self.smtp.wait_for(before + 1)[-1]
-        code = re.search(r"\b(\d{6})\b", mail.message.get_content()).group(1)  # type: ignore[union-attr]
+        code = re.search(r"\b(\d{6})\b", mail.text).group(1)  # type: ignore[union-attr]
         return self.call("credentials/authorize", {  # type: ignore[no-any-return]
             "credentialID": self.credential, "numSignatures": len(hashes), "hashes": [_b64(h) for h in hashes],
             "hashAlgorithmOID": SHA256, "authData": [{"id": "PIN", "value": ADA[1]}, {"id": "OTP", "value": code}]})["SAD"]

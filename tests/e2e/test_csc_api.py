@@ -55,7 +55,7 @@ class Csc:
         r = self.call("credentials/sendOTP", {"credentialID": credential})
         assert r.status_code == 204, r.text
         mail = self.smtp.wait_for(before + 1)[-1]
-        return re.search(r"\b(\d{6})\b", mail.message.get_body(("plain",)).get_content()).group(1)  # type: ignore[union-attr]
+        return re.search(r"\b(\d{6})\b", mail.text).group(1)  # type: ignore[union-attr]
 
     def authorize(self, credential: str, digests: list[bytes], pin: str, n: int | None = None,
                   otp: str | None = None) -> requests.Response:
@@ -232,7 +232,7 @@ def test_unmodified_pyhanko_csc_signer_signs_a_pdf_through_csc_v1(csc: Csc, tmp_
                                             json={"credentialID": credential}, raise_for_status=True):
                         pass
                     mail = (await asyncio.to_thread(smtp.wait_for, before + 1))[-1]
-                    code = re.search(r"\b(\d{6})\b", mail.message.get_body(("plain",)).get_content()).group(1)  # type: ignore[union-attr]
+                    code = re.search(r"\b(\d{6})\b", mail.text).group(1)  # type: ignore[union-attr]
                     request = self.format_csc_auth_request(pin=ADA[1], otp=code, hash_b64s=hash_b64s)
                     async with session.post(info.endpoint_url("credentials/authorize"), headers=self.auth_headers,
                                             json=request, raise_for_status=True) as r:
