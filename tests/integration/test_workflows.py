@@ -228,6 +228,46 @@ def test_four_eyes_approver_rejects_and_cannot_be_the_signer(world: World) -> No
     assert after.value.kind.http_status in (403, 409)
 
 
+def test_an_every_group_step_waits_for_each_member_once_and_refuses_outsiders(world: World) -> None:
+    """A group step in mode ``every`` stays due until each of the three members approved, each once; the next
+    step starts only then; a member acting again gets 409, someone outside the group 403, and neither records
+    anything."""
+    anna, bert, carla, dora = (world.person(n, sign=False) for n in ("anna", "bert", "carla", "dora"))
+    world.group("vorstand", anna, bert, carla)
+    template = _contract(world, [
+        {"name": "Vorstand", "assignee": {"group": "vorstand", "mode": "every"}, "action": "approve"},
+        {"name": "Ablage", "assignee": {"user": "chef"}, "action": "approve"}])
+    wid = world.wf.start(world.admin, template, make_pdf(), "beschluss.pdf", {})["id"]
+
+    world.wf.act(as_user(anna), wid, 1, "approve")
+    with pytest.raises(SiegelError) as twice:
+        world.wf.act(as_user(anna), wid, 1, "approve")
+    assert twice.value.kind.http_status == 409 and "acted on already" in twice.value.message
+    status = world.wf.act(as_user(bert), wid, 1, "approve")
+    assert [s["state"] for s in status["steps"]] == ["active", "waiting"]
+    assert [(a["user"], a["state"]) for a in status["steps"][0]["assignees"]] == [
+        ("anna", "done"), ("bert", "done"), ("carla", "pending")]
+    with pytest.raises(SiegelError) as early:  # the next step has not started
+        world.wf.act(as_user(world.admin), wid, 2, "approve")
+    assert early.value.kind.http_status == 409 and "not due yet" in early.value.message
+    with pytest.raises(SiegelError) as outsider:
+        world.wf.act(as_user(dora), wid, 1, "approve")
+    assert outsider.value.kind.http_status == 403
+    with pytest.raises(SiegelError) as again:
+        world.wf.act(as_user(bert), wid, 1, "approve")
+    assert again.value.kind.http_status == 409
+    assert len(world.audit("workflow.approve")) == 2
+
+    status = world.wf.act(as_user(carla), wid, 1, "approve")
+    assert [s["state"] for s in status["steps"]] == ["done", "active"] and status["state"] == "running"
+    assert [a["state"] for a in status["steps"][0]["assignees"]] == ["done"] * 3
+    with pytest.raises(SiegelError) as after:  # the step is done: nobody acts on it any more
+        world.wf.act(as_user(carla), wid, 1, "approve")
+    assert after.value.kind.http_status == 409
+    assert world.wf.act(as_user(world.admin), wid, 2, "approve")["state"] == "completed"
+    assert [e["actor"] for e in world.audit("workflow.approve")] == ["anna", "bert", "carla", "chef"]
+
+
 def test_twenty_simultaneous_signatures_of_one_step_make_one(world: World) -> None:
     anna = world.person("anna")
     template = _contract(world, [{"name": "a", "assignee": {"user": "anna"}, "action": "sign",
