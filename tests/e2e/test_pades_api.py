@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from server.web.soap import DSS_NS, SOAP11_ENV
 from server.xmlsafe import parse_xml
 from tests.e2e.test_dss_soap import SOAP_HEADERS, envelope, official  # noqa: F401 (official is a fixture)
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
 from tests.fixtures.server import SiegelInstance
 
 pytestmark = pytest.mark.e2e
@@ -29,10 +27,7 @@ SUCCESS = "urn:oasis:names:tc:dss:1.0:resultmajor:Success"
 @pytest.fixture(scope="module")
 def nss(siegel_server: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An NSS database trusting the server's root CA, for pdfsig."""
-    where = tmp_path_factory.mktemp("nss")
-    root = x509.load_der_x509_certificate(requests.get(siegel_server.url + "/ca/ROOT.crt", timeout=10).content)
-    (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    return nss_trusting(where, where / "root.pem")
+    return nss_trusting_server(tmp_path_factory.mktemp("nss"), siegel_server.url)
 
 
 def _pdfsig_and_qpdf(nss: Path, pdf: bytes, where: Path, signatures: int) -> str:

@@ -18,12 +18,10 @@ from typing import Any, Iterator
 import pyotp
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from server.web.portal import i18n
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
 
@@ -61,10 +59,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, mail: SmtpServer) -> Iterat
 @pytest.fixture(scope="module")
 def nss(portal: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An NSS database trusting the server's root CA, for pdfsig."""
-    where = tmp_path_factory.mktemp("nss")
-    root = x509.load_der_x509_certificate(requests.get(portal.url + "/ca/ROOT.crt", timeout=10).content)
-    (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    return nss_trusting(where, where / "root.pem")
+    return nss_trusting_server(tmp_path_factory.mktemp("nss"), portal.url)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------

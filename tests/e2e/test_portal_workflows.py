@@ -12,12 +12,10 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.e2e.test_portal import check_page, drop_file, login
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.e2e.test_workflows import pdfsig
 
@@ -38,10 +36,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiegelInstance]
 
 @pytest.fixture(scope="module")
 def nss(portal: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("nss")
-    root = x509.load_der_x509_certificate(requests.get(portal.url + "/ca/ROOT.crt", timeout=10).content)
-    (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    return nss_trusting(where, where / "root.pem")
+    return nss_trusting_server(tmp_path_factory.mktemp("nss"), portal.url)
 
 
 def test_a_starter_follows_a_workflow_and_downloads_the_signed_document_and_certificate(

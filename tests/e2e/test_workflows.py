@@ -18,12 +18,10 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.delivery.callback import verify_signature
 from tests.fixtures.http_sink import HttpSink
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer, running_smtp
 
@@ -53,10 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterat
 @pytest.fixture(scope="module")
 def nss(server: SiegelInstance, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An NSS database trusting the server's root CA, for pdfsig."""
-    where = tmp_path_factory.mktemp("nss")
-    root = x509.load_der_x509_certificate(requests.get(server.url + "/ca/ROOT.crt", timeout=10).content)
-    (where / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
-    return nss_trusting(where, where / "root.pem")
+    return nss_trusting_server(tmp_path_factory.mktemp("nss"), server.url)
 
 
 def api(server: SiegelInstance, method: str, path: str, who: str | None = None, **kwargs: Any) -> requests.Response:
