@@ -3,7 +3,8 @@
 refused with the problem named and nothing saved, an edit making version 2, and a workflow of it running
 through both signers' inboxes); the dashboard's chart of signatures per day by format (inline SVG, counts
 from the audit log) and the archive's state (counts, last collection and renewal); the remote signing accounts
-(this server's own CSC API as one account, a service that does not answer as another). Screenshots go to
+(this server's own CSC API as one account, a service that does not answer as another); a disabled user
+enabled again by its Enable button (CSRF-protected) who then logs in. Screenshots go to
 test-artifacts/<test>/."""
 
 from __future__ import annotations
@@ -267,3 +268,44 @@ def test_dashboard_charts_the_durations_of_completed_workflows(portal: SiegelIns
         response = signer.goto(portal.url + path)
         assert response is not None and response.status == 403, (path, response and response.status)
     signer.context.close()
+
+
+def test_admin_enables_a_disabled_user_who_then_logs_in_again(portal: SiegelInstance, browser: Any, shots: Shots,
+                                                              console_errors: list[str]) -> None:
+    """The users page's Enable button of a disabled account (a form with the session's CSRF token; the same
+    POST without it is refused and changes nothing); the account logs in again afterwards."""
+    dan = ("dan", "dan-signer-password")
+    portal.add_user(*dan, "signer", signing_key=False)
+    page = new_page(browser, console_errors)
+    login(page, portal.url, ADMIN)
+    page.goto(portal.url + "/portal/admin/users")
+    row = page.locator("tr[data-user='dan']")
+    row.get_by_role("button", name="Disable dan").click()
+    assert page.get_by_role("status").inner_text() == "User dan disabled."
+    other = new_page(browser, console_errors)
+    login(other, portal.url, dan)
+    assert "/portal/login" in other.url
+
+    for token in (None, "wrong"):  # the admin's session, but no or a made-up security token
+        refused = page.request.post(portal.url + "/portal/admin/users/enable",
+                                    form={"name": "dan", **({"csrf": token} if token is not None else {})})
+        assert refused.status == 403, (token, refused.status)
+    page.reload()
+    assert row.locator("td").nth(3).inner_text() == "disabled"
+    assert row.get_by_role("button", name="Disable dan").count() == 0
+    check_page(page, console_errors)
+    shots.take(page, "user-disabled")
+    row.get_by_role("button", name="Enable dan").click()
+    assert page.get_by_role("status").inner_text() == "User dan enabled."
+    assert row.locator("td").nth(3).inner_text() == "enabled"
+    assert row.get_by_role("button", name="Enable dan").count() == 0
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action (starts with)").fill("user.enable")
+    page.get_by_role("button", name="Filter").click()
+    (entry,) = page.locator("#audit tbody tr").all()
+    assert "ada" in entry.inner_text() and "dan" in entry.inner_text(), entry.inner_text()
+    page.context.close()
+
+    login(other, portal.url, dan)
+    assert other.url == portal.url + "/portal/" and "dan (signer)" in other.locator(".who").inner_text()
+    other.context.close()

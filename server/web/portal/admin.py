@@ -133,6 +133,12 @@ def user_disable(app: PortalApp, ctx: Ctx) -> Response:
                 lambda: app.users.disable(name, actor=ctx.principal.name, reason="portal"))
 
 
+def user_enable(app: PortalApp, ctx: Ctx) -> Response:
+    name = ctx.form.get("name")
+    return _act(app, ctx, ctx.t("admin.users.enabled", name=name),
+                lambda: app.users.enable(name, actor=ctx.principal.name))
+
+
 def user_role(app: PortalApp, ctx: Ctx) -> Response:
     name, role = ctx.form.get("name"), ctx.form.get("role")
     return _act(app, ctx, ctx.t("admin.users.role_set", name=name, role=role),

@@ -165,6 +165,7 @@ def _table() -> dict[str, dict[str, Route]]:
         "/admin": {"GET": Route(admin.dashboard, Action.SYSTEM_STATUS)},
         "/admin/users": {"GET": Route(admin.users, Action.USER_ADMIN), "POST": Route(admin.user_add, Action.USER_ADMIN)},
         "/admin/users/disable": {"POST": Route(admin.user_disable, Action.USER_ADMIN)},
+        "/admin/users/enable": {"POST": Route(admin.user_enable, Action.USER_ADMIN)},
         "/admin/users/role": {"POST": Route(admin.user_role, Action.USER_ADMIN)},
         "/admin/directory/sync": {"POST": Route(admin.directory_sync, Action.DIRECTORY_SYNC)},
         "/admin/certificates": {"GET": Route(admin.certificates, Action.CA_ADMIN)},
