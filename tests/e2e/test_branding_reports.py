@@ -30,7 +30,7 @@ from tests.e2e.test_branding import ACME, BOX, GLOBEX, _near, _pixel, render, se
 from tests.e2e.test_dss_soap import SOAP_HEADERS, envelope
 from tests.e2e.test_workflows import PASSWORD, smtp  # noqa: F401 (smtp: a fixture)
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import make_pdf, nss_trusting
+from tests.fixtures.pdf import make_pdf, nss_trusting, pdfsig
 from tests.fixtures.pdfa import pdfa_2b_text
 from tests.fixtures.server import SiegelInstance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer
@@ -128,10 +128,8 @@ def test_api_clients_brand_stamps_and_reports_are_branded(server: SiegelInstance
     (tmp_path / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
     nss = nss_trusting(tmp_path, tmp_path / "root.pem")
     for signed in (by_client, over_soap):
-        (tmp_path / "signed.pdf").write_bytes(signed)
-        done = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", "signed.pdf"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
-        assert "Signature is Valid." in done.stdout and "Certificate is Trusted." in done.stdout, done.stdout
+        done = pdfsig(nss, signed, tmp_path / "signed.pdf")
+        assert "Signature is Valid." in done and "Certificate is Trusted." in done, done
 
     (signature,) = requests.post(server.url + "/api/v1/verify", data=by_client, auth=server.auth,
                                  timeout=120).json()["signatures"]

@@ -15,9 +15,8 @@ import requests
 
 from tests.e2e.test_portal import check_page, drop_file, login
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server, pdfsig
 from tests.fixtures.server import SiegelInstance, make_instance
-from tests.e2e.test_workflows import pdfsig
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,6 @@ operation, a forged code: named errors (problem JSON), nothing signed at B.
 from __future__ import annotations
 
 import re
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,7 +27,7 @@ from adapters.remote_signing.client import CscClient, RemoteAccount, RemoteServi
 from server.db.models import RemoteOperation
 from server.signing.keysource import DigestAlgorithm
 from tests.fixtures.browser import Shots, new_page
-from tests.fixtures.pdf import make_pdf
+from tests.fixtures.pdf import make_pdf, nss_trusting, pdfsig
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
 
@@ -106,14 +105,8 @@ def _problem(r: requests.Response, status: int, text: str) -> None:
 
 def _pdfsig(tmp_path: Path, signed: bytes) -> str:
     """pdfsig's report on ``signed`` with B's root as the only trust anchor."""
-    nss = tmp_path / "nss"
-    nss.mkdir()
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "b-root", "-t", "CT,C,C", "-i",
-                    str(tmp_path / "b-root.pem")], check=True, capture_output=True)
-    (tmp_path / "signed.pdf").write_bytes(signed)
-    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "signed.pdf")], capture_output=True,
-                          text=True, timeout=60).stdout
+    nss = nss_trusting(tmp_path / "nss", tmp_path / "b-root.pem", "b-root")
+    return pdfsig(nss, signed, tmp_path / "signed.pdf")
 
 
 def test_a_pdf_is_signed_through_a_with_bs_oauth2code_credential_authorised_in_the_browser(

@@ -27,7 +27,7 @@ from server.db.models import RemoteOperation
 from tests.e2e.test_branding import BOX, GLOBEX, _hex, _logo_png
 from tests.e2e.test_branding_assign import new_client, put_client
 from tests.e2e.test_branding_reports import LOGO_SIZE, images, stamp_shows
-from tests.fixtures.pdf import make_pdf
+from tests.fixtures.pdf import make_pdf, nss_trusting, pdfsig
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import SmtpServer
 
@@ -163,15 +163,9 @@ def test_a_signs_pdf_and_xml_with_a_key_of_b_and_b_never_sees_the_documents(
     assert MARKER.encode() in signed_xml
 
     b_root = x509.load_pem_x509_certificate((tmp_path / "b-root.pem").read_bytes())
-    nss = tmp_path / "nss"
-    nss.mkdir()
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "b-root", "-t", "CT,C,C", "-i",
-                    str(tmp_path / "b-root.pem")], check=True, capture_output=True)
-    (tmp_path / "signed.pdf").write_bytes(signed_pdf)
-    report = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "signed.pdf")], capture_output=True,
-                            text=True, timeout=60)
-    assert "Signature is Valid." in report.stdout and "Certificate is Trusted." in report.stdout, report.stdout
+    nss = nss_trusting(tmp_path / "nss", tmp_path / "b-root.pem", "b-root")
+    report = pdfsig(nss, signed_pdf, tmp_path / "signed.pdf")
+    assert "Signature is Valid." in report and "Certificate is Trusted." in report, report
 
     issuing = x509.load_der_x509_certificate(requests.get(f"{b.url}/ca/ISSUING.crt", timeout=10).content)
     (tmp_path / "b-issuing.pem").write_bytes(issuing.public_bytes(Encoding.PEM))

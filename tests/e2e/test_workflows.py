@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import requests
 
 from adapters.delivery.callback import verify_signature
 from tests.fixtures.http_sink import HttpSink
-from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server
+from tests.fixtures.pdf import EmptyField, make_pdf, nss_trusting_server, pdfsig
 from tests.fixtures.server import SiegelInstance, make_instance
 from tests.fixtures.smtp import ReceivedMail, SmtpServer, running_smtp
 
@@ -79,13 +78,6 @@ def link_token(mail: ReceivedMail) -> str:
     match = re.search(r"(http://\S+/portal/link)\?token=([A-Za-z0-9_-]{43})", text)
     assert match, text
     return match.group(2)
-
-
-def pdfsig(nss: Path, pdf: bytes, path: Path) -> str:
-    """pdfsig's report on ``pdf`` (written to ``path``) with the NSS database trusting the server's root."""
-    path.write_bytes(pdf)
-    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(path)], capture_output=True, text=True,
-                          timeout=60).stdout
 
 
 def act(server: SiegelInstance, who: str, workflow: int, step: int, action: str = "sign",
