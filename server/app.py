@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -321,10 +322,9 @@ def build_root(services: Services) -> resource.Resource:
     archive = resource.Resource()
     archive.putChild(b"s4", _protect(services, build_s4_resource(s, services.archive)))  # TR-ESOR S.4
     root.putChild(b"archive", archive)
-    from server.web.soap_admin import build_admin_resource
-
     soap = resource.Resource()
-    soap.putChild(b"admin", _protect(services, build_admin_resource(s, services.workflows)))  # workflows for ERP/DMS
+    soap.putChild(b"admin", _protect(services, _BuiltOnFirstRequest(  # workflows for ERP/DMS; spyne: ~4.5 MB
+        lambda: _admin_resource(s, services.workflows))))
     root.putChild(b"soap", soap)
     from server.web.twofactor import TwoFactorRoot
 
@@ -369,6 +369,32 @@ def build_root(services: Services) -> resource.Resource:
                                     _trusted_proxies(s)))
     root.putChild(b"csc", CscApi(csc, trusted_proxies=_trusted_proxies(s), public_base_url=s.server.public_base_url))
     return root
+
+
+def _admin_resource(settings: Settings, workflows: WorkflowService) -> resource.IResource:
+    """``/soap/admin`` itself: importing spyne and generating its application and WSDL."""
+    from server.web.soap_admin import build_admin_resource
+
+    return build_admin_resource(settings, workflows)
+
+
+class _BuiltOnFirstRequest(resource.Resource):
+    """A leaf resource made by ``build`` when it is first requested, then every request rendered by it: an idle
+    worker then loads none of its libraries. The reactor's thread renders; the lock keeps it built once anyway."""
+
+    isLeaf = True
+
+    def __init__(self, build: Callable[[], resource.IResource]) -> None:
+        super().__init__()
+        self._build = build
+        self._built: resource.IResource | None = None
+        self._lock = threading.Lock()
+
+    def render(self, request: Any) -> bytes | int:
+        with self._lock:
+            if self._built is None:
+                self._built = self._build()
+        return self._built.render(request)
 
 
 def _trusted_proxies(settings: Settings) -> frozenset[str]:

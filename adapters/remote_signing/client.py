@@ -19,15 +19,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import requests
 from cryptography import x509
 
 from server.errors import Code, SiegelError
 from server.remote.csc_service import OID_OF_HASH, SIGN_ALGOS
 from server.signing.keysource import DigestAlgorithm, SignatureScheme
+
+if TYPE_CHECKING:
+    import requests
 
 TOKEN_MARGIN_SECONDS = 30.0  # an access token is renewed this long before the service says it expires
 CALLER_DESCRIPTIONS = frozenset({"The PIN is invalid", "The OTP is invalid"})  # CSC: invalid_request, HTTP 400
@@ -116,8 +118,8 @@ class CscClient:
         self.account = account
         self.timeout = timeout
         self.retries = retries
-        self._http = requests.Session()
-        self._http.verify = account.ca_file or True
+        self._http: requests.Session | None = None  # made on the first call: an idle worker needs no requests
+        self._http_lock = threading.Lock()
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # access token and when (monotonic) to renew it
 
@@ -127,15 +129,27 @@ class CscClient:
 
     # --- transport --------------------------------------------------------------------------------
 
+    def _session(self) -> requests.Session:
+        """The HTTP session to the service, made (and requests imported, ~4.6 MB) on the first call."""
+        import requests
+
+        with self._http_lock:
+            if self._http is None:
+                self._http = requests.Session()
+                self._http.verify = self.account.ca_file or True
+            return self._http
+
     def _once(self, method: str, json_body: dict[str, Any] | None, form: dict[str, str] | None,
               basic: tuple[str, str] | None, bearer: bool | str) -> Any:
         headers = {"Accept": "application/json"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer if isinstance(bearer, str) else self._access_token()}"
+        import requests
+
+        http = self._session()
         try:
-            response = self._http.post(f"{self._base}/{method}", json=json_body if form is None else None,
-                                       data=form, auth=basic, headers=headers, timeout=self.timeout,
-                                       allow_redirects=False)
+            response = http.post(f"{self._base}/{method}", json=json_body if form is None else None,
+                                 data=form, auth=basic, headers=headers, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout:
             raise RemoteServiceError(self.account.name, method, None, "timeout",
                                      f"no answer within {self.timeout:g} s") from None
