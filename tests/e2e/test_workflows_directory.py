@@ -108,7 +108,7 @@ def test_the_admin_portal_shows_the_flag_until_the_directory_enables_the_account
     page = new_page(browser, console_errors)
     login(page, server.url, ADMIN)
     page.get_by_role("link", name="Administration").first.click()
-    page.get_by_role("link", name="Workflows").click()
+    page.get_by_role("link", name="Workflows", exact=True).click()
     row = page.locator(f"#workflows tr[data-workflow='{wid}']")
     assert row.get_attribute("data-flagged") is None and row.locator("td.flags").inner_text() == "0"
     assert wid not in flagged_rows(page, server.url)
