@@ -72,12 +72,18 @@ def _flags(engine: Engine, ids: list[int]) -> list[tuple[str | None, bool]]:
     return [found[i] for i in ids]
 
 
-def test_an_administrators_enable_clears_the_flags_as_the_syncs_does(pki: Pki, slapd_server: SlapdServer,
-                                                                     org: Org) -> None:
+def _flagging_sync(pki: Pki, slapd_server: SlapdServer, org: Org) -> DirectorySync:
+    """The directory sync wired as server.app wires it (flags on disable, cleared on enable), after a full run."""
     settings = directory_settings(pki.settings.directory, slapd_server, org)
     sync = DirectorySync(pki.engine, pki.audit, settings, Readers(settings, slapd_server.password), None, ROLES,
                          on_disable=flag_disabled_in, on_enable=clear_enabled_in)
     assert sync.run(full=True).errors == []
+    return sync
+
+
+def test_an_administrators_enable_clears_the_flags_as_the_syncs_does(pki: Pki, slapd_server: SlapdServer,
+                                                                     org: Org) -> None:
+    sync = _flagging_sync(pki, slapd_server, org)
     leaving, other, starter = org.users
     ids = users_by_name(pki.engine)
     pending, done = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending"), (ids[leaving].id, "done")])
@@ -108,10 +114,7 @@ def test_an_administrators_enable_clears_the_flags_as_the_syncs_does(pki: Pki, s
 
 
 def test_disabled_flags_and_enabled_again_clears(pki: Pki, slapd_server: SlapdServer, org: Org) -> None:
-    settings = directory_settings(pki.settings.directory, slapd_server, org)
-    sync = DirectorySync(pki.engine, pki.audit, settings, Readers(settings, slapd_server.password), None, ROLES,
-                         on_disable=flag_disabled_in, on_enable=clear_enabled_in)
-    assert sync.run(full=True).errors == []
+    sync = _flagging_sync(pki, slapd_server, org)
     leaving, other, starter = org.users
     ids = users_by_name(pki.engine)
     pending, done = _workflow(pki.engine, ids[starter].id, [(ids[leaving].id, "pending"), (ids[leaving].id, "done")])
