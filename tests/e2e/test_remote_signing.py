@@ -229,16 +229,6 @@ def _waiting_xml(a: SiegelInstance, smtp: SmtpServer) -> tuple[str, str, str]:
     return cid, started.json()["operation"], _otp(smtp, 0)
 
 
-def _count(inst: SiegelInstance, sql: str) -> int:
-    """A count from the instance's SQLite database."""
-    engine = create_engine(f"sqlite:///{inst.data_dir / 'siegel.db'}")
-    try:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql(sql).scalar_one())
-    finally:
-        engine.dispose()
-
-
 def test_cancel_and_expiry_leave_nothing_signed(pair: tuple[SiegelInstance, SiegelInstance],
                                                 smtp_server: SmtpServer) -> None:
     a, b = pair
@@ -254,7 +244,7 @@ def test_cancel_and_expiry_leave_nothing_signed(pair: tuple[SiegelInstance, Sieg
     assert unknown.status_code == 404 and "nope" in unknown.json()["detail"], unknown.text
     not_admin = requests.get(f"{a.url}/api/v1/remote-signing/accounts", auth=a.auth, timeout=60)
     assert not_admin.status_code == 403, not_admin.text
-    assert _count(b, "SELECT count(*) FROM audit_log WHERE action = 'csc.sign'") == 0
+    assert b.count("SELECT count(*) FROM audit_log WHERE action = 'csc.sign'") == 0
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 0
 
 
@@ -282,8 +272,8 @@ def test_an_operation_outlives_a_restart_and_two_workers_authorising_at_once_sig
     assert MARKER.encode() in done.content and b"SignatureValue" in done.content
     assert _verified(a, done.content)["indication"] == "TOTAL-PASSED"
     assert _overview(a)["credentials"][0]["signaturesBySiegel"] == 1
-    assert _count(a, "SELECT count(*) FROM remote_operations") == 0  # signed: the operation and document are gone
-    assert _count(b, "SELECT count(*) FROM audit_log WHERE action IN ('csc.authorize', 'csc.sign')") == 2
+    assert a.count("SELECT count(*) FROM remote_operations") == 0  # signed: the operation and document are gone
+    assert b.count("SELECT count(*) FROM audit_log WHERE action IN ('csc.authorize', 'csc.sign')") == 2
 
 
 def test_a_dead_workers_operation_is_authorised_again_after_its_lease_and_its_document_is_sealed_meanwhile(
@@ -314,7 +304,7 @@ def test_a_dead_workers_operation_is_authorised_again_after_its_lease_and_its_do
         assert MARKER.encode() in done.content and _verified(a, done.content)["indication"] == "TOTAL-PASSED"
     finally:
         engine.dispose()
-    assert _count(a, "SELECT count(*) FROM remote_operations") == 0
+    assert a.count("SELECT count(*) FROM remote_operations") == 0
 
 
 def test_the_client_authorises_by_oauth2_client_credentials_and_by_a_code_with_pkce(
