@@ -122,7 +122,8 @@ def fuzz_context(softhsm: SoftHsmToken, hsm: Pkcs11Hsm, workdir: Path) -> Iterat
     settings = pki_settings(workdir / "var", f"sqlite:///{workdir}/siegel.db", public_base_url=f"http://127.0.0.1:{port}")
     for made in _pki_on_token(settings, softhsm, hsm):
         context = FuzzContext(made, workdir)
-        server = ThreadingHTTPServer(("127.0.0.1", port), _endpoints(made, context.ocsp, context.tsa))
+        handler = _endpoints(made, context.ocsp, context.tsa, threading.Event(), [])  # OCSP always up
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         threading.Thread(target=server.serve_forever, name="fuzz-pki", daemon=True).start()
         try:
             yield context
