@@ -38,7 +38,7 @@ Stamp = Callable[[bytes, str], tuple[bytes, datetime]]
 ITEMS, TREES, STAMPS, LEAVES = (ItemRow.__table__, ArchiveTree.__table__, ArchiveTimestampRow.__table__,
                                 ArchiveLeaf.__table__)
 _RACE_RETRIES = 5
-_RENEW_BATCH = 500
+_RENEW_BATCH = 50  # a commit costs little next to 50 TSA requests; a crash redoes at most this many
 _RENEW_COMMIT_SECONDS = 1.0
 
 
