@@ -1,7 +1,9 @@
-"""``siegel serve``: one process, or a supervisor with N workers sharing the port (SO_REUSEPORT)."""
+"""``siegel serve``: one process, or a supervisor with N workers sharing its listening socket
+(:mod:`server.balance` spreads the connections)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -20,6 +22,7 @@ from server.config import Settings
 from server.errors import Code, ConfigError, SiegelError
 
 if TYPE_CHECKING:
+    from server.balance import ConnectionTable
     from server.tls import TlsFiles
 
 log = logging.getLogger("siegel.serve")
@@ -27,17 +30,24 @@ T = TypeVar("T")
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # mallopt parameters (glibc malloc.h)
 MMAP_THRESHOLD = 4 << 20  # fixed (glibc otherwise raises it after each freed big block): blocks above are mapped
 WORKER_MALLOC_ARENAS = 2  # measured: -5 MB of a worker's RSS after signing load, no change in throughput
+LISTEN_BACKLOG = 1024
 MALLOC_TRIM_SECONDS = 5.0  # measured: a worker 155-168 MB after batch signing load, 147-150 MB with the trim
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking socket that other processes may bind to as well."""
+    """The server's non-blocking socket, bound once (the workers inherit it) and listening from the first
+    ready worker's :func:`run_worker` on (a client connecting before is refused, not left waiting); a port
+    another process listens on is refused."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SiegelError(Code.CONFIG, f"another server is listening on {host}:{port} (setting server.port)") from None
+        raise SiegelError(Code.CONFIG, f"cannot listen on {host}:{port}: {exc.strerror} (setting server.port)") from None
     sock.setblocking(False)
     return sock
 
@@ -100,8 +110,10 @@ def trim_malloc() -> None:
         libc.malloc_trim(0)
 
 
-def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
-    """Run the Twisted server (HTTPS with ``tls``) on the asyncio reactor until SIGTERM/SIGINT, then drain."""
+def run_worker(settings: Settings, sock: socket.socket, tls: TlsFiles | None = None,
+               share: tuple[ConnectionTable, int] | None = None) -> None:
+    """Run the Twisted server (HTTPS with ``tls``) on the asyncio reactor, listening on ``sock``, until
+    SIGTERM/SIGINT, then drain. ``share``: the workers' connection table and this worker's slot in it."""
     limit_malloc_arenas(WORKER_MALLOC_ARENAS)
     from twisted.internet import asyncioreactor
 
@@ -126,9 +138,14 @@ def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
         from server.tls import server_context
 
         factory = TLSMemoryBIOFactory(server_context(tls), False, site)
-    sock = listen_socket(settings.server.host, settings.server.port)
-    port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)  # type: ignore[attr-defined]
-    sock.close()
+    sock.listen(LISTEN_BACKLOG)  # the same socket in every worker: the first ready one opens it, the rest change nothing
+    if share is None:
+        port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)  # type: ignore[attr-defined]
+    else:
+        from server.balance import BalancedPort
+
+        port = BalancedPort.adopt(reactor, sock, factory, *share)
+    sock.close()  # the port listens on a duplicate; the supervisor keeps its own for the next worker
     reactor.suggestThreadPoolSize(settings.server.thread_pool_size)  # type: ignore[attr-defined]
     trim = task.LoopingCall(lambda: threads.deferToThread(trim_malloc))
 
@@ -155,16 +172,6 @@ def run_worker(settings: Settings, tls: TlsFiles | None = None) -> None:
     log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
 
-def _refuse_taken_port(host: str, port: int) -> None:
-    """SO_REUSEPORT would let a second server share a port silently: refuse when one answers there."""
-    try:
-        socket.create_connection((host, port), timeout=0.5).close()
-    except OSError:
-        listen_socket(host, port).close()  # fails clearly when the port cannot be bound at all
-        return
-    raise SiegelError(Code.CONFIG, f"another server is listening on {host}:{port} (setting server.port)")
-
-
 def metrics_dir(settings: Settings) -> None:
     """A fresh directory for the workers' shared Prometheus values; before anything imports
     prometheus_client (it chooses where values live when a metric is created)."""
@@ -182,12 +189,12 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     server = settings.server
     settings = replace(settings, server=replace(
         server, host=host or server.host, port=port or server.port, workers=workers or server.workers))
-    _refuse_taken_port(settings.server.host, settings.server.port)
     files = in_child(_tls_files, settings, tls_cert, tls_key) if tls or tls_cert is not None else None
+    sock = listen_socket(settings.server.host, settings.server.port)
     if settings.server.workers == 1:
-        run_worker(settings, files)
+        run_worker(settings, sock, files)
         return
-    _supervise(settings, files)
+    _supervise(settings, sock, files)
 
 
 def _tls_files(settings: Settings, cert: Path | None, key: Path | None) -> TlsFiles:
@@ -205,9 +212,13 @@ def _tls_files(settings: Settings, cert: Path | None, key: Path | None) -> TlsFi
         services.close()
 
 
-def _supervise(settings: Settings, tls: TlsFiles | None) -> None:
-    """Fork the workers, restart one that dies, pass SIGTERM/SIGINT on and wait for all."""
+def _supervise(settings: Settings, sock: socket.socket, tls: TlsFiles | None) -> None:
+    """Fork the workers, restart one that dies, pass SIGTERM/SIGINT on and wait for all. The listening
+    socket stays open here: connections queued while a worker restarts wait for it or the others."""
+    from server.balance import ConnectionTable
+
     children: dict[int, int] = {}
+    table = ConnectionTable(settings.server.workers)
     stopping = False
 
     def spawn(slot: int) -> None:
@@ -216,7 +227,7 @@ def _supervise(settings: Settings, tls: TlsFiles | None) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                run_worker(settings, tls)
+                run_worker(settings, sock, tls, (table, slot))
             finally:
                 os._exit(0)
         children[pid] = slot
@@ -246,6 +257,8 @@ def _supervise(settings: Settings, tls: TlsFiles | None) -> None:
             continue
         slot = children.pop(pid, None)
         multiprocess.mark_process_dead(pid)
+        if slot is not None:
+            table.absent(slot)
         if slot is not None and not stopping:
             log.error("worker died; restarting", extra={"fields": {"pid": pid, "status": status}})
             time.sleep(1)

@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -152,9 +153,18 @@ def test_workers_share_the_port(siegel_instance: SiegelInstance) -> None:
     pids = set()
     deadline = time.monotonic() + 30  # the second worker may still be importing when the first answers
     while len(pids) < 2 and time.monotonic() < deadline:
-        with requests.Session() as fresh:  # a new connection each time, so SO_REUSEPORT spreads them
+        with requests.Session() as fresh:  # a new connection each time
             pids.add(fresh.get(siegel_instance.url + "/health", timeout=10).json()["pid"])
     assert len(pids) == 2
+    # Keep-alive connections (a client's pool) spread evenly: a worker leaves the next one to a less loaded
+    # worker (server.balance). By chance alone, 24 connections split within 13:11 less than half the time.
+    pool = [requests.Session() for _ in range(24)]
+    try:
+        served = Counter(session.get(siegel_instance.url + "/health", timeout=10).json()["pid"] for session in pool)
+    finally:
+        for session in pool:
+            session.close()
+    assert set(served) == pids and max(served.values()) - min(served.values()) <= 2, served
     assert siegel_instance.stop() == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
