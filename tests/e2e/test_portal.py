@@ -144,6 +144,9 @@ def signed_rest(inst: SiegelInstance, pdf: bytes) -> bytes:
     return r.content
 
 
+A4_HEIGHT = 842.0  # points
+
+
 def rendered(pdf: Path, page_no: int, out: Path) -> Any:
     """Page ``page_no`` of ``pdf`` rendered by pdftoppm at 72 dpi (one pixel per point), as an RGB image."""
     from PIL import Image
@@ -158,6 +161,25 @@ def ink(image: Any, box: tuple[int, int, int, int]) -> float:
     region = image.crop(box)
     pixels = list(region.getdata())
     return sum(1 for p in pixels if min(p) < 200) / max(len(pixels), 1)
+
+
+def stamped_in_box(signed: Path, original: Path, page_no: int, box: tuple[float, float, float, float],
+                   work: Path) -> tuple[Any, Any, tuple[int, int, int, int]]:
+    """Check that the one signature field of ``signed`` has the rectangle ``box`` (x, y, width, height in points
+    from the bottom left, on an A4 page) and that its stamp put ink there, where ``original`` had none; the
+    page rendered after and before, and the box in pixels (left, top, right, bottom)."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    x, y, w, h = box
+    with signed.open("rb") as f:
+        (embedded,) = PdfFileReader(f).embedded_signatures
+        rect = [float(v) for v in embedded.sig_field["/Rect"]]
+    assert [round(v) for v in rect] == [round(x), round(y), round(x + w), round(y + h)], rect
+    pixels = (round(x), round(A4_HEIGHT - y - h), round(x + w), round(A4_HEIGHT - y))  # 72 dpi: a pixel a point
+    after, before = rendered(signed, page_no, work / "after"), rendered(original, page_no, work / "before")
+    assert ink(before, pixels) == 0.0
+    assert ink(after, pixels) > 0.02, ink(after, pixels)
+    return after, before, pixels
 
 
 # --- tests ---------------------------------------------------------------------------------------------------
@@ -287,16 +309,7 @@ def test_sign_own_pdf_by_dragging_the_box_onto_a_page(portal: SiegelInstance, ns
     assert "Signature is Valid." in done and "Certificate is Trusted." in done, done
 
     # The stamp is where the box was: ink inside the box on page 2, none there before; page 1 unchanged.
-    from pyhanko.pdf_utils.reader import PdfFileReader
-
-    with signed.open("rb") as f:
-        (embedded,) = PdfFileReader(f).embedded_signatures
-        rect = [float(v) for v in embedded.sig_field["/Rect"]]
-    assert [round(v) for v in rect] == [round(x), round(y), round(x + w), round(y + h)], rect
-    pixels = (round(x), round(842 - y - h), round(x + w), round(842 - y))  # 72 dpi: one pixel per point
-    after, before = rendered(signed, 2, tmp_path / "after"), rendered(original, 2, tmp_path / "before")
-    assert ink(before, pixels) == 0.0
-    assert ink(after, pixels) > 0.02, ink(after, pixels)
+    after, before, pixels = stamped_in_box(signed, original, 2, (x, y, w, h), tmp_path)
     outside = (pixels[0], pixels[3] + 20, pixels[2], pixels[3] + 80)  # just below the box
     assert ink(after, outside) == ink(before, outside) == 0.0
     assert list(rendered(signed, 1, tmp_path / "p1a").getdata()) == list(

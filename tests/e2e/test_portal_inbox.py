@@ -15,7 +15,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.e2e.test_portal import check_page, ink, login, mail, mailed_code, nss, rendered  # noqa: F401 - fixtures
+from tests.e2e.test_portal import (A4_HEIGHT, check_page, login, mail, mailed_code, nss, rendered,  # noqa: F401 - fixtures
+                                   stamped_in_box)
 from tests.fixtures.browser import Shots, new_page
 from tests.fixtures.pdf import EmptyField, make_pdf, pdfsig
 from tests.fixtures.server import SiegelInstance, make_instance
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.e2e
 SIGNER = ("sam", "sam-signer-password")
 OTHER = ("eve", "eve-signer-password")
 CHEF = ("chef", "chef-template-password")
-A4_HEIGHT = 842.0
 WAIT = 60000  # ms: a loaded machine renders slowly, but every wait is for an element or state
 
 
@@ -205,16 +205,8 @@ def test_step_without_a_field_is_signed_where_the_signer_drags_the_box(
 
     # The stamp is where the box was dropped: page 2 changed inside the box only, pages 1 and 3 not at all.
     from PIL import ImageChops
-    from pyhanko.pdf_utils.reader import PdfFileReader
 
-    with signed.open("rb") as f:
-        (embedded,) = PdfFileReader(f).embedded_signatures
-        rect = [float(v) for v in embedded.sig_field["/Rect"]]
-    assert [round(v) for v in rect] == [round(x), round(y), round(x + w), round(y + h)], rect
-    pixels = (round(x), round(A4_HEIGHT - y - h), round(x + w), round(A4_HEIGHT - y))  # 72 dpi: a pixel a point
-    after, before = rendered(signed, 2, tmp_path / "after"), rendered(original, 2, tmp_path / "before")
-    assert ink(before, pixels) == 0.0
-    assert ink(after, pixels) > 0.02, ink(after, pixels)
+    after, before, pixels = stamped_in_box(signed, original, 2, (x, y, w, h), tmp_path)
     changed = ImageChops.difference(after, before).getbbox()
     assert changed is not None and changed[0] >= pixels[0] - 1 and changed[1] >= pixels[1] - 1 and (
         changed[2] <= pixels[2] + 1 and changed[3] <= pixels[3] + 1), (changed, pixels)
