@@ -113,7 +113,9 @@ def session_cookie(page: Any) -> dict[str, Any]:
 
 
 def drop_file(page: Any, path: Path, mime: str) -> None:
-    """Drop ``path`` on the page's drop zone as a browser's drag and drop does: a DataTransfer holding the file."""
+    """Drop ``path`` on the page's drop zone as a browser's drag and drop does: a DataTransfer holding the file.
+    Only once the page's module scripts ran (before DOMContentLoaded): before, nothing listens for the drop."""
+    page.wait_for_load_state("domcontentloaded")
     page.locator(".drop").evaluate("""(zone, [name, mime, b64]) => {
         const data = new DataTransfer();
         data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: mime }));
