@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_
 
 from server.archive import hashtree, xmlers
 from server.archive.hashtree import HashTree
-from server.archive.rows import fetch_rows
+from server.db.rows import fetch_rows
 from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf
 from server.archive.store import DocumentStore
 from server.audit import AuditLog

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from server.archive import ers, evidence_verify, xmlers
-from server.archive import rows as rows_db
+from server.db import rows as rows_db
 from server.archive.evidence_verify import EvidenceReport
 from server.archive.jobs import (ITEMS, ArchiveTrees, HashTreeRenewal, SignatureHorizons, parse_horizons,
                                  pending_condition)
@@ -173,7 +173,7 @@ class ArchiveService:
     def submit_hashes(self, principal: Principal, digests: Sequence[Mapping[str, bytes]],
                       name: str = "document", mime_type: str = "application/octet-stream") -> list[str]:
         """The bulk path: one archive object per entry, each one hash-only item, all in one transaction with one
-        audit entry; the AOIDs in order. The rows go in at driver speed (:mod:`server.archive.rows`), and the
+        audit entry; the AOIDs in order. The rows go in at driver speed (:mod:`server.db.rows`), and the
         AOIDs share a random prefix with an ascending suffix, so that their index grows at one place."""
         require(principal, Action.ARCHIVE_SUBMIT)
         sizes = {a: _SIZES[a] for a in self.algorithms}

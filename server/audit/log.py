@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, and_, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.models import AuditEntry, AuditHead
+from server.db.rows import insert_rows
 
 GENESIS = "0" * 64
 _BATCH = 1000
@@ -56,7 +57,7 @@ _CLAIM = (update(_HEAD).where(_HEAD.c.id == 1)
           .returning(_HEAD.c.seq, _HEAD.c.hash))
 """Reserve the next sequence numbers; if the head is still the one seen, ``last_hash`` becomes its hash."""
 _SET_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("last_hash", type_=_HASH))
-_INSERT = insert(_ENTRY)
+_COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")
 
 
 def _chain(seq: int, prev: str, entries: list[tuple[str, str, str, dict[str, Any]]],
@@ -122,7 +123,8 @@ class AuditLog:
         if (head.seq, head.hash) != (rows[-1]["seq"], rows[-1]["hash"]):  # another wrote since: chain onto its head
             rows = _chain(head.seq - len(entries), head.hash, entries, texts)
             session.execute(_SET_HASH, {"last_hash": rows[-1]["hash"]})
-        session.execute(_INSERT, rows)
+        conn = session if isinstance(session, Connection) else session.connection()
+        insert_rows(conn, _ENTRY, _COLUMNS, [tuple(row[c] for c in _COLUMNS) for row in rows])  # one per signature
         with self._lock:
             self._head = (head.seq, rows[-1]["hash"])
         return [row["seq"] for row in rows]
