@@ -7,7 +7,7 @@ what a worker's reactor does when the shared socket becomes readable.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from twisted.internet.protocol import Factory, Protocol
@@ -46,75 +46,68 @@ def listening() -> Iterator[socket.socket]:
     sock.close()
 
 
-def _connect(sock: socket.socket, clients: list[socket.socket]) -> None:
-    clients.append(socket.create_connection(sock.getsockname()[:2], timeout=5))
-
-
-def test_a_worker_with_more_connections_leaves_the_next_one_to_the_other(listening: socket.socket) -> None:
-    table = ConnectionTable(2)
+@pytest.fixture
+def connect(listening: socket.socket) -> Iterator[Callable[[], None]]:
+    """A client connecting to the shared socket (the handshake is the kernel's: it waits to be accepted)."""
     clients: list[socket.socket] = []
+    yield lambda: clients.append(socket.create_connection(listening.getsockname()[:2], timeout=5))
+    for client in clients:
+        client.close()
+
+
+def test_a_worker_with_more_connections_leaves_the_next_one_to_the_other(
+        listening: socket.socket, connect: Callable[[], None]) -> None:
+    table = ConnectionTable(2)
     a = _Worker(listening, table, 0)
-    try:
-        _connect(listening, clients)
-        a.wake()  # the other slot has no worker yet: it is never waited for
-        assert len(a.protocols) == 1
-        b = _Worker(listening, table, 1)
-        _connect(listening, clients)
-        a.wake()  # a holds one, b none: a holds back
-        assert len(a.protocols) == 1 and a.port not in a.reactor.getReaders()
-        b.wake()
-        assert len(b.protocols) == 1
-        a.reactor.advance(HOLD_SECONDS)  # a's hold ends (a connection still waiting then would be a's)
-        a.reactor.advance(2 * HOLD_SECONDS)
-        _connect(listening, clients)
-        a.wake()  # one each: whoever wakes first takes it
-        assert len(a.protocols) == 2
-        _connect(listening, clients)
-        a.wake()
-        b.wake()
-        _connect(listening, clients)
-        b.wake()  # two each again: b takes this one too
-        assert (len(a.protocols), len(b.protocols)) == (2, 3)
-    finally:
-        for client in clients:
-            client.close()
+    connect()
+    a.wake()  # the other slot has no worker yet: it is never waited for
+    assert len(a.protocols) == 1
+    b = _Worker(listening, table, 1)
+    connect()
+    a.wake()  # a holds one, b none: a holds back
+    assert len(a.protocols) == 1 and a.port not in a.reactor.getReaders()
+    b.wake()
+    assert len(b.protocols) == 1
+    a.reactor.advance(HOLD_SECONDS)  # a's hold ends (a connection still waiting then would be a's)
+    a.reactor.advance(2 * HOLD_SECONDS)
+    connect()
+    a.wake()  # one each: whoever wakes first takes it
+    assert len(a.protocols) == 2
+    connect()
+    a.wake()
+    b.wake()
+    connect()
+    b.wake()  # two each again: b takes this one too
+    assert (len(a.protocols), len(b.protocols)) == (2, 3)
 
 
-def test_a_held_back_worker_takes_the_connection_nobody_took(listening: socket.socket) -> None:
+def test_a_held_back_worker_takes_the_connection_nobody_took(
+        listening: socket.socket, connect: Callable[[], None]) -> None:
     table = ConnectionTable(2)
-    clients: list[socket.socket] = []
     a, b = _Worker(listening, table, 0), _Worker(listening, table, 1)
-    try:
-        _connect(listening, clients)
-        a.wake()
-        _connect(listening, clients)
-        a.wake()  # held back for b, which is busy and never wakes
-        assert len(a.protocols) == 1
-        a.reactor.advance(HOLD_SECONDS)
-        a.wake()
-        assert (len(a.protocols), len(b.protocols)) == (2, 0)
-    finally:
-        for client in clients:
-            client.close()
+    connect()
+    a.wake()
+    connect()
+    a.wake()  # held back for b, which is busy and never wakes
+    assert len(a.protocols) == 1
+    a.reactor.advance(HOLD_SECONDS)
+    a.wake()
+    assert (len(a.protocols), len(b.protocols)) == (2, 0)
 
 
-def test_closed_connections_and_dead_workers_leave_the_count(listening: socket.socket) -> None:
+def test_closed_connections_and_dead_workers_leave_the_count(
+        listening: socket.socket, connect: Callable[[], None]) -> None:
     table = ConnectionTable(2)
-    clients: list[socket.socket] = []
     a, b = _Worker(listening, table, 0), _Worker(listening, table, 1)
-    try:
-        _connect(listening, clients)
-        a.wake()
-        assert not table.least_loaded(0) and table.least_loaded(1)
-        a.protocols[0].transport.connectionLost(Failure(ConnectionError("closed")))
-        assert table.least_loaded(0) and table.least_loaded(1)
-        _connect(listening, clients)
-        b.wake()
-        table.absent(1)  # the supervisor saw b's worker die
-        assert table.least_loaded(0)
-    finally:
-        for client in clients:
-            client.close()
+    connect()
+    a.wake()
+    assert not table.least_loaded(0) and table.least_loaded(1)
+    a.protocols[0].transport.connectionLost(Failure(ConnectionError("closed")))
+    assert table.least_loaded(0) and table.least_loaded(1)
+    connect()
+    b.wake()
+    table.absent(1)  # the supervisor saw b's worker die
+    assert table.least_loaded(0)
 
 
 def test_a_taken_port_is_refused_clearly(listening: socket.socket) -> None:
