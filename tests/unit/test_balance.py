@@ -1,7 +1,9 @@
 """``server.balance``: workers sharing one listening socket take connections by their open-connection count.
 
-Real sockets on loopback, Twisted's memory reactor and clock in place of the event loop: each ``doRead`` is
-what a worker's reactor does when the shared socket becomes readable.
+Real sockets on loopback, Twisted's clock and a set of readers in place of the event loop: each ``doRead`` is
+what a worker's reactor does when the shared socket becomes readable. (Not twisted.internet.testing's memory
+reactor: importing that module declares zope interfaces on collections.abc, after which xmlschema cannot load
+a schema in the same process, AttributeError ``__provides__``.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from server.balance import HOLD_SECONDS, BalancedPort, ConnectionTable
@@ -19,9 +21,32 @@ from server.errors import Code, SiegelError
 from server.serve import listen_socket
 
 
+class _Reactor(Clock):
+    """What a port and its connections ask of the reactor: readers, writers, timed calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readers: set[object] = set()
+
+    def addReader(self, reader: object) -> None:
+        self.readers.add(reader)
+
+    def removeReader(self, reader: object) -> None:
+        self.readers.discard(reader)
+
+    def addWriter(self, writer: object) -> None:
+        return None
+
+    def removeWriter(self, writer: object) -> None:
+        return None
+
+    def getReaders(self) -> list[object]:
+        return list(self.readers)
+
+
 class _Worker:
     def __init__(self, sock: socket.socket, table: ConnectionTable, slot: int) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = _Reactor()
         self.protocols: list[Protocol] = []
         factory = Factory.forProtocol(Protocol)
         factory.buildProtocol = self._build  # type: ignore[method-assign]
