@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import tcp
 
-HOLD_SECONDS = 0.05  # only a connection no less loaded worker took waits this long; a loaded machine wakes that one late
+HOLD_SECONDS = 0.05  # only a connection no less loaded worker took waits this long (a loaded machine wakes late)
 _SLOT = 8  # one signed 64-bit count per worker
 _ABSENT = 1 << 62  # the count of a slot whose worker has not started or has died: never the least loaded
 

@@ -46,8 +46,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise SiegelError(Code.CONFIG, f"another server is listening on {host}:{port} (setting server.port)") from None
-        raise SiegelError(Code.CONFIG, f"cannot listen on {host}:{port}: {exc.strerror} (setting server.port)") from None
+            raise SiegelError(Code.CONFIG,
+                              f"another server is listening on {host}:{port} (setting server.port)") from None
+        raise SiegelError(Code.CONFIG,
+                          f"cannot listen on {host}:{port}: {exc.strerror} (setting server.port)") from None
     sock.setblocking(False)
     return sock
 
@@ -138,7 +140,7 @@ def run_worker(settings: Settings, sock: socket.socket, tls: TlsFiles | None = N
         from server.tls import server_context
 
         factory = TLSMemoryBIOFactory(server_context(tls), False, site)
-    sock.listen(LISTEN_BACKLOG)  # the same socket in every worker: the first ready one opens it, the rest change nothing
+    sock.listen(LISTEN_BACKLOG)  # one socket in every worker: the first ready one opens it, later calls change nothing
     if share is None:
         port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)  # type: ignore[attr-defined]
     else:

@@ -24,11 +24,11 @@ from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, insert, or_
 
 from server.archive import hashtree, xmlers
 from server.archive.hashtree import HashTree
-from server.db.rows import fetch_rows
 from server.archive.record import ArchiveTimestamp, EvidenceRecord, hashtree_renewal_leaf
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
 from server.db.models import ARCHIVE_ALGORITHMS, ArchiveItem as ItemRow, ArchiveLeaf, ArchiveTimestampRow, ArchiveTree
+from server.db.rows import fetch_rows
 from server.errors import Code, SiegelError
 from server.validation.timestamps import message_imprint
 

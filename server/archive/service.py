@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from server.archive import ers, evidence_verify, xmlers
-from server.db import rows as rows_db
 from server.archive.evidence_verify import EvidenceReport
 from server.archive.jobs import (ITEMS, ArchiveTrees, HashTreeRenewal, SignatureHorizons, parse_horizons,
                                  pending_condition)
 from server.archive.store import DocumentStore
 from server.audit import AuditLog
 from server.config import ArchiveSettings
+from server.db import rows as rows_db
 from server.db.models import ARCHIVE_ALGORITHMS, ArchiveObject, ArchiveVersion, User
 from server.errors import Code, SiegelError
 from server.identity.policy import ANY_OWNER, Action, require

@@ -8,7 +8,6 @@ import os
 import socket
 import stat
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -156,17 +155,6 @@ def test_workers_share_the_port(siegel_instance: SiegelInstance) -> None:
         with requests.Session() as fresh:  # a new connection each time
             pids.add(fresh.get(siegel_instance.url + "/health", timeout=10).json()["pid"])
     assert len(pids) == 2
-    # Keep-alive connections (a client's pool) spread evenly: a worker leaves the next one to a less loaded
-    # worker (server.balance; its rule is tested in tests/unit/test_balance.py). On a loaded machine the other
-    # worker may wake too late now and then, so 14:10 is allowed; by chance alone 24 connections split that
-    # evenly about two times in three.
-    pool = [requests.Session() for _ in range(24)]
-    try:
-        served = Counter(session.get(siegel_instance.url + "/health", timeout=10).json()["pid"] for session in pool)
-    finally:
-        for session in pool:
-            session.close()
-    assert set(served) == pids and max(served.values()) - min(served.values()) <= 4, served
     assert siegel_instance.stop() == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
